@@ -126,11 +126,11 @@ class Broker:
     @property
     def backlog(self) -> int:
         """Unconsumed messages (waiting or delayed): what messageChanBuffer bounds."""
-        return self.store.count(Status.WAITING) + self.store.count(Status.DELAYED)
+        return self.store.unconsumed()
 
     @property
     def full(self) -> bool:
-        return self.backlog >= self.backlog_limit
+        return self.store.unconsumed() >= self.backlog_limit
 
     def publish(self, topic_name: str, data: str, delay: int = 0) -> Message:
         now = self.clock()
