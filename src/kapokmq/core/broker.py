@@ -67,6 +67,10 @@ class Broker:
         self.clean_after: int | None = mq.cleanTime if mq.isClean else None
         self.check_every = float(mq.checkSpeed)
         self._next_expiry = clock() + self.check_every
+        # optional rate limit of the original: pushCount pushes per pushMessagesSpeed seconds
+        self.throttle = (mq.pushCount, float(mq.pushMessagesSpeed)) if mq.pushThrottle else None
+        self._budget = mq.pushCount
+        self._budget_reset = clock()
 
     # ------------------------------------------------------------------ topics & sessions
     def topic(self, name: str) -> Topic:
@@ -267,15 +271,36 @@ class Broker:
 
     def dispatch(self) -> int:
         """Push everything that can be pushed now; returns the number of pushes."""
+        if self.throttle is not None:
+            return self._dispatch_throttled(self.throttle)
         pushed = 0
         while self._dirty:
             topic = self._dirty.pop()
             pushed += dispatch(topic, self._on_push)
         return pushed
 
+    def _dispatch_throttled(self, throttle: tuple[int, float]) -> int:
+        count, period = throttle
+        now = self.clock()
+        if now >= self._budget_reset:
+            self._budget = count
+            self._budget_reset = now + period
+        pushed = 0
+        while self._dirty and self._budget > 0:
+            topic = self._dirty.pop()
+            n = dispatch(topic, self._on_push, self._budget)
+            self._budget -= n
+            pushed += n
+            if self._budget == 0:
+                self._dirty.add(topic)  # may have more; retried when the budget resets
+        return pushed
+
     # ------------------------------------------------------------------ time
     def next_deadline(self) -> float | None:
         deadline = self.scheduler.next_deadline()
+        if self.throttle is not None and self._dirty and self._budget <= 0:
+            if deadline is None or self._budget_reset < deadline:
+                deadline = self._budget_reset
         if self.clean_after is not None and (deadline is None or self._next_expiry < deadline):
             deadline = self._next_expiry
         return deadline
