@@ -20,8 +20,10 @@ _DATA = (WSMsgType.TEXT, WSMsgType.BINARY)
 
 
 def open_websocket(request: web.Request, runtime: BrokerRuntime) -> web.WebSocketResponse:
+    # aiohttp refuses a message whose size is >= max_msg_size; B3 closes only frames
+    # *above* mq.maxMessageBytes, so a frame of exactly that size must pass.
     return web.WebSocketResponse(
-        max_msg_size=runtime.config.mq.maxMessageBytes, compress=False, autoping=True
+        max_msg_size=runtime.config.mq.maxMessageBytes + 1, compress=False, autoping=True
     )
 
 
