@@ -184,11 +184,14 @@ async def test_frame_at_limit_accepted_above_limit_closes_1009(mb):
     async with aiohttp.ClientSession() as session:
         before = await count_all(session, mb)
         ws = await producer(session, mb, topic)
-        fits = orjson.dumps({"MessageData": "x" * (MAX_BYTES - 40)}).decode()
-        assert len(fits) <= MAX_BYTES
+        overhead = len(orjson.dumps({"MessageData": ""}))
+        fits = orjson.dumps({"MessageData": "x" * (MAX_BYTES - overhead)}).decode()
+        assert len(fits) == MAX_BYTES  # exactly at the limit is not above it
         await ws.send_str(fits)
         assert await _reply(ws) == "ok"
-        await ws.send_str(orjson.dumps({"MessageData": "y" * (MAX_BYTES + 10)}).decode())
+        above = orjson.dumps({"MessageData": "y" * (MAX_BYTES + 1 - overhead)}).decode()
+        assert len(above) == MAX_BYTES + 1
+        await ws.send_str(above)
         closing = await ws.receive(timeout=5)
         assert closing.type is aiohttp.WSMsgType.CLOSE, closing
         assert ws.close_code == 1009
