@@ -159,3 +159,10 @@ async def wait_for(predicate: Any, timeout: float = 5.0, interval: float = 0.02)
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+def abort(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Drop the TCP connection without a close frame (a crashed or unplugged client)."""
+    conn = ws._response.connection
+    assert conn is not None and conn.transport is not None
+    conn.transport.abort()
