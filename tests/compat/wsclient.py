@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import Any
 
 import aiohttp
@@ -166,3 +167,8 @@ def abort(ws: aiohttp.ClientWebSocketResponse) -> None:
     conn = ws._response.connection
     assert conn is not None and conn.transport is not None
     conn.transport.abort()
+
+
+def local_time(t: float) -> str:
+    """A GetMessageList time bound: Go's `2006-01-02 15:04:05` layout, local time."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
