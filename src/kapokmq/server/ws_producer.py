@@ -57,6 +57,8 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
             except FrameError as exc:
                 reply = text_frame(f"error: {exc}".encode())
             else:
+                if broker.full:  # B4: hold this frame's reply until there is room
+                    await runtime.wait_for_room()
                 publish(topic, data, delay)
                 reply = OK_FRAME
                 if runtime.durable_barrier is not None:
@@ -64,8 +66,6 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
             if transport is None or transport.is_closing():
                 break
             transport.write(reply)
-            if broker.full:
-                await runtime.wait_for_room()
     finally:
         broker.detach_producer(session)
         log.info("%s disconnected", peer)
