@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Iterator
 
@@ -49,7 +48,7 @@ async def drain(session: aiohttp.ClientSession, broker: BrokerProcess, topic: st
     while await backlog(session, broker):
         try:
             push = await recv_push(c, timeout=0.5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             continue
         await c.send_str(push["MessageCode"])
     await c.close()

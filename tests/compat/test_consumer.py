@@ -23,7 +23,7 @@ from tests.compat.wsclient import (
     publish,
     recv_many,
     recv_push,
-    wait_for,
+    wait_status,
 )
 from tests.harness import BrokerProcess
 
@@ -131,10 +131,7 @@ async def test_ack_sets_status_1_and_consumed_time_without_reply(mb):
         acked_at = time.time()
         await c.send_str(code)
 
-        async def consumed() -> bool:
-            return (await get_message(session, mb, code))["Status"] == 1
-
-        await wait_for(consumed)
+        await wait_status(session, mb, code, 1)
         stored = await get_message(session, mb, code)
         assert int(acked_at) - 1 <= stored["ConsumedTime"] <= int(time.time()) + 1
         assert type(stored["ConsumedTime"]) is int
@@ -157,10 +154,7 @@ async def test_unknown_and_empty_acks_are_ignored_connection_stays_open(mb):
         assert (await recv_push(c))["MessageCode"] == code
         await c.send_str(code)
 
-        async def consumed() -> bool:
-            return (await get_message(session, mb, code))["Status"] == 1
-
-        await wait_for(consumed)
+        await wait_status(session, mb, code, 1)
         await c.close()
 
 
@@ -237,10 +231,7 @@ async def test_acked_messages_are_not_redistributed(mb):
         await recv_many(a, 2)
         await a.send_str(acked)
 
-        async def consumed() -> bool:
-            return (await get_message(session, mb, acked))["Status"] == 1
-
-        await wait_for(consumed)
+        await wait_status(session, mb, acked, 1)
         b = await consumer(session, mb, topic, "b")
         await a.close()
         assert (await recv_push(b, timeout=2))["MessageCode"] == kept

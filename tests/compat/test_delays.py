@@ -20,7 +20,7 @@ from tests.compat.wsclient import (
     local_time,
     producer,
     recv_push,
-    wait_for,
+    wait_status,
 )
 from tests.harness import BrokerProcess
 
@@ -63,10 +63,7 @@ async def test_delayed_message_waits_for_a_consumer_then_goes_at_once(mb):
     async with aiohttp.ClientSession() as session:
         code = await http_send(session, mb, topic, "nobody home", delay=1)
 
-        async def due() -> bool:
-            return (await get_message(session, mb, code))["Status"] == -1
-
-        await wait_for(due, timeout=3)
+        await wait_status(session, mb, code, -1, timeout=3)
         c = await consumer(session, mb, topic)
         assert (await recv_push(c, timeout=1))["MessageCode"] == code
         await c.close()

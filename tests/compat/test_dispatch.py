@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -15,12 +16,12 @@ from tests.compat.wsclient import (
     api,
     consumer,
     expect_silence,
-    get_message,
     http_send,
     producer,
     recv_many,
     recv_push,
     wait_for,
+    wait_status,
 )
 from tests.harness import BrokerProcess
 
@@ -58,7 +59,7 @@ async def _drain_acking(
     while True:
         try:
             push = await recv_push(ws, timeout=0.3)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if until.is_set():
                 return
             continue
@@ -165,10 +166,8 @@ async def test_per_topic_override_fans_out_only_that_topic(p2p):
             assert (await recv_push(ws))["MessageCode"] == fan_code
         got: list[str] = []
         for ws in p2p_consumers:
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 got.append((await recv_push(ws, timeout=0.5))["MessageCode"])
-            except asyncio.TimeoutError:
-                pass
         assert got == [plain_code]
         for ws in fan + p2p_consumers:
             await ws.close()
@@ -206,10 +205,7 @@ async def test_pubsub_one_ack_marks_consumed(pubsub):
             assert (await recv_push(ws))["MessageCode"] == code
         await consumers[1].send_str(code)
 
-        async def consumed() -> bool:
-            return (await get_message(session, pubsub, code))["Status"] == 1
-
-        await wait_for(consumed)
+        await wait_status(session, pubsub, code, 1)
         # the others' unacked copies are not redistributed when they leave
         await consumers[0].close()
         await expect_silence(consumers[2], 0.3)

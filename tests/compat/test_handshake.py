@@ -131,6 +131,6 @@ async def test_ws_path_with_missing_or_extra_segments_is_404(mb, path):
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_plain_get_without_upgrade_is_400(mb, kind):
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{mb.http}/{kind}/Conn/t/x") as resp:
-            assert resp.status == 400
+    url = f"{mb.http}/{kind}/Conn/t/x"
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        assert resp.status == 400

@@ -27,6 +27,7 @@ from tests.compat.wsclient import (
     producer,
     recv_push,
     wait_for,
+    wait_status,
 )
 from tests.harness import BrokerProcess
 
@@ -113,10 +114,10 @@ async def test_wrong_or_missing_key(mb, route, key):
 
 @pytest.mark.parametrize("header", ["secretKey", "secretkey", "SECRETKEY", "SecretKey"])
 async def test_key_header_name_is_case_insensitive(mb, header):
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{mb.http}/Console/Ping", headers={header: "test"}) as resp:
-            assert resp.status == 200
-            assert await resp.read() == b'{"code":0}'
+    url = f"{mb.http}/Console/Ping"
+    async with aiohttp.ClientSession() as s, s.post(url, headers={header: "test"}) as resp:
+        assert resp.status == 200
+        assert await resp.read() == b'{"code":0}'
 
 
 # ------------------------------------------------------------------------ /Producer/Send
@@ -200,9 +201,7 @@ async def test_send_empty_data_or_topic(mb, multipart, fields):
 
 async def test_send_checks_delay_time_before_empty_fields(mb):
     async with aiohttp.ClientSession() as session:
-        reply = await api(
-            session, mb, "/Producer/Send", messageData="", topic="", delayTime="nope"
-        )
+        reply = await api(session, mb, "/Producer/Send", messageData="", topic="", delayTime="nope")
         assert reply["code"] == -1
         assert reply["msg"] != "Required data cannot be empty"
 
@@ -332,7 +331,7 @@ async def test_get_config(mb):
 async def test_count_message(mb):
     topic = fresh_topic()
     async with aiohttp.ClientSession() as session:
-        before = (await api(session, mb, "/Console/CountMessage"))
+        before = await api(session, mb, "/Console/CountMessage")
         assert list(before) == ["code", "data"] and before["code"] == 0
         assert list(before["data"]) == ["all", "consumed", "delay", "unconsumed"]
         assert all(type(v) is int for v in before["data"].values())
@@ -343,10 +342,7 @@ async def test_count_message(mb):
         await recv_push(c)
         await c.send_str(code)
 
-        async def consumed() -> bool:
-            return (await get_message(session, mb, code))["Status"] == 1
-
-        await wait_for(consumed)
+        await wait_status(session, mb, code, 1)
         after = (await api(session, mb, "/Console/CountMessage"))["data"]
         delta = {k: after[k] - before["data"][k] for k in after}
         assert delta == {"all": 3, "consumed": 1, "delay": 1, "unconsumed": 1}
@@ -415,15 +411,12 @@ async def test_get_message_list(mb):
         assert got == {waiting, consumed}
         await c.send_str(consumed)
 
-        async def is_consumed() -> bool:
-            return (await get_message(session, mb, consumed))["Status"] == 1
-
-        await wait_for(is_consumed)
+        await wait_status(session, mb, consumed, 1)
         full = {code: await get_message(session, mb, code) for code in (waiting, delayed, consumed)}
         start = broker_time(full[waiting]["CreateTime"])
         end = broker_time(full[consumed]["CreateTime"])
 
-        async def listing(route: str = "/Console/GetMessageList", **fields: object) -> Any:
+        async def listing(route: str = "/Console/GetMessageList", **fields: Any) -> Any:
             reply = await api(session, mb, route, **fields)
             assert list(reply) == ["code", "data"] and reply["code"] == 0, reply
             for m in reply["data"]:
@@ -480,7 +473,12 @@ async def test_get_message_list(mb):
 
         # the seed-era route gives the same answer
         for status in (3, -1, 0, 1):
-            fields = {"startTime": start, "endTime": end, "status": status, "topic": topic}
+            fields: dict[str, Any] = {
+                "startTime": start,
+                "endTime": end,
+                "status": status,
+                "topic": topic,
+            }
             assert await listing("/Console/GetMessageEasy", **fields) == await listing(**fields)
 
         # multipart works too
@@ -548,10 +546,13 @@ async def test_cors_headers_on_api_routes(mb, route):
     ],
 )
 async def test_unknown_routes_404_with_cors(mb, method, path):
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, f"{mb.http}{path}", headers={"secretKey": "test"}) as r:
-            assert r.status == 404
-            assert_cors(r)
+    url = f"{mb.http}{path}"
+    async with (
+        aiohttp.ClientSession() as s,
+        s.request(method, url, headers={"secretKey": "test"}) as r,
+    ):
+        assert r.status == 404
+        assert_cors(r)
 
 
 @pytest.mark.parametrize(
@@ -559,19 +560,17 @@ async def test_unknown_routes_404_with_cors(mb, method, path):
     ["/Console/Ping", "/Producer/Send", "/nope", "/Producers/Conn/t/p", "/", "/Console/GetNodes"],
 )
 async def test_any_options_is_204_empty(mb, path):
-    async with aiohttp.ClientSession() as session:
-        async with session.options(f"{mb.http}{path}") as resp:
-            assert resp.status == 204
-            assert await resp.read() == b""
-            assert_cors(resp)
+    async with aiohttp.ClientSession() as session, session.options(f"{mb.http}{path}") as resp:
+        assert resp.status == 204
+        assert await resp.read() == b""
+        assert_cors(resp)
 
 
 # ------------------------------------------------------------------------ B7
 async def test_healthz(mb):
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{mb.http}/healthz") as resp:
-            assert resp.status == 200
-            await resp.read()
+    async with aiohttp.ClientSession() as session, session.get(f"{mb.http}/healthz") as resp:
+        assert resp.status == 200
+        await resp.read()
 
 
 async def test_metrics(mb):
@@ -582,10 +581,7 @@ async def test_metrics(mb):
         await recv_push(c)
         await c.send_str(code)
 
-        async def consumed() -> bool:
-            return (await get_message(session, mb, code))["Status"] == 1
-
-        await wait_for(consumed)
+        await wait_status(session, mb, code, 1)
         async with session.get(f"{mb.http}/metrics") as resp:
             assert resp.status == 200
             assert resp.headers["Content-Type"].startswith("text/plain")

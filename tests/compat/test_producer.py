@@ -205,4 +205,3 @@ async def test_oversize_binary_frame_closes_1009(mb):
         closing = await ws.receive(timeout=5)
         assert closing.type is aiohttp.WSMsgType.CLOSE, closing
         assert ws.close_code == 1009
-

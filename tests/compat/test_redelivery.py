@@ -16,7 +16,7 @@ from tests.compat.wsclient import (
     get_message,
     http_send,
     recv_push,
-    wait_for,
+    wait_status,
 )
 from tests.harness import BrokerProcess
 
@@ -53,7 +53,7 @@ async def test_unacked_is_redelivered_with_delay_time_rewritten_then_dead(mb):
         assert RETRY - 0.1 <= t2 - t1 <= RETRY + 1.5
         # DelayTime is rewritten to the seconds elapsed since CreateTime
         elapsed = int(time.time()) - create
-        assert 1 <= second["DelayTime"] and abs(second["DelayTime"] - elapsed) <= 1
+        assert second["DelayTime"] >= 1 and abs(second["DelayTime"] - elapsed) <= 1
         assert (await get_message(session, mb, code))["DelayTime"] == second["DelayTime"]
 
         third = await recv_push(c, timeout=4)
@@ -65,10 +65,7 @@ async def test_unacked_is_redelivered_with_delay_time_rewritten_then_dead(mb):
         assert abs(third["DelayTime"] - elapsed) <= 1
 
         # B6: after maxDeliveries pushes without an ack the message is dead (Status 2)
-        async def dead() -> bool:
-            return (await get_message(session, mb, code))["Status"] == 2
-
-        await wait_for(dead, timeout=4)
+        await wait_status(session, mb, code, 2, timeout=4)
         await expect_silence(c, RETRY + 0.5)  # and never pushed again
         await c.close()
 
@@ -111,9 +108,6 @@ async def test_ack_of_a_redelivered_copy_marks_it_consumed(mb):
         assert (await recv_push(c, timeout=4))["MessageCode"] == code
         await c.send_str(code)
 
-        async def consumed() -> bool:
-            return (await get_message(session, mb, code))["Status"] == 1
-
-        await wait_for(consumed)
+        await wait_status(session, mb, code, 1)
         await expect_silence(c, RETRY + 0.8)
         await c.close()

@@ -83,7 +83,7 @@ async def expect_silence(ws: aiohttp.ClientWebSocketResponse, timeout: float = 0
     """Nothing (no data frame, no close) arrives within ``timeout``."""
     try:
         msg = await ws.receive(timeout=timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return
     raise AssertionError(f"expected nothing, got {msg!r}")
 
@@ -94,7 +94,7 @@ async def api_raw(
     path: str,
     key: str | None = SECRET,
     multipart: bool = False,
-    **fields: object,
+    **fields: Any,
 ) -> tuple[int, bytes, aiohttp.ClientResponse]:
     """POST a form to an API route; returns (status, body, response)."""
     headers = {} if key is None else {"secretKey": key}
@@ -111,7 +111,7 @@ async def api_raw(
 
 
 async def api(
-    session: aiohttp.ClientSession, broker: BrokerProcess, path: str, **fields: object
+    session: aiohttp.ClientSession, broker: BrokerProcess, path: str, **fields: Any
 ) -> Any:
     """POST with the right key; require HTTP 200 and return the decoded JSON."""
     status, body, _ = await api_raw(session, broker, path, **fields)
@@ -172,3 +172,19 @@ def abort(ws: aiohttp.ClientWebSocketResponse) -> None:
 def local_time(t: float) -> str:
     """A GetMessageList time bound: Go's `2006-01-02 15:04:05` layout, local time."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+async def wait_status(
+    session: aiohttp.ClientSession,
+    broker: BrokerProcess,
+    code: str,
+    status: int,
+    timeout: float = 5.0,
+) -> None:
+    """Wait until GetMessage reports ``status`` for ``code`` (acks get no reply to await)."""
+
+    async def reached() -> bool:
+        current: int = (await get_message(session, broker, code))["Status"]
+        return current == status
+
+    await wait_for(reached, timeout)
