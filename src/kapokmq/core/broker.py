@@ -298,9 +298,9 @@ class Broker:
     # ------------------------------------------------------------------ time
     def next_deadline(self) -> float | None:
         deadline = self.scheduler.next_deadline()
-        if self.throttle is not None and self._dirty and self._budget <= 0:
-            if deadline is None or self._budget_reset < deadline:
-                deadline = self._budget_reset
+        throttled = self.throttle is not None and self._dirty and self._budget <= 0
+        if throttled and (deadline is None or self._budget_reset < deadline):
+            deadline = self._budget_reset
         if self.clean_after is not None and (deadline is None or self._next_expiry < deadline):
             deadline = self._next_expiry
         return deadline
