@@ -14,7 +14,7 @@ import logging
 import math
 import random
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from kapokmq.gossip.codec import (
@@ -50,6 +50,33 @@ log = logging.getLogger(__name__)
 Seed = tuple[str, int] | str
 EventCallback = Callable[[NodeEvent], None]
 _PUSH_PULL_SCALE_THRESHOLD = 32
+
+
+class EventStream:
+    """Async iterator of NodeEvents; subscribed as soon as it is created."""
+
+    def __init__(self, subscribers: list[asyncio.Queue[NodeEvent | None]]) -> None:
+        self._subscribers = subscribers
+        self._queue: asyncio.Queue[NodeEvent | None] = asyncio.Queue()
+        subscribers.append(self._queue)
+        self._closed = False
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> NodeEvent:
+        if self._closed:
+            raise StopAsyncIteration
+        event = await self._queue.get()
+        if event is None:
+            await self.aclose()
+            raise StopAsyncIteration
+        return event
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._subscribers.remove(self._queue)
 
 
 class JoinError(ConnectionError):
@@ -237,15 +264,9 @@ class Memberlist:
         """Call ``callback(NodeEvent)`` on every join, leave and update (in the loop)."""
         self._callbacks.append(callback)
 
-    async def events(self) -> AsyncIterator[NodeEvent]:
-        """Async iterator over membership events from now until shutdown."""
-        queue: asyncio.Queue[NodeEvent | None] = asyncio.Queue()
-        self._subscribers.append(queue)
-        try:
-            while (event := await queue.get()) is not None:
-                yield event
-        finally:
-            self._subscribers.remove(queue)
+    def events(self) -> EventStream:
+        """Membership events from this call on, as an async iterator (ends at shutdown)."""
+        return EventStream(self._subscribers)
 
     def on_user_message(self, handler: Callable[[bytes], None] | None) -> None:
         """Receive raw user messages (type 8), e.g. serf's own traffic."""
