@@ -174,6 +174,7 @@ class GoNode:
         self._latest: list[str] = []
         self._reader: asyncio.Task[None] | None = None
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the node
+        self._final_log = ""
 
     async def start(self, join: str | None = None) -> None:
         cmd = [str(self.binary), f"-port={self.port}", "-v"]
@@ -197,6 +198,9 @@ class GoNode:
         return set(self._latest)
 
     def log_text(self) -> str:
+        """The node's memberlist log (stderr), also available after stop()."""
+        if self.stderr.closed:
+            return self._final_log
         self.stderr.seek(0)
         return self.stderr.read().decode(errors="replace")
 
@@ -206,4 +210,6 @@ class GoNode:
             self.proc.wait(5)
         if self._reader is not None:
             await asyncio.wait_for(self._reader, 5)
-        self.stderr.close()
+        if not self.stderr.closed:
+            self._final_log = self.log_text()
+            self.stderr.close()
