@@ -94,7 +94,9 @@ class _PendingAck:
         if self.acked.is_set():
             return True
         try:
-            await asyncio.wait_for(self.acked.wait(), max(timeout, 0.0))
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
+            async with asyncio.timeout(max(timeout, 0.0)):
+                await self.acked.wait()
         except TimeoutError:
             return False
         return True
@@ -192,7 +194,8 @@ class Memberlist:
         if not self._state.any_alive_peer():
             return True
         try:
-            await asyncio.wait_for(done.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await done.wait()
         except TimeoutError:
             log.warning("timed out waiting for the leave broadcast")
             return False
@@ -492,7 +495,7 @@ class Memberlist:
     async def _probe_loop(self) -> None:
         interval = self.config.probe_interval
         await self._stagger(interval)
-        while True:
+        while self._running:
             started = self._now()
             target = self._state.next_probe_target()
             if target is not None:
@@ -566,7 +569,7 @@ class Memberlist:
     async def _gossip_loop(self) -> None:
         cfg = self.config
         await self._stagger(cfg.gossip_interval)
-        while True:
+        while self._running:
             self._gossip_once()
             await asyncio.sleep(cfg.gossip_interval)
 
@@ -582,7 +585,7 @@ class Memberlist:
     async def _push_pull_loop(self) -> None:
         cfg = self.config
         await self._stagger(cfg.push_pull_interval)
-        while True:
+        while self._running:
             target = self._state.push_pull_target()
             if target is not None:
                 try:

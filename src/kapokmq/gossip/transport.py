@@ -94,7 +94,8 @@ Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 async def connect(addr: Address, timeout: float) -> Connection:
-    return await asyncio.wait_for(asyncio.open_connection(addr[0], addr[1]), timeout)
+    async with asyncio.timeout(timeout):
+        return await asyncio.open_connection(addr[0], addr[1])
 
 
 async def read_message(reader: asyncio.StreamReader, timeout: float) -> StreamMessage:
@@ -109,7 +110,8 @@ async def read_message(reader: asyncio.StreamReader, timeout: float) -> StreamMe
         remaining = deadline - loop.time()
         if remaining <= 0:
             raise TimeoutError("timed out reading gossip stream")
-        chunk = await asyncio.wait_for(reader.read(_MAX_DATAGRAM), remaining)
+        async with asyncio.timeout(remaining):
+            chunk = await reader.read(_MAX_DATAGRAM)
         if not chunk:
             raise ConnectionError("gossip stream closed before a complete message")
         buf += chunk
