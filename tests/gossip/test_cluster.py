@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from kapokmq.gossip import EventKind, JoinError, Memberlist, NodeEvent, NodeStatus
-from tests.gossip.util import free_port, names, start_node, wait_until
+from kapokmq.gossip.codec import IndirectPing
+from tests.gossip.util import free_port, holds, names, start_node, wait_until
 
 # Fast timings for tests that only check the logic of a path, not the LAN defaults.
 FAST = {
@@ -135,29 +136,58 @@ async def test_events_iterator_and_meta_update() -> None:
         await b.shutdown()
 
 
+def drop_udp_to(node: Memberlist, port: int) -> list[int]:
+    """Test seam: make ``node`` silently lose every UDP packet it sends to ``port``."""
+    dropped: list[int] = []
+    real_send = node._transport.send
+
+    def lossy_send(data: bytes, addr: tuple[str, int]) -> None:
+        if addr[1] == port:
+            dropped.append(len(data))
+            return
+        real_send(data, addr)
+
+    node._transport.send = lossy_send  # type: ignore[method-assign]
+    return dropped
+
+
 @pytest.mark.timeout(20)
 async def test_indirect_probe_keeps_node_alive_when_direct_path_fails() -> None:
-    """a cannot reach c directly over UDP, but b relays; c must never become suspect."""
-    nodes = [await start_node(n, **FAST) for n in ("a", "b", "c")]
+    """a cannot reach c over UDP, but b relays a's probes; c must never become suspect."""
+    nodes = [await start_node(n, disable_tcp_pings=True, **FAST) for n in ("a", "b", "c")]
     a, b, c = nodes
+    relayed: list[str] = []
+    real_relay = b._handle_indirect_ping
+
+    def counting_relay(req: IndirectPing, src: tuple[str, int]) -> None:
+        relayed.append(req.node)
+        real_relay(req, src)
+
+    b._handle_indirect_ping = counting_relay  # type: ignore[method-assign]
     try:
         await b.join([a.address])
         await c.join([a.address])
         await wait_until(lambda: all(len(n.members()) == 3 for n in nodes), 5)
-        dropped = 0
-        real_send = a._transport.send  # test seam: drop a's UDP pings to c only
-
-        def lossy_send(data: bytes, addr: tuple[str, int]) -> None:
-            nonlocal dropped
-            if addr[1] == c.port:
-                dropped += 1
-                return
-            real_send(data, addr)
-
-        a._transport.send = lossy_send  # type: ignore[method-assign]
-        a.config.disable_tcp_pings = True
-        await wait_until(lambda: dropped >= 5, 10)
-        assert state_in(a, "c") == NodeStatus.ALIVE
+        drop_udp_to(a, c.port)
+        # Suspicion would turn into death after 0.4 s here; hold well beyond that.
+        await holds(lambda: state_in(a, "c") == NodeStatus.ALIVE, 2.0)
+        assert "c" in relayed
     finally:
         for n in nodes:
             await n.shutdown()
+
+
+@pytest.mark.timeout(20)
+async def test_tcp_fallback_keeps_node_alive_when_udp_is_lost() -> None:
+    """Two nodes, no relays: a's UDP to b is lost, the TCP ping must keep b alive."""
+    a = await start_node("a", **FAST)
+    b = await start_node("b", **FAST)
+    try:
+        await b.join([a.address])
+        await wait_until(lambda: len(a.members()) == 2, 5)
+        dropped = drop_udp_to(a, b.port)
+        await holds(lambda: state_in(a, "b") == NodeStatus.ALIVE, 2.0)
+        assert dropped
+    finally:
+        await a.shutdown()
+        await b.shutdown()

@@ -48,6 +48,14 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, step: float 
     return time.monotonic() - start
 
 
+async def holds(predicate: Callable[[], bool], duration: float, step: float = 0.05) -> None:
+    """Assert ``predicate`` stays true for ``duration`` seconds (an invariant, not a sleep)."""
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        assert predicate(), "invariant broken"
+        await asyncio.sleep(step)
+
+
 def py_config(name: str, **overrides: object) -> GossipConfig:
     settings: dict[str, object] = {"bind_addr": "127.0.0.1", "bind_port": 0} | overrides
     return GossipConfig.lan(name, **settings)
