@@ -176,3 +176,16 @@ def test_stream_user_and_ack() -> None:
 def test_stream_rejects_unknown_type() -> None:
     with pytest.raises(CodecError):
         parse_stream(b"\x05\x80")
+
+
+def test_serf_tags_meta() -> None:
+    from kapokmq.gossip import decode_tags, encode_tags
+
+    doc_example = bytes.fromhex("ff82a4726f6c65a76b61706f6b6d71a4696d706ca6707974686f6e")
+    assert decode_tags(doc_example) == {"role": "kapokmq", "impl": "python"}
+    assert decode_tags(encode_tags({"role": "kapokmq", "impl": "python"})) == decode_tags(
+        doc_example
+    )
+    assert encode_tags({}) == b"\xff\x80"
+    assert decode_tags(b"web") == {"role": "web"}
+    assert decode_tags(b"") == {}

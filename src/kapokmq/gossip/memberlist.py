@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import socket
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 Seed = tuple[str, int] | str
 EventCallback = Callable[[NodeEvent], None]
 _PUSH_PULL_SCALE_THRESHOLD = 32
+_MAX_PUSH_PULL_REQUESTS = 128  # memberlist's maxPushPullRequests
 
 
 class EventStream:
@@ -148,6 +150,7 @@ class Memberlist:
         self._port = 0
         self._running = False
         self._user_handler: Callable[[bytes], None] | None = None
+        self._push_pulls_in_flight = 0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -288,7 +291,7 @@ class Memberlist:
 
     def _now(self) -> float:
         loop = self._loop
-        return loop.time() if loop is not None else asyncio.get_event_loop().time()
+        return loop.time() if loop is not None else time.monotonic()
 
     def _require_running(self) -> None:
         if not self._running:
@@ -435,9 +438,16 @@ class Memberlist:
             await writer.drain()
             return
         if isinstance(msg, PushPull):
-            reply = PushPull(join=msg.join, states=self._state.push_pull_states())
-            writer.write(encode_stream(reply, compress=compress))
-            await writer.drain()
+            if self._push_pulls_in_flight >= _MAX_PUSH_PULL_REQUESTS:
+                log.warning("too many pending push/pull requests")
+                return
+            self._push_pulls_in_flight += 1
+            try:
+                reply = PushPull(join=msg.join, states=self._state.push_pull_states())
+                writer.write(encode_stream(reply, compress=compress))
+                await writer.drain()
+            finally:
+                self._push_pulls_in_flight -= 1
             try:
                 self._state.merge(msg.states)
             except ProtocolMismatch as exc:
