@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kapokmq.gossip import codec
 from kapokmq.gossip.codec import (
@@ -189,3 +193,19 @@ def test_serf_tags_meta() -> None:
     assert encode_tags({}) == b"\xff\x80"
     assert decode_tags(b"web") == {"role": "web"}
     assert decode_tags(b"") == {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_garbage_packets_only_raise_codec_error(data: bytes) -> None:
+    prefixes = (b"", b"\x06", b"\x07", b"\x08", b"\x09", b"\x0c")
+    for candidate in [p + data for p in prefixes] + [codec.add_crc(data)]:
+        try:
+            for msg in codec.unwrap_packet(candidate):
+                body_type = codec.PACKET_BODIES.get(msg[0])
+                if body_type is not None:
+                    codec.unpack(body_type, msg[1:])
+        except CodecError:
+            pass
+        with contextlib.suppress(CodecError):
+            parse_stream(candidate)
