@@ -47,6 +47,9 @@ async def test_go_node_joins_python_node(gonode_binary: Path, py: Memberlist) ->
         member = next(m for m in py.members() if m.name == g.name)
         assert (member.addr, member.port) == ("127.0.0.1", g.port)
         assert member.protocol == (1, 5, 2) and member.delegate == (0, 0, 0)
+        # A graceful leave: Go records it as left and drops it from Members() at once.
+        assert await py.leave(5) is True
+        await wait_until(lambda: g.members() == {g.name}, 3)
     finally:
         await g.stop()
     log = g.log_text()
@@ -81,6 +84,18 @@ async def test_python_joins_go_seed_and_third_node_via_python(
             15,
         )
         print(f"Go nodes dropped the killed Python node after {time.monotonic() - killed:.2f}s")
+        # Restart it under the same name and port (a restarted broker): the Go nodes
+        # still hold it as dead with the old incarnation, so it must refute to reappear.
+        reborn = await start_node(py.name, bind_port=py.port)
+        try:
+            restarted = time.monotonic()
+            await reborn.join([("127.0.0.1", seed.port)])
+            await wait_until(lambda: seed.members() == everyone == second.members(), 5)
+            took = time.monotonic() - restarted
+            print(f"restarted Python node listed again by both Go nodes after {took:.3f}s")
+            assert names(reborn) == everyone
+        finally:
+            await reborn.shutdown()
     finally:
         await seed.stop()
         if other is not None:
