@@ -44,7 +44,6 @@ class GossipConfig:
     enable_compression: bool = True
     dead_node_reclaim_time: float = 0.0
     disable_tcp_pings: bool = False
-    handoff_queue_depth: int = 1024
 
     @classmethod
     def lan(cls, name: str, **overrides: Any) -> GossipConfig:
@@ -93,7 +92,7 @@ class GossipConfig:
         if not PROTOCOL_VERSION_MIN <= self.protocol_version <= PROTOCOL_VERSION_MAX:
             raise ValueError(f"protocol version {self.protocol_version} out of range")
         dmin, dmax, dcur = self.delegate_versions
-        if not (dmin <= dcur <= dmax or self.delegate_versions == (0, 0, 0)):
+        if not 0 <= dmin <= dcur <= dmax <= 255:
             raise ValueError(f"bad delegate versions {self.delegate_versions}")
 
     @property
