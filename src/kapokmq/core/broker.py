@@ -91,19 +91,31 @@ class Broker:
         except ValueError:
             return
         back: list[Message] = []
+        fanned: list[Message] = []
         for msg in session.in_flight.values():
             if msg.removed or msg.status is not Status.WAITING:
                 continue
-            if msg.holder is session or (
-                msg.holder is FANOUT
-                and not any(msg.code in other.in_flight for other in topic.consumers)
-            ):
+            if msg.holder is session:
                 msg.holder = None
                 back.append(msg)
-        if not topic.consumers:
-            back.extend(m for m in session.pending if not m.removed and m.holder is FANOUT)
-            for msg in back:
-                msg.holder = None
+            elif msg.holder is FANOUT:
+                fanned.append(msg)
+        fanned.extend(
+            m
+            for m in session.pending
+            if not m.removed and m.status is Status.WAITING and m.holder is FANOUT
+        )
+        if fanned:
+            # a pub/sub message goes back to the queue when no remaining subscriber holds a
+            # copy of it, in flight or still pending (copies are not made for late joiners)
+            held: set[str] = set()
+            for other in topic.consumers:
+                held.update(other.in_flight)
+                held.update(m.code for m in other.pending)
+            for msg in fanned:
+                if msg.holder is FANOUT and msg.code not in held:
+                    msg.holder = None
+                    back.append(msg)
         session.in_flight.clear()
         session.pending.clear()
         if back:
