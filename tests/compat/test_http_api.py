@@ -566,6 +566,13 @@ async def test_any_options_is_204_empty(mb, path):
         assert_cors(resp)
 
 
+async def test_root_serves_a_page(mb):
+    async with aiohttp.ClientSession() as session, session.get(f"{mb.http}/") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/html")
+        assert b"<html" in (await resp.read()).lower()
+
+
 # ------------------------------------------------------------------------ B7
 async def test_healthz(mb):
     async with aiohttp.ClientSession() as session, session.get(f"{mb.http}/healthz") as resp:
