@@ -236,3 +236,43 @@ async def test_second_broker_on_same_dir_refused(tmp_path: Path) -> None:
         start(make_config(tmp_path))
     await storage.close()
     runtime.close()
+
+
+async def test_tickets_share_one_future_per_batch_and_replies_stay_in_order(
+    tmp_path: Path,
+) -> None:
+    from kapokmq.storage.acks import OrderedReplies
+
+    runtime, storage = start(make_config(tmp_path, fsync="always"))
+    ticket = runtime.durable_ticket
+    assert ticket is not None
+
+    class FakeTransport:
+        def __init__(self) -> None:
+            self.out: list[bytes] = []
+
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> None:
+            self.out.append(data)
+
+    transport = FakeTransport()
+    replies = OrderedReplies(transport)  # type: ignore[arg-type]
+    futures = []
+    for i in range(100):
+        runtime.publish("o", str(i), 0)
+        fut = ticket()
+        futures.append(fut)
+        replies.send(b"ok%d" % i, fut)
+        if i == 50:
+            replies.send(b"error: bad frame", None)  # must not overtake earlier oks
+    assert len({id(f) for f in futures}) == 1  # one write batch, one future
+    assert transport.out == []  # nothing is acknowledged before the fsync
+    await asyncio.wait_for(asyncio.shield(futures[0]), 5)  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    expected = [b"ok%d" % i for i in range(51)] + [b"error: bad frame"]
+    assert transport.out == expected + [b"ok%d" % i for i in range(51, 100)]
+    assert ticket() is None  # everything is on disk
+    await storage.close()
+    runtime.close()

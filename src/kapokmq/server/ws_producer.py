@@ -13,6 +13,7 @@ from kapokmq.server.auth import handshake
 from kapokmq.server.frames import OK_FRAME, text_frame
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
+from kapokmq.storage.acks import OrderedReplies
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
     log.info("%s connected", peer)
     transport = request.transport
     publish = runtime.publish
+    ticket = runtime.durable_ticket
+    replies = OrderedReplies(transport) if ticket is not None and transport is not None else None
     try:
         while True:
             msg = await ws.receive()
@@ -57,11 +60,14 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
             else:
                 publish(topic, data, delay)
                 reply = OK_FRAME
-                if runtime.durable_barrier is not None:
+                if ticket is None and runtime.durable_barrier is not None:
                     await runtime.durable_barrier()
             if transport is None or transport.is_closing():
                 break
-            transport.write(reply)
+            if replies is not None and ticket is not None:  # fsync always: ok once on disk
+                replies.send(reply, ticket() if reply is OK_FRAME else None)
+            else:
+                transport.write(reply)
             if broker.full:
                 await runtime.wait_for_room()
     finally:

@@ -121,6 +121,7 @@ class Storage:
                 self.broker.add_listener(WalListener(self.wal))
                 if self.policy == "always":
                     self.runtime.durable_barrier = self.wal.barrier
+                    self.runtime.durable_ticket = self.wal.ticket
             else:
                 self.broker.add_listener(self.counter)
         except BaseException:
@@ -249,6 +250,7 @@ class Storage:
             dirty = self.wal.bytes_written > 0 or self.wal.appended > 0
             await self.wal.close()
             self.runtime.durable_barrier = None
+            self.runtime.durable_ticket = None
         if dirty or self._snapshot_soon:
             seq = self.seq + 1
             messages = list(self.broker.store)

@@ -59,6 +59,7 @@ class WalWriter:
         self.sync_seconds = 0.0
         self.max_sync_seconds = 0.0
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._open_future: asyncio.Future[None] | None = None  # for the unwritten buffer
         self._syncing = False
         self._retired: list[int] = []
         self._dir_dirty = False
@@ -128,22 +129,40 @@ class WalWriter:
         self.frames += 1
         self.bytes_written += total
         self.written = self.appended
+        if self._open_future is not None:
+            self._waiters.append((self.written, self._open_future))
+            self._open_future = None
         if self._waiters:
             self._kick()
 
     # ------------------------------------------------------------------ syncing
-    async def barrier(self) -> None:
-        """Return once everything appended so far is on disk (fsync policy ``always``)."""
-        target = self.appended
-        if self.synced >= target:
-            return
+    def ticket(self) -> asyncio.Future[None] | None:
+        """A future done once everything appended so far is on disk; None if it already is.
+
+        All records of one write batch share one future, so a pipelined producer costs a
+        callback per message, not a future. Never cancel it: it is shared.
+        """
+        if self.synced >= self.appended:
+            return None
         if self.error is not None:
             raise StorageError(f"write-ahead log failed: {self.error}")
+        if self.written < self.appended:  # still in the buffer: the next frame's future
+            if self._open_future is None:
+                self._open_future = self.loop.create_future()
+            return self._open_future
+        waiters = self._waiters
+        if waiters and waiters[-1][0] == self.written:
+            return waiters[-1][1]
         fut: asyncio.Future[None] = self.loop.create_future()
-        self._waiters.append((target, fut))
-        if self.written >= target:
-            self._kick()
-        await fut
+        waiters.append((self.written, fut))
+        self._kick()
+        return fut
+
+    async def barrier(self) -> None:
+        """Return once everything appended so far is on disk (fsync policy ``always``)."""
+        fut = self.ticket()
+        if fut is not None:
+            await asyncio.shield(fut)
 
     def _kick(self) -> None:
         """Start an fsync if none is running and there is something to sync."""
@@ -201,6 +220,9 @@ class WalWriter:
             )
         self.error = exc
         err = StorageError(f"write-ahead log failed: {exc}")
+        if self._open_future is not None:
+            self._waiters.append((self.appended, self._open_future))
+            self._open_future = None
         while self._waiters:
             w = self._waiters.popleft()[1]
             if not w.done():
@@ -221,6 +243,9 @@ class WalWriter:
             self.sync_seconds += took
             self.synced = max(self.synced, target)
             self._dir_dirty = False
+            if self._open_future is not None:
+                self._waiters.append((self.written, self._open_future))
+                self._open_future = None
             for _, w in self._waiters:
                 if not w.done():
                     w.set_result(None)
