@@ -247,18 +247,17 @@ async def test_tickets_share_one_future_per_batch_and_replies_stay_in_order(
     ticket = runtime.durable_ticket
     assert ticket is not None
 
-    class FakeTransport:
+    class FakeWriter:
+        closed = False
+
         def __init__(self) -> None:
             self.out: list[bytes] = []
 
-        def is_closing(self) -> bool:
-            return False
-
-        def write(self, data: bytes) -> None:
+        def send(self, data: bytes) -> None:
             self.out.append(data)
 
-    transport = FakeTransport()
-    replies = OrderedReplies(transport)  # type: ignore[arg-type]
+    transport = FakeWriter()
+    replies = OrderedReplies(transport, None)
     futures = []
     for i in range(100):
         runtime.publish("o", str(i), 0)

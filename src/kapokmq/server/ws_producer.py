@@ -10,7 +10,7 @@ from aiohttp import WSMsgType, web
 from kapokmq.model import ClientInfo
 from kapokmq.protocol import FrameError, parse_send_frame
 from kapokmq.server.auth import handshake
-from kapokmq.server.frames import OK_FRAME, text_frame
+from kapokmq.server.frames import OK_FRAME, ReplyWriter, text_frame
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.storage.acks import OrderedReplies
@@ -21,8 +21,10 @@ _DATA = (WSMsgType.TEXT, WSMsgType.BINARY)
 
 
 def open_websocket(request: web.Request, runtime: BrokerRuntime) -> web.WebSocketResponse:
+    # aiohttp refuses a message whose size is >= max_msg_size; B3 closes only frames
+    # *above* mq.maxMessageBytes, so a frame of exactly that size must pass.
     return web.WebSocketResponse(
-        max_msg_size=runtime.config.mq.maxMessageBytes, compress=False, autoping=True
+        max_msg_size=runtime.config.mq.maxMessageBytes + 1, compress=False, autoping=True
     )
 
 
@@ -44,10 +46,10 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
         ClientInfo(producer_id, topic, client_ip(request), int(time.time()))
     )
     log.info("%s connected", peer)
-    transport = request.transport
+    replies = ReplyWriter(request.transport, runtime.loop)
     publish = runtime.publish
-    ticket = runtime.durable_ticket
-    replies = OrderedReplies(transport) if ticket is not None and transport is not None else None
+    ticket = runtime.durable_ticket  # fsync always: each `ok` waits for its WAL batch
+    durable = OrderedReplies(replies, request.transport) if ticket is not None else None
     try:
         while True:
             msg = await ws.receive()
@@ -58,19 +60,20 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
             except FrameError as exc:
                 reply = text_frame(f"error: {exc}".encode())
             else:
+                if broker.full:  # B4: hold this frame's reply until there is room
+                    await runtime.wait_for_room()
                 publish(topic, data, delay)
                 reply = OK_FRAME
                 if ticket is None and runtime.durable_barrier is not None:
                     await runtime.durable_barrier()
-            if transport is None or transport.is_closing():
+            if replies.closed:
                 break
-            if replies is not None and ticket is not None:  # fsync always: ok once on disk
-                replies.send(reply, ticket() if reply is OK_FRAME else None)
+            if durable is not None and ticket is not None:
+                durable.send(reply, ticket() if reply is OK_FRAME else None)
             else:
-                transport.write(reply)
-            if broker.full:
-                await runtime.wait_for_room()
+                replies.send(reply)
     finally:
+        replies.flush()
         broker.detach_producer(session)
         log.info("%s disconnected", peer)
     return ws

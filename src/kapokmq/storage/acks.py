@@ -1,7 +1,7 @@
 """Producer replies that wait for the disk without stalling the connection (fsync always).
 
 A producer's frames keep being read and published while earlier ones wait for their fsync;
-each reply is written, in order, once the WAL batch holding its message is on disk. So one
+each reply is sent, in order, once the WAL batch holding its message is on disk. So one
 pipelined connection gets group commit too, instead of one fsync round trip per message.
 """
 
@@ -10,20 +10,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
 
-class OrderedReplies:
-    __slots__ = ("_queue", "_transport", "_waiting")
+class Writer(Protocol):
+    """What the connection offers (the server's ReplyWriter)."""
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    @property
+    def closed(self) -> bool: ...
+
+    def send(self, frame: bytes) -> None: ...
+
+
+class OrderedReplies:
+    __slots__ = ("_queue", "_transport", "_waiting", "_writer")
+
+    def __init__(self, writer: Writer, transport: asyncio.BaseTransport | None) -> None:
+        self._writer = writer
         self._transport = transport
         self._queue: deque[tuple[asyncio.Future[None] | None, bytes]] = deque()
         self._waiting = False
 
     def send(self, reply: bytes, durable: asyncio.Future[None] | None) -> None:
-        """Write ``reply`` after every earlier one and once ``durable`` (if any) is done."""
+        """Send ``reply`` after every earlier one and once ``durable`` (if any) is done."""
         if not self._queue and (durable is None or durable.done()):
             self._write(durable, reply)
             return
@@ -46,13 +57,13 @@ class OrderedReplies:
                 return
 
     def _write(self, durable: asyncio.Future[None] | None, reply: bytes) -> bool:
-        transport = self._transport
-        if transport.is_closing():
+        if self._writer.closed:
             return False
         if durable is not None and (durable.cancelled() or durable.exception() is not None):
             # never say `ok` for a message that did not reach the disk
             log.error("closing a producer: its messages could not be made durable")
-            transport.abort()
+            if self._transport is not None:
+                self._transport.abort()  # type: ignore[attr-defined]
             return False
-        transport.write(reply)
+        self._writer.send(reply)
         return True
