@@ -132,21 +132,41 @@ def load_snapshot(
         f, size = _open(path, KIND_SNAPSHOT)
     except (OSError, FormatError) as exc:
         return 0, f"snapshot {path.name}: {exc}"
-    apply = _applier(msgs, topics)
     unpacker = new_unpacker()
     tail = Tail(HEADER_SIZE, size)
     loaded = 0
     expected: int | None = None
+    status_of = STATUS_OF
+    intern = topics.setdefault
+    new = Message.__new__
     with f:
         for count, payload in read_frames(f, size, tail):
             unpacker.feed(payload)
+            # the hot loop of a recovery: build messages inline (no call per record)
             for rec in unpacker:
-                if rec[0] == END:
-                    expected = rec[1]
-                    continue
                 if rec[0] != ADD:
+                    if rec[0] == END:
+                        expected = rec[1]
+                        continue
                     return loaded, f"snapshot {path.name}: unexpected record type {rec[0]}"
-                apply(rec)
+                msg = new(Message)
+                (
+                    _,
+                    msg.code,
+                    topic,
+                    msg.data,
+                    msg.create_time,
+                    msg.consumed_time,
+                    msg.delay_time,
+                    status,
+                    msg.arrival,
+                    msg.attempts,
+                ) = rec
+                msg.topic = intern(topic, topic)
+                msg.status = status_of[status]
+                msg.holder = None
+                msg.removed = False
+                msgs[msg.code] = msg
                 loaded += 1
             progress.update(len(payload), count)
     if not tail.clean:
