@@ -14,6 +14,7 @@ from aiohttp import web
 from kapokmq.config import Config
 from kapokmq.server.app import build_app
 from kapokmq.server.runtime import BrokerRuntime
+from kapokmq.storage import StorageError, open_storage
 
 log = logging.getLogger("kapokmq")
 
@@ -54,6 +55,10 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     runtime = BrokerRuntime(config)
+    try:
+        storage = open_storage(runtime)  # recovery happens here, before we listen
+    except StorageError as exc:
+        raise SystemExit(f"kapokmq: storage: {exc}") from None
     app = build_app(runtime)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
@@ -62,6 +67,8 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
+        if storage is not None:
+            await storage.close()
         raise SystemExit(
             f"kapokmq: cannot listen on {config.server.addr}:{config.server.port}: {exc}"
         ) from None
@@ -78,5 +85,7 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         log.info("shutting down")
-        runtime.close()
         await runner.cleanup()
+        if storage is not None:
+            await storage.close()  # final flush and snapshot, after the last client is gone
+        runtime.close()
