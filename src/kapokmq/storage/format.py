@@ -108,7 +108,7 @@ class Tail:
     size: int  # file size
     reason: str = ""  # empty when the file ended cleanly at a frame boundary
     dropped_frames: int = 0
-    dropped_records: int = 0  # lower bound: records in frames that could still be counted
+    dropped_records: int = 0  # lower bound: every frame holds at least one record
 
     @property
     def clean(self) -> bool:
@@ -131,13 +131,14 @@ def read_frames(f: BinaryIO, size: int, tail: Tail) -> Iterator[tuple[int, bytes
             tail.good_end = pos
             tail.reason = f"torn frame header at offset {pos}"
             tail.dropped_frames = 1
+            tail.dropped_records = 1
             return
         length, count, _ = FRAME.unpack(head)
         if length > MAX_FRAME or pos + FRAME_SIZE + length > size:
             tail.good_end = pos
             tail.reason = f"torn frame at offset {pos} ({length} bytes announced)"
             tail.dropped_frames = 1
-            tail.dropped_records = count if length <= MAX_FRAME else 0
+            tail.dropped_records = max(1, count) if length <= MAX_FRAME else 1
             return
         payload = f.read(length)
         if not frame_ok(head, payload):
@@ -151,18 +152,18 @@ def read_frames(f: BinaryIO, size: int, tail: Tail) -> Iterator[tuple[int, bytes
 
 def _count_rest(f: BinaryIO, size: int, tail: Tail, pos: int, bad_count: int) -> None:
     """After a bad frame, count what follows (for the report); best effort."""
-    frames, records = 1, bad_count
+    frames, records = 1, max(1, bad_count)
     f.seek(pos)
     while pos + FRAME_SIZE <= size:
         head = f.read(FRAME_SIZE)
         length, count, _ = FRAME.unpack(head)
         if length > MAX_FRAME or pos + FRAME_SIZE + length > size:
             frames += 1
+            records += 1
             break
         payload = f.read(length)
         frames += 1
-        if frame_ok(head, payload):
-            records += count
+        records += max(1, count) if frame_ok(head, payload) else 1
         pos += FRAME_SIZE + length
     tail.dropped_frames = frames
     tail.dropped_records = records
