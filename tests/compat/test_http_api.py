@@ -603,6 +603,8 @@ async def test_cors_headers_on_api_routes(mb, route):
         ("POST", "/Console"),
         ("GET", "/Registry/GetNodes/extra"),
         ("PUT", "/nothing/here"),
+        ("GET", "/Producers/Conn/t"),
+        ("GET", "/Consumers/Conn/t/c/extra"),
     ],
 )
 async def test_unknown_routes_404_with_cors(mb, method, path):
