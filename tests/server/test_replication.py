@@ -90,7 +90,8 @@ async def test_slave_mirrors_master_and_takes_over_when_it_dies(broker_factory):
         master.start()
 
         async def following_again() -> bool:
-            return slave.log().count("following master") >= 2
+            count: int = slave.log().count("following master")
+            return count >= 2
 
         await until(following_again)
         await send(session, slave, "held back")
