@@ -153,7 +153,7 @@ class Broker:
 
     def publish(self, topic_name: str, data: str, delay: int = 0) -> Message:
         now = self.clock()
-        topic = self.topic(topic_name)
+        topic = self.topics.get(topic_name) or self.topic(topic_name)
         if delay > 0:
             msg = Message(self.new_code(), data, topic_name, int(now), delay, Status.DELAYED, now)
             self.scheduler.add_delay(msg, now + delay)
