@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from kapokmq.config import Config
 from kapokmq.model import Message, Status, dumps
 from kapokmq.server.auth import key_matches
 from kapokmq.server.keys import NODES, RUNTIME
@@ -49,15 +50,27 @@ def runtime_of(request: web.Request) -> BrokerRuntime:
     return runtime
 
 
-def authorised(
-    handler: Callable[[web.Request, MultiDictProxy[Any]], Awaitable[web.Response]],
-) -> Handler:
-    """Check the `secretKey` header, parse the form, turn BadInput into a -1 answer."""
+FormHandler = Callable[[web.Request, MultiDictProxy[Any]], Awaitable[web.Response]]
 
+
+def console_key(config: Config) -> str:
+    """The key the Console API wants: mq.consoleKey if set, else mq.secretKey (B8)."""
+    return config.mq.consoleKey or config.mq.secretKey
+
+
+def authorised(handler: FormHandler) -> Handler:
+    """A Console route: check the key, parse the form, turn BadInput into a -1 answer."""
+    return _guarded(handler, console_key)
+
+
+def producer_authorised(handler: FormHandler) -> Handler:
+    """The HTTP producer route: same, but always with mq.secretKey."""
+    return _guarded(handler, lambda config: config.mq.secretKey)
+
+
+def _guarded(handler: FormHandler, key_of: Callable[[Config], str]) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        if not key_matches(
-            request.headers.get("secretKey"), runtime_of(request).config.mq.secretKey
-        ):
+        if not key_matches(request.headers.get("secretKey"), key_of(runtime_of(request).config)):
             return json_response(KEY_MISMATCH)
         try:
             form = await request.post()
@@ -109,7 +122,7 @@ def time_field(form: MultiDictProxy[Any], name: str, default: int) -> int:
 
 
 # ---------------------------------------------------------------------------- producer
-@authorised
+@producer_authorised
 async def producer_send(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
     runtime = runtime_of(request)
     delay = int_field(form, "delayTime")
@@ -274,7 +287,7 @@ async def stats(request: web.Request, form: MultiDictProxy[Any]) -> web.Response
 
 async def get_nodes(request: web.Request) -> web.StreamResponse:
     """Cluster members; an empty body when the broker is not clustered (as the original)."""
-    if not key_matches(request.headers.get("secretKey"), runtime_of(request).config.mq.secretKey):
+    if not key_matches(request.headers.get("secretKey"), console_key(runtime_of(request).config)):
         return json_response(KEY_MISMATCH)
     nodes_provider = request.app.get(NODES)
     if nodes_provider is None:
