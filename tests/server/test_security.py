@@ -62,11 +62,11 @@ async def test_console_key_guards_the_console_but_not_producers(broker_factory):
     broker = broker_factory(settings={"mq.consoleKey": "admin"})
     async with aiohttp.ClientSession() as session:
 
-        async def post(path: str, key: str, **form: str) -> dict:
+        async def post(path: str, key: str, **form: str) -> dict[str, object]:
             async with session.post(
                 f"{broker.http}{path}", headers={"secretKey": key}, data=form
             ) as resp:
-                body: dict = await resp.json()
+                body: dict[str, object] = await resp.json()
                 return body
 
         assert (await post("/Console/Ping", SECRET))["code"] == -1
@@ -77,4 +77,6 @@ async def test_console_key_guards_the_console_but_not_producers(broker_factory):
             "code"
         ] == -1
         config = await post("/Console/GetConfig", "admin")
-        assert "consoleKey" not in config["data"] and "secretKey" not in config["data"]
+        data = config["data"]
+        assert isinstance(data, dict)
+        assert "consoleKey" not in data and "secretKey" not in data
