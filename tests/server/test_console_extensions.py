@@ -35,3 +35,23 @@ def test_config_sections_follow_application_yaml_without_secrets(broker: BrokerP
 
 def test_config_sections_needs_the_key(broker: BrokerProcess) -> None:
     assert post(broker, "/Console/GetConfigSections", key="wrong")["code"] == -1
+
+
+def test_paged_message_list_reports_the_total(broker: BrokerProcess) -> None:
+    codes = [
+        post(broker, "/Producer/Send", messageData=f"m{i}", topic="paged", delayTime=0)["msg"]
+        for i in range(5)
+    ]
+    post(broker, "/Producer/Send", messageData="other", topic="elsewhere", delayTime=0)
+    first = post(broker, "/Console/GetMessageList", topic="paged", page=1, pageSize=2)
+    assert first["total"] == 5
+    assert len(first["data"]) == 2
+    last = post(broker, "/Console/GetMessageList", topic="paged", page=3, pageSize=2)
+    assert last["total"] == 5
+    assert len(last["data"]) == 1
+    seen = {m["MessageCode"] for m in first["data"] + last["data"]}
+    assert seen <= set(codes)
+    # without paging the answer keeps the original's shape
+    unpaged = post(broker, "/Console/GetMessageList", topic="paged")
+    assert set(unpaged) == {"code", "data"}
+    assert len(unpaged["data"]) == 5

@@ -230,11 +230,15 @@ async def get_message_list(request: web.Request, form: MultiDictProxy[Any]) -> w
     size = int_field(form, "pageSize", 0)
     if page < 0 or size < 0 or size > MAX_PAGE_SIZE:
         raise BadInput(f"page must be >= 1 and pageSize between 1 and {MAX_PAGE_SIZE}")
-    if page or size:
-        page = max(page, 1)
-        size = size or 20
-        found = found[(page - 1) * size : page * size]
-    return json_response({"code": 0, "data": [m.to_dict(with_data=False) for m in found]})
+    if not (page or size):
+        return json_response({"code": 0, "data": [m.to_dict(with_data=False) for m in found]})
+    # paged (extension): also say how many matched, so a console can draw its pager
+    page = max(page, 1)
+    size = size or 20
+    window = found[(page - 1) * size : page * size]
+    return json_response(
+        {"code": 0, "data": [m.to_dict(with_data=False) for m in window], "total": len(found)}
+    )
 
 
 @authorised
