@@ -375,6 +375,7 @@
       else link.removeAttribute("aria-current");
     }
     $("page-error").hidden = true;
+    if ($("msg-detail").open) $("msg-detail").close();
     PAGES[current].load().catch(showError);
   }
 
