@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from datetime import datetime, timedelta
 
 from playwright.sync_api import Browser, Locator, Page, expect
 
@@ -123,7 +124,20 @@ def test_search_view_and_delete_a_message(console: Page, broker: BrokerProcess) 
     search(page, topic="orders", status="1")  # consumed: none yet
     expect(page.locator("#msg-table tbody")).to_have_text("No message matches.")
 
-    search(page, topic="", status="3")
+    # time range (local time, as the API reads it): tomorrow onwards finds nothing ...
+    fmt = "%Y-%m-%dT%H:%M:%S"
+    now = datetime.now()
+    page.locator("#f-start").fill((now + timedelta(days=1)).strftime(fmt))
+    search(page, topic="orders", status="3")
+    expect(page.locator("#msg-table tbody")).to_have_text("No message matches.")
+    # ... the hour around now finds it
+    page.locator("#f-start").fill((now - timedelta(hours=1)).strftime(fmt))
+    page.locator("#f-end").fill((now + timedelta(hours=1)).strftime(fmt))
+    search(page, topic="orders", status="3")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(code)
+
+    page.locator("#f-reset").click()  # reset clears the filters and searches again
     expect(rows).to_have_count(2)
     shoot(page, "04-messages")
 
