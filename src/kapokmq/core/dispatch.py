@@ -33,8 +33,8 @@ def _deliverable(msg: Message) -> bool:
     return not msg.removed and msg.status is _WAITING
 
 
-def dispatch_p2p(topic: Topic, on_push: OnPush) -> int:
-    """Push ready messages round-robin; returns how many were pushed."""
+def dispatch_p2p(topic: Topic, on_push: OnPush, limit: int = -1) -> int:
+    """Push ready messages round-robin (at most ``limit`` if >= 0); returns the count."""
     ready = topic.ready
     consumers = topic.consumers
     n = len(consumers)
@@ -44,7 +44,7 @@ def dispatch_p2p(topic: Topic, on_push: OnPush) -> int:
     idx = topic.rr
     skipped = 0
     pushed = 0
-    while ready and skipped < n:
+    while ready and skipped < n and pushed != limit:
         session = consumers[idx % n]
         idx += 1
         in_flight = session.in_flight
@@ -73,8 +73,9 @@ def dispatch_p2p(topic: Topic, on_push: OnPush) -> int:
     return pushed
 
 
-def dispatch_pubsub(topic: Topic, on_push: OnPush) -> int:
-    """Fan ready messages out to all sessions, then drain each session's pending copies."""
+def dispatch_pubsub(topic: Topic, on_push: OnPush, limit: int = -1) -> int:
+    """Fan ready messages out to all sessions, then drain each session's pending copies
+    (at most ``limit`` copies in all if >= 0)."""
     consumers = topic.consumers
     if not consumers:
         return 0
@@ -96,7 +97,7 @@ def dispatch_pubsub(topic: Topic, on_push: OnPush) -> int:
         in_flight = session.in_flight
         room = session.window - len(in_flight)
         batch: list[Message] = []
-        while pending and room > 0:
+        while pending and room > 0 and pushed + len(batch) != limit:
             msg = pending.popleft()
             if msg.removed:
                 continue
@@ -110,7 +111,7 @@ def dispatch_pubsub(topic: Topic, on_push: OnPush) -> int:
     return pushed
 
 
-def dispatch(topic: Topic, on_push: OnPush) -> int:
+def dispatch(topic: Topic, on_push: OnPush, limit: int = -1) -> int:
     if topic.pubsub:
-        return dispatch_pubsub(topic, on_push)
-    return dispatch_p2p(topic, on_push)
+        return dispatch_pubsub(topic, on_push, limit)
+    return dispatch_p2p(topic, on_push, limit)
