@@ -85,7 +85,12 @@
 
   // ------------------------------------------------------------------ API
   class AuthError extends Error {}
-  class ApiError extends Error {}
+  class ApiError extends Error {
+    constructor(message, answer = null) {
+      super(message);
+      this.answer = answer; // the broker's {"code":-1,...} when there was one
+    }
+  }
 
   // POST a form to the Console API; returns the parsed JSON, or null for an empty body.
   async function api(path, form = {}, key = sessionStorage.getItem(KEY_STORE) || "") {
@@ -101,7 +106,7 @@
     if (text === "") return null;
     const answer = JSON.parse(text);
     if (answer && answer.code === -1 && answer.msg === KEY_MISMATCH) throw new AuthError(KEY_MISMATCH);
-    if (answer && answer.code === -1) throw new ApiError(String(answer.msg ?? answer.data ?? "failed"));
+    if (answer && answer.code === -1) throw new ApiError(String(answer.msg ?? answer.data ?? "failed"), answer);
     return answer;
   }
 
@@ -150,7 +155,8 @@
       }
       const sums = { published: 0, pushed: 0, acked: 0 };
       for (const topic of data.topics) for (const k in sums) sums[k] += topic[k];
-      const prev = this.previous;
+      // a sample older than a few ticks (the page was left) is no base for a live rate
+      const prev = this.previous && now - this.previous.at < 5000 ? this.previous : null;
       const seconds = prev ? (now - prev.at) / 1000 : 0;
       const rate = (k) => (seconds > 0 ? Math.max(0, (sums[k] - prev[k]) / seconds).toFixed(1) : t("common.none"));
       $("rate-in").textContent = rate("published");
@@ -187,7 +193,7 @@
         const day = byKey.get(dayKey(new Date(Number(hour) * 3600 * 1000)));
         if (day) day.value += count;
       }
-      const key = JSON.stringify(days);
+      const key = lang + JSON.stringify(days);
       if (key === this.chartKey) return; // unchanged: keep the SVG as it is
       this.chartKey = key;
       window.KapokChart.line($("ov-chart"), days, { title: t("overview.chart") });
@@ -290,7 +296,7 @@
     async open(code) {
       const dialog = $("msg-detail");
       const answer = await api("Console/GetMessage", { messageCode: code }).catch((error) => {
-        if (error instanceof ApiError) return null; // {"code":-1,"data":"error"}: not found
+        if (error instanceof ApiError && error.answer?.data === "error") return null; // not found
         throw error;
       });
       if (answer === null) {
