@@ -41,15 +41,17 @@ def shoot(page: Page, name: str) -> Path:
 
 
 # Opens a WebSocket client from a blank page (so no console code is involved) and completes
-# the handshake; resolves once the broker said the key matched. Consumers never ack.
+# the handshake; resolves once the broker said the key matched. A consumer acks what it gets
+# only when `ack` is true.
 WS_CLIENT = """
-([url, key]) => new Promise((resolve, reject) => {
+([url, key, ack]) => new Promise((resolve, reject) => {
   const ws = new WebSocket(url);
   (window.sockets = window.sockets || []).push(ws);
   ws.onmessage = (ev) => {
     if (ev.data === "Please enter the secret key") ws.send(key);
     else if (ev.data === "Secret key matching succeeded") resolve(true);
     else if (ev.data === "Secret key matching error") reject(new Error("key refused"));
+    else if (ack && ev.data.startsWith("{")) ws.send(JSON.parse(ev.data).MessageCode);
   };
   ws.onerror = () => reject(new Error("websocket error"));
 })
@@ -57,7 +59,7 @@ WS_CLIENT = """
 
 
 def connect_client(
-    page: Page, broker: BrokerProcess, kind: str, topic: str, client_id: str
+    page: Page, broker: BrokerProcess, kind: str, topic: str, client_id: str, ack: bool = False
 ) -> None:
     """Connect a producer or consumer (kind "Producers" or "Consumers") from `page`."""
-    page.evaluate(WS_CLIENT, [f"{broker.ws}/{kind}/Conn/{topic}/{client_id}", SECRET])
+    page.evaluate(WS_CLIENT, [f"{broker.ws}/{kind}/Conn/{topic}/{client_id}", SECRET, ack])

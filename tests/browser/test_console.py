@@ -107,6 +107,33 @@ def test_counters_rates_and_chart_follow_published_messages(
     shoot(page, "03-overview")
 
 
+def test_out_and_acked_rates_with_a_consumer(console: Page, broker: BrokerProcess) -> None:
+    page = console
+    consumer = page.context.new_page()
+    connect_client(consumer, broker, "Consumers", "work", "worker-1", ack=True)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        for i in range(100):  # at most ~10 s
+            if stop.wait(0.1):
+                return
+            send(broker, f"job {i}", topic="work")
+
+    worker = threading.Thread(target=trickle, daemon=True)
+    worker.start()
+    nonzero = re.compile(r"^(?!0\.0$)\d+\.\d$")
+    try:
+        expect(page.locator("#rate-out")).to_have_text(nonzero)
+        expect(page.locator("#rate-acked")).to_have_text(nonzero)
+    finally:
+        stop.set()
+        worker.join(5)
+    expect(page.locator("#count-consumed")).not_to_have_text("0")
+    row = page.locator("#ov-topics tbody tr", has_text="work")
+    expect(row.locator("td").nth(3)).to_have_text("1")  # consumers
+    consumer.close()
+
+
 # ---------------------------------------------------------------------------- messages
 def test_search_view_and_delete_a_message(console: Page, broker: BrokerProcess) -> None:
     page = console
