@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import threading
 from datetime import datetime, timedelta
 
@@ -335,3 +336,14 @@ def test_language_switch_changes_the_labels(console: Page, broker: BrokerProcess
     expect(page.locator("label[for=login-key]")).to_have_text("密钥")
     page.locator("#login .lang-select").select_option("en")
     expect(page.locator("label[for=login-key]")).to_have_text("Secret key")
+
+
+def test_a_hung_broker_shows_as_down(console: Page, broker: BrokerProcess) -> None:
+    page = console
+    assert broker.proc is not None
+    broker.proc.send_signal(signal.SIGSTOP)  # accepts connections (backlog) but never answers
+    try:
+        expect(page.locator("#ov-ping")).to_have_text("Broker down", timeout=20_000)
+    finally:
+        broker.proc.send_signal(signal.SIGCONT)
+    expect(page.locator("#ov-ping")).to_have_text("Broker up", timeout=20_000)

@@ -8,6 +8,8 @@
   const LANG_STORE = "kapokmq.lang";
   const KEY_MISMATCH = "Secret key matching error";
   const TICK_MS = 1500;
+  const REQUEST_TIMEOUT_MS = 10000;
+  const PING_TIMEOUT_MS = 4000;
   const $ = (id) => document.getElementById(id);
 
   // ------------------------------------------------------------------ language
@@ -93,14 +95,17 @@
   }
 
   // POST a form to the Console API; returns the parsed JSON, or null for an empty body.
-  async function api(path, form = {}, key = sessionStorage.getItem(KEY_STORE) || "") {
+  async function api(path, form = {}, key = sessionStorage.getItem(KEY_STORE) || "", timeoutMs = REQUEST_TIMEOUT_MS) {
     // a header value must be Latin-1: a key the browser cannot send cannot be right
     if (/[^\u0000-\u00ff]/.test(key)) throw new AuthError(KEY_MISMATCH);
     const body = new URLSearchParams();
     for (const [name, value] of Object.entries(form)) {
       if (value !== "" && value !== null && value !== undefined) body.set(name, String(value));
     }
-    const response = await fetch(path, { method: "POST", headers: { secretKey: key }, body, cache: "no-store" });
+    const response = await fetch(path, {
+      method: "POST", headers: { secretKey: key }, body, cache: "no-store",
+      signal: AbortSignal.timeout(timeoutMs), // a hung broker shows as down, not as nothing
+    });
     if (!response.ok) throw new ApiError(`HTTP ${response.status} ${response.statusText}`);
     const text = await response.text();
     if (text === "") return null;
@@ -127,7 +132,7 @@
   async function checkHealth() {
     const started = performance.now();
     try {
-      await api("Console/Ping");
+      await api("Console/Ping", {}, undefined, PING_TIMEOUT_MS);
       healthy = true;
       label($("ov-ping-detail"), "overview.ping", { ms: Math.round(performance.now() - started) });
     } catch (error) {
@@ -155,14 +160,18 @@
       }
       const sums = { published: 0, pushed: 0, acked: 0 };
       for (const topic of data.topics) for (const k in sums) sums[k] += topic[k];
-      // a sample older than a few ticks (the page was left) is no base for a live rate
-      const prev = this.previous && now - this.previous.at < 5000 ? this.previous : null;
-      const seconds = prev ? (now - prev.at) / 1000 : 0;
-      const rate = (k) => (seconds > 0 ? Math.max(0, (sums[k] - prev[k]) / seconds).toFixed(1) : t("common.none"));
-      $("rate-in").textContent = rate("published");
-      $("rate-out").textContent = rate("pushed");
-      $("rate-acked").textContent = rate("acked");
-      this.previous = { at: now, ...sums };
+      // rates over the time since the previous sample: not over a few milliseconds (two loads
+      // at once), and not across a gap (the page was left); then the sample only starts anew
+      const prev = this.previous;
+      const seconds = prev ? (now - prev.at) / 1000 : Infinity;
+      if (seconds >= 0.5) {
+        const live = seconds <= 5;
+        const rate = (k) => (live ? Math.max(0, (sums[k] - prev[k]) / seconds).toFixed(1) : t("common.none"));
+        $("rate-in").textContent = rate("published");
+        $("rate-out").textContent = rate("pushed");
+        $("rate-acked").textContent = rate("acked");
+        this.previous = { at: now, ...sums };
+      }
 
       fillTable($("ov-topics").tBodies[0], data.topics.map((topic) => [
         topic.name, topic.ready, topic.inFlight, topic.consumers, topic.producers,
@@ -389,23 +398,34 @@
     PAGES[current].load().catch(showError);
   }
 
-  let timer = null, ticks = 0, ticking = false;
+  // Each tick pings the broker and refreshes the page (if it is a live one). The two run
+  // independently, each skipping a tick while its previous request is still out, so a slow
+  // page refresh never delays noticing that the broker is down.
+  let timer = null, ticks = 0;
+  const busy = { ping: false, page: false };
 
-  async function tick() {
-    if (ticking) return; // the previous round is still waiting for the broker
-    ticking = true;
+  async function once(kind, work) {
+    if (busy[kind]) return;
+    busy[kind] = true;
     try {
-      await checkHealth();
-      const page = PAGES[current];
-      if (healthy && page.every && ticks % page.every === 0) {
-        await page.load();
-        $("page-error").hidden = true;
-      }
+      await work();
     } catch (error) {
       showError(error);
     } finally {
-      ticks += 1;
-      ticking = false;
+      busy[kind] = false;
+    }
+  }
+
+  function tick() {
+    const page = PAGES[current];
+    const refresh = healthy !== false && page.every && ticks % page.every === 0;
+    ticks += 1;
+    once("ping", checkHealth);
+    if (refresh) {
+      once("page", async () => {
+        await page.load();
+        $("page-error").hidden = true;
+      });
     }
   }
 
