@@ -4,7 +4,7 @@
 
 window.KapokChart = (() => {
   const NS = "http://www.w3.org/2000/svg";
-  const W = 640, H = 240, PAD = { left: 48, right: 16, top: 24, bottom: 32 };
+  const W = 640, H = 240, PAD = { left: 48, right: 32, top: 24, bottom: 32 };
 
   function node(tag, attrs, text) {
     const e = document.createElementNS(NS, tag);
@@ -22,7 +22,9 @@ window.KapokChart = (() => {
   }
 
   // points: [{label, value, key}]; replaces the content of `container` with a fresh chart.
-  function line(container, points, { title = "" } = {}) {
+  // Numbers on the chart are compact ("12K", "1.2万"); each point's tooltip has the exact one.
+  function line(container, points, { title = "", locale = "en" } = {}) {
+    const short = new Intl.NumberFormat(locale, { notation: "compact", maximumFractionDigits: 1 });
     const step = niceStep(Math.max(...points.map((p) => p.value), 0), 4);
     const top = step * Math.max(1, Math.ceil(Math.max(...points.map((p) => p.value), 0) / step));
     const innerW = W - PAD.left - PAD.right, innerH = H - PAD.top - PAD.bottom;
@@ -34,7 +36,7 @@ window.KapokChart = (() => {
     for (let v = 0; v <= top; v += step) {
       svg.append(node("line", { x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v), class: "gridline" }));
       svg.append(node("text", { x: PAD.left - 8, y: y(v) + 4, class: "axis", "text-anchor": "end" },
-        v.toLocaleString()));
+        short.format(v)));
     }
     const coords = points.map((p, i) => `${x(i)},${y(p.value)}`);
     const bottom = y(0);
@@ -45,10 +47,10 @@ window.KapokChart = (() => {
     points.forEach((p, i) => {
       const dot = node("circle", { cx: x(i), cy: y(p.value), r: 4, class: "dot",
         "data-day": p.key, "data-count": p.value });
-      dot.append(node("title", {}, `${p.label}: ${p.value.toLocaleString()}`));
+      dot.append(node("title", {}, `${p.label}: ${p.value.toLocaleString(locale)}`));
       svg.append(dot);
       svg.append(node("text", { x: x(i), y: y(p.value) - 10, class: "value", "text-anchor": "middle" },
-        p.value.toLocaleString()));
+        short.format(p.value)));
       svg.append(node("text", { x: x(i), y: H - 10, class: "axis", "text-anchor": "middle" }, p.label));
     });
     container.replaceChildren(svg);

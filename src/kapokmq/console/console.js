@@ -205,7 +205,9 @@
       const key = lang + JSON.stringify(days);
       if (key === this.chartKey) return; // unchanged: keep the SVG as it is
       this.chartKey = key;
-      window.KapokChart.line($("ov-chart"), days, { title: t("overview.chart") });
+      window.KapokChart.line($("ov-chart"), days, {
+        title: t("overview.chart"), locale: lang === "zh" ? "zh-CN" : "en",
+      });
     },
   };
 
