@@ -20,8 +20,10 @@ _DATA = (WSMsgType.TEXT, WSMsgType.BINARY)
 
 
 def open_websocket(request: web.Request, runtime: BrokerRuntime) -> web.WebSocketResponse:
+    # aiohttp refuses a message whose size is >= max_msg_size; B3 closes only frames
+    # *above* mq.maxMessageBytes, so a frame of exactly that size must pass.
     return web.WebSocketResponse(
-        max_msg_size=runtime.config.mq.maxMessageBytes, compress=False, autoping=True
+        max_msg_size=runtime.config.mq.maxMessageBytes + 1, compress=False, autoping=True
     )
 
 
@@ -55,6 +57,8 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
             except FrameError as exc:
                 reply = text_frame(f"error: {exc}".encode())
             else:
+                if broker.full:  # B4: hold this frame's reply until there is room
+                    await runtime.wait_for_room()
                 publish(topic, data, delay)
                 reply = OK_FRAME
                 if runtime.durable_barrier is not None:
@@ -62,8 +66,6 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
             if replies.closed:
                 break
             replies.send(reply)
-            if broker.full:
-                await runtime.wait_for_room()
     finally:
         replies.flush()
         broker.detach_producer(session)
