@@ -347,3 +347,23 @@ def test_a_hung_broker_shows_as_down(console: Page, broker: BrokerProcess) -> No
     finally:
         broker.proc.send_signal(signal.SIGCONT)
     expect(page.locator("#ov-ping")).to_have_text("Broker up", timeout=20_000)
+
+
+def test_cluster_node_list(console: Page, broker: BrokerProcess) -> None:
+    """Clustering is not wired into the broker yet: GetNodes' answer is stubbed in the page."""
+    page = console
+    nodes = [
+        {"Name": "mq:127.0.0.1:8011", "Addr": "127.0.0.1", "Port": "8011"},
+        {"Name": "mq:127.0.0.2:8012", "Addr": "127.0.0.2", "Port": "8012"},
+    ]
+    page.route(
+        "**/Console/GetNodes",
+        lambda route: route.fulfill(status=200, content_type="application/json", json=nodes),
+    )
+    go(page, "cluster")
+    expect(page.locator("#cluster-on")).to_be_visible()
+    expect(page.locator("#cluster-off")).to_be_hidden()
+    expect(page.locator("#nodes tbody tr")).to_have_count(2)
+    expect(page.locator("#nodes tbody tr").nth(1)).to_contain_text("mq:127.0.0.2:8012")
+    expect(page.locator("#nodes-count")).to_have_text("2 nodes")
+    shoot(page, "12-cluster-nodes")
