@@ -21,6 +21,7 @@ from kapokmq.client import (
 )
 from kapokmq.client.connection import base_url, session_url
 from kapokmq.client.producer import encode_send
+from kapokmq.client.sync import SyncConsumer, SyncProducer
 from tests.client.fake_broker import NO_REPLY, FakeBroker
 
 FAST = Backoff(initial=0.01, maximum=0.05)
@@ -181,3 +182,21 @@ async def test_send_http(fake: FakeBroker) -> None:
 async def _until(predicate) -> None:
     while not predicate():
         await asyncio.sleep(0.01)
+
+
+async def test_sync_api(fake: FakeBroker) -> None:
+    def work() -> list[str]:
+        with SyncProducer(fake.url, "t", "p1") as producer:
+            producer.send("s1")
+            assert producer.send_many(["s2", "s3"]) == [None, None]
+        got: list[str] = []
+        with SyncConsumer(fake.url, "t", "c1") as consumer:
+            for msg in consumer:
+                got.append(msg.message_data)
+                msg.ack()
+                if len(got) == 3:
+                    break
+        return got
+
+    assert await asyncio.wait_for(asyncio.to_thread(work), 10) == ["s1", "s2", "s3"]
+    await asyncio.wait_for(_until(lambda: len(fake.acks) == 3), 5)
