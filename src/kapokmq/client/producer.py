@@ -94,6 +94,14 @@ class Producer(Session):
         future = await self._submit(encode_send(data, delay))
         await future
 
+    async def submit(self, data: DataLike, delay: int = 0) -> asyncio.Future[None]:
+        """Start publishing one message: waits only for a window slot and the write.
+
+        The returned future resolves on the broker's `ok` (or fails with SendError). Use
+        it to stream messages without a task per message.
+        """
+        return await self._submit(encode_send(data, delay))
+
     async def send_many(
         self,
         items: Iterable[DataLike],

@@ -85,9 +85,15 @@ class Session:
                 return
             if self._http is None:
                 self._http = aiohttp.ClientSession()
-            ws = await open_session(
-                self._http, self._ws_url, self._secret_key, self._connect_timeout
-            )
+            try:
+                ws = await open_session(
+                    self._http, self._ws_url, self._secret_key, self._connect_timeout
+                )
+            except BaseException:
+                if self._own_http:  # nothing else holds it: do not leak an unclosed session
+                    await self._http.close()
+                    self._http = None
+                raise
             await self._attach(ws)
             self._runner = asyncio.create_task(self._run(ws), name=f"kapokmq-{self.role}")
 
