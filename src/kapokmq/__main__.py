@@ -1,0 +1,3 @@
+from kapokmq.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,244 @@
+"""Configuration: embedded defaults < application.yaml < KAPOKMQ_* environment < CLI flags.
+
+Field names are the original's yaml keys verbatim (camelCase), so an original
+``application.yaml`` reads unchanged and ``/Console/GetConfig`` reports the same names.
+Every value is validated once at start-up; a bad one raises ``ConfigError`` naming the key
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "KAPOKMQ_"
+
+
+class ConfigError(ValueError):
+    """A configuration value that the broker refuses to start with."""
+
+
+def _choices(*values: object) -> dict[str, Any]:
+    return {"choices": values}
+
+
+def _at_least(minimum: int) -> dict[str, Any]:
+    return {"min": minimum}
+
+
+@dataclass
+class ServerSection:
+    addr: str = "127.0.0.1"  # B8: loopback unless told otherwise
+    port: int = field(default=8011, metadata={"min": 0, "max": 65535})
+
+
+@dataclass
+class MqSection:
+    secretKey: str = "test"
+    pushType: int = field(default=1, metadata=_choices(1, 2))
+    messageChanBuffer: int = field(default=10_000_000, metadata=_at_least(1))
+    pushMessagesSpeed: int = field(default=1, metadata=_at_least(1))
+    pushCount: int = field(default=1000, metadata=_at_least(1))
+    pushThrottle: int = field(default=0, metadata=_choices(0, 1))
+    pushRetryTime: int = field(default=300, metadata=_at_least(1))
+    persistentFile: str = "MQDATA"
+    isPersistent: int = field(default=0, metadata=_choices(0, 1, 2))
+    recoveryStrategy: int = field(default=1, metadata=_choices(0, 1))
+    persistentTime: int = field(default=5, metadata=_at_least(1))
+    isCleanConsumed: int = field(default=0, metadata=_choices(0, 1))
+    isRePush: int = field(default=1, metadata=_choices(0, 1))
+    isClean: int = field(default=1, metadata=_choices(0, 1))
+    checkSpeed: int = field(default=5, metadata=_at_least(1))
+    cleanTime: int = field(default=172_800, metadata=_at_least(1))
+    maxInFlight: int = field(default=1000, metadata=_at_least(1))
+    maxDeliveries: int = field(default=0, metadata=_at_least(0))
+    maxMessageBytes: int = field(default=1 << 20, metadata=_at_least(64))
+    fsync: str = field(default="everysec", metadata=_choices("always", "everysec", "no"))
+    dataDir: str = "data"
+    topics: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class ClusterSection:
+    isCluster: int = field(default=0, metadata=_choices(0, 1))
+    gossipPort: int = field(default=8021, metadata={"min": 0, "max": 65535})
+    registryAddr: str = "127.0.0.1"
+    registryGossipPort: str = "8041"
+
+
+@dataclass
+class SyncSection:
+    isSync: int = field(default=0, metadata=_choices(0, 1))
+    isSlave: int = field(default=0, metadata=_choices(0, 1))
+    masterProtocol: str = field(default="ws", metadata=_choices("ws", "wss"))
+    masterAddr: str = "127.0.0.1"
+    masterPort: str = "8011"
+
+
+@dataclass
+class Config:
+    server: ServerSection = field(default_factory=ServerSection)
+    mq: MqSection = field(default_factory=MqSection)
+    cluster: ClusterSection = field(default_factory=ClusterSection)
+    sync: SyncSection = field(default_factory=SyncSection)
+
+    def topic_push_type(self, topic: str) -> int:
+        """pushType for one topic: the per-topic override if any, else the global one."""
+        override = self.mq.topics.get(topic)
+        if override is not None and "pushType" in override:
+            return int(override["pushType"])
+        return self.mq.pushType
+
+    def console_view(self) -> dict[str, Any]:
+        """The GetConfig payload: every key but the secrets and the listen address.
+
+        Keys are sorted because the original returns a Go map, which encoding/json sorts.
+        """
+        view: dict[str, Any] = {}
+        for section in (self.mq, self.cluster, self.sync):
+            for f in dataclasses.fields(section):
+                if f.name != "secretKey":
+                    view[f.name] = getattr(section, f.name)
+        return dict(sorted(view.items()))
+
+
+SECTIONS = ("server", "mq", "cluster", "sync")
+
+
+def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
+    """Convert one raw value (yaml scalar or env string) to the field's type and check it."""
+    key = f"{section}.{f.name}"
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    value: object
+    if kind == "int":
+        if isinstance(raw, bool) or not isinstance(raw, int | str):
+            raise ConfigError(f"{key} must be an integer, got {raw!r}")
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
+    elif kind == "str":
+        if isinstance(raw, bool) or not isinstance(raw, str | int):
+            raise ConfigError(f"{key} must be a string, got {raw!r}")
+        value = str(raw)
+    else:  # the topics mapping
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{key} must be a mapping of topic name to settings")
+        value = _check_topics(key, raw)
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+        allowed = ", ".join(str(c) for c in choices)
+        raise ConfigError(f"{key} must be one of {allowed}; got {raw!r}")
+    minimum = f.metadata.get("min")
+    if minimum is not None and isinstance(value, int) and value < minimum:
+        raise ConfigError(f"{key} must be >= {minimum}; got {raw!r}")
+    maximum = f.metadata.get("max")
+    if maximum is not None and isinstance(value, int) and value > maximum:
+        raise ConfigError(f"{key} must be <= {maximum}; got {raw!r}")
+    return value
+
+
+def _check_topics(key: str, raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]:
+    topics: dict[str, dict[str, Any]] = {}
+    for name, settings in raw.items():
+        if not isinstance(settings, Mapping):
+            raise ConfigError(f"{key}.{name} must be a mapping such as {{pushType: 2}}")
+        unknown = set(settings) - {"pushType"}
+        if unknown:
+            raise ConfigError(
+                f"{key}.{name}: unknown setting(s) {sorted(unknown)}; allowed: pushType"
+            )
+        if "pushType" in settings and settings["pushType"] not in (1, 2, "1", "2"):
+            raise ConfigError(f"{key}.{name}.pushType must be one of 1, 2")
+        topics[str(name)] = {k: int(v) for k, v in settings.items()}
+    return topics
+
+
+def _apply(config: Config, section: str, name: str, raw: object, origin: str) -> None:
+    target = getattr(config, section)
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    f = fields.get(name)
+    if f is None:
+        lowered = {n.lower(): n for n in fields}
+        if name.lower() in lowered:
+            f = fields[lowered[name.lower()]]
+        else:
+            log.warning("%s: ignoring unknown key %s.%s", origin, section, name)
+            return
+    setattr(target, f.name, _coerce(section, f, raw))
+
+
+def load_yaml(config: Config, path: Path) -> None:
+    """Overlay an application.yaml (original format; unknown keys are warned about)."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    if document is None:
+        return
+    if not isinstance(document, Mapping):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for section, values in document.items():
+        if section not in SECTIONS:
+            continue  # e.g. Serena's `registry:` section in a shared file
+        if values is None:
+            continue
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{path}: section {section} must be a mapping")
+        for name, raw in values.items():
+            _apply(config, section, str(name), raw, str(path))
+
+
+def load_env(config: Config, environ: Mapping[str, str]) -> None:
+    """Overlay KAPOKMQ_<SECTION>_<KEY> variables (key matched case-insensitively)."""
+    for var, raw in environ.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        rest = var[len(ENV_PREFIX) :]
+        section, _, name = rest.partition("_")
+        section = section.lower()
+        if section not in SECTIONS or not name:
+            continue
+        _apply(config, section, name.replace("_", ""), raw, f"environment {var}")
+
+
+def apply_overrides(config: Config, overrides: Mapping[str, object]) -> None:
+    """Overlay dotted ``section.key`` values (from CLI flags)."""
+    for dotted, raw in overrides.items():
+        section, _, name = dotted.partition(".")
+        if section not in SECTIONS or not name:
+            raise ConfigError(f"unknown setting {dotted!r}; use section.key, e.g. mq.pushType")
+        if section == "mq" and name == "topics":
+            raise ConfigError("mq.topics can only be set in the yaml file")
+        _apply(config, section, name, raw, "command line")
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Config:
+    """Build the effective configuration; ``./application.yaml`` is read if no path is given."""
+    config = Config()
+    if path is None:
+        for candidate in (Path("application.yaml"), Path("config/application.yaml")):
+            if candidate.is_file():
+                path = candidate
+                break
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        load_yaml(config, path)
+    load_env(config, os.environ if environ is None else environ)
+    if overrides:
+        apply_overrides(config, overrides)
+    return config

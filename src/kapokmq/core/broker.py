@@ -1,0 +1,347 @@
+"""The sans-I/O broker: every state change of every message happens here.
+
+Driven only by method calls and an injected clock; no sockets, no asyncio. The transport
+layer calls ``publish``/``ack``/``attach_consumer``..., arranges for ``dispatch`` to run
+soon after ``on_dirty`` fires, and calls ``tick`` at ``next_deadline``. Storage and
+replication subscribe to message changes through ``MessageListener``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from kapokmq.config import Config
+from kapokmq.core.dispatch import FANOUT, dispatch
+from kapokmq.core.schedule import Scheduler
+from kapokmq.core.store import MessageStore
+from kapokmq.core.topics import ConsumerSession, Deliver, Topic
+from kapokmq.model import ClientInfo, CodeGenerator, Message, Status
+
+Clock = Callable[[], float]
+
+
+class MessageListener(Protocol):
+    """Receives every message state change, in order (storage, replication)."""
+
+    def message_added(self, msg: Message) -> None: ...
+
+    def message_updated(self, msg: Message) -> None:
+        """Status, ConsumedTime or DelayTime changed."""
+
+    def message_removed(self, msg: Message) -> None: ...
+
+
+@dataclass(slots=True)
+class ProducerSession:
+    session_id: int
+    info: ClientInfo
+
+
+class Broker:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        on_dirty: Callable[[], None] | None = None,
+        new_code: Callable[[], str] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.on_dirty = on_dirty
+        self.on_room: Callable[[], None] | None = None
+        self.new_code = new_code or CodeGenerator()
+        self.store = MessageStore()
+        self.scheduler = Scheduler()
+        self.topics: dict[str, Topic] = {}
+        self.producers: dict[int, ProducerSession] = {}
+        self.listeners: list[MessageListener] = []
+        self._dirty: set[Topic] = set()
+        self._ids = itertools.count(1)
+        mq = config.mq
+        self.retry_after: float | None = float(mq.pushRetryTime) if mq.isRePush else None
+        self.max_deliveries = mq.maxDeliveries
+        self.backlog_limit = mq.messageChanBuffer
+        self.clean_after: int | None = mq.cleanTime if mq.isClean else None
+        self.check_every = float(mq.checkSpeed)
+        self._next_expiry = clock() + self.check_every
+
+    # ------------------------------------------------------------------ topics & sessions
+    def topic(self, name: str) -> Topic:
+        topic = self.topics.get(name)
+        if topic is None:
+            topic = self.topics[name] = Topic(name, self.config.topic_push_type(name))
+        return topic
+
+    def attach_consumer(self, info: ClientInfo, deliver: Deliver) -> ConsumerSession:
+        topic = self.topic(info.topic)
+        session = ConsumerSession(next(self._ids), info, topic, self.config.mq.maxInFlight, deliver)
+        topic.consumers.append(session)
+        if topic.ready:
+            self._mark(topic)
+        return session
+
+    def detach_consumer(self, session: ConsumerSession) -> None:
+        """Forget a session; whatever it had in flight goes back to the front of the queue."""
+        topic = session.topic
+        try:
+            topic.consumers.remove(session)
+        except ValueError:
+            return
+        back: list[Message] = []
+        for msg in session.in_flight.values():
+            if msg.removed or msg.status is not Status.WAITING:
+                continue
+            if msg.holder is session or (
+                msg.holder is FANOUT
+                and not any(msg.code in other.in_flight for other in topic.consumers)
+            ):
+                msg.holder = None
+                back.append(msg)
+        if not topic.consumers:
+            back.extend(m for m in session.pending if not m.removed and m.holder is FANOUT)
+            for msg in back:
+                msg.holder = None
+        session.in_flight.clear()
+        session.pending.clear()
+        if back:
+            back.sort(key=lambda m: m.arrival, reverse=True)
+            topic.ready.extendleft(back)
+            self._mark(topic)
+
+    def attach_producer(self, info: ClientInfo) -> ProducerSession:
+        session = ProducerSession(next(self._ids), info)
+        self.producers[session.session_id] = session
+        return session
+
+    def detach_producer(self, session: ProducerSession) -> None:
+        self.producers.pop(session.session_id, None)
+
+    def consumers(self) -> list[ConsumerSession]:
+        return [c for topic in self.topics.values() for c in topic.consumers]
+
+    # ------------------------------------------------------------------ messages
+    @property
+    def backlog(self) -> int:
+        """Unconsumed messages (waiting or delayed): what messageChanBuffer bounds."""
+        return self.store.count(Status.WAITING) + self.store.count(Status.DELAYED)
+
+    @property
+    def full(self) -> bool:
+        return self.backlog >= self.backlog_limit
+
+    def publish(self, topic_name: str, data: str, delay: int = 0) -> Message:
+        now = self.clock()
+        topic = self.topic(topic_name)
+        if delay > 0:
+            msg = Message(self.new_code(), data, topic_name, int(now), delay, Status.DELAYED, now)
+            self.scheduler.add_delay(msg, now + delay)
+        else:
+            msg = Message(self.new_code(), data, topic_name, int(now), delay, Status.WAITING, now)
+            topic.ready.append(msg)
+            self._mark(topic)
+        self.store.add(msg)
+        topic.stats.published += 1
+        for listener in self.listeners:
+            listener.message_added(msg)
+        return msg
+
+    def restore(self, msg: Message) -> None:
+        """Insert a recovered or replicated message without notifying listeners.
+
+        Waiting messages are queued for immediate delivery: nobody holds them any more.
+        """
+        msg.holder = None
+        self.store.add(msg)
+        topic = self.topic(msg.topic)
+        if msg.status is Status.DELAYED:
+            self.scheduler.add_delay(msg, msg.arrival + msg.delay_time)
+        elif msg.status is Status.WAITING:
+            topic.ready.append(msg)
+            self._mark(topic)
+
+    def ack(self, session: ConsumerSession, code: str) -> bool:
+        """Mark a message consumed; unknown or already consumed codes are ignored."""
+        msg = session.in_flight.pop(code, None)
+        if msg is None:
+            msg = self.store.get(code)
+            if msg is None:
+                return False
+        topic = session.topic
+        if session.pending or topic.ready:
+            self._mark(topic)
+        msg_topic = topic if msg.topic == topic.name else self.topic(msg.topic)
+        if msg.removed or msg.status is Status.CONSUMED or msg.status is Status.DELAYED:
+            return False
+        holder = msg.holder
+        if isinstance(holder, ConsumerSession):
+            if holder is not session:
+                holder.in_flight.pop(code, None)
+        elif holder is FANOUT:
+            # release every subscriber's window: a subscriber that does not ack copies
+            # already consumed elsewhere must not stall
+            for other in msg_topic.consumers:
+                other.in_flight.pop(code, None)
+        msg.holder = None
+        was_full = self.full
+        self.store.set_status(msg, Status.CONSUMED)
+        msg.consumed_time = int(self.clock())
+        msg_topic.stats.acked += 1
+        for listener in self.listeners:
+            listener.message_updated(msg)
+        if self.config.mq.isCleanConsumed:
+            self._remove(msg)
+        if was_full:
+            self._room()
+        return True
+
+    def delete(self, code: str) -> bool:
+        msg = self.store.get(code)
+        if msg is None:
+            return False
+        was_full = self.full
+        self._remove(msg)
+        if was_full:
+            self._room()
+        return True
+
+    def requeue(self, code: str) -> bool:
+        """Give a dead (or consumed) message another life: waiting, attempts reset."""
+        msg = self.store.get(code)
+        if msg is None or msg.status not in (Status.DEAD, Status.CONSUMED):
+            return False
+        self.store.set_status(msg, Status.WAITING)
+        msg.attempts = 0
+        msg.consumed_time = 0
+        msg.holder = None
+        topic = self.topic(msg.topic)
+        topic.ready.append(msg)
+        self._mark(topic)
+        for listener in self.listeners:
+            listener.message_updated(msg)
+        return True
+
+    def _remove(self, msg: Message) -> None:
+        self.store.remove(msg.code)
+        holder = msg.holder
+        if isinstance(holder, ConsumerSession):
+            holder.in_flight.pop(msg.code, None)
+        elif holder is FANOUT:
+            for session in self.topic(msg.topic).consumers:
+                session.in_flight.pop(msg.code, None)
+        msg.holder = None
+        for listener in self.listeners:
+            listener.message_removed(msg)
+
+    # ------------------------------------------------------------------ dispatch
+    def _mark(self, topic: Topic) -> None:
+        if not self._dirty and self.on_dirty is not None:
+            self._dirty.add(topic)
+            self.on_dirty()
+        else:
+            self._dirty.add(topic)
+
+    def _on_push(self, msg: Message) -> None:
+        retry_after = self.retry_after
+        if retry_after is not None:
+            self.scheduler.add_retry(msg, self.clock() + retry_after)
+
+    def dispatch(self) -> int:
+        """Push everything that can be pushed now; returns the number of pushes."""
+        pushed = 0
+        while self._dirty:
+            topic = self._dirty.pop()
+            pushed += dispatch(topic, self._on_push)
+        return pushed
+
+    # ------------------------------------------------------------------ time
+    def next_deadline(self) -> float | None:
+        deadline = self.scheduler.next_deadline()
+        if self.clean_after is not None and (deadline is None or self._next_expiry < deadline):
+            deadline = self._next_expiry
+        return deadline
+
+    def tick(self) -> None:
+        """Fire every timer that is due: delays, redeliveries, expiry."""
+        now = self.clock()
+        for msg in self.scheduler.due_delays(now):
+            if msg.removed or msg.status is not Status.DELAYED:
+                continue
+            self.store.set_status(msg, Status.WAITING)
+            topic = self.topic(msg.topic)
+            topic.ready.append(msg)
+            self._mark(topic)
+            for listener in self.listeners:
+                listener.message_updated(msg)
+        for msg, attempt in self.scheduler.due_retries(now):
+            if msg.removed or msg.status is not Status.WAITING or msg.attempts != attempt:
+                continue
+            if msg.holder is None:
+                continue  # already back in the ready queue
+            self._redeliver(msg, now)
+        if self.clean_after is not None and now >= self._next_expiry:
+            self._next_expiry = now + self.check_every
+            self.expire(now)
+
+    def _redeliver(self, msg: Message, now: float) -> None:
+        topic = self.topic(msg.topic)
+        holder = msg.holder
+        if isinstance(holder, ConsumerSession):
+            holder.in_flight.pop(msg.code, None)
+        else:
+            for session in topic.consumers:
+                session.in_flight.pop(msg.code, None)
+        msg.holder = None
+        if self.max_deliveries and msg.attempts >= self.max_deliveries:
+            was_full = self.full
+            self.store.set_status(msg, Status.DEAD)
+            topic.stats.dead += 1
+            for listener in self.listeners:
+                listener.message_updated(msg)
+            if was_full:
+                self._room()
+        else:
+            # the original rewrites DelayTime so the next resend is one pushRetryTime later
+            msg.delay_time = int(now) - msg.create_time
+            topic.stats.redelivered += 1
+            topic.ready.append(msg)
+            for listener in self.listeners:
+                listener.message_updated(msg)
+        self._mark(topic)
+
+    def expire(self, now: float) -> int:
+        """Delete messages older than cleanTime, whatever their status."""
+        if self.clean_after is None:
+            return 0
+        cutoff = now - self.clean_after
+        old: list[Message] = []
+        for msg in self.store:
+            if msg.create_time >= cutoff:
+                break
+            old.append(msg)
+        if old:
+            was_full = self.full
+            for msg in old:
+                self._remove(msg)
+            if was_full:
+                self._room()
+        return len(old)
+
+    def _room(self) -> None:
+        if self.on_room is not None and not self.full:
+            self.on_room()
+
+    # ------------------------------------------------------------------ queries
+    def clients(self) -> tuple[list[ClientInfo], list[ClientInfo]]:
+        """(consumers, producers) in join order."""
+        consumers = sorted(self.consumers(), key=lambda s: s.session_id)
+        producers = sorted(self.producers.values(), key=lambda s: s.session_id)
+        return [c.info for c in consumers], [p.info for p in producers]
+
+    def add_listener(self, listener: MessageListener) -> None:
+        self.listeners.append(listener)
+
+    def messages(self) -> Iterable[Message]:
+        return iter(self.store)

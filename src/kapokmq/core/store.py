@@ -1,0 +1,90 @@
+"""The message table: every stored message by code, with the indexes the console needs.
+
+Counts by status and by creation hour are kept up to date on every change, so the
+console's counters and 7-day chart never scan the table. Insertion order is creation
+order, which makes expiry a scan from the front that stops at the first young message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from kapokmq.model import Message, Status
+
+
+class MessageStore:
+    __slots__ = ("_by_hour", "_counts", "_messages")
+
+    def __init__(self) -> None:
+        self._messages: dict[str, Message] = {}
+        self._counts = {status: 0 for status in Status}
+        self._by_hour: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self._messages.values())
+
+    def get(self, code: str) -> Message | None:
+        return self._messages.get(code)
+
+    def add(self, msg: Message) -> None:
+        if msg.code in self._messages:
+            raise KeyError(f"duplicate message code {msg.code}")
+        self._messages[msg.code] = msg
+        self._counts[msg.status] += 1
+        hour = msg.create_time // 3600
+        self._by_hour[hour] = self._by_hour.get(hour, 0) + 1
+
+    def remove(self, code: str) -> Message | None:
+        msg = self._messages.pop(code, None)
+        if msg is None:
+            return None
+        msg.removed = True
+        self._counts[msg.status] -= 1
+        hour = msg.create_time // 3600
+        left = self._by_hour[hour] - 1
+        if left:
+            self._by_hour[hour] = left
+        else:
+            del self._by_hour[hour]
+        return msg
+
+    def set_status(self, msg: Message, status: Status) -> None:
+        counts = self._counts
+        counts[msg.status] -= 1
+        counts[status] += 1
+        msg.status = status
+
+    def count(self, status: Status) -> int:
+        return self._counts[status]
+
+    def counts(self) -> dict[Status, int]:
+        return dict(self._counts)
+
+    def hourly(self) -> dict[int, int]:
+        """Messages per creation hour (unix time // 3600), for per-day charts in any zone."""
+        return dict(self._by_hour)
+
+    def oldest_first(self) -> Iterator[Message]:
+        return iter(list(self._messages.values()))
+
+    def search(
+        self,
+        start: int,
+        end: int,
+        status: Status | None = None,
+        topic: str | None = None,
+    ) -> list[Message]:
+        """Messages created in [start, end] (unix seconds), newest first."""
+        found = [
+            m
+            for m in self._messages.values()
+            if start <= m.create_time <= end
+            and (status is None or m.status == status)
+            and (topic is None or m.topic == topic)
+        ]
+        found.reverse()  # insertion order is creation order; a stable sort keeps ties newest-first
+        found.sort(key=lambda m: m.create_time, reverse=True)
+        return found

@@ -1,0 +1,80 @@
+"""The aiohttp application: one port for WebSocket clients, the HTTP API and the console."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from kapokmq.server import http_api
+from kapokmq.server.keys import RUNTIME
+from kapokmq.server.metrics import CONTENT_TYPE, make_registry, render
+from kapokmq.server.runtime import BrokerRuntime
+from kapokmq.server.ws_consumer import consumer_endpoint
+from kapokmq.server.ws_producer import producer_endpoint
+
+METRICS = web.AppKey("metrics", CollectorRegistry)
+CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": (
+        "Content-Type,AccessToken,X-CSRF-Token, Authorization, Token, secretKey"
+    ),
+    "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+    "Access-Control-Expose-Headers": (
+        "Content-Length, Access-Control-Allow-Origin, Access-Control-Allow-Headers, Content-Type"
+    ),
+    "Access-Control-Allow-Credentials": "true",
+}
+
+
+@web.middleware
+async def cors(request: web.Request, handler: http_api.Handler) -> web.StreamResponse:
+    """CORS on every answer; any OPTIONS is 204; a wrong method is a 404 as in Gin."""
+    if request.method == "OPTIONS":
+        return web.Response(status=204, headers=CORS_HEADERS)
+    try:
+        response = await handler(request)
+    except web.HTTPMethodNotAllowed:
+        response = web.Response(status=404, text="404 page not found")
+    except web.HTTPNotFound:
+        response = web.Response(status=404, text="404 page not found")
+    except web.HTTPException as exc:
+        exc.headers.update(CORS_HEADERS)
+        raise
+    if not response.prepared:
+        response.headers.update(CORS_HEADERS)
+    return response
+
+
+async def console_index(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(CONSOLE_DIR / "index.html")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    return http_api.json_response({"status": "ok", "backlog": runtime.broker.backlog})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = render(request.app[METRICS])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def build_app(runtime: BrokerRuntime) -> web.Application:
+    app = web.Application(
+        middlewares=[cors], client_max_size=runtime.config.mq.maxMessageBytes + 65536
+    )
+    app[RUNTIME] = runtime
+    app[METRICS] = make_registry(runtime)
+    app.router.add_get("/Producers/Conn/{topic}/{producerId}", producer_endpoint)
+    app.router.add_get("/Consumers/Conn/{topic}/{consumerId}", consumer_endpoint)
+    for path, handler in http_api.CONSOLE_ROUTES.items():
+        app.router.add_post(path, handler)
+    app.router.add_get("/", console_index)
+    app.router.add_static("/view/", CONSOLE_DIR, show_index=False)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app

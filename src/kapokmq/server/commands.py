@@ -1,0 +1,84 @@
+"""`kapokmq serve`: run a broker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from kapokmq.config import ConfigError, load_config
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="run a broker",
+        description="Run a KapokMQ broker. With no config file it uses embedded defaults "
+        "(127.0.0.1:8011, secret key 'test'). Precedence: defaults < yaml < KAPOKMQ_* env < flags.",
+    )
+    p.add_argument(
+        "--config", type=Path, help="application.yaml (default: ./application.yaml if present)"
+    )
+    p.add_argument("--addr", help="listen address (server.addr)")
+    p.add_argument("--port", type=int, help="listen port (server.port; 0 = any free port)")
+    p.add_argument("--secret-key", help="secret key (mq.secretKey)")
+    p.add_argument(
+        "--push-type", type=int, choices=(1, 2), help="1 point-to-point, 2 publish/subscribe"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="any other setting, e.g. --set mq.pushRetryTime=10 (repeatable)",
+    )
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.set_defaults(func=serve)
+
+
+def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value
+    for flag, key in (
+        ("addr", "server.addr"),
+        ("port", "server.port"),
+        ("secret_key", "mq.secretKey"),
+        ("push_type", "mq.pushType"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = value
+    return overrides
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    from kapokmq.server.main import run_broker
+
+    configure_logging(args.log_level)
+    try:
+        config = load_config(args.config, overrides=collect_overrides(args))
+    except ConfigError as exc:
+        print(f"kapokmq: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(run_broker(config))
+    else:
+        uvloop.run(run_broker(config))
+    return 0

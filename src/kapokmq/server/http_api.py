@@ -1,0 +1,295 @@
+"""The HTTP producer and Console API (DESIGN A5), plus our extensions.
+
+Every JSON answer is HTTP 200 with ``code`` 0 or -1, as in the original; map-shaped
+answers have sorted keys because Go sorts map keys when encoding.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from kapokmq.model import Message, Status, dumps
+from kapokmq.server.auth import key_matches
+from kapokmq.server.keys import NODES, RUNTIME
+from kapokmq.server.runtime import BrokerRuntime
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+KEY_MISMATCH = {"code": -1, "msg": "Secret key matching error"}
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+STATUS_FILTERS = {
+    "3": None,
+    "-1": Status.WAITING,
+    "0": Status.DELAYED,
+    "1": Status.CONSUMED,
+    "2": Status.DEAD,
+}
+MAX_PAGE_SIZE = 10_000
+
+
+class BadInput(ValueError):
+    """A form value the API refuses; the text is returned as ``msg``."""
+
+
+def json_response(payload: Any) -> web.Response:
+    return web.Response(body=dumps(payload), content_type="application/json", charset="utf-8")
+
+
+def error(reason: str) -> web.Response:
+    return json_response({"code": -1, "msg": reason})
+
+
+def runtime_of(request: web.Request) -> BrokerRuntime:
+    runtime: BrokerRuntime = request.app[RUNTIME]
+    return runtime
+
+
+def authorised(
+    handler: Callable[[web.Request, MultiDictProxy[Any]], Awaitable[web.Response]],
+) -> Handler:
+    """Check the `secretKey` header, parse the form, turn BadInput into a -1 answer."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        if not key_matches(
+            request.headers.get("secretKey"), runtime_of(request).config.mq.secretKey
+        ):
+            return json_response(KEY_MISMATCH)
+        try:
+            form = await request.post()
+        except ValueError as exc:
+            return error(f"cannot parse the form body: {exc}")
+        try:
+            return await handler(request, form)
+        except BadInput as exc:
+            return error(str(exc))
+
+    wrapped.__name__ = handler.__name__
+    return wrapped
+
+
+def field(form: MultiDictProxy[Any], name: str) -> str:
+    value = form.get(name, "")
+    if not isinstance(value, str):  # a file upload where a plain field was expected
+        raise BadInput(f"{name} must be a plain form field, not a file")
+    return value
+
+
+def int_field(form: MultiDictProxy[Any], name: str, default: int | None = None) -> int:
+    raw = field(form, name).strip()
+    if not raw:
+        if default is not None:
+            return default
+        raise BadInput(f"{name} is required and must be an integer")
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadInput(f"{name} must be an integer, got {raw!r}") from None
+
+
+def time_field(form: MultiDictProxy[Any], name: str, default: int) -> int:
+    raw = field(form, name).strip()
+    if not raw:
+        return default
+    try:
+        return int(time.mktime(time.strptime(raw, TIME_FORMAT)))
+    except ValueError:
+        raise BadInput(
+            f"{name} must look like 2006-01-02 15:04:05 (local time), got {raw!r}"
+        ) from None
+
+
+# ---------------------------------------------------------------------------- producer
+@authorised
+async def producer_send(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
+    runtime = runtime_of(request)
+    delay = int_field(form, "delayTime")
+    if not -(1 << 63) <= delay < 1 << 63:
+        raise BadInput("delayTime is out of the 64-bit integer range")
+    data = field(form, "messageData")
+    topic = field(form, "topic")
+    if not data or not topic:
+        return error("Required data cannot be empty")
+    if len(data.encode()) > runtime.config.mq.maxMessageBytes:
+        return error(
+            f"messageData is larger than mq.maxMessageBytes ({runtime.config.mq.maxMessageBytes})"
+        )
+    if runtime.broker.full:
+        return error("queue full")
+    msg = runtime.publish(topic, data, delay)
+    if runtime.durable_barrier is not None:
+        await runtime.durable_barrier()
+    return json_response({"code": 0, "msg": msg.code})
+
+
+# ---------------------------------------------------------------------------- console
+@authorised
+async def ping(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
+    return json_response({"code": 0})
+
+
+@authorised
+async def get_clients(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
+    consumers, producers = runtime_of(request).broker.clients()
+    return json_response(
+        {
+            "code": 0,
+            "consumers": [c.as_consumer() for c in consumers],
+            "producers": [p.as_producer() for p in producers],
+        }
+    )
+
+
+@authorised
+async def get_consumers(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
+    consumers, _ = runtime_of(request).broker.clients()
+    return json_response({"code": 0, "data": [c.as_consumer() for c in consumers]})
+
+
+@authorised
+async def get_producers(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
+    _, producers = runtime_of(request).broker.clients()
+    return json_response({"code": 0, "data": [p.as_producer() for p in producers]})
+
+
+@authorised
+async def get_config(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
+    return json_response({"code": 0, "data": runtime_of(request).config.console_view()})
+
+
+@authorised
+async def count_message(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
+    counts = runtime_of(request).broker.store.counts()
+    return json_response(
+        {
+            "code": 0,
+            "data": {
+                "all": sum(counts.values()),
+                "consumed": counts[Status.CONSUMED],
+                "delay": counts[Status.DELAYED],
+                "unconsumed": counts[Status.WAITING],
+            },
+        }
+    )
+
+
+def _lookup(request: web.Request, form: MultiDictProxy[Any]) -> Message | None:
+    return runtime_of(request).broker.store.get(field(form, "messageCode").strip())
+
+
+@authorised
+async def get_message(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
+    msg = _lookup(request, form)
+    if msg is None:
+        return json_response({"code": -1, "data": "error"})
+    return json_response({"code": 0, "data": msg.to_dict()})
+
+
+@authorised
+async def del_message(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
+    runtime_of(request).broker.delete(field(form, "messageCode").strip())
+    return json_response({"code": 0})
+
+
+@authorised
+async def get_message_list(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
+    start = time_field(form, "startTime", 0)
+    end = time_field(form, "endTime", 1 << 62)
+    raw_status = field(form, "status").strip() or "3"
+    if raw_status not in STATUS_FILTERS:
+        raise BadInput(f"status must be one of 3 (all), -1, 0, 1, 2; got {raw_status!r}")
+    topic = field(form, "topic") or None
+    found = runtime_of(request).broker.store.search(start, end, STATUS_FILTERS[raw_status], topic)
+    page = int_field(form, "page", 0)
+    size = int_field(form, "pageSize", 0)
+    if page < 0 or size < 0 or size > MAX_PAGE_SIZE:
+        raise BadInput(f"page must be >= 1 and pageSize between 1 and {MAX_PAGE_SIZE}")
+    if page or size:
+        page = max(page, 1)
+        size = size or 20
+        found = found[(page - 1) * size : page * size]
+    return json_response({"code": 0, "data": [m.to_dict(with_data=False) for m in found]})
+
+
+@authorised
+async def requeue_message(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
+    """Extension: put a dead (or consumed) message back in its queue."""
+    if runtime_of(request).broker.requeue(field(form, "messageCode").strip()):
+        return json_response({"code": 0})
+    return error("no dead or consumed message with that messageCode")
+
+
+@authorised
+async def stats(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
+    """Extension for the console: counts incl. dead, per-topic figures, hourly creation."""
+    runtime = runtime_of(request)
+    broker = runtime.broker
+    counts = broker.store.counts()
+    topics = []
+    for topic in sorted(broker.topics.values(), key=lambda t: t.name):
+        s = topic.stats
+        producers = sum(1 for p in broker.producers.values() if p.info.topic == topic.name)
+        topics.append(
+            {
+                "acked": s.acked,
+                "consumers": len(topic.consumers),
+                "dead": s.dead,
+                "inFlight": topic.in_flight(),
+                "name": topic.name,
+                "producers": producers,
+                "published": s.published,
+                "pushed": s.pushed,
+                "ready": len(topic.ready),
+                "redelivered": s.redelivered,
+            }
+        )
+    return json_response(
+        {
+            "code": 0,
+            "data": {
+                "counts": {
+                    "all": sum(counts.values()),
+                    "consumed": counts[Status.CONSUMED],
+                    "dead": counts[Status.DEAD],
+                    "delay": counts[Status.DELAYED],
+                    "unconsumed": counts[Status.WAITING],
+                },
+                "hourly": {str(h): n for h, n in sorted(broker.store.hourly().items())},
+                "now": int(time.time()),
+                "startedAt": int(runtime.started_at),
+                "topics": topics,
+            },
+        }
+    )
+
+
+async def get_nodes(request: web.Request) -> web.StreamResponse:
+    """Cluster members; an empty body when the broker is not clustered (as the original)."""
+    if not key_matches(request.headers.get("secretKey"), runtime_of(request).config.mq.secretKey):
+        return json_response(KEY_MISMATCH)
+    nodes_provider = request.app.get(NODES)
+    if nodes_provider is None:
+        return web.Response(body=b"", content_type="application/json", charset="utf-8")
+    return json_response(nodes_provider())
+
+
+CONSOLE_ROUTES: dict[str, Handler] = {
+    "/Producer/Send": producer_send,
+    "/Console/Ping": ping,
+    "/Console/GetClients": get_clients,
+    "/Console/GetConsumers": get_consumers,
+    "/Console/GetProducers": get_producers,
+    "/Console/GetConfig": get_config,
+    "/Console/CountMessage": count_message,
+    "/Console/GetMessage": get_message,
+    "/Console/DelMessage": del_message,
+    "/Console/GetMessageList": get_message_list,
+    "/Console/GetMessageEasy": get_message_list,
+    "/Console/GetNodes": get_nodes,
+    "/Console/Requeue": requeue_message,
+    "/Console/Stats": stats,
+}

@@ -1,0 +1,72 @@
+"""Start and stop a broker process: config in, listening socket out, clean exit on signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+
+from aiohttp import web
+
+from kapokmq.config import Config
+from kapokmq.server.app import build_app
+from kapokmq.server.runtime import BrokerRuntime
+
+log = logging.getLogger("kapokmq")
+
+
+def _is_loopback(addr: str) -> bool:
+    if addr == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
+def bound_port(site: web.TCPSite, configured: int) -> int:
+    """The real port (differs from the configured one when that is 0)."""
+    server = site._server
+    sockets = getattr(server, "sockets", None)
+    if sockets:
+        port: int = sockets[0].getsockname()[1]
+        return port
+    return configured
+
+
+async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or until ``stop`` is set)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    runtime = BrokerRuntime(config)
+    app = build_app(runtime)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, config.server.addr, config.server.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SystemExit(
+            f"kapokmq: cannot listen on {config.server.addr}:{config.server.port}: {exc}"
+        ) from None
+    port = bound_port(site, config.server.port)
+    if not _is_loopback(config.server.addr) and config.mq.secretKey == "test":
+        log.warning(
+            "!!! listening on %s with the default secret key 'test': anyone who can reach "
+            "this port can read and write your queues; set mq.secretKey !!!",
+            config.server.addr,
+        )
+    mode = "publish/subscribe" if config.mq.pushType == 2 else "point-to-point"
+    log.info("kapokmq listening on http://%s:%d (pushType %s)", config.server.addr, port, mode)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        runtime.close()
+        await runner.cleanup()

@@ -1,0 +1,82 @@
+"""Prometheus exposition for `/metrics` (DESIGN B7).
+
+The broker keeps plain integer counters on its hot path; this collector reads them only
+when scraped, so metrics cost nothing per message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from kapokmq.server.runtime import BrokerRuntime
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class BrokerCollector(Collector):
+    def __init__(self, runtime: BrokerRuntime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        broker = self.runtime.broker
+        counters = {
+            "published": ("kapokmq_messages_in", "Messages accepted from producers"),
+            "pushed": ("kapokmq_messages_out", "Messages pushed to consumers (copies counted)"),
+            "acked": ("kapokmq_messages_acked", "Messages acknowledged by consumers"),
+            "redelivered": (
+                "kapokmq_messages_redelivered",
+                "Messages re-pushed after pushRetryTime",
+            ),
+            "dead": ("kapokmq_messages_dead", "Messages dead-lettered after mq.maxDeliveries"),
+        }
+        families = {
+            attr: CounterMetricFamily(name, doc, labels=["topic"])
+            for attr, (name, doc) in counters.items()
+        }
+        ready = GaugeMetricFamily(
+            "kapokmq_ready", "Waiting messages not in flight", labels=["topic"]
+        )
+        in_flight = GaugeMetricFamily(
+            "kapokmq_in_flight", "Messages pushed, not yet acked", labels=["topic"]
+        )
+        consumers = GaugeMetricFamily(
+            "kapokmq_consumers", "Connected consumer sessions", labels=["topic"]
+        )
+        for topic in broker.topics.values():
+            for attr, family in families.items():
+                family.add_metric([topic.name], getattr(topic.stats, attr))
+            ready.add_metric([topic.name], len(topic.ready))
+            in_flight.add_metric([topic.name], topic.in_flight())
+            consumers.add_metric([topic.name], len(topic.consumers))
+        yield from families.values()
+        yield ready
+        yield in_flight
+        yield consumers
+        stored = GaugeMetricFamily(
+            "kapokmq_messages_stored", "Stored messages by status", labels=["status"]
+        )
+        for status, count in broker.store.counts().items():
+            stored.add_metric([status.name.lower()], count)
+        yield stored
+        yield GaugeMetricFamily(
+            "kapokmq_backlog",
+            "Unconsumed messages (bounded by messageChanBuffer)",
+            value=broker.backlog,
+        )
+        yield GaugeMetricFamily(
+            "kapokmq_producers", "Connected producer sessions", value=len(broker.producers)
+        )
+
+
+def make_registry(runtime: BrokerRuntime) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BrokerCollector(runtime))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

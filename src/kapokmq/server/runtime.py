@@ -1,0 +1,88 @@
+"""Drives the sans-I/O broker from the asyncio event loop.
+
+Dispatch runs once per loop iteration after any change (so a burst of publishes becomes
+one batched write per consumer), and one timer handle sleeps until the broker's next
+deadline (delay due, redelivery, expiry check).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from kapokmq.config import Config
+from kapokmq.core.broker import Broker
+from kapokmq.model import Message
+
+
+class BrokerRuntime:
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.loop = loop or asyncio.get_running_loop()
+        self.config = config
+        self.broker = Broker(config, time.time, on_dirty=self._schedule_dispatch)
+        self.broker.on_room = self._wake_producers
+        self._dispatch_pending = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._room = asyncio.Event()
+        self._room.set()
+        self.started_at = time.time()
+        # Set by durable storage: awaited before a producer's `ok` (fsync policy `always`).
+        self.durable_barrier: Callable[[], Awaitable[None]] | None = None
+        self.rearm()
+
+    # ---------------------------------------------------------------- publishing
+    def publish(self, topic: str, data: str, delay: int) -> Message:
+        msg = self.broker.publish(topic, data, delay)
+        if delay > 0:
+            self.rearm()
+        if self.broker.full:
+            self._room.clear()
+        return msg
+
+    async def wait_for_room(self) -> None:
+        """Block a producer while the backlog is at messageChanBuffer (back-pressure)."""
+        while self.broker.full:
+            self._room.clear()
+            await self._room.wait()
+
+    def _wake_producers(self) -> None:
+        self._room.set()
+
+    # ---------------------------------------------------------------- dispatch & timers
+    def _schedule_dispatch(self) -> None:
+        if not self._dispatch_pending:
+            self._dispatch_pending = True
+            self.loop.call_soon(self._run_dispatch)
+
+    def _run_dispatch(self) -> None:
+        self._dispatch_pending = False
+        if self.broker.dispatch():
+            self.rearm()
+
+    def rearm(self) -> None:
+        """Make sure the timer fires by the broker's next deadline (call after restores)."""
+        deadline = self.broker.next_deadline()
+        if deadline is None:
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        # +1 ms: the loop may fire a timer up to its clock resolution early
+        delay = max(0.0, deadline - time.time()) + 0.001
+        self._timer = self.loop.call_at(self.loop.time() + delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.broker.tick()
+        self.broker.dispatch()
+        self.rearm()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

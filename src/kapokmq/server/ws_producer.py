@@ -1,0 +1,70 @@
+"""`GET /Producers/Conn/{topic}/{producerId}`: one reply per frame, in order (DESIGN A3, B3)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import WSMsgType, web
+
+from kapokmq.model import ClientInfo
+from kapokmq.protocol import FrameError, parse_send_frame
+from kapokmq.server.auth import handshake
+from kapokmq.server.frames import OK_FRAME, text_frame
+from kapokmq.server.keys import RUNTIME
+from kapokmq.server.runtime import BrokerRuntime
+
+log = logging.getLogger(__name__)
+
+_DATA = (WSMsgType.TEXT, WSMsgType.BINARY)
+
+
+def open_websocket(request: web.Request, runtime: BrokerRuntime) -> web.WebSocketResponse:
+    return web.WebSocketResponse(
+        max_msg_size=runtime.config.mq.maxMessageBytes, compress=False, autoping=True
+    )
+
+
+def client_ip(request: web.Request) -> str:
+    return request.remote or ""
+
+
+async def producer_endpoint(request: web.Request) -> web.StreamResponse:
+    runtime: BrokerRuntime = request.app[RUNTIME]
+    topic = request.match_info["topic"]
+    producer_id = request.match_info["producerId"]
+    ws = open_websocket(request, runtime)
+    await ws.prepare(request)
+    peer = f"producer {producer_id!r}@{topic!r} from {client_ip(request)}"
+    if not await handshake(ws, runtime.config.mq.secretKey, peer):
+        return ws
+    broker = runtime.broker
+    session = broker.attach_producer(
+        ClientInfo(producer_id, topic, client_ip(request), int(time.time()))
+    )
+    log.info("%s connected", peer)
+    transport = request.transport
+    publish = runtime.publish
+    try:
+        while True:
+            msg = await ws.receive()
+            if msg.type not in _DATA:
+                break
+            try:
+                data, delay = parse_send_frame(msg.data)
+            except FrameError as exc:
+                reply = text_frame(f"error: {exc}".encode())
+            else:
+                publish(topic, data, delay)
+                reply = OK_FRAME
+                if runtime.durable_barrier is not None:
+                    await runtime.durable_barrier()
+            if transport is None or transport.is_closing():
+                break
+            transport.write(reply)
+            if broker.full:
+                await runtime.wait_for_room()
+    finally:
+        broker.detach_producer(session)
+        log.info("%s disconnected", peer)
+    return ws

@@ -1,0 +1,102 @@
+"""Start a real `kapokmq serve` process on 127.0.0.1 and talk to it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LISTENING = re.compile(r"listening on http://[^:]+:(\d+)")
+SECRET = "test"
+
+
+@dataclass
+class BrokerProcess:
+    """A broker subprocess; ``settings`` are passed as ``--set section.key=value``."""
+
+    settings: dict[str, object] = field(default_factory=dict)
+    extra_args: Sequence[str] = ()
+    cwd: Path | None = None
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> BrokerProcess:
+        args = [sys.executable, "-m", "kapokmq", "serve", "--addr", "127.0.0.1"]
+        args += ["--port", str(self.port)]
+        for key, value in self.settings.items():
+            args += ["--set", f"{key}={value}"]
+        args += list(self.extra_args)
+        fd, name = tempfile.mkstemp(prefix="kapokmq-", suffix=".log")
+        self.log_path = Path(name)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(args, stdout=fd, stderr=fd, cwd=self.cwd, env=env)
+        os.close(fd)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = LISTENING.search(self.log())
+            if match:
+                self.port = int(match.group(1))
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"broker exited with {self.proc.returncode}:\n{self.log()}")
+            time.sleep(0.02)
+        self.stop()
+        raise TimeoutError(f"broker did not start within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        if self.log_path is None:
+            return ""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> BrokerProcess:
+        """Stop and start again on the same port."""
+        self.stop()
+        return self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self.log_path is not None:
+            with contextlib.suppress(OSError):
+                self.log_path.unlink()
+
+
+@contextlib.contextmanager
+def running_broker(**settings: object) -> Iterator[BrokerProcess]:
+    broker = BrokerProcess(settings={k.replace("__", "."): v for k, v in settings.items()})
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.cleanup()
