@@ -15,7 +15,9 @@ from kapokmq.client import (
     ClientClosedError,
     ConnectionLostError,
     Consumer,
+    Message,
     Producer,
+    ProtocolError,
     SendError,
     send_http,
 )
@@ -200,3 +202,16 @@ async def test_sync_api(fake: FakeBroker) -> None:
 
     assert await asyncio.wait_for(asyncio.to_thread(work), 10) == ["s1", "s2", "s3"]
     await asyncio.wait_for(_until(lambda: len(fake.acks) == 3), 5)
+
+
+def test_message_from_wire() -> None:
+    frame = (
+        '{"MessageCode":"0123456789abcdef0123456789abcdef","MessageData":"hi","Topic":"t",'
+        '"CreateTime":1640975470,"ConsumedTime":0,"DelayTime":0,"Status":-1}\n'
+    )
+    msg = Message.from_wire(frame)
+    assert (msg.message_data, msg.create_time, msg.status) == ("hi", 1640975470, -1)
+    assert msg.to_json() + "\n" == frame
+    for bad in ("nope", "[1]", '{"MessageData":"x","Topic":"t"}', frame.replace('"hi"', "5")):
+        with pytest.raises(ProtocolError):
+            Message.from_wire(bad)

@@ -86,6 +86,8 @@ class Consumer(Session):
 
     async def receive(self, timeout: float | None = None) -> Message:
         """The next message (auto-acked if so configured); TimeoutError after ``timeout``."""
+        if timeout is None:
+            return await self.__anext__()
         async with asyncio.timeout(timeout):
             return await self.__anext__()
 

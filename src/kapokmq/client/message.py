@@ -25,6 +25,12 @@ WIRE_FIELDS: tuple[tuple[str, str], ...] = (
 )
 
 
+_TYPES: tuple[tuple[str, type], ...] = tuple(
+    (attr, str if attr in ("message_code", "message_data", "topic") else int)
+    for _, attr in WIRE_FIELDS
+)
+
+
 class MessageStatus(enum.IntEnum):
     """Values of the `Status` field; plain ints on the wire."""
 
@@ -76,13 +82,21 @@ class Message:
             raise ProtocolError(f"consumer frame is not JSON: {frame[:80]!r}") from exc
         if not isinstance(obj, dict):
             raise ProtocolError(f"consumer frame is not a JSON object: {frame[:80]!r}")
-        values: dict[str, Any] = {}
-        for wire, attr in WIRE_FIELDS:
-            value = obj.get(wire)
-            expected: type = str if attr in ("message_code", "message_data", "topic") else int
-            if value is None and expected is int:
-                value = 0
-            if not isinstance(value, expected) or isinstance(value, bool):
-                raise ProtocolError(f"consumer frame has bad {wire}: {value!r}")
-            values[attr] = value
-        return cls(**values, _ack=ack)
+        try:
+            msg = cls(
+                obj["MessageCode"],
+                obj["MessageData"],
+                obj["Topic"],
+                obj.get("CreateTime") or 0,
+                obj.get("ConsumedTime") or 0,
+                obj.get("DelayTime") or 0,
+                obj.get("Status") or 0,
+                ack,
+            )
+        except KeyError as exc:
+            raise ProtocolError(f"consumer frame has no {exc.args[0]}: {frame[:80]!r}") from None
+        for attr, expected in _TYPES:
+            value = getattr(msg, attr)
+            if type(value) is not expected:
+                raise ProtocolError(f"consumer frame has bad {attr}: {value!r}")
+        return msg
