@@ -19,6 +19,7 @@ from aiohttp import WSMsgType, web
 
 PROMPT = "Please enter the secret key"
 NO_REPLY = "<no reply>"  # a reply_hook result: swallow the frame silently
+DROP = "<drop>"  # a reply_hook result: close the connection instead of replying
 
 
 class FakeBroker:
@@ -109,6 +110,9 @@ class FakeBroker:
                         reply = "ok"
                     except (orjson.JSONDecodeError, KeyError, TypeError):
                         reply = "error: not a message"
+                if reply == DROP:
+                    await ws.close(code=1011)
+                    break
                 if reply != NO_REPLY:
                     await ws.send_str(reply)
         finally:

@@ -142,6 +142,15 @@ async def test_error_reply_fails_only_that_message(broker: BrokerProcess) -> Non
     assert got == ["one", "two", "three"]
 
 
+async def test_too_big_message_fails_alone(broker: BrokerProcess) -> None:
+    async with Producer(broker.http, "big", "p1", backoff=FAST) as producer:
+        small = await producer.submit("small")
+        with pytest.raises(SendError, match="too big"):
+            await asyncio.wait_for(producer.send("x" * (2 << 20)), 10)
+        await small
+        await producer.send("after")
+
+
 async def test_run_with_concurrency(broker: BrokerProcess) -> None:
     n = 50
     seen: set[str] = set()

@@ -24,7 +24,7 @@ from kapokmq.client import (
 from kapokmq.client.connection import base_url, session_url
 from kapokmq.client.producer import encode_send
 from kapokmq.client.sync import SyncConsumer, SyncProducer
-from tests.client.fake_broker import NO_REPLY, FakeBroker
+from tests.client.fake_broker import DROP, NO_REPLY, FakeBroker
 
 FAST = Backoff(initial=0.01, maximum=0.05)
 
@@ -215,3 +215,14 @@ def test_message_from_wire() -> None:
     for bad in ("nope", "[1]", '{"MessageData":"x","Topic":"t"}', frame.replace('"hi"', "5")):
         with pytest.raises(ProtocolError):
             Message.from_wire(bad)
+
+
+async def test_poison_frame_is_not_resent_forever(fake: FakeBroker) -> None:
+    fake.reply_hook = lambda frame: DROP if '"poison"' in frame else None
+    async with Producer(fake.url, "t", "p1", backoff=FAST) as producer:
+        results = await asyncio.wait_for(
+            producer.send_many(["a", "poison", "b"], return_exceptions=True), 10
+        )
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], ConnectionLostError)
+    assert sorted(m["MessageData"] for m in fake.messages.values()) == ["a", "b"]

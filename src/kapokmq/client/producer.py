@@ -13,10 +13,12 @@ import orjson
 
 from kapokmq.client.backoff import Backoff
 from kapokmq.client.connection import DEFAULT_SECRET_KEY, Role
-from kapokmq.client.errors import KapokMQError, ProtocolError, SendError
+from kapokmq.client.errors import ConnectionLostError, KapokMQError, ProtocolError, SendError
 from kapokmq.client.session import Session, log
 
 DataLike = str | bytes | bytearray | memoryview
+TOO_BIG = aiohttp.WSCloseCode.MESSAGE_TOO_BIG  # 1009, the broker's max frame size (B3)
+MAX_RESENDS = 3
 
 
 def encode_send(data: DataLike, delay: int = 0) -> bytes:
@@ -80,6 +82,8 @@ class Producer(Session):
         self._close_timeout = close_timeout
         self._slots = asyncio.Semaphore(max_in_flight)
         self._pending: collections.deque[_Pending] = collections.deque()
+        self._head: _Pending | None = None
+        self._head_tries = 0
 
     @property
     def in_flight(self) -> int:
@@ -162,6 +166,15 @@ class Producer(Session):
         return future
 
     async def _on_connected(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        # A frame that kills every connection it is sent on must not be resent forever.
+        head = self._pending[0] if self._pending else None
+        self._head_tries = self._head_tries + 1 if head is self._head else 1
+        self._head = head
+        if head is not None and self._head_tries > MAX_RESENDS:
+            self._settle(
+                self._pending.popleft(),
+                ConnectionLostError(f"connection dropped {MAX_RESENDS} times sending this message"),
+            )
         for pending in list(self._pending):
             await ws.send_frame(pending.frame, aiohttp.WSMsgType.TEXT)
 
@@ -189,6 +202,10 @@ class Producer(Session):
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 reply = bytes(msg.data).decode("utf-8", "replace")
             else:
+                if msg.type == aiohttp.WSMsgType.CLOSE and msg.data == TOO_BIG and self._pending:
+                    # The broker read frames in order, so the first unanswered one was too big.
+                    reason = f"error: message too big for the broker (closed {TOO_BIG})"
+                    self._settle(self._pending.popleft(), SendError(reason))
                 return
             if not self._pending:
                 log.warning("producer %s: reply %r with nothing in flight", self.client_id, reply)
