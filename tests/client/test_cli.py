@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 
 from tests.harness import BrokerProcess
 
@@ -94,3 +96,23 @@ def test_user_errors_are_one_line(broker: BrokerProcess) -> None:
         assert result.returncode == code, (command, result.stderr)
         assert text in result.stderr and "Traceback" not in result.stderr, command
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_ctrl_c_while_reading_stdin_exits_130(broker: BrokerProcess) -> None:
+    env = dict(os.environ, KAPOKMQ_URL=broker.http)
+    args = [sys.executable, "-m", "kapokmq", "produce", "--topic", "int", "-"]
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(b"one\ntwo\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 30
+        while json.loads(sh(f"{KAPOKMQ} console count", broker).stdout)["all"] < 2:
+            assert time.monotonic() < deadline, "lines never reached the broker"
+        proc.send_signal(signal.SIGINT)  # stdin is still open: the reader is blocked
+        assert proc.wait(10) == 130
+        assert proc.stderr.read() == b""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import io
 import os
 import socket
 import stat
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -158,14 +158,34 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def _read_chunks(loop: asyncio.AbstractEventLoop) -> AsyncIterator[bytes]:
-    """Yield stdin in chunks read on a thread, so replies keep flowing while input is slow."""
-    stdin = sys.stdin.buffer
-    read = stdin.read1 if isinstance(stdin, io.BufferedReader) else stdin.read
+    """Yield stdin in chunks read on a daemon thread, so replies keep flowing while input is
+    slow, and Ctrl-C does not wait for a blocked read (the default executor would)."""
+    # os.read on the descriptor: a buffered reader's lock held by a daemon thread aborts
+    # the interpreter at exit.
+    fd = sys.stdin.fileno()
+    chunks: asyncio.Queue[bytes | BaseException] = asyncio.Queue(maxsize=16)
+
+    def pump() -> None:
+        while True:
+            try:
+                chunk: bytes | BaseException = os.read(fd, 1 << 16)
+            except BaseException as exc:  # handed to the loop, raised there
+                chunk = exc
+            try:
+                asyncio.run_coroutine_threadsafe(chunks.put(chunk), loop).result()
+            except RuntimeError:  # the loop is gone
+                return
+            if not chunk or isinstance(chunk, BaseException):
+                return
+
+    threading.Thread(target=pump, name="kapokmq-stdin", daemon=True).start()
     while True:
-        chunk = await loop.run_in_executor(None, read, 1 << 16)
-        if not chunk:
+        item = await chunks.get()
+        if isinstance(item, BaseException):
+            raise item
+        if not item:
             return
-        yield chunk
+        yield item
 
 
 def _stdin_size() -> int | None:
