@@ -27,4 +27,5 @@ def broker_factory(tmp_path) -> Iterator[type[BrokerProcess]]:
 @pytest.fixture
 def broker(broker_factory) -> BrokerProcess:
     """A default broker (point-to-point, key `test`)."""
-    return broker_factory()
+    proc: BrokerProcess = broker_factory()
+    return proc

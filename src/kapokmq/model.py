@@ -140,10 +140,27 @@ def dumps(obj: Any) -> bytes:
 def json_string(value: str) -> bytes:
     """A JSON string literal, Go-escaped; invalid surrogates become U+FFFD like Go."""
     try:
-        return go_escape(orjson.dumps(value))
+        encoded = orjson.dumps(value)
     except orjson.JSONEncodeError:
-        fixed = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-        return go_escape(orjson.dumps(fixed))
+        value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        encoded = orjson.dumps(value)
+    # cheap C-level membership tests first; the regex only runs when something matches
+    if "<" in value or ">" in value or "&" in value or not value.isascii():
+        return go_escape(encoded)
+    return encoded
+
+
+_topic_json: dict[str, bytes] = {}
+
+
+def topic_json(topic: str) -> bytes:
+    """Encoded topic names, cached: there are few topics and many messages."""
+    encoded = _topic_json.get(topic)
+    if encoded is None:
+        if len(_topic_json) > 10_000:
+            _topic_json.clear()
+        encoded = _topic_json[topic] = json_string(topic)
+    return encoded
 
 
 def encode_push(msg: Message) -> bytes:
@@ -155,7 +172,7 @@ def encode_push(msg: Message) -> bytes:
     return b'{"MessageCode":"%s","MessageData":%s,"Topic":%s,"CreateTime":%d,' % (
         msg.code.encode(),
         json_string(msg.data),
-        json_string(msg.topic),
+        topic_json(msg.topic),
         msg.create_time,
     ) + b'"ConsumedTime":0,"DelayTime":%d,"Status":-1}\n' % (msg.delay_time,)
 

@@ -12,6 +12,7 @@ import orjson
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 
+_CANONICAL = frozenset(("MessageData", "DelayTime"))
 EXAMPLE = '{"MessageData":"hello","DelayTime":0}'
 
 
@@ -41,6 +42,11 @@ def parse_send_frame(raw: str | bytes) -> tuple[str, int]:
         return "", 0
     if not isinstance(obj, dict):
         raise FrameError(f"expected a JSON object like {EXAMPLE}, got {type(obj).__name__}")
+    if obj.keys() <= _CANONICAL:  # the Go client's exact spelling: skip the key folding
+        data = obj.get("MessageData", "")
+        delay = obj.get("DelayTime", 0)
+        if type(data) is str and type(delay) is int and INT64_MIN <= delay <= INT64_MAX:
+            return data, delay
     data = ""
     delay = 0
     for key, value in obj.items():

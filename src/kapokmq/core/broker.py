@@ -90,26 +90,39 @@ class Broker:
             topic.consumers.remove(session)
         except ValueError:
             return
-        back: list[Message] = []
-        for msg in session.in_flight.values():
-            if msg.removed or msg.status is not Status.WAITING:
-                continue
-            if msg.holder is session or (
-                msg.holder is FANOUT
-                and not any(msg.code in other.in_flight for other in topic.consumers)
-            ):
-                msg.holder = None
-                back.append(msg)
-        if not topic.consumers:
-            back.extend(m for m in session.pending if not m.removed and m.holder is FANOUT)
-            for msg in back:
-                msg.holder = None
+        if topic.pubsub:
+            back = self._orphaned_copies(session)
+        else:
+            back = [
+                m
+                for m in session.in_flight.values()
+                if m.holder is session and not m.removed and m.status is Status.WAITING
+            ]
+        for msg in back:
+            msg.holder = None
         session.in_flight.clear()
         session.pending.clear()
         if back:
-            back.sort(key=lambda m: m.arrival, reverse=True)
-            topic.ready.extendleft(back)
+            back.sort(key=lambda m: m.arrival)
+            topic.ready.extendleft(reversed(back))
             self._mark(topic)
+
+    def _orphaned_copies(self, session: ConsumerSession) -> list[Message]:
+        """Pub/sub: the leaving session's messages that no remaining subscriber holds."""
+        held: set[str] = set()
+        for other in session.topic.consumers:
+            held.update(other.in_flight)
+            held.update(m.code for m in other.pending)
+        orphaned: dict[str, Message] = {}
+        for msg in (*session.in_flight.values(), *session.pending):
+            if (
+                msg.holder is FANOUT
+                and not msg.removed
+                and msg.status is Status.WAITING
+                and msg.code not in held
+            ):
+                orphaned[msg.code] = msg
+        return list(orphaned.values())
 
     def attach_producer(self, info: ClientInfo) -> ProducerSession:
         session = ProducerSession(next(self._ids), info)
@@ -126,11 +139,11 @@ class Broker:
     @property
     def backlog(self) -> int:
         """Unconsumed messages (waiting or delayed): what messageChanBuffer bounds."""
-        return self.store.count(Status.WAITING) + self.store.count(Status.DELAYED)
+        return self.store.unconsumed()
 
     @property
     def full(self) -> bool:
-        return self.backlog >= self.backlog_limit
+        return self.store.unconsumed() >= self.backlog_limit
 
     def publish(self, topic_name: str, data: str, delay: int = 0) -> Message:
         now = self.clock()
@@ -169,21 +182,22 @@ class Broker:
             msg = self.store.get(code)
             if msg is None:
                 return False
-        topic = session.topic
-        if session.pending or topic.ready:
-            self._mark(topic)
-        msg_topic = topic if msg.topic == topic.name else self.topic(msg.topic)
+        else:
+            self._mark(session.topic)  # its window has room again
         if msg.removed or msg.status is Status.CONSUMED or msg.status is Status.DELAYED:
             return False
+        msg_topic = session.topic if msg.topic == session.topic.name else self.topic(msg.topic)
         holder = msg.holder
         if isinstance(holder, ConsumerSession):
             if holder is not session:
                 holder.in_flight.pop(code, None)
+                self._mark(msg_topic)
         elif holder is FANOUT:
             # release every subscriber's window: a subscriber that does not ack copies
             # already consumed elsewhere must not stall
             for other in msg_topic.consumers:
                 other.in_flight.pop(code, None)
+            self._mark(msg_topic)
         msg.holder = None
         was_full = self.full
         self.store.set_status(msg, Status.CONSUMED)
@@ -226,11 +240,14 @@ class Broker:
     def _remove(self, msg: Message) -> None:
         self.store.remove(msg.code)
         holder = msg.holder
-        if isinstance(holder, ConsumerSession):
-            holder.in_flight.pop(msg.code, None)
-        elif holder is FANOUT:
-            for session in self.topic(msg.topic).consumers:
-                session.in_flight.pop(msg.code, None)
+        if holder is not None:
+            topic = self.topic(msg.topic)
+            if isinstance(holder, ConsumerSession):
+                holder.in_flight.pop(msg.code, None)
+            else:
+                for session in topic.consumers:
+                    session.in_flight.pop(msg.code, None)
+            self._mark(topic)  # a window opened
         msg.holder = None
         for listener in self.listeners:
             listener.message_removed(msg)

@@ -17,7 +17,8 @@ class MessageStore:
 
     def __init__(self) -> None:
         self._messages: dict[str, Message] = {}
-        self._counts = {status: 0 for status in Status}
+        # indexed by status + 1: list indexing avoids Enum.__hash__ on the hot path
+        self._counts = [0] * len(Status)
         self._by_hour: dict[int, int] = {}
 
     def __len__(self) -> int:
@@ -33,7 +34,7 @@ class MessageStore:
         if msg.code in self._messages:
             raise KeyError(f"duplicate message code {msg.code}")
         self._messages[msg.code] = msg
-        self._counts[msg.status] += 1
+        self._counts[msg.status + 1] += 1
         hour = msg.create_time // 3600
         self._by_hour[hour] = self._by_hour.get(hour, 0) + 1
 
@@ -42,7 +43,7 @@ class MessageStore:
         if msg is None:
             return None
         msg.removed = True
-        self._counts[msg.status] -= 1
+        self._counts[msg.status + 1] -= 1
         hour = msg.create_time // 3600
         left = self._by_hour[hour] - 1
         if left:
@@ -53,15 +54,20 @@ class MessageStore:
 
     def set_status(self, msg: Message, status: Status) -> None:
         counts = self._counts
-        counts[msg.status] -= 1
-        counts[status] += 1
+        counts[msg.status + 1] -= 1
+        counts[status + 1] += 1
         msg.status = status
 
     def count(self, status: Status) -> int:
-        return self._counts[status]
+        return self._counts[status + 1]
+
+    def unconsumed(self) -> int:
+        """Waiting plus delayed messages."""
+        counts = self._counts
+        return counts[0] + counts[1]
 
     def counts(self) -> dict[Status, int]:
-        return dict(self._counts)
+        return {status: self._counts[status + 1] for status in Status}
 
     def hourly(self) -> dict[int, int]:
         """Messages per creation hour (unix time // 3600), for per-day charts in any zone."""

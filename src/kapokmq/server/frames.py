@@ -7,6 +7,7 @@ coroutine and one system call per message.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 _FIN_TEXT = 0x81
@@ -24,3 +25,39 @@ def text_frame(payload: bytes) -> bytes:
 
 
 OK_FRAME = text_frame(b"ok")
+
+
+class ReplyWriter:
+    """Queues frames and writes them all in one call at the end of the loop iteration.
+
+    A burst of producer frames arrives in one read; answering each with its own write
+    costs a system call per message. Order is kept because there is one queue per
+    connection and it is flushed before any later write.
+    """
+
+    __slots__ = ("_frames", "_loop", "_transport")
+
+    def __init__(
+        self, transport: asyncio.Transport | None, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._frames: list[bytes] = []
+
+    def send(self, frame: bytes) -> None:
+        if not self._frames:
+            self._loop.call_soon(self.flush)
+        self._frames.append(frame)
+
+    def flush(self) -> None:
+        frames = self._frames
+        if not frames:
+            return
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(b"".join(frames) if len(frames) > 1 else frames[0])
+        frames.clear()
+
+    @property
+    def closed(self) -> bool:
+        return self._transport is None or self._transport.is_closing()

@@ -10,7 +10,7 @@ from aiohttp import WSMsgType, web
 from kapokmq.model import ClientInfo
 from kapokmq.protocol import FrameError, parse_send_frame
 from kapokmq.server.auth import handshake
-from kapokmq.server.frames import OK_FRAME, text_frame
+from kapokmq.server.frames import OK_FRAME, ReplyWriter, text_frame
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
 
@@ -43,7 +43,7 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
         ClientInfo(producer_id, topic, client_ip(request), int(time.time()))
     )
     log.info("%s connected", peer)
-    transport = request.transport
+    replies = ReplyWriter(request.transport, runtime.loop)
     publish = runtime.publish
     try:
         while True:
@@ -59,12 +59,13 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
                 reply = OK_FRAME
                 if runtime.durable_barrier is not None:
                     await runtime.durable_barrier()
-            if transport is None or transport.is_closing():
+            if replies.closed:
                 break
-            transport.write(reply)
+            replies.send(reply)
             if broker.full:
                 await runtime.wait_for_room()
     finally:
+        replies.flush()
         broker.detach_producer(session)
         log.info("%s disconnected", peer)
     return ws

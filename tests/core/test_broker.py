@@ -1,0 +1,279 @@
+"""Unit tests of the sans-I/O broker, driven by a fake clock."""
+
+from __future__ import annotations
+
+from kapokmq.model import Message, Status
+from tests.core.fakes import attach, make_broker
+
+
+def status(msg: Message) -> Status:
+    """Read the status afresh (keeps mypy from narrowing across broker calls)."""
+    return msg.status
+
+
+def test_publish_dispatch_ack_marks_consumed():
+    broker, clock = make_broker()
+    session, rec = attach(broker)
+    msg = broker.publish("t", "hello", 0)
+    assert rec.pushed == []  # nothing is written until dispatch runs
+    broker.dispatch()
+    assert rec.codes == [msg.code]
+    clock.advance(2)
+    assert broker.ack(session, msg.code)
+    assert msg.status is Status.CONSUMED
+    assert msg.consumed_time == int(clock.now)
+    assert not session.in_flight
+
+
+def test_unknown_and_repeated_acks_are_ignored():
+    broker, _ = make_broker()
+    session, _ = attach(broker)
+    msg = broker.publish("t", "x", 0)
+    broker.dispatch()
+    assert not broker.ack(session, "0" * 32)
+    assert not broker.ack(session, "")
+    assert broker.ack(session, msg.code)
+    assert not broker.ack(session, msg.code)
+
+
+def test_point_to_point_round_robin():
+    broker, _ = make_broker()
+    _, a = attach(broker, name="a")
+    _, b = attach(broker, name="b")
+    codes = [broker.publish("t", str(i), 0).code for i in range(6)]
+    broker.dispatch()
+    assert sorted(a.codes + b.codes) == sorted(codes)
+    assert len(a.codes) == len(b.codes) == 3
+
+
+def test_window_limits_in_flight_and_ack_opens_it():
+    broker, _ = make_broker(maxInFlight=2)
+    session, rec = attach(broker)
+    msgs = [broker.publish("t", str(i), 0) for i in range(5)]
+    broker.dispatch()
+    assert rec.codes == [m.code for m in msgs[:2]]
+    broker.ack(session, msgs[0].code)
+    broker.dispatch()
+    assert rec.codes == [m.code for m in msgs[:3]]
+
+
+def test_message_without_consumer_waits_for_one():
+    broker, _ = make_broker()
+    msg = broker.publish("t", "early", 0)
+    broker.dispatch()
+    _, rec = attach(broker)
+    broker.dispatch()
+    assert rec.codes == [msg.code]
+
+
+def test_delayed_message_is_due_at_arrival_plus_delay():
+    broker, clock = make_broker()
+    _, rec = attach(broker)
+    msg = broker.publish("t", "later", 3)
+    assert msg.status is Status.DELAYED
+    assert broker.next_deadline() == clock.now + 3
+    clock.advance(2.999)
+    broker.tick()
+    broker.dispatch()
+    assert rec.pushed == []
+    clock.advance(0.001)
+    broker.tick()
+    broker.dispatch()
+    assert rec.codes == [msg.code]
+    assert status(msg) is Status.WAITING
+
+
+def test_negative_delay_is_stored_and_delivered_at_once():
+    broker, _ = make_broker()
+    _, rec = attach(broker)
+    msg = broker.publish("t", "past", -5)
+    assert msg.status is Status.WAITING and msg.delay_time == -5
+    broker.dispatch()
+    assert rec.codes == [msg.code]
+
+
+def test_redelivery_rewrites_delay_time_to_elapsed_seconds():
+    broker, clock = make_broker(pushRetryTime=10)
+    _, rec = attach(broker)
+    msg = broker.publish("t", "x", 0)
+    broker.dispatch()
+    clock.advance(9.9)
+    broker.tick()
+    broker.dispatch()
+    assert rec.codes == [msg.code]
+    clock.advance(0.1)
+    broker.tick()
+    broker.dispatch()
+    assert rec.codes == [msg.code, msg.code]
+    assert msg.delay_time == int(clock.now) - msg.create_time == 10
+    assert msg.attempts == 2
+
+
+def test_no_redelivery_when_repush_is_off():
+    broker, clock = make_broker(pushRetryTime=10, isRePush=0)
+    _, rec = attach(broker)
+    broker.publish("t", "x", 0)
+    broker.dispatch()
+    clock.advance(100)
+    broker.tick()
+    broker.dispatch()
+    assert len(rec.pushed) == 1
+
+
+def test_max_deliveries_dead_letters_and_requeue_revives():
+    broker, clock = make_broker(pushRetryTime=1, maxDeliveries=2)
+    session, rec = attach(broker)
+    msg = broker.publish("t", "x", 0)
+    for _ in range(3):
+        broker.dispatch()
+        clock.advance(1)
+        broker.tick()
+    broker.dispatch()
+    assert msg.status is Status.DEAD
+    assert len(rec.pushed) == 2
+    assert broker.requeue(msg.code)
+    broker.dispatch()
+    assert status(msg) is Status.WAITING and len(rec.pushed) == 3
+    assert broker.ack(session, msg.code)
+
+
+def test_disconnect_returns_in_flight_to_front_of_queue():
+    broker, _ = make_broker()
+    first, _ = attach(broker, name="first")
+    msgs = [broker.publish("t", str(i), 0) for i in range(3)]
+    broker.dispatch()
+    broker.detach_consumer(first)
+    later = broker.publish("t", "later", 0)
+    _, rec = attach(broker, name="second")
+    broker.dispatch()
+    assert rec.codes == [m.code for m in msgs] + [later.code]
+
+
+def test_duplicate_consumer_ids_are_separate_sessions():
+    broker, _ = make_broker()
+    attach(broker, name="same")
+    attach(broker, name="same")
+    consumers, _ = broker.clients()
+    assert [c.client_id for c in consumers] == ["same", "same"]
+
+
+def test_pubsub_fans_out_and_one_ack_consumes():
+    broker, _ = make_broker(pushType=2)
+    a, ra = attach(broker, name="a")
+    b, rb = attach(broker, name="b")
+    msg = broker.publish("t", "all", 0)
+    broker.dispatch()
+    assert ra.codes == rb.codes == [msg.code]
+    assert broker.ack(a, msg.code)
+    assert msg.status is Status.CONSUMED
+    assert not b.in_flight  # the other subscriber's window is released too
+    assert not broker.ack(b, msg.code)
+
+
+def test_per_topic_push_type_override():
+    broker, _ = make_broker(pushType=1, topics={"news": {"pushType": 2}})
+    _, a = attach(broker, "news", "a")
+    _, b = attach(broker, "news", "b")
+    broker.publish("news", "n", 0)
+    broker.dispatch()
+    assert len(a.pushed) == len(b.pushed) == 1
+
+
+def test_expiry_deletes_old_messages_of_any_status():
+    broker, clock = make_broker(cleanTime=100, checkSpeed=5)
+    session, _ = attach(broker)
+    old = broker.publish("t", "old", 0)
+    broker.dispatch()
+    clock.advance(50)
+    young = broker.publish("t", "young", 0)
+    clock.advance(55)
+    broker.tick()
+    assert broker.store.get(old.code) is None
+    assert broker.store.get(young.code) is young
+    assert old.code not in session.in_flight
+
+
+def test_clean_consumed_deletes_on_ack():
+    broker, _ = make_broker(isCleanConsumed=1)
+    session, _ = attach(broker)
+    msg = broker.publish("t", "x", 0)
+    broker.dispatch()
+    broker.ack(session, msg.code)
+    assert broker.store.get(msg.code) is None
+
+
+def test_delete_in_flight_message_releases_window():
+    broker, _ = make_broker(maxInFlight=1)
+    session, rec = attach(broker)
+    a = broker.publish("t", "a", 0)
+    b = broker.publish("t", "b", 0)
+    broker.dispatch()
+    assert broker.delete(a.code)
+    assert not session.in_flight
+    broker.dispatch()
+    assert rec.codes == [a.code, b.code]
+    assert not broker.ack(session, a.code)
+
+
+def test_backlog_limit_and_room_callback():
+    broker, _ = make_broker(messageChanBuffer=2)
+    woken: list[bool] = []
+    broker.on_room = lambda: woken.append(True)
+    session, _ = attach(broker)
+    m1 = broker.publish("t", "1", 0)
+    broker.publish("t", "2", 0)
+    assert broker.full
+    broker.dispatch()
+    broker.ack(session, m1.code)
+    assert not broker.full and woken == [True]
+
+
+class EventLog:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, Status]] = []
+
+    def message_added(self, msg: Message) -> None:
+        self.events.append(("added", msg.code, msg.status))
+
+    def message_updated(self, msg: Message) -> None:
+        self.events.append(("updated", msg.code, msg.status))
+
+    def message_removed(self, msg: Message) -> None:
+        self.events.append(("removed", msg.code, msg.status))
+
+
+def test_listeners_see_every_change_in_order():
+    broker, clock = make_broker(pushRetryTime=5)
+    log = EventLog()
+    broker.add_listener(log)
+    session, _ = attach(broker)
+    delayed = broker.publish("t", "d", 1)
+    msg = broker.publish("t", "m", 0)
+    broker.dispatch()
+    clock.advance(5)
+    broker.tick()  # delayed becomes due; msg is redelivered (DelayTime rewritten)
+    broker.dispatch()
+    broker.ack(session, msg.code)
+    broker.delete(delayed.code)
+    assert log.events == [
+        ("added", delayed.code, Status.DELAYED),
+        ("added", msg.code, Status.WAITING),
+        ("updated", delayed.code, Status.WAITING),
+        ("updated", msg.code, Status.WAITING),
+        ("updated", msg.code, Status.CONSUMED),
+        ("removed", delayed.code, Status.WAITING),
+    ]
+
+
+def test_search_filters_and_orders_newest_first():
+    broker, clock = make_broker()
+    a = broker.publish("t", "a", 0)
+    clock.advance(10)
+    b = broker.publish("u", "b", 0)
+    clock.advance(10)
+    c = broker.publish("t", "c", 5)
+    store = broker.store
+    assert store.search(0, 1 << 40) == [c, b, a]
+    assert store.search(0, 1 << 40, topic="t") == [c, a]
+    assert store.search(0, 1 << 40, status=Status.DELAYED) == [c]
+    assert store.search(a.create_time + 1, b.create_time) == [b]

@@ -1,0 +1,118 @@
+"""Configuration: defaults, the original application.yaml, env and flag overrides, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from kapokmq.config import ConfigError, load_config
+
+ORIGINAL_YAML = """\
+server:
+  addr: 0.0.0.0
+  port: 8011
+mq:
+  secretKey: test
+  pushType: 1
+  messageChanBuffer: 10000000
+  pushMessagesSpeed: 1
+  pushCount: 1000
+  pushRetryCount: 3
+  pushRetryTime: 300
+  persistentFile: MQDATA
+  isPersistent: 1
+  recoveryStrategy: 1
+  persistentTime: 3
+  isCleanConsumed: 0
+  isRePush: 1
+  isClean: 1
+  checkSpeed: 3
+  cleanTime: 259200
+cluster:
+  isCluster: 0
+  gossipPort: 8021
+  registryAddr: 0.0.0.0
+  registryGossipPort: 8041
+sync:
+  isSync: 0
+  isSlave: 0
+  masterProtocol: ws
+  masterAddr: 127.0.0.1
+  masterPort: 8011
+"""
+
+
+def test_embedded_defaults_need_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(environ={})
+    assert (config.server.addr, config.server.port) == ("127.0.0.1", 8011)
+    assert config.mq.secretKey == "test" and config.mq.pushType == 1
+    assert config.mq.pushThrottle == 0
+
+
+def test_original_yaml_reads_unchanged(tmp_path):
+    path = tmp_path / "application.yaml"
+    path.write_text(ORIGINAL_YAML)
+    config = load_config(path, environ={})
+    assert config.server.addr == "0.0.0.0"
+    assert config.mq.persistentTime == 3 and config.mq.cleanTime == 259200
+    assert config.cluster.registryGossipPort == "8041"  # strings, as GetConfig reports them
+    view = config.console_view()
+    assert len([k for k in view if k in ORIGINAL_YAML]) == 23
+    assert list(view) == sorted(view)
+    assert "secretKey" not in view
+
+
+def test_env_and_overrides_take_precedence(tmp_path):
+    path = tmp_path / "application.yaml"
+    path.write_text(ORIGINAL_YAML)
+    env = {"KAPOKMQ_MQ_SECRETKEY": "s3cret", "KAPOKMQ_MQ_PUSH_RETRY_TIME": "7"}
+    config = load_config(path, environ=env, overrides={"mq.pushRetryTime": "9"})
+    assert config.mq.secretKey == "s3cret"
+    assert config.mq.pushRetryTime == 9
+
+
+def test_per_topic_push_type(tmp_path):
+    path = tmp_path / "application.yaml"
+    path.write_text("mq:\n  pushType: 1\n  topics:\n    news: {pushType: 2}\n")
+    config = load_config(path, environ={})
+    assert config.topic_push_type("news") == 2
+    assert config.topic_push_type("other") == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"mq.pushType": "3"}, "mq.pushType must be one of 1, 2"),
+        ({"mq.pushRetryTime": "soon"}, "mq.pushRetryTime must be an integer"),
+        ({"server.port": "70000"}, "server.port must be <= 65535"),
+        ({"mq.fsync": "sometimes"}, "mq.fsync must be one of always, everysec, no"),
+        ({"nope": "1"}, "unknown setting"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, monkeypatch, overrides, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, environ={}, overrides=overrides)
+
+
+def test_bad_topic_settings(tmp_path):
+    path = tmp_path / "application.yaml"
+    path.write_text("mq:\n  topics:\n    news: {pushType: 5}\n")
+    with pytest.raises(ConfigError, match=r"mq.topics.news.pushType"):
+        load_config(path, environ={})
+
+
+def test_serve_refuses_bad_config_with_a_clear_message(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "kapokmq", "serve", "--set", "mq.pushType=9"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "mq.pushType must be one of 1, 2" in result.stderr
+    assert "Traceback" not in result.stderr
