@@ -131,14 +131,15 @@ class Consumer(Session):
         if ws is None or not self._ready.is_set() or self._fatal or self._closing:
             ws = await self._wait_ready()
         with contextlib.suppress(aiohttp.ClientError, OSError):
-            await ws.send_str(message_code)
+            await ws.send_frame(message_code.encode(), aiohttp.WSMsgType.TEXT)
 
     # -- internals ---------------------------------------------------------------------------
 
     async def _next(self) -> Message | None:
         if self._runner is None and not self._closing and self._fatal is None:
             await self.connect()
-        item = await self._queue.get()
+        queue = self._queue
+        item = queue.get_nowait() if queue.qsize() else await queue.get()
         if isinstance(item, _End):
             self._queue.put_nowait(item)  # let every other waiter see the end as well
             if item.error is not None and not self._closing:
@@ -162,4 +163,7 @@ class Consumer(Session):
             except ProtocolError as exc:
                 log.warning("consumer %s: skipped a bad frame: %s", self.client_id, exc)
                 continue
-            await self._queue.put(msg)
+            if self._queue.full():
+                await self._queue.put(msg)
+            else:
+                self._queue.put_nowait(msg)

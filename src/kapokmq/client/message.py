@@ -25,12 +25,6 @@ WIRE_FIELDS: tuple[tuple[str, str], ...] = (
 )
 
 
-_TYPES: tuple[tuple[str, type], ...] = tuple(
-    (attr, str if attr in ("message_code", "message_data", "topic") else int)
-    for _, attr in WIRE_FIELDS
-)
-
-
 class MessageStatus(enum.IntEnum):
     """Values of the `Status` field; plain ints on the wire."""
 
@@ -82,21 +76,18 @@ class Message:
             raise ProtocolError(f"consumer frame is not JSON: {frame[:80]!r}") from exc
         if not isinstance(obj, dict):
             raise ProtocolError(f"consumer frame is not a JSON object: {frame[:80]!r}")
-        try:
-            msg = cls(
-                obj["MessageCode"],
-                obj["MessageData"],
-                obj["Topic"],
-                obj.get("CreateTime") or 0,
-                obj.get("ConsumedTime") or 0,
-                obj.get("DelayTime") or 0,
-                obj.get("Status") or 0,
-                ack,
-            )
-        except KeyError as exc:
-            raise ProtocolError(f"consumer frame has no {exc.args[0]}: {frame[:80]!r}") from None
-        for attr, expected in _TYPES:
-            value = getattr(msg, attr)
-            if type(value) is not expected:
-                raise ProtocolError(f"consumer frame has bad {attr}: {value!r}")
-        return msg
+        get = obj.get
+        code, data, topic = get("MessageCode"), get("MessageData"), get("Topic")
+        created, consumed = get("CreateTime", 0), get("ConsumedTime", 0)
+        delay, status = get("DelayTime", 0), get("Status", 0)
+        if (
+            type(code) is not str
+            or type(data) is not str
+            or type(topic) is not str
+            or type(created) is not int
+            or type(consumed) is not int
+            or type(delay) is not int
+            or type(status) is not int
+        ):
+            raise ProtocolError(f"consumer frame is not a message: {frame[:120]!r}")
+        return cls(code, data, topic, created, consumed, delay, status, ack)
