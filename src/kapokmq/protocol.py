@@ -7,6 +7,9 @@ Anything else is a ``FrameError`` whose text becomes the ``error: ...`` reply.
 
 from __future__ import annotations
 
+import json
+import re
+
 import orjson
 
 INT64_MIN = -(1 << 63)
@@ -20,29 +23,43 @@ class FrameError(ValueError):
     """A producer frame the broker cannot store; the message says why."""
 
 
-def _loads(raw: str | bytes) -> object:
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _loads(raw: str | bytes) -> tuple[object, bool]:
+    """Decode a frame; returns (value, lenient) where lenient means strings may hold lone
+    surrogates (only when orjson refused a document that Go's encoding/json accepts)."""
     try:
-        return orjson.loads(raw)
+        return orjson.loads(raw), False
     except orjson.JSONDecodeError as exc:
-        if isinstance(raw, bytes):
-            # Go replaces invalid UTF-8 with U+FFFD rather than rejecting the frame
-            try:
-                return orjson.loads(raw.decode("utf-8", "replace"))
-            except orjson.JSONDecodeError:
-                pass
-        if not raw.strip():
-            raise FrameError(f"empty frame; expected a JSON object like {EXAMPLE}") from None
-        raise FrameError(f"invalid JSON ({exc.msg}); expected {EXAMPLE}") from None
+        first_error = exc
+    # Go replaces invalid UTF-8 with U+FFFD rather than rejecting the frame
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    if not text.strip():
+        raise FrameError(f"empty frame; expected a JSON object like {EXAMPLE}")
+    # orjson is stricter than Go in two ways that valid frames can hit: numbers beyond
+    # float64 range (1e400, fine in an ignored key) and lone surrogate escapes ("\ud800",
+    # which Go decodes as U+FFFD). The stdlib parser accepts both; it is only the slow path.
+    try:
+        return json.loads(text, parse_constant=_reject_constant), True
+    except (ValueError, RecursionError):
+        raise FrameError(f"invalid JSON ({first_error.msg}); expected {EXAMPLE}") from None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def parse_send_frame(raw: str | bytes) -> tuple[str, int]:
     """Return (MessageData, DelayTime) or raise FrameError."""
-    obj = _loads(raw)
+    obj, lenient = _loads(raw)
     if obj is None:
         return "", 0
     if not isinstance(obj, dict):
         raise FrameError(f"expected a JSON object like {EXAMPLE}, got {type(obj).__name__}")
-    if obj.keys() <= _CANONICAL:  # the Go client's exact spelling: skip the key folding
+    # the Go client's exact spelling: skip the key folding (not for the lenient slow path,
+    # whose strings may hold lone surrogates that must become U+FFFD below)
+    if not lenient and obj.keys() <= _CANONICAL:
         data = obj.get("MessageData", "")
         delay = obj.get("DelayTime", 0)
         if type(data) is str and type(delay) is int and INT64_MIN <= delay <= INT64_MAX:
@@ -56,7 +73,7 @@ def parse_send_frame(raw: str | bytes) -> tuple[str, int]:
                 continue
             if not isinstance(value, str):
                 raise FrameError(f"MessageData must be a string, got {_json_type(value)}")
-            data = value
+            data = _SURROGATE.sub("\ufffd", value) if lenient else value
         elif lowered == "delaytime":
             if value is None:
                 continue

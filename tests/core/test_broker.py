@@ -277,3 +277,17 @@ def test_search_filters_and_orders_newest_first():
     assert store.search(0, 1 << 40, topic="t") == [c, a]
     assert store.search(0, 1 << 40, status=Status.DELAYED) == [c]
     assert store.search(a.create_time + 1, b.create_time) == [b]
+
+
+def test_optional_push_throttle():
+    broker, clock = make_broker(pushThrottle=1, pushCount=2, pushMessagesSpeed=1)
+    _, rec = attach(broker)
+    for i in range(5):
+        broker.publish("t", str(i), 0)
+    broker.dispatch()
+    assert len(rec.pushed) == 2
+    assert broker.next_deadline() == clock.now + 1
+    clock.advance(1)
+    broker.tick()
+    broker.dispatch()
+    assert len(rec.pushed) == 4

@@ -59,14 +59,20 @@ class Broker:
         self.producers: dict[int, ProducerSession] = {}
         self.listeners: list[MessageListener] = []
         self._dirty: set[Topic] = set()
+        self.paused = False
         self._ids = itertools.count(1)
         mq = config.mq
         self.retry_after: float | None = float(mq.pushRetryTime) if mq.isRePush else None
         self.max_deliveries = mq.maxDeliveries
+        self.clean_consumed = bool(mq.isCleanConsumed)
         self.backlog_limit = mq.messageChanBuffer
         self.clean_after: int | None = mq.cleanTime if mq.isClean else None
         self.check_every = float(mq.checkSpeed)
         self._next_expiry = clock() + self.check_every
+        # optional rate limit of the original: pushCount pushes per pushMessagesSpeed seconds
+        self.throttle = (mq.pushCount, float(mq.pushMessagesSpeed)) if mq.pushThrottle else None
+        self._budget = mq.pushCount
+        self._budget_reset = clock()
 
     # ------------------------------------------------------------------ topics & sessions
     def topic(self, name: str) -> Topic:
@@ -175,6 +181,47 @@ class Broker:
             topic.ready.append(msg)
             self._mark(topic)
 
+    def replicate(self, record: Message) -> None:
+        """Apply a master's view of one message (slave side of master-slave sync).
+
+        New codes are inserted; known ones take the record's status, ConsumedTime and
+        DelayTime. Listeners are told, so a slave's own storage keeps the copy.
+        """
+        msg = self.store.get(record.code)
+        if msg is None:
+            self.restore(record)
+            for listener in self.listeners:
+                listener.message_added(record)
+            return
+        msg.consumed_time = record.consumed_time
+        msg.delay_time = record.delay_time
+        status = record.status
+        if msg.status is not status:
+            self._release(msg)
+            self.store.set_status(msg, status)
+            topic = self.topic(msg.topic)
+            if status is Status.WAITING:
+                topic.ready.append(msg)
+                self._mark(topic)
+            elif status is Status.DELAYED:
+                self.scheduler.add_delay(msg, msg.arrival + msg.delay_time)
+        for listener in self.listeners:
+            listener.message_updated(msg)
+
+    def _release(self, msg: Message) -> None:
+        """Take a message out of whatever in-flight tables hold it."""
+        holder = msg.holder
+        if holder is None:
+            return
+        topic = self.topic(msg.topic)
+        if isinstance(holder, ConsumerSession):
+            holder.in_flight.pop(msg.code, None)
+        else:
+            for session in topic.consumers:
+                session.in_flight.pop(msg.code, None)
+        msg.holder = None
+        self._mark(topic)  # a window opened
+
     def ack(self, session: ConsumerSession, code: str) -> bool:
         """Mark a message consumed; unknown or already consumed codes are ignored."""
         msg = session.in_flight.pop(code, None)
@@ -199,13 +246,14 @@ class Broker:
                 other.in_flight.pop(code, None)
             self._mark(msg_topic)
         msg.holder = None
-        was_full = self.full
-        self.store.set_status(msg, Status.CONSUMED)
+        store = self.store
+        was_full = store.unconsumed() >= self.backlog_limit
+        store.set_status(msg, Status.CONSUMED)
         msg.consumed_time = int(self.clock())
         msg_topic.stats.acked += 1
         for listener in self.listeners:
             listener.message_updated(msg)
-        if self.config.mq.isCleanConsumed:
+        if self.clean_consumed:
             self._remove(msg)
         if was_full:
             self._room()
@@ -239,16 +287,7 @@ class Broker:
 
     def _remove(self, msg: Message) -> None:
         self.store.remove(msg.code)
-        holder = msg.holder
-        if holder is not None:
-            topic = self.topic(msg.topic)
-            if isinstance(holder, ConsumerSession):
-                holder.in_flight.pop(msg.code, None)
-            else:
-                for session in topic.consumers:
-                    session.in_flight.pop(msg.code, None)
-            self._mark(topic)  # a window opened
-        msg.holder = None
+        self._release(msg)
         for listener in self.listeners:
             listener.message_removed(msg)
 
@@ -260,22 +299,51 @@ class Broker:
         else:
             self._dirty.add(topic)
 
-    def _on_push(self, msg: Message) -> None:
+    def _on_push(self, batch: list[Message]) -> None:
         retry_after = self.retry_after
         if retry_after is not None:
-            self.scheduler.add_retry(msg, self.clock() + retry_after)
+            self.scheduler.add_retries(batch, self.clock() + retry_after)
+
+    def set_paused(self, paused: bool) -> None:
+        """Stop or resume all pushing (a slave does not push while its master lives)."""
+        self.paused = paused
+        if not paused and self._dirty and self.on_dirty is not None:
+            self.on_dirty()
 
     def dispatch(self) -> int:
         """Push everything that can be pushed now; returns the number of pushes."""
+        if self.paused:
+            return 0
+        if self.throttle is not None:
+            return self._dispatch_throttled(self.throttle)
         pushed = 0
         while self._dirty:
             topic = self._dirty.pop()
             pushed += dispatch(topic, self._on_push)
         return pushed
 
+    def _dispatch_throttled(self, throttle: tuple[int, float]) -> int:
+        count, period = throttle
+        now = self.clock()
+        if now >= self._budget_reset:
+            self._budget = count
+            self._budget_reset = now + period
+        pushed = 0
+        while self._dirty and self._budget > 0:
+            topic = self._dirty.pop()
+            n = dispatch(topic, self._on_push, self._budget)
+            self._budget -= n
+            pushed += n
+            if self._budget == 0:
+                self._dirty.add(topic)  # may have more; retried when the budget resets
+        return pushed
+
     # ------------------------------------------------------------------ time
     def next_deadline(self) -> float | None:
         deadline = self.scheduler.next_deadline()
+        throttled = self.throttle is not None and self._dirty and self._budget <= 0
+        if throttled and (deadline is None or self._budget_reset < deadline):
+            deadline = self._budget_reset
         if self.clean_after is not None and (deadline is None or self._next_expiry < deadline):
             deadline = self._next_expiry
         return deadline

@@ -24,7 +24,8 @@ class _Fanout:
 
 FANOUT = _Fanout()
 
-OnPush = Callable[[Message], None]
+# Called once per batch of first pushes / re-pushes (not per copy), to arm redelivery.
+OnPush = Callable[[list[Message]], None]
 
 _WAITING = Status.WAITING
 
@@ -33,8 +34,8 @@ def _deliverable(msg: Message) -> bool:
     return not msg.removed and msg.status is _WAITING
 
 
-def dispatch_p2p(topic: Topic, on_push: OnPush) -> int:
-    """Push ready messages round-robin; returns how many were pushed."""
+def dispatch_p2p(topic: Topic, on_push: OnPush, limit: int = -1) -> int:
+    """Push ready messages round-robin (at most ``limit`` if >= 0); returns the count."""
     ready = topic.ready
     consumers = topic.consumers
     n = len(consumers)
@@ -44,7 +45,7 @@ def dispatch_p2p(topic: Topic, on_push: OnPush) -> int:
     idx = topic.rr
     skipped = 0
     pushed = 0
-    while ready and skipped < n:
+    while ready and skipped < n and pushed != limit:
         session = consumers[idx % n]
         idx += 1
         in_flight = session.in_flight
@@ -59,7 +60,6 @@ def dispatch_p2p(topic: Topic, on_push: OnPush) -> int:
         in_flight[msg.code] = msg
         msg.holder = session
         msg.attempts += 1
-        on_push(msg)
         batch = batches.get(session)
         if batch is None:
             batches[session] = [msg]
@@ -68,26 +68,31 @@ def dispatch_p2p(topic: Topic, on_push: OnPush) -> int:
         pushed += 1
     topic.rr = idx % n
     for session, batch in batches.items():
+        on_push(batch)
         session.deliver(batch)
     topic.stats.pushed += pushed
     return pushed
 
 
-def dispatch_pubsub(topic: Topic, on_push: OnPush) -> int:
-    """Fan ready messages out to all sessions, then drain each session's pending copies."""
+def dispatch_pubsub(topic: Topic, on_push: OnPush, limit: int = -1) -> int:
+    """Fan ready messages out to all sessions, then drain each session's pending copies
+    (at most ``limit`` copies in all if >= 0)."""
     consumers = topic.consumers
     if not consumers:
         return 0
     ready = topic.ready
+    fanned: list[Message] = []
     while ready:
         msg = ready.popleft()
         if not _deliverable(msg):
             continue
         msg.holder = FANOUT
         msg.attempts += 1
-        on_push(msg)
+        fanned.append(msg)
+    if fanned:
+        on_push(fanned)
         for session in consumers:
-            session.pending.append(msg)
+            session.pending.extend(fanned)
     pushed = 0
     for session in consumers:
         pending = session.pending
@@ -96,7 +101,7 @@ def dispatch_pubsub(topic: Topic, on_push: OnPush) -> int:
         in_flight = session.in_flight
         room = session.window - len(in_flight)
         batch: list[Message] = []
-        while pending and room > 0:
+        while pending and room > 0 and pushed + len(batch) != limit:
             msg = pending.popleft()
             if msg.removed:
                 continue
@@ -110,7 +115,7 @@ def dispatch_pubsub(topic: Topic, on_push: OnPush) -> int:
     return pushed
 
 
-def dispatch(topic: Topic, on_push: OnPush) -> int:
+def dispatch(topic: Topic, on_push: OnPush, limit: int = -1) -> int:
     if topic.pubsub:
-        return dispatch_pubsub(topic, on_push)
-    return dispatch_p2p(topic, on_push)
+        return dispatch_pubsub(topic, on_push, limit)
+    return dispatch_p2p(topic, on_push, limit)

@@ -11,9 +11,11 @@ import signal
 
 from aiohttp import web
 
+from kapokmq.cluster.replication import SlaveLink
 from kapokmq.config import Config
 from kapokmq.server.app import build_app
 from kapokmq.server.runtime import BrokerRuntime
+from kapokmq.storage import StorageError, open_storage
 
 log = logging.getLogger("kapokmq")
 
@@ -45,6 +47,17 @@ def bound_port(site: web.TCPSite, configured: int) -> int:
     return configured
 
 
+def start_slave(runtime: BrokerRuntime) -> SlaveLink | None:
+    """Follow a master when sync.isSync and sync.isSlave are set (DESIGN A7)."""
+    sync = runtime.config.sync
+    if not (sync.isSync and sync.isSlave):
+        return None
+    link = SlaveLink(runtime, runtime.config)
+    runtime.broker.set_paused(True)  # until we know whether the master is alive
+    link.start()
+    return link
+
+
 async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or until ``stop`` is set)."""
     stop = stop or asyncio.Event()
@@ -54,6 +67,10 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     runtime = BrokerRuntime(config)
+    try:
+        storage = open_storage(runtime)  # recovery happens here, before we listen
+    except StorageError as exc:
+        raise SystemExit(f"kapokmq: storage: {exc}") from None
     app = build_app(runtime)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
@@ -62,6 +79,8 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
+        if storage is not None:
+            await storage.close()
         raise SystemExit(
             f"kapokmq: cannot listen on {config.server.addr}:{config.server.port}: {exc}"
         ) from None
@@ -72,11 +91,16 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
             "this port can read and write your queues; set mq.secretKey !!!",
             config.server.addr,
         )
+    slave = start_slave(runtime)
     mode = "publish/subscribe" if config.mq.pushType == 2 else "point-to-point"
     log.info("kapokmq listening on http://%s:%d (pushType %s)", config.server.addr, port, mode)
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
-        runtime.close()
+        if slave is not None:
+            await slave.close()
         await runner.cleanup()
+        if storage is not None:
+            await storage.close()  # final flush and snapshot, after the last client is gone
+        runtime.close()

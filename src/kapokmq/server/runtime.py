@@ -28,8 +28,11 @@ class BrokerRuntime:
         self._room = asyncio.Event()
         self._room.set()
         self.started_at = time.time()
-        # Set by durable storage: awaited before a producer's `ok` (fsync policy `always`).
+        # Set by durable storage (fsync policy `always`): awaited before HTTP Send answers.
         self.durable_barrier: Callable[[], Awaitable[None]] | None = None
+        # Same policy, for pipelined producers: a future done once everything published so
+        # far is on disk (None if it already is); replies wait on it without blocking reads.
+        self.durable_ticket: Callable[[], asyncio.Future[None] | None] | None = None
         self.rearm()
 
     # ---------------------------------------------------------------- publishing
@@ -37,8 +40,6 @@ class BrokerRuntime:
         msg = self.broker.publish(topic, data, delay)
         if delay > 0:
             self.rearm()
-        if self.broker.full:
-            self._room.clear()
         return msg
 
     async def wait_for_room(self) -> None:

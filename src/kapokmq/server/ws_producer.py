@@ -13,6 +13,7 @@ from kapokmq.server.auth import handshake
 from kapokmq.server.frames import OK_FRAME, ReplyWriter, text_frame
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
+from kapokmq.storage.acks import OrderedReplies
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +21,10 @@ _DATA = (WSMsgType.TEXT, WSMsgType.BINARY)
 
 
 def open_websocket(request: web.Request, runtime: BrokerRuntime) -> web.WebSocketResponse:
+    # aiohttp refuses a message whose size is >= max_msg_size; B3 closes only frames
+    # *above* mq.maxMessageBytes, so a frame of exactly that size must pass.
     return web.WebSocketResponse(
-        max_msg_size=runtime.config.mq.maxMessageBytes, compress=False, autoping=True
+        max_msg_size=runtime.config.mq.maxMessageBytes + 1, compress=False, autoping=True
     )
 
 
@@ -45,6 +48,8 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
     log.info("%s connected", peer)
     replies = ReplyWriter(request.transport, runtime.loop)
     publish = runtime.publish
+    ticket = runtime.durable_ticket  # fsync always: each `ok` waits for its WAL batch
+    durable = OrderedReplies(replies, request.transport) if ticket is not None else None
     try:
         while True:
             msg = await ws.receive()
@@ -55,15 +60,16 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
             except FrameError as exc:
                 reply = text_frame(f"error: {exc}".encode())
             else:
+                if broker.full:  # B4: hold this frame's reply until there is room
+                    await runtime.wait_for_room()
                 publish(topic, data, delay)
                 reply = OK_FRAME
-                if runtime.durable_barrier is not None:
-                    await runtime.durable_barrier()
             if replies.closed:
                 break
-            replies.send(reply)
-            if broker.full:
-                await runtime.wait_for_room()
+            if durable is not None and ticket is not None:
+                durable.send(reply, ticket() if reply is OK_FRAME else None)
+            else:
+                replies.send(reply)
     finally:
         replies.flush()
         broker.detach_producer(session)
