@@ -153,7 +153,7 @@ class Broker:
 
     def publish(self, topic_name: str, data: str, delay: int = 0) -> Message:
         now = self.clock()
-        topic = self.topic(topic_name)
+        topic = self.topics.get(topic_name) or self.topic(topic_name)
         if delay > 0:
             msg = Message(self.new_code(), data, topic_name, int(now), delay, Status.DELAYED, now)
             self.scheduler.add_delay(msg, now + delay)
@@ -372,13 +372,7 @@ class Broker:
 
     def _redeliver(self, msg: Message, now: float) -> None:
         topic = self.topic(msg.topic)
-        holder = msg.holder
-        if isinstance(holder, ConsumerSession):
-            holder.in_flight.pop(msg.code, None)
-        else:
-            for session in topic.consumers:
-                session.in_flight.pop(msg.code, None)
-        msg.holder = None
+        self._release(msg)
         if self.max_deliveries and msg.attempts >= self.max_deliveries:
             was_full = self.full
             self.store.set_status(msg, Status.DEAD)
@@ -394,7 +388,7 @@ class Broker:
             topic.ready.append(msg)
             for listener in self.listeners:
                 listener.message_updated(msg)
-        self._mark(topic)
+            self._mark(topic)
 
     def expire(self, now: float) -> int:
         """Delete messages older than cleanTime, whatever their status."""

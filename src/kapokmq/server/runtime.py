@@ -10,10 +10,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from kapokmq.config import Config
 from kapokmq.core.broker import Broker
 from kapokmq.model import Message
+
+
+class WalStats(Protocol):
+    """What /metrics reads from the write-ahead log."""
+
+    appended: int
+    syncs: int
+    sync_seconds: float
+    max_sync_seconds: float
 
 
 class BrokerRuntime:
@@ -33,6 +43,8 @@ class BrokerRuntime:
         # Same policy, for pipelined producers: a future done once everything published so
         # far is on disk (None if it already is); replies wait on it without blocking reads.
         self.durable_ticket: Callable[[], asyncio.Future[None] | None] | None = None
+        # Set by durable storage in WAL mode, for /metrics.
+        self.wal_stats: WalStats | None = None
         self.rearm()
 
     # ---------------------------------------------------------------- publishing
