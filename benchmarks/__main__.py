@@ -1,108 +1,346 @@
-"""Benchmark runner: starts a fresh broker per scenario, drives it from a separate
-load-generator process, and prints a table (also written as JSON to benchmarks/results/).
+"""Benchmark runner (issue 7): a fresh server process per run, a separate load-generator
+process (benchmarks/loadgen.py, picows), server and generator CPU per message, peak RSS,
+medians of --repeat runs, a table on stdout and JSON in benchmarks/results/.
 
-    python -m benchmarks [--n 200000] [--repeat 1]
+    python -m benchmarks                      # everything, 3 runs each (~10 min)
+    python -m benchmarks --quick              # smaller sizes, 1 run each (< 2 min)
+    python -m benchmarks --only e2e,fill --repeat 5
+
+Scenarios: ceiling (bare aiohttp and picows relays: the transport's limit), e2e, latency,
+fanout, topics, http, fill, persistence, memory, delay. CPU per message is the main
+figure on a shared machine: wall-clock rates move with the other load, CPU much less.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from benchmarks.options import SCENARIOS, add_arguments
 from tests.harness import BrokerProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
+LISTENING = re.compile(r"listening on https?://[^:]+:(\d+)")
 
 
-def run_loadgen(*args: str) -> dict[str, Any]:
+# ---------------------------------------------------------------------------- processes
+class CeilingProcess:
+    """A bare relay server (benchmarks/ceiling.py)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    def start(self) -> CeilingProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.ceiling", self.kind, "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        match = LISTENING.search(self.proc.stdout.readline())
+        if match is None:
+            raise RuntimeError(f"{self.kind} ceiling server did not start")
+        self.port = int(match.group(1))
+        return self
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def cleanup(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def run_loadgen(*args: str, timeout: float = 900) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.loadgen", *args],
-        check=True,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
     )
+    if out.returncode:
+        raise RuntimeError(f"load generator failed: {args}\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
 
-def server_cpu(proc: psutil.Process) -> float:
+def cpu_of(proc: psutil.Process) -> float:
     t = proc.cpu_times()
     return float(t.user + t.system)
 
 
-def e2e(n: int, settings: dict[str, object]) -> dict[str, Any]:
-    broker = BrokerProcess(settings=settings).start()
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def drive(pid: int, url: str, *loadgen_args: str, settle: float = 0.0) -> dict[str, Any]:
+    """Run one load-generator scenario against a running server; add the server's figures."""
+    ps = psutil.Process(pid)
+    cpu0, rss0 = cpu_of(ps), ps.memory_info().rss
+    result = run_loadgen(loadgen_args[0], url, *loadgen_args[1:])
+    if settle:
+        time.sleep(settle)
+    result["server_cpu_s"] = cpu_of(ps) - cpu0
+    result["server_rss_mb"] = ps.memory_info().rss / 1e6
+    result["rss_growth_bytes"] = ps.memory_info().rss - rss0
+    result["server_peak_mb"] = peak_rss_mb(pid)
+    units = result.get("deliveries", result.get("n", 0))
+    if units:
+        result["server_us_per_msg"] = result["server_cpu_s"] / units * 1e6
+        result["loadgen_us_per_msg"] = result["loadgen_cpu_s"] / units * 1e6
+    return result
+
+
+def on_broker(
+    settings: dict[str, object], *loadgen_args: str, cwd: Path | None = None, settle: float = 0.0
+) -> dict[str, Any]:
+    broker = BrokerProcess(settings=settings, cwd=cwd).start()
     try:
         assert broker.proc is not None
-        ps = psutil.Process(broker.proc.pid)
-        cpu0 = server_cpu(ps)
-        result = run_loadgen("e2e", broker.ws, str(n))
-        result["server_cpu_s"] = server_cpu(ps) - cpu0
-        result["server_rss_mb"] = ps.memory_info().rss / 1e6
-        return result
+        return drive(broker.proc.pid, broker.ws, *loadgen_args, settle=settle)
     finally:
         broker.cleanup()
 
 
-def memory_per_message(n: int) -> dict[str, Any]:
-    broker = BrokerProcess().start()
+def on_ceiling(kind: str, *loadgen_args: str) -> dict[str, Any]:
+    server = CeilingProcess(kind).start()
     try:
-        assert broker.proc is not None
-        ps = psutil.Process(broker.proc.pid)
-        rss0 = ps.memory_info().rss
-        result = run_loadgen("fill", broker.ws, str(n))
-        time.sleep(0.5)  # let the allocator settle before reading RSS
-        rss1 = ps.memory_info().rss
-        result["bytes_per_msg"] = (rss1 - rss0) / n
-        result["bytes_per_msg_beyond_payload"] = (rss1 - rss0) / n - 100
-        return result
+        assert server.proc is not None
+        return drive(server.proc.pid, server.ws, *loadgen_args)
     finally:
-        broker.cleanup()
+        server.cleanup()
 
 
-def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = runs[0].keys()
-    return {k: statistics.median(r[k] for r in runs) for k in keys}
+# ---------------------------------------------------------------------------- scenarios
+Row = dict[str, Any]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--memory-n", type=int, default=100_000)
-    parser.add_argument("--only", choices=("e2e", "memory"), default=None)
-    args = parser.parse_args()
-    rows: dict[str, dict[str, Any]] = {}
-    if args.only in (None, "e2e"):
-        rows["e2e p2p (1 prod, 1 cons, ack each)"] = median_of(
-            [e2e(args.n, {}) for _ in range(args.repeat)]
+def median_of(runs: list[Row]) -> Row:
+    row: Row = {}
+    for key in runs[0]:
+        values = [r[key] for r in runs if isinstance(r.get(key), int | float)]
+        if len(values) == len(runs):
+            row[key] = statistics.median(values)
+    row["runs"] = len(runs)
+    if len(runs) > 1 and "msgs_per_s" in row:
+        row["msgs_per_s_all"] = [round(r["msgs_per_s"]) for r in runs]
+        row["server_us_all"] = [round(r.get("server_us_per_msg", 0), 1) for r in runs]
+    return row
+
+
+def repeated(repeat: int, run: Callable[[], Row]) -> Row:
+    return median_of([run() for _ in range(repeat)])
+
+
+def scenario_rows(args: argparse.Namespace) -> dict[str, Row]:
+    s = args.scale
+    rep = args.repeat
+    wanted = set(args.only.split(",")) if args.only else set(SCENARIOS)
+    unknown = wanted - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"unknown scenario(s) {sorted(unknown)}; choose from {SCENARIOS}")
+    rows: dict[str, Row] = {}
+
+    def n(full: int) -> str:
+        return str(max(1000, int(full * s)))
+
+    def add(name: str, row: Row, unit: str = "msg/s", ceiling: str | None = None) -> None:
+        row["unit"] = unit
+        if ceiling is not None:
+            row["vs"] = ceiling
+        rows[name] = row
+        print(f"  {name}: {row.get('msgs_per_s', 0):,.0f} {unit}", file=sys.stderr, flush=True)
+
+    if "ceiling" in wanted:
+        for kind in ("aiohttp", "picows"):
+
+            def relay(kind: str = kind) -> Row:
+                return on_ceiling(kind, "e2e", "--n", n(200_000), "--ceiling")
+
+            def ingest(kind: str = kind) -> Row:
+                return on_ceiling(kind, "fill", "--n", n(200_000))
+
+            add(f"ceiling {kind} relay e2e", repeated(rep, relay))
+            add(f"ceiling {kind} ingest", repeated(rep, ingest))
+    e2e_ceiling = "ceiling aiohttp relay e2e"
+    if "e2e" in wanted:
+        add(
+            "1 e2e p2p (1 prod, 1 cons acking)",
+            repeated(rep, lambda: on_broker({}, "e2e", "--n", n(200_000))),
+            ceiling=e2e_ceiling,
         )
-    if args.only in (None, "memory"):
-        rows[f"memory, {args.memory_n} queued"] = memory_per_message(args.memory_n)
-    print(
-        f"{'scenario':42} {'msgs/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'srv cpu':>8} "
-        f"{'gen cpu':>8} {'B/msg':>8}"
+    if "latency" in wanted:
+        add(
+            f"2 latency at {args.rate:,.0f} msg/s",
+            repeated(
+                rep,
+                lambda: on_broker({}, "rate", "--n", n(args.rate * 5), "--rate", str(args.rate)),
+            ),
+            ceiling=e2e_ceiling,
+        )
+    if "fanout" in wanted:
+        add(
+            "3 fan-out pub/sub 1 -> 10",
+            repeated(
+                rep,
+                lambda: on_broker({"mq.pushType": 2}, "e2e", "--n", n(30_000), "--consumers", "10"),
+            ),
+            unit="deliv/s",
+            ceiling=e2e_ceiling,
+        )
+    if "topics" in wanted:
+        add(
+            "4 1,000 topics x (1 prod, 1 cons)",
+            repeated(rep, lambda: on_broker({}, "topics", "--n", n(200_000), "--topics", "1000")),
+            ceiling=e2e_ceiling,
+        )
+    if "http" in wanted:
+        add(
+            "5 HTTP Send, 16 connections",
+            repeated(rep, lambda: on_broker({}, "http", "--n", n(30_000), "--conns", "16")),
+            unit="req/s",
+        )
+    if "fill" in wanted:
+        add(
+            "ingest only (publish, no consumer)",
+            repeated(rep, lambda: on_broker({}, "fill", "--n", n(200_000))),
+            ceiling="ceiling aiohttp ingest",
+        )
+    if "persistence" in wanted:
+        from benchmarks.persistence import MODES
+
+        base: float | None = None
+        for mode, settings in MODES.items():
+            size = n(20_000) if settings.get("mq.fsync") == "always" else n(100_000)
+
+            def run(settings: dict[str, object] = settings, size: str = size) -> Row:
+                with tempfile.TemporaryDirectory(prefix="kmq-bench-") as tmp:
+                    return on_broker(settings, "e2e", "--n", size, cwd=Path(tmp))
+
+            row = repeated(rep, run)
+            if base is None:
+                base = row["msgs_per_s"]
+            row["ratio_to_memory"] = row["msgs_per_s"] / base
+            add(f"6 persistence: {mode}", row)
+    if "memory" in wanted:
+        sizes = [100_000] if args.quick else [100_000, 1_000_000]
+        for count in sizes:
+
+            def queued(count: int = count) -> Row:
+                return on_broker({}, "fill", "--n", str(count), settle=0.5)
+
+            row = repeated(rep, queued)
+            row["bytes_per_msg_beyond_payload"] = row["rss_growth_bytes"] / count - 100
+            add(f"7 memory, {count:,} queued", row)
+    if "delay" in wanted:
+        add(
+            "7 delay accuracy (DelayTime 1 s)",
+            repeated(
+                rep,
+                lambda: on_broker({}, "delay", "--n", n(5_000), "--rate", "5000", "--delay", "1"),
+            ),
+        )
+    for row in rows.values():
+        ref = rows.get(row.get("vs", ""))
+        if ref is not None and "msgs_per_s" in row:
+            row["fraction_of_ceiling"] = row["msgs_per_s"] / ref["msgs_per_s"]
+    return rows
+
+
+# ---------------------------------------------------------------------------- output
+def fmt(value: object, spec: str) -> str:
+    if isinstance(value, int | float):
+        return format(value, spec)
+    return "-"
+
+
+def table(rows: dict[str, Row]) -> str:
+    head = (
+        f"| {'scenario':40} | {'rate':>9} | {'unit':7} | {'p50 ms':>7} | {'p99 ms':>7} | "
+        f"{'p99.9 ms':>8} | {'srv µs/msg':>10} | {'gen µs/msg':>10} | {'srv peak MB':>11} | "
+        f"{'of ceiling':>10} | other |"
     )
+    lines = [head, "|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|"]
     for name, r in rows.items():
-        print(
-            f"{name:42} {r.get('msgs_per_s', 0):10.0f} {r.get('p50_ms', 0):8.1f} "
-            f"{r.get('p99_ms', 0):8.1f} {r.get('server_cpu_s', 0):8.2f} "
-            f"{r.get('loadgen_cpu_s', 0):8.2f} {r.get('bytes_per_msg', 0):8.0f}"
+        other = []
+        if "bytes_per_msg_beyond_payload" in r:
+            other.append(f"{r['bytes_per_msg_beyond_payload']:.0f} B/msg beyond payload")
+        if "ratio_to_memory" in r:
+            other.append(f"{r['ratio_to_memory']:.2f}x memory-only")
+        if "err_p99_ms" in r:
+            other.append(
+                f"delay error p50 {r['err_p50_ms']:.1f} / p99 {r['err_p99_ms']:.1f} / "
+                f"max {r['err_max_ms']:.1f} ms, {r['early']:.0f} early"
+            )
+        if "msgs_per_s_all" in r:
+            other.append(f"runs {r['msgs_per_s_all']}")
+        lines.append(
+            f"| {name:40} | {fmt(r.get('msgs_per_s'), '9,.0f')} | {r.get('unit', ''):7} | "
+            f"{fmt(r.get('p50_ms'), '7.1f')} | {fmt(r.get('p99_ms'), '7.1f')} | "
+            f"{fmt(r.get('p999_ms'), '8.1f')} | {fmt(r.get('server_us_per_msg'), '10.1f')} | "
+            f"{fmt(r.get('loadgen_us_per_msg'), '10.1f')} | "
+            f"{fmt(r.get('server_peak_mb'), '11.0f')} | "
+            f"{fmt(r.get('fraction_of_ceiling', None) and 100 * r['fraction_of_ceiling'], '9.0f')}"
+            f"{'%' if 'fraction_of_ceiling' in r else ' '} | {'; '.join(other)} |"
         )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.scale is None:
+        args.scale = 0.2 if args.quick else 1.0
+    load = psutil.getloadavg()[0]
+    started = time.time()
+    rows = scenario_rows(args)
+    print(table(rows))
+    gen_heavy = [
+        name
+        for name, r in rows.items()
+        if r.get("loadgen_us_per_msg", 0) > r.get("server_us_per_msg", float("inf"))
+    ]
+    if gen_heavy:
+        print(f"warning: load generator used more CPU than the server in: {gen_heavy}")
+    else:
+        print("load generator CPU per message below the server's in every scenario")
+    took = time.time() - started
+    print(f"load average at start {load:.1f}, {psutil.cpu_count()} CPUs, {took:.0f} s")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"run-{int(time.time())}.json"
-    out.write_text(json.dumps(rows, indent=2))
+    out = RESULTS / f"run-{int(started)}{'-' + args.label if args.label else ''}.json"
+    meta = {"argv": sys.argv[1:], "load_average": load, "cpus": psutil.cpu_count()}
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"results: {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

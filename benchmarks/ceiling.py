@@ -1,47 +1,177 @@
-"""Transport ceiling: a bare aiohttp WebSocket server speaking just enough of the protocol
-(handshake, `ok` per producer frame, batched like the broker) for the load generator.
+"""Transport ceiling: bare WebSocket servers that speak just enough of the protocol for the
+load generator and do no broker work at all.
 
-    python -m benchmarks.ceiling PORT
+    python -m benchmarks.ceiling {aiohttp,picows} [PORT]
 
-The broker's figures divided by this server's show what our own code costs.
+Producer connections get the handshake and one `ok` per frame; every producer frame is
+relayed to a consumer connection (round-robin) as a constant push frame of the broker's
+size, and consumer acks are read and dropped. Writes are batched per loop iteration like
+the broker's. The broker's figures divided by these show what our own code costs on top
+of the transport. Prints "listening on http://127.0.0.1:PORT" when ready.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from kapokmq.server.frames import OK_FRAME, ReplyWriter
+from kapokmq.model import Message, Status, encode_push
+from kapokmq.server.frames import OK_FRAME, text_frame
 
-PROMPT = "Please enter the secret key"
-MATCHED = "Secret key matching succeeded"
+PROMPT = b"Please enter the secret key"
+MATCHED = b"Secret key matching succeeded"
+PUSH_FRAME = text_frame(
+    encode_push(Message("0" * 32, "0" * 10 + "x" * 90, "bench", 0, 0, Status.WAITING, 0))
+)
 
 
-async def producer(request: web.Request) -> web.WebSocketResponse:
+class Outbox:
+    """Frames for one connection, written in one call at the end of the loop iteration."""
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self.loop = loop
+        self.frames: list[bytes] = []
+
+    def send(self, frame: bytes) -> None:
+        if not self.frames:
+            self.loop.call_soon(self.flush)
+        self.frames.append(frame)
+
+    def flush(self) -> None:
+        if self.frames and not self.transport.is_closing():
+            self.transport.write(b"".join(self.frames))
+        self.frames.clear()
+
+
+class Relay:
+    def __init__(self) -> None:
+        self.consumers: list[Outbox] = []
+        self.rr = 0
+
+    def push(self) -> None:
+        consumers = self.consumers
+        if consumers:
+            self.rr = (self.rr + 1) % len(consumers)
+            consumers[self.rr].send(PUSH_FRAME)
+
+
+RELAY = Relay()
+
+
+# ------------------------------------------------------------------------------- aiohttp
+async def aiohttp_handshake(ws: web.WebSocketResponse) -> None:
+    await ws.send_str(PROMPT.decode())
+    await ws.receive()
+    await ws.send_str(MATCHED.decode())
+
+
+async def aiohttp_producer(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(compress=False)
     await ws.prepare(request)
-    await ws.send_str(PROMPT)
-    await ws.receive()
-    await ws.send_str(MATCHED)
-    replies = ReplyWriter(request.transport, asyncio.get_running_loop())
+    await aiohttp_handshake(ws)
+    replies = Outbox(request.transport, asyncio.get_running_loop())
     while True:
         msg = await ws.receive()
         if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             break
         replies.send(OK_FRAME)
-    replies.flush()
+        RELAY.push()
     return ws
+
+
+async def aiohttp_consumer(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(compress=False)
+    await ws.prepare(request)
+    await aiohttp_handshake(ws)
+    box = Outbox(request.transport, asyncio.get_running_loop())
+    RELAY.consumers.append(box)
+    try:
+        while True:
+            msg = await ws.receive()
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                break
+    finally:
+        RELAY.consumers.remove(box)
+    return ws
+
+
+async def serve_aiohttp(port: int) -> None:
+    app = web.Application()
+    app.router.add_get("/Producers/Conn/{topic}/{id}", aiohttp_producer)
+    app.router.add_get("/Consumers/Conn/{topic}/{id}", aiohttp_consumer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    server: Any = site._server
+    print(f"listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    await asyncio.Event().wait()
+
+
+# ------------------------------------------------------------------------------- picows
+async def serve_picows(port: int) -> None:
+    from picows import (
+        WSFrame,
+        WSListener,
+        WSMsgType,
+        WSTransport,
+        WSUpgradeRequest,
+        ws_create_server,
+    )
+
+    loop = asyncio.get_running_loop()
+
+    class Conn(WSListener):
+        def __init__(self, producer: bool) -> None:
+            self.producer = producer
+            self.authed = False
+            self.box: Outbox | None = None
+            self.oks: list[bytes] = []
+
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            self.box = Outbox(transport.underlying_transport, loop)
+            transport.send(WSMsgType.TEXT, PROMPT)
+
+        def on_ws_disconnected(self, transport: WSTransport) -> None:
+            if self.box in RELAY.consumers:
+                RELAY.consumers.remove(self.box)
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type is WSMsgType.CLOSE:
+                transport.disconnect()
+            elif not self.authed:
+                self.authed = True
+                transport.send(WSMsgType.TEXT, MATCHED)
+                if not self.producer:
+                    assert self.box is not None
+                    RELAY.consumers.append(self.box)
+            elif self.producer:
+                # replies go out once per received buffer, like the broker's per-iteration batch
+                self.oks.append(OK_FRAME)
+                RELAY.push()
+                if frame.last_in_buffer:
+                    transport.underlying_transport.write(b"".join(self.oks))
+                    self.oks.clear()
+
+    def factory(request: WSUpgradeRequest) -> Conn:
+        return Conn(request.path.startswith(b"/Producers"))
+
+    server = await ws_create_server(factory, "127.0.0.1", port)
+    print(f"listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    await asyncio.Event().wait()
 
 
 def main() -> None:
     import uvloop
 
-    app = web.Application()
-    app.router.add_get("/Producers/Conn/{topic}/{id}", producer)
-    uvloop.install()
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+    kind = sys.argv[1]
+    port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    serve = serve_aiohttp if kind == "aiohttp" else serve_picows
+    uvloop.run(serve(port))
 
 
 if __name__ == "__main__":
