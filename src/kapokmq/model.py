@@ -7,9 +7,10 @@ characters ``< > &`` (plus U+2028/U+2029) escaped as ``\\u003c`` and friends.
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
+import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -181,18 +182,77 @@ def encode_push(msg: Message) -> bytes:
     ) + b'"ConsumedTime":0,"DelayTime":%d,"Status":-1}\n' % (msg.delay_time,)
 
 
+_SUFFIXES = tuple(f"{i:03x}" for i in range(4096))
+
+
 class CodeGenerator:
     """Unique 32-hex message codes: a random 64-bit prefix and a 64-bit counter.
 
     Cheaper than hashing each payload (the original md5's data + uuid) and unique across
-    restarts because the prefix is drawn fresh from the OS at start.
+    restarts because the prefix is drawn fresh from the OS at start. Codes are made a
+    block of 4,096 at a time: the first 29 hex digits are formatted once per block and
+    each code is one concatenation with a precomputed 3-digit suffix (~2x cheaper than
+    formatting a 128-bit integer per message). ``next_code`` is the fastest way to call it.
     """
 
-    __slots__ = ("_base", "_counter")
+    __slots__ = ("_base", "_block", "next_code")
 
     def __init__(self) -> None:
         self._base = int.from_bytes(os.urandom(8), "big") << 64
-        self._counter = itertools.count(int.from_bytes(os.urandom(3), "big") << 24)
+        # the counter starts at a random multiple of 2**24, as before: block = counter >> 12
+        self._block = int.from_bytes(os.urandom(3), "big") << 12
+        self.next_code: Callable[[], str] = self._codes().__next__
+
+    def _codes(self) -> Iterator[str]:
+        base = self._base
+        while True:
+            prefix = "%029x" % ((base >> 12) + self._block)
+            self._block += 1
+            for suffix in _SUFFIXES:
+                yield prefix + suffix
 
     def __call__(self) -> str:
-        return "%032x" % (self._base + next(self._counter))
+        return self.next_code()
+
+
+def encode_pushes(batch: list[Message]) -> list[bytes]:
+    """``encode_push`` for a batch, each already framed as a WebSocket text frame.
+
+    The per-message work of ``encode_push`` and ``text_frame`` inlined into one loop:
+    pushes are the broker's hottest output path.
+    """
+    frames: list[bytes] = []
+    append = frames.append
+    dumps = orjson.dumps
+    topic = ""
+    topic_encoded = b""
+    for msg in batch:
+        data = msg.data
+        if data.isascii() and "<" not in data and ">" not in data and "&" not in data:
+            try:
+                data_encoded = dumps(data)
+            except orjson.JSONEncodeError:  # pragma: no cover - ascii always encodes
+                data_encoded = json_string(data)
+        else:
+            data_encoded = json_string(data)
+        if msg.topic is not topic:
+            topic = msg.topic
+            topic_encoded = topic_json(topic)
+        body = b'{"MessageCode":"%s","MessageData":%s,"Topic":%s,"CreateTime":%d,' % (
+            msg.code.encode(),
+            data_encoded,
+            topic_encoded,
+            msg.create_time,
+        ) + b'"ConsumedTime":0,"DelayTime":%d,"Status":-1}\n' % (msg.delay_time,)
+        n = len(body)
+        if n < 126:
+            append(bytes((0x81, n)) + body)
+        elif n < 65536:
+            append(_FRAME16(0x81, 126, n) + body)
+        else:
+            append(_FRAME64(0x81, 127, n) + body)
+    return frames
+
+
+_FRAME16 = struct.Struct("!BBH").pack
+_FRAME64 = struct.Struct("!BBQ").pack

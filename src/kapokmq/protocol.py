@@ -52,7 +52,22 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def parse_send_frame(raw: str | bytes) -> tuple[str, int]:
     """Return (MessageData, DelayTime) or raise FrameError."""
-    obj, lenient = _loads(raw)
+    # fast path: what the Go client sends, {"MessageData":"...","DelayTime":<int>}
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if type(obj) is dict and len(obj) == 2:
+            data = obj.get("MessageData")
+            delay = obj.get("DelayTime")
+            if type(data) is str and type(delay) is int and INT64_MIN <= delay <= INT64_MAX:
+                return data, delay
+        return _parse_decoded(obj, False)
+    return _parse_decoded(*_loads(raw))
+
+
+def _parse_decoded(obj: object, lenient: bool) -> tuple[str, int]:
     if obj is None:
         return "", 0
     if not isinstance(obj, dict):

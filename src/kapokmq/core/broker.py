@@ -22,6 +22,10 @@ from kapokmq.model import ClientInfo, CodeGenerator, Message, Status
 
 Clock = Callable[[], float]
 
+_WAITING = Status.WAITING
+_DELAYED = Status.DELAYED
+_CONSUMED = Status.CONSUMED
+
 
 class MessageListener(Protocol):
     """Receives every message state change, in order (storage, replication)."""
@@ -52,7 +56,7 @@ class Broker:
         self.clock = clock
         self.on_dirty = on_dirty
         self.on_room: Callable[[], None] | None = None
-        self.new_code = new_code or CodeGenerator()
+        self.new_code = new_code or CodeGenerator().next_code
         self.store = MessageStore()
         self.scheduler = Scheduler()
         self.topics: dict[str, Topic] = {}
@@ -161,16 +165,22 @@ class Broker:
         now = self.clock()
         topic = self.topics.get(topic_name) or self.topic(topic_name)
         if delay > 0:
-            msg = Message(self.new_code(), data, topic_name, int(now), delay, Status.DELAYED, now)
+            msg = Message(self.new_code(), data, topic_name, int(now), delay, _DELAYED, now)
             self.scheduler.add_delay(msg, now + delay)
         else:
-            msg = Message(self.new_code(), data, topic_name, int(now), delay, Status.WAITING, now)
+            msg = Message(self.new_code(), data, topic_name, int(now), delay, _WAITING, now)
             topic.ready.append(msg)
-            self._mark(topic)
+            dirty = self._dirty  # self._mark(topic), inlined: this runs once per message
+            if topic not in dirty:
+                was_clean = not dirty
+                dirty.add(topic)
+                if was_clean and self.on_dirty is not None:
+                    self.on_dirty()
         self.store.add(msg)
         topic.stats.published += 1
-        for listener in self.listeners:
-            listener.message_added(msg)
+        if self.listeners:
+            for listener in self.listeners:
+                listener.message_added(msg)
         return msg
 
     def restore(self, msg: Message) -> None:
@@ -236,7 +246,17 @@ class Broker:
             if msg is None:
                 return False
         else:
-            self._mark(session.topic)  # its window has room again
+            topic = session.topic
+            dirty = self._dirty  # self._mark(topic), inlined: its window has room again
+            if topic not in dirty:
+                was_clean = not dirty
+                dirty.add(topic)
+                if was_clean and self.on_dirty is not None:
+                    self.on_dirty()
+            if msg.holder is session and msg.status is _WAITING and not msg.removed:
+                # the common case, a point-to-point message acked by the session holding it
+                msg.holder = None
+                return self._consumed(msg, topic)
         if msg.removed or msg.status is Status.CONSUMED or msg.status is Status.DELAYED:
             return False
         msg_topic = session.topic if msg.topic == session.topic.name else self.topic(msg.topic)
@@ -252,13 +272,17 @@ class Broker:
                 other.in_flight.pop(code, None)
             self._mark(msg_topic)
         msg.holder = None
+        return self._consumed(msg, msg_topic)
+
+    def _consumed(self, msg: Message, topic: Topic) -> bool:
         store = self.store
         was_full = store.unconsumed() >= self.backlog_limit
-        store.set_status(msg, Status.CONSUMED)
+        store.set_status(msg, _CONSUMED)
         msg.consumed_time = int(self.clock())
-        msg_topic.stats.acked += 1
-        for listener in self.listeners:
-            listener.message_updated(msg)
+        topic.stats.acked += 1
+        if self.listeners:
+            for listener in self.listeners:
+                listener.message_updated(msg)
         if self.clean_consumed:
             self._remove(msg)
         if was_full:

@@ -31,12 +31,12 @@ class MessageStore:
         return self._messages.get(code)
 
     def add(self, msg: Message) -> None:
-        if msg.code in self._messages:
+        if self._messages.setdefault(msg.code, msg) is not msg:  # one hash lookup, not two
             raise KeyError(f"duplicate message code {msg.code}")
-        self._messages[msg.code] = msg
         self._counts[msg.status + 1] += 1
         hour = msg.create_time // 3600
-        self._by_hour[hour] = self._by_hour.get(hour, 0) + 1
+        by_hour = self._by_hour
+        by_hour[hour] = by_hour.get(hour, 0) + 1
 
     def remove(self, code: str) -> Message | None:
         msg = self._messages.pop(code, None)

@@ -9,9 +9,8 @@ from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 
-from kapokmq.model import ClientInfo, Message, encode_push
+from kapokmq.model import ClientInfo, Message, encode_pushes
 from kapokmq.server.auth import handshake
-from kapokmq.server.frames import text_frame
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.ws_producer import client_ip, open_websocket
@@ -30,7 +29,7 @@ def frame_writer(transport: asyncio.Transport | None, peer: str) -> Callable[[li
         if transport is None or transport.is_closing():
             return
         try:
-            transport.write(b"".join([text_frame(encode_push(m)) for m in batch]))
+            transport.write(b"".join(encode_pushes(batch)))
         except Exception:  # never let one broken connection stop dispatch for the others
             log.exception("push to %s failed; closing it", peer)
             transport.abort()
@@ -52,12 +51,14 @@ async def consumer_endpoint(request: web.Request) -> web.StreamResponse:
     session = broker.attach_consumer(info, frame_writer(request.transport, peer))
     log.info("%s connected", peer)
     ack = broker.ack
+    text, binary = WSMsgType.TEXT, WSMsgType.BINARY
     try:
         while True:
             msg = await ws.receive()
-            if msg.type is WSMsgType.TEXT:
+            kind = msg.type
+            if kind is text:
                 code = msg.data
-            elif msg.type is WSMsgType.BINARY:
+            elif kind is binary:
                 code = msg.data.decode("utf-8", "replace")
             else:
                 break

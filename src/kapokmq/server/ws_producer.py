@@ -46,10 +46,13 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
         ClientInfo(producer_id, topic, client_ip(request), int(time.time()))
     )
     log.info("%s connected", peer)
-    replies = ReplyWriter(request.transport, runtime.loop)
-    publish = runtime.publish
+    transport = request.transport
+    replies = ReplyWriter(transport, runtime.loop)
+    send = replies.send
+    publish = broker.publish  # runtime.publish, minus a call: the timer is rearmed below
+    store = broker.store
     ticket = runtime.durable_ticket  # fsync always: each `ok` waits for its WAL batch
-    durable = OrderedReplies(replies, request.transport) if ticket is not None else None
+    durable = OrderedReplies(replies, transport) if ticket is not None else None
     try:
         while True:
             msg = await ws.receive()
@@ -60,16 +63,18 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
             except FrameError as exc:
                 reply = text_frame(f"error: {exc}".encode())
             else:
-                if broker.full:  # B4: hold this frame's reply until there is room
+                if store.unconsumed() >= broker.backlog_limit:  # B4: hold this reply for room
                     await runtime.wait_for_room()
                 publish(topic, data, delay)
+                if delay > 0:
+                    runtime.rearm()
                 reply = OK_FRAME
-            if replies.closed:
+            if transport is None or transport.is_closing():
                 break
             if durable is not None and ticket is not None:
                 durable.send(reply, ticket() if reply is OK_FRAME else None)
             else:
-                replies.send(reply)
+                send(reply)
     finally:
         replies.flush()
         broker.detach_producer(session)

@@ -1,0 +1,74 @@
+"""In-process cost of the broker's own code per message, without sockets:
+parse a producer frame, publish, dispatch, encode the push frames, ack.
+
+    python -m benchmarks.core_bench [N]
+
+The network benchmark (python -m benchmarks) measures the whole server; this isolates
+the part we own, so a change to the core can be judged in seconds.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+
+from kapokmq.config import Config
+from kapokmq.core.broker import Broker
+from kapokmq.model import ClientInfo, Message
+from kapokmq.protocol import parse_send_frame
+from kapokmq.server.ws_consumer import frame_writer
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def run(n: int, batch: int = 500) -> float:
+    broker = Broker(Config(), time.time, on_dirty=lambda: None)
+    sink = Sink()
+    deliver = frame_writer(sink, "bench")  # type: ignore[arg-type]
+    pushed: list[Message] = []
+
+    def record(msgs: list[Message]) -> None:
+        deliver(msgs)
+        pushed.extend(msgs)
+
+    session = broker.attach_consumer(ClientInfo("c", "bench", "", 0), record)
+    frames = [
+        b'{"MessageData":"' + f"{i:010d}".encode() + b"x" * 90 + b'","DelayTime":0}'
+        for i in range(n)
+    ]
+    ack = broker.ack
+    publish = broker.publish
+    gc.collect()
+    t0 = time.process_time()
+    for start in range(0, n, batch):
+        for raw in frames[start : start + batch]:
+            data, delay = parse_send_frame(raw)
+            publish("bench", data, delay)
+        broker.dispatch()
+        for msg in pushed:
+            ack(session, msg.code)
+        pushed.clear()
+        sink.written.clear()
+    return (time.process_time() - t0) / n * 1e6
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    runs = sorted(run(n) for _ in range(3))
+    print(f"core: {runs[1]:.2f} us/msg (median of 3: {', '.join(f'{r:.2f}' for r in runs)})")
+
+
+if __name__ == "__main__":
+    main()
