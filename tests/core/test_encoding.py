@@ -1,0 +1,49 @@
+"""The batched push encoder and the code generator match their simple definitions."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kapokmq.model import CodeGenerator, Message, Status, encode_push, encode_pushes
+from kapokmq.protocol import parse_send_frame
+from kapokmq.server.frames import text_frame
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.text(max_size=300) | st.sampled_from(["x" * 200, "z" * 70_000, "\ud800", "<&>"]),
+            st.sampled_from(["bench", "t<ö>", "a\u2028b"]),
+            st.integers(0, 2**40),
+            st.integers(-(2**63), 2**63 - 1),
+        ),
+        max_size=20,
+    )
+)
+def test_encode_pushes_is_text_frame_of_encode_push(items: list[tuple[str, str, int, int]]) -> None:
+    gen = CodeGenerator()
+    msgs = [Message(gen(), d, t, c, dt, Status.WAITING, 0.0) for d, t, c, dt in items]
+    assert encode_pushes(msgs) == [text_frame(encode_push(m)) for m in msgs]
+
+
+def test_codes_are_unique_32_hex_across_blocks() -> None:
+    gen = CodeGenerator()
+    codes = [gen.next_code() for _ in range(10_000)]
+    assert len(set(codes)) == len(codes)
+    assert all(len(c) == 32 and int(c, 16) >= 0 for c in codes)
+    # consecutive codes are consecutive integers, also across a 4,096-code block boundary
+    values = [int(c, 16) for c in codes]
+    assert all(b - a == 1 for a, b in itertools.pairwise(values))
+
+
+@given(
+    st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=50),
+    st.integers(-(2**63), 2**63 - 1),
+)
+def test_send_frame_fast_path(data: str, delay: int) -> None:
+    raw = json.dumps({"MessageData": data, "DelayTime": delay}).encode()
+    assert parse_send_frame(raw) == (data, delay)
