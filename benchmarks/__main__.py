@@ -109,13 +109,28 @@ def drive(pid: int, url: str, *loadgen_args: str, settle: float = 0.0) -> dict[s
     return result
 
 
+FAST_LISTENING = re.compile(r"\(picows\) on wss?://[^:]+:(\d+)")
+
+
 def on_broker(
-    settings: dict[str, object], *loadgen_args: str, cwd: Path | None = None, settle: float = 0.0
+    settings: dict[str, object],
+    *loadgen_args: str,
+    cwd: Path | None = None,
+    settle: float = 0.0,
+    fast: bool = False,
 ) -> dict[str, Any]:
+    """Run the generator against a fresh broker (its picows port if ``fast``)."""
+    if fast:
+        settings = {**settings, "server.fastPort": 0}
     broker = BrokerProcess(settings=settings, cwd=cwd).start()
     try:
         assert broker.proc is not None
-        return drive(broker.proc.pid, broker.ws, *loadgen_args, settle=settle)
+        url = broker.ws
+        if fast:
+            match = FAST_LISTENING.search(broker.log())
+            assert match is not None, broker.log()
+            url = f"ws://127.0.0.1:{match.group(1)}"
+        return drive(broker.proc.pid, url, *loadgen_args, settle=settle)
     finally:
         broker.cleanup()
 
@@ -223,6 +238,39 @@ def scenario_rows(args: argparse.Namespace) -> dict[str, Row]:
             "ingest only (publish, no consumer)",
             repeated(rep, lambda: on_broker({}, "fill", "--n", n(200_000))),
             ceiling="ceiling aiohttp ingest",
+        )
+    if "fast" in wanted:
+        ceiling = "ceiling picows relay e2e"
+        add(
+            "1 e2e p2p [picows port]",
+            repeated(rep, lambda: on_broker({}, "e2e", "--n", n(200_000), fast=True)),
+            ceiling=ceiling,
+        )
+        add(
+            f"2 latency at {args.rate:,.0f} msg/s [picows port]",
+            repeated(
+                rep,
+                lambda: on_broker(
+                    {}, "rate", "--n", n(args.rate * 5), "--rate", str(args.rate), fast=True
+                ),
+            ),
+            ceiling=ceiling,
+        )
+        add(
+            "3 fan-out pub/sub 1 -> 10 [picows port]",
+            repeated(
+                rep,
+                lambda: on_broker(
+                    {"mq.pushType": 2}, "e2e", "--n", n(30_000), "--consumers", "10", fast=True
+                ),
+            ),
+            unit="deliv/s",
+            ceiling=ceiling,
+        )
+        add(
+            "ingest only [picows port]",
+            repeated(rep, lambda: on_broker({}, "fill", "--n", n(200_000), fast=True)),
+            ceiling="ceiling picows ingest",
         )
     if "persistence" in wanted:
         from benchmarks.persistence import MODES

@@ -12,6 +12,7 @@ SCENARIOS = (
     "topics",
     "http",
     "fill",
+    "fast",
     "persistence",
     "memory",
     "delay",

@@ -107,6 +107,29 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
             "this port can read and write your queues; set mq.secretKey !!!",
             config.server.addr,
         )
+    fast_server = None
+    if config.server.fastPort >= 0:
+        from kapokmq.server.fast_ws import start_fast_listener  # picows is optional
+
+        try:
+            fast_server = await start_fast_listener(
+                runtime, config.server.addr, config.server.fastPort, ssl_context
+            )
+        except OSError as exc:
+            await runner.cleanup()
+            if storage is not None:
+                await storage.close()
+            raise SystemExit(
+                f"kapokmq: cannot listen on {config.server.addr}:{config.server.fastPort} "
+                f"(server.fastPort): {exc}"
+            ) from None
+        fast_port = fast_server.sockets[0].getsockname()[1]
+        log.info(
+            "fast WebSocket listener (picows) on %s://%s:%d for producers and consumers",
+            "wss" if ssl_context is not None else "ws",
+            config.server.addr,
+            fast_port,
+        )
     slave = start_slave(runtime)
     mode = "publish/subscribe" if config.mq.pushType == 2 else "point-to-point"
     scheme = "https" if ssl_context is not None else "http"
@@ -119,6 +142,8 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
         log.info("shutting down")
         if slave is not None:
             await slave.close()
+        if fast_server is not None:
+            fast_server.close()
         await runner.cleanup()
         if storage is not None:
             await storage.close()  # final flush and snapshot, after the last client is gone
