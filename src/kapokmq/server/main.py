@@ -11,8 +11,10 @@ import signal
 
 from aiohttp import web
 
+from kapokmq.cluster.node import cluster_node_for
 from kapokmq.config import Config
 from kapokmq.server.app import build_app
+from kapokmq.server.keys import NODES
 from kapokmq.server.runtime import BrokerRuntime
 
 log = logging.getLogger("kapokmq")
@@ -55,6 +57,9 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
     runtime = BrokerRuntime(config)
     app = build_app(runtime)
+    cluster = cluster_node_for(config)
+    if cluster is not None:
+        app[NODES] = cluster.nodes
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, config.server.addr, config.server.port, reuse_address=True)
@@ -66,6 +71,15 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
             f"kapokmq: cannot listen on {config.server.addr}:{config.server.port}: {exc}"
         ) from None
     port = bound_port(site, config.server.port)
+    if cluster is not None:
+        try:
+            await cluster.start(port)
+        except OSError as exc:
+            await runner.cleanup()
+            raise SystemExit(
+                f"kapokmq: cannot bind the gossip port "
+                f"{config.server.addr}:{config.cluster.gossipPort}: {exc}"
+            ) from None
     if not _is_loopback(config.server.addr) and config.mq.secretKey == "test":
         log.warning(
             "!!! listening on %s with the default secret key 'test': anyone who can reach "
@@ -78,5 +92,7 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         log.info("shutting down")
+        if cluster is not None:
+            await cluster.stop()
         runtime.close()
         await runner.cleanup()

@@ -1,0 +1,80 @@
+"""`kapokmq registry` (the Serena equivalent) and `kapokmq nodes` (list a cluster's brokers)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from kapokmq.config import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "registry",
+        help="run a cluster registry (Serena)",
+        description="Run a KapokMQ registry: brokers with cluster.isCluster=1 join its gossip "
+        "port, and clients ask POST /Registry/GetNodes for the live brokers. Defaults: "
+        "127.0.0.1:8031, gossip port 8041, secret key 'test'. "
+        "Precedence: defaults < yaml < KAPOKMQ_* env < flags.",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="application.yaml with server: and registry: sections "
+        "(default: ./application.yaml if it has a registry: section)",
+    )
+    p.add_argument("--addr", help="HTTP and gossip address (server.addr)")
+    p.add_argument("--port", type=int, help="HTTP port (server.port; 0 = any free port)")
+    p.add_argument("--secret-key", help="secret key (registry.secretKey)")
+    p.add_argument("--gossip-port", type=int, help="gossip port (registry.gossipPort)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="any setting, e.g. --set registry.gossipPort=8041 (repeatable)",
+    )
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.set_defaults(func=run_registry_command)
+
+
+def registry_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value
+    for flag, key in (
+        ("addr", "server.addr"),
+        ("port", "server.port"),
+        ("secret_key", "registry.secretKey"),
+        ("gossip_port", "registry.gossipPort"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = value
+    return overrides
+
+
+def run_registry_command(args: argparse.Namespace) -> int:
+    from kapokmq.cluster.registry import run_registry
+    from kapokmq.cluster.settings import load_registry_config
+    from kapokmq.server.commands import configure_logging
+
+    configure_logging(args.log_level)
+    try:
+        config = load_registry_config(args.config, overrides=registry_overrides(args))
+    except ConfigError as exc:
+        print(f"kapokmq: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(run_registry(config))
+    else:
+        uvloop.run(run_registry(config))
+    return 0
