@@ -1,0 +1,340 @@
+"""`kapokmq produce | consume | console`: the client library from the command line.
+
+User errors (bad key, unreachable broker, rejected message) print one line to stderr and
+exit non-zero; no tracebacks. Exit codes: 0 ok, 1 failure, 2 usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import socket
+import stat
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import orjson
+
+from kapokmq.client.connection import DEFAULT_SECRET_KEY, DEFAULT_URL, KEY_ERROR
+from kapokmq.client.consumer import Consumer
+from kapokmq.client.errors import (
+    ApiError,
+    AuthenticationError,
+    ConnectionLostError,
+    KapokMQError,
+    SendError,
+)
+from kapokmq.client.http import STATUS_ALL, TIME_FORMAT, ConsoleClient
+from kapokmq.client.producer import Producer
+from kapokmq.client.progress import Progress
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+STATUS_NAMES = {"all": STATUS_ALL, "waiting": -1, "delayed": 0, "consumed": 1, "dead": 2}
+MAX_ERRORS_SHOWN = 10
+
+
+def _client_id(kind: str) -> str:
+    return f"cli-{kind}-{socket.gethostname()}-{os.getpid()}"
+
+
+def _err(text: str) -> None:
+    print(f"kapokmq: {text}", file=sys.stderr)
+
+
+def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
+    """Run an async command, mapping expected failures to a message and an exit code."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return asyncio.run(command(args))
+        except (AuthenticationError, ApiError) as exc:
+            if isinstance(exc, ApiError) and exc.msg != KEY_ERROR:
+                _err(exc.msg)
+                return 1
+            _err("the broker rejected the secret key (set --secret-key or KAPOKMQ_SECRET_KEY)")
+        except KapokMQError as exc:
+            _err(str(exc))
+        except ValueError as exc:
+            _err(str(exc))
+            return 2
+        except KeyboardInterrupt:
+            return 130
+        return 1
+
+    return run
+
+
+def _status(text: str) -> int:
+    if text.lower() in STATUS_NAMES:
+        return STATUS_NAMES[text.lower()]
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"status must be one of {', '.join(STATUS_NAMES)} or a number"
+        ) from None
+
+
+def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> argparse.ArgumentParser:
+    url = os.environ.get("KAPOKMQ_URL", DEFAULT_URL)
+    key = os.environ.get("KAPOKMQ_SECRET_KEY", DEFAULT_SECRET_KEY)
+    parser.add_argument(
+        "--url",
+        default=argparse.SUPPRESS if suppress else url,
+        help=f"broker address (env KAPOKMQ_URL, default {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--secret-key",
+        default=argparse.SUPPRESS if suppress else key,
+        help="broker secret key (env KAPOKMQ_SECRET_KEY, default 'test')",
+    )
+    return parser
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the client subcommands to the `kapokmq` command."""
+    common = _common_options(argparse.ArgumentParser(add_help=False), suppress=False)
+    # Repeated on console actions (`console ping --url U`); SUPPRESS keeps an earlier value.
+    late = _common_options(argparse.ArgumentParser(add_help=False), suppress=True)
+
+    produce = subparsers.add_parser(
+        "produce", parents=[common], help="publish messages (one per stdin line with -)"
+    )
+    produce.add_argument("--topic", required=True)
+    produce.add_argument("--delay", type=int, default=0, help="delay in whole seconds")
+    produce.add_argument("--producer-id", default=_client_id("producer"))
+    produce.add_argument("--max-in-flight", type=int, default=1000)
+    produce.add_argument(
+        "--http", action="store_true", help="use POST /Producer/Send and print each MessageCode"
+    )
+    produce.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress on stderr (default: when stderr is a terminal)",
+    )
+    produce.add_argument("data", nargs="?", default="-", help="message data, or - for stdin")
+    produce.set_defaults(func=_runner(_produce))
+
+    consume = subparsers.add_parser(
+        "consume", parents=[common], help="print messages as JSON lines, acking each"
+    )
+    consume.add_argument("--topic", required=True)
+    consume.add_argument("--count", type=int, default=0, help="stop after N messages")
+    consume.add_argument("--no-ack", action="store_true", help="do not ack (broker redelivers)")
+    consume.add_argument("--timeout", type=float, default=None, help="give up after S idle seconds")
+    consume.add_argument("--consumer-id", default=_client_id("consumer"))
+    consume.set_defaults(func=_runner(_consume))
+
+    console = subparsers.add_parser("console", parents=[common], help="call the HTTP console API")
+    actions = console.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def action(name: str, text: str) -> argparse.ArgumentParser:
+        return actions.add_parser(name, parents=[late], help=text)
+
+    action("ping", "check the broker and the key")
+    action("count", "message counts")
+    action("config", "broker configuration")
+    action("clients", "connected producers and consumers")
+    action("nodes", "cluster nodes")
+    action("get", "one message").add_argument("code")
+    action("del", "delete one message").add_argument("code")
+    listing = action("list", "messages in a time range, newest first")
+    listing.add_argument("--start", default="1970-01-02 00:00:00", help="'YYYY-MM-DD HH:MM:SS'")
+    listing.add_argument("--end", default=None, help="default: tomorrow")
+    listing.add_argument("--status", type=_status, default=STATUS_ALL, help="all|waiting|...")
+    listing.add_argument("--topic", default=None)
+    listing.add_argument("--page", type=int, default=None)
+    listing.add_argument("--page-size", type=int, default=None)
+    console.set_defaults(func=_runner(_console))
+
+
+# -- produce ------------------------------------------------------------------------------------
+
+
+async def _read_chunks(loop: asyncio.AbstractEventLoop) -> AsyncIterator[bytes]:
+    """Yield stdin in chunks read on a daemon thread, so replies keep flowing while input is
+    slow, and Ctrl-C does not wait for a blocked read (the default executor would)."""
+    # os.read on the descriptor: a buffered reader's lock held by a daemon thread aborts
+    # the interpreter at exit.
+    fd = sys.stdin.fileno()
+    chunks: asyncio.Queue[bytes | BaseException] = asyncio.Queue(maxsize=16)
+
+    def pump() -> None:
+        while True:
+            try:
+                chunk: bytes | BaseException = os.read(fd, 1 << 16)
+            except BaseException as exc:  # handed to the loop, raised there
+                chunk = exc
+            try:
+                asyncio.run_coroutine_threadsafe(chunks.put(chunk), loop).result()
+            except RuntimeError:  # the loop is gone
+                return
+            if not chunk or isinstance(chunk, BaseException):
+                return
+
+    threading.Thread(target=pump, name="kapokmq-stdin", daemon=True).start()
+    while True:
+        item = await chunks.get()
+        if isinstance(item, BaseException):
+            raise item
+        if not item:
+            return
+        yield item
+
+
+def _stdin_size() -> int | None:
+    try:
+        info = os.fstat(sys.stdin.fileno())
+    except (OSError, ValueError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) and info.st_size > 0 else None
+
+
+async def _produce(args: argparse.Namespace) -> int:
+    if args.http:
+        return await _produce_http(args)
+    async with Producer(
+        args.url, args.topic, args.producer_id, args.secret_key, max_in_flight=args.max_in_flight
+    ) as producer:
+        if args.data != "-":
+            await producer.send(args.data, args.delay)
+            return 0
+        show = sys.stderr.isatty() if args.progress is None else args.progress
+        progress = Progress(sys.stderr, _stdin_size()) if show else None
+        counts = {"sent": 0, "confirmed": 0, "failed": 0, "bytes": 0}
+
+        def done(line_no: int) -> Callable[[asyncio.Future[None]], None]:
+            def callback(future: asyncio.Future[None]) -> None:
+                exc = None if future.cancelled() else future.exception()
+                if exc is None:
+                    counts["confirmed"] += 1
+                    return
+                counts["failed"] += 1
+                if counts["failed"] <= MAX_ERRORS_SHOWN:
+                    reason = exc.reason if isinstance(exc, SendError) else str(exc)
+                    _err(f"line {line_no}: {reason}")
+
+            return callback
+
+        async def send_line(raw: bytes) -> None:
+            line = raw.decode("utf-8", "replace").removesuffix("\r")
+            counts["sent"] += 1
+            future = await producer.submit(line, args.delay)
+            future.add_done_callback(done(counts["sent"]))
+            if progress:
+                progress.update(counts["sent"], counts["confirmed"], counts["bytes"])
+
+        tail = b""
+        async for chunk in _read_chunks(asyncio.get_running_loop()):
+            counts["bytes"] += len(chunk)
+            lines = (tail + chunk).split(b"\n")
+            tail = lines.pop()
+            for raw in lines:
+                await send_line(raw)
+        if tail:
+            await send_line(tail)
+        await producer.flush()
+        if progress:
+            progress.finish(counts["sent"], counts["confirmed"], counts["bytes"])
+        if counts["failed"]:
+            _err(f"{counts['failed']} of {counts['sent']} messages were rejected")
+            return 1
+        return 0
+
+
+async def _produce_http(args: argparse.Namespace) -> int:
+    async with ConsoleClient(args.url, args.secret_key) as client:
+        if args.data != "-":
+            print(await client.send(args.topic, args.data, args.delay))
+            return 0
+        failed = 0
+        async for chunk in _read_lines(asyncio.get_running_loop()):
+            try:
+                print(await client.send(args.topic, chunk, args.delay), flush=True)
+            except KapokMQError as exc:
+                if isinstance(exc, AuthenticationError | ConnectionLostError):
+                    raise
+                failed += 1
+                _err(str(exc))
+        return 1 if failed else 0
+
+
+async def _read_lines(loop: asyncio.AbstractEventLoop) -> AsyncIterator[str]:
+    tail = b""
+    async for chunk in _read_chunks(loop):
+        lines = (tail + chunk).split(b"\n")
+        tail = lines.pop()
+        for raw in lines:
+            yield raw.decode("utf-8", "replace").removesuffix("\r")
+    if tail:
+        yield tail.decode("utf-8", "replace").removesuffix("\r")
+
+
+# -- consume ------------------------------------------------------------------------------------
+
+
+async def _consume(args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    received = 0
+    async with Consumer(args.url, args.topic, args.consumer_id, args.secret_key) as consumer:
+        while not args.count or received < args.count:
+            try:
+                msg = await consumer.receive(args.timeout)
+            except TimeoutError:
+                if args.count:
+                    _err(f"timed out after {received} of {args.count} messages")
+                    return 1
+                return 0
+            try:
+                out.write(orjson.dumps(msg.to_wire()) + b"\n")
+                out.flush()
+            except BrokenPipeError:
+                # The reader went away; this message stays unacked and will be redelivered.
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the exit-time flush
+                return 0
+            received += 1
+            if not args.no_ack:
+                await msg.ack()
+    return 0
+
+
+# -- console ------------------------------------------------------------------------------------
+
+
+def _print_json(value: Any) -> None:
+    print(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+async def _console(args: argparse.Namespace) -> int:
+    async with ConsoleClient(args.url, args.secret_key) as client:
+        action = args.action
+        if action == "ping":
+            await client.ping()
+            print("ok")
+        elif action == "count":
+            _print_json(await client.count())
+        elif action == "config":
+            _print_json(await client.config())
+        elif action == "clients":
+            _print_json(await client.clients())
+        elif action == "nodes":
+            _print_json(await client.nodes())
+        elif action == "get":
+            _print_json(await client.get_message(args.code))
+        elif action == "del":
+            await client.del_message(args.code)
+            print("ok")
+        elif action == "list":
+            end = args.end or (dt.datetime.now() + dt.timedelta(days=1)).strftime(TIME_FORMAT)
+            _print_json(
+                await client.list_messages(
+                    args.start, end, args.status, args.topic, args.page, args.page_size
+                )
+            )
+    return 0

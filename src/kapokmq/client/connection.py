@@ -1,0 +1,107 @@
+"""Opening a WebSocket session: URL building and the secret-key handshake (contract A2, B3)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aiohttp
+
+from kapokmq.client.errors import AuthenticationError, ConnectionLostError, ProtocolError
+
+KEY_PROMPT = "Please enter the secret key"
+KEY_OK = "Secret key matching succeeded"
+KEY_ERROR = "Secret key matching error"
+
+DEFAULT_URL = "http://127.0.0.1:8011"
+DEFAULT_SECRET_KEY = "test"
+
+# Consumers may receive large messages; the broker's own limit (B3) is smaller.
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+Role = Literal["Producers", "Consumers"]
+
+
+def base_url(url: str, websocket: bool) -> str:
+    """Normalise a broker address to its root, with ws(s) or http(s) scheme as asked.
+
+    Accepts ``host:port``, ``http://``, ``https://``, ``ws://`` and ``wss://`` forms.
+    """
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    secure = parts.scheme in ("https", "wss")
+    if parts.scheme not in ("http", "https", "ws", "wss"):
+        raise ValueError(f"unsupported URL scheme in {url!r}")
+    if not parts.netloc:
+        raise ValueError(f"URL has no host: {url!r}")
+    scheme = ("wss" if secure else "ws") if websocket else ("https" if secure else "http")
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def session_url(url: str, role: Role, topic: str, client_id: str) -> str:
+    """WebSocket URL of a producer or consumer session for ``topic``."""
+    if not topic or not client_id:
+        raise ValueError("topic and client id must not be empty")
+    segments = (quote(topic, safe=""), quote(client_id, safe=""))
+    return f"{base_url(url, websocket=True)}/{role}/Conn/{segments[0]}/{segments[1]}"
+
+
+async def _receive_text(ws: aiohttp.ClientWebSocketResponse, step: str) -> str:
+    msg = await ws.receive()
+    if msg.type == aiohttp.WSMsgType.TEXT:
+        return str(msg.data)
+    if msg.type == aiohttp.WSMsgType.BINARY:
+        return bytes(msg.data).decode("utf-8", "replace")
+    if msg.type == aiohttp.WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.POLICY_VIOLATION:
+        raise AuthenticationError(f"broker closed the connection during {step}: {msg.extra}")
+    raise ConnectionLostError(f"connection closed during {step} ({msg.type.name})")
+
+
+async def handshake(ws: aiohttp.ClientWebSocketResponse, secret_key: str) -> None:
+    """Answer the broker's key prompt; raise AuthenticationError on a wrong key."""
+    prompt = await _receive_text(ws, "the key prompt")
+    if prompt != KEY_PROMPT:
+        raise ProtocolError(f"expected the key prompt, got {prompt[:80]!r}")
+    await ws.send_str(secret_key)
+    answer = await _receive_text(ws, "key check")
+    if answer == KEY_OK:
+        return
+    if answer == KEY_ERROR:
+        raise AuthenticationError("the broker rejected the secret key")
+    raise ProtocolError(f"unexpected handshake reply {answer[:80]!r}")
+
+
+async def open_session(
+    http: aiohttp.ClientSession,
+    url: str,
+    secret_key: str,
+    timeout: float,
+) -> aiohttp.ClientWebSocketResponse:
+    """Connect and complete the handshake within ``timeout`` seconds.
+
+    Network failures become ConnectionLostError (retryable); a wrong key stays
+    AuthenticationError (fatal). The socket is closed on any failure.
+    """
+    try:
+        ws = await asyncio.wait_for(
+            http.ws_connect(url, max_msg_size=MAX_FRAME_BYTES, autoclose=True, autoping=True),
+            timeout,
+        )
+    except aiohttp.WSServerHandshakeError as exc:
+        raise ConnectionLostError(f"WebSocket upgrade refused ({exc.status}): {url}") from exc
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise ConnectionLostError(f"cannot connect to {url}: {exc or type(exc).__name__}") from exc
+    try:
+        await asyncio.wait_for(handshake(ws, secret_key), timeout)
+    except TimeoutError as exc:
+        await ws.close()
+        raise ConnectionLostError(f"handshake with {url} timed out") from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        await ws.close()
+        raise ConnectionLostError(f"handshake with {url} failed: {exc}") from exc
+    except BaseException:
+        await ws.close()
+        raise
+    return ws

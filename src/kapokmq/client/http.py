@@ -1,0 +1,178 @@
+"""The HTTP API (contract A5): `send_http` for /Producer/Send and `ConsoleClient` for /Console/*."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import orjson
+
+from kapokmq.client.connection import DEFAULT_SECRET_KEY, DEFAULT_URL, base_url
+from kapokmq.client.errors import ApiError, ConnectionLostError, ProtocolError
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # Go's "2006-01-02 15:04:05", broker-local time
+STATUS_ALL = 3
+
+TimeLike = str | dt.datetime
+
+
+def format_time(value: TimeLike) -> str:
+    """A console time argument: datetimes are converted to local time, strings pass through."""
+    if isinstance(value, str):
+        return value
+    if value.tzinfo is not None:
+        value = value.astimezone().replace(tzinfo=None)
+    return value.strftime(TIME_FORMAT)
+
+
+class ConsoleClient:
+    """Calls the broker's HTTP API. Every call raises ApiError on `{"code": -1}`.
+
+    Use as an async context manager, or pass a shared aiohttp session.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        secret_key: str = DEFAULT_SECRET_KEY,
+        *,
+        timeout: float = 30.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.url = base_url(url, websocket=False)
+        self._secret_key = secret_key
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._http = session
+        self._own_http = session is None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session if this client created it."""
+        if self._own_http and self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def request(self, path: str, form: dict[str, str] | None = None) -> Any:
+        """POST a form to ``path`` and return the decoded JSON (None for an empty body)."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        url = self.url + path
+        try:
+            async with self._http.post(
+                url,
+                data=form or {},
+                headers={"secretKey": self._secret_key},
+                timeout=self._timeout,
+            ) as resp:
+                body = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ConnectionLostError(f"cannot reach {url}: {exc or type(exc).__name__}") from exc
+        if status != 200:
+            raise ProtocolError(f"{url} answered HTTP {status}: {body[:200]!r}")
+        if not body.strip():
+            return None
+        try:
+            answer = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ProtocolError(f"{url} answered non-JSON: {body[:200]!r}") from exc
+        if isinstance(answer, dict) and answer.get("code") not in (0, None):
+            reason = answer.get("msg", answer.get("data", "request failed"))
+            raise ApiError(str(reason), answer)
+        return answer
+
+    async def _data(self, path: str, form: dict[str, str] | None = None) -> Any:
+        answer = await self.request(path, form)
+        return answer.get("data") if isinstance(answer, dict) else answer
+
+    async def send(self, topic: str, data: str, delay: int = 0) -> str:
+        """Publish one message over HTTP; returns its MessageCode."""
+        answer = await self.request(
+            "/Producer/Send", {"topic": topic, "messageData": data, "delayTime": str(delay)}
+        )
+        return str(answer["msg"])
+
+    async def ping(self) -> None:
+        """Raises unless the broker answers `{"code": 0}` (also checks the key)."""
+        await self.request("/Console/Ping")
+
+    async def count(self) -> dict[str, int]:
+        """Message counts: all, consumed, delay, unconsumed."""
+        result: dict[str, int] = await self._data("/Console/CountMessage")
+        return result
+
+    async def config(self) -> dict[str, Any]:
+        """The broker's configuration by yaml key."""
+        result: dict[str, Any] = await self._data("/Console/GetConfig")
+        return result
+
+    async def clients(self) -> dict[str, list[dict[str, Any]]]:
+        """Connected producers and consumers (`null` lists of the original become [])."""
+        answer = await self.request("/Console/GetClients")
+        return {
+            "consumers": answer.get("consumers") or [],
+            "producers": answer.get("producers") or [],
+        }
+
+    async def get_message(self, message_code: str) -> dict[str, Any]:
+        """One message in wire form; ApiError if unknown."""
+        result: dict[str, Any] = await self._data(
+            "/Console/GetMessage", {"messageCode": message_code}
+        )
+        return result
+
+    async def del_message(self, message_code: str) -> None:
+        """Delete one message."""
+        await self.request("/Console/DelMessage", {"messageCode": message_code})
+
+    async def list_messages(
+        self,
+        start: TimeLike,
+        end: TimeLike,
+        status: int = STATUS_ALL,
+        topic: str | None = None,
+        page: int | None = None,
+        page_size: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Messages created in [start, end] (MessageData blanked), newest first."""
+        form = {"startTime": format_time(start), "endTime": format_time(end), "status": str(status)}
+        if topic:
+            form["topic"] = topic
+        if page is not None:
+            form["page"] = str(page)
+        if page_size is not None:
+            form["pageSize"] = str(page_size)
+        result: list[dict[str, Any]] | None = await self._data("/Console/GetMessageList", form)
+        return result or []
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Cluster nodes; [] when the broker is not clustered."""
+        result = await self.request("/Console/GetNodes")
+        return result if isinstance(result, list) else []
+
+
+async def send_http(
+    url: str,
+    topic: str,
+    data: str,
+    secret_key: str = DEFAULT_SECRET_KEY,
+    delay: int = 0,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    timeout: float = 30.0,
+) -> str:
+    """Publish one message with `POST /Producer/Send`; returns its MessageCode."""
+    async with ConsoleClient(url, secret_key, timeout=timeout, session=session) as client:
+        return await client.send(topic, data, delay)

@@ -1,0 +1,219 @@
+"""Pipelined producer (contract A3): many frames in flight, replies paired with sends by order."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from kapokmq.client.backoff import Backoff
+from kapokmq.client.connection import DEFAULT_SECRET_KEY, Role
+from kapokmq.client.errors import ConnectionLostError, KapokMQError, ProtocolError, SendError
+from kapokmq.client.session import Session, log
+
+DataLike = str | bytes | bytearray | memoryview
+TOO_BIG = aiohttp.WSCloseCode.MESSAGE_TOO_BIG  # 1009, the broker's max frame size (B3)
+MAX_RESENDS = 3
+
+
+def encode_send(data: DataLike, delay: int = 0) -> bytes:
+    """The producer frame for one message: `{"MessageData":...,"DelayTime":...}`."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        data = bytes(data).decode("utf-8")
+    if not isinstance(data, str):
+        raise TypeError(f"message data must be str or UTF-8 bytes, not {type(data).__name__}")
+    seconds: object = delay
+    if isinstance(seconds, float) and seconds.is_integer():
+        seconds = int(seconds)
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        raise TypeError(f"delay must be whole seconds (int), not {delay!r}")
+    return orjson.dumps({"MessageData": data, "DelayTime": seconds})
+
+
+@dataclass(slots=True)
+class _Pending:
+    frame: bytes
+    future: asyncio.Future[None]
+
+
+class Producer(Session):
+    """Publishes to one topic over `/Producers/Conn/{topic}/{producer_id}`.
+
+    `await send(...)` returns once the broker answered `ok` for that message. Up to
+    ``max_in_flight`` messages may await their reply at once. After a reconnect, frames
+    that were sent but not confirmed are sent again (at-least-once: a message whose reply
+    was lost may be stored twice).
+    """
+
+    role: Role = "Producers"
+
+    def __init__(
+        self,
+        url: str,
+        topic: str,
+        producer_id: str,
+        secret_key: str = DEFAULT_SECRET_KEY,
+        *,
+        max_in_flight: int = 1000,
+        reconnect: bool = True,
+        backoff: Backoff | None = None,
+        connect_timeout: float = 10.0,
+        close_timeout: float = 10.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        super().__init__(
+            url,
+            topic,
+            producer_id,
+            secret_key,
+            reconnect=reconnect,
+            backoff=backoff,
+            connect_timeout=connect_timeout,
+            session=session,
+        )
+        self.max_in_flight = max_in_flight
+        self._close_timeout = close_timeout
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._pending: collections.deque[_Pending] = collections.deque()
+        self._head: _Pending | None = None
+        self._head_tries = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Messages sent and not yet answered."""
+        return len(self._pending)
+
+    async def send(self, data: DataLike, delay: int = 0) -> None:
+        """Publish one message; raises SendError if the broker rejects it.
+
+        ``delay`` is in whole seconds; the message is delivered once it is due.
+        """
+        future = await self._submit(encode_send(data, delay))
+        await future
+
+    async def submit(self, data: DataLike, delay: int = 0) -> asyncio.Future[None]:
+        """Start publishing one message: waits only for a window slot and the write.
+
+        The returned future resolves on the broker's `ok` (or fails with SendError). Use
+        it to stream messages without a task per message.
+        """
+        return await self._submit(encode_send(data, delay))
+
+    async def send_many(
+        self,
+        items: Iterable[DataLike],
+        delay: int = 0,
+        *,
+        return_exceptions: bool = False,
+    ) -> list[BaseException | None]:
+        """Publish a batch, pipelined; waits for every reply.
+
+        Returns one entry per item (None or the exception). Unless ``return_exceptions``,
+        the first failure is raised after all replies arrived.
+        """
+        futures = [await self._submit(encode_send(item, delay)) for item in items]
+        results: list[BaseException | None] = []
+        for future in futures:
+            try:
+                await future
+                results.append(None)
+            except KapokMQError as exc:
+                results.append(exc)
+        if not return_exceptions:
+            for result in results:
+                if result is not None:
+                    raise result
+        return results
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every message sent so far has its reply (errors are not raised here)."""
+        futures = [p.future for p in self._pending]
+        if futures:
+            await asyncio.wait(futures, timeout=timeout)
+
+    async def close(self) -> None:
+        """Wait up to ``close_timeout`` for outstanding replies, then close."""
+        if not self._closing and self._fatal is None:
+            with contextlib.suppress(Exception):
+                await self.flush(self._close_timeout)
+        await super().close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _submit(self, frame: bytes) -> asyncio.Future[None]:
+        """Write one frame once a slot and a connection are available; return its reply future."""
+        await self._slots.acquire()
+        try:
+            ws = self._ws
+            if ws is None or not self._ready.is_set() or self._fatal or self._closing:
+                ws = await self._wait_ready()
+        except BaseException:
+            self._slots.release()
+            raise
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(frame, future))
+        # The frame is queued before the first suspension point, so wire order == deque order.
+        # A failed write means a dead socket: the reader notices and the frame is resent.
+        with contextlib.suppress(aiohttp.ClientError, OSError):
+            await ws.send_frame(frame, aiohttp.WSMsgType.TEXT)
+        return future
+
+    async def _on_connected(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        # A frame that kills every connection it is sent on must not be resent forever.
+        head = self._pending[0] if self._pending else None
+        self._head_tries = self._head_tries + 1 if head is self._head else 1
+        self._head = head
+        if head is not None and self._head_tries > MAX_RESENDS:
+            self._settle(
+                self._pending.popleft(),
+                ConnectionLostError(f"connection dropped {MAX_RESENDS} times sending this message"),
+            )
+        for pending in list(self._pending):
+            await ws.send_frame(pending.frame, aiohttp.WSMsgType.TEXT)
+
+    def _on_fatal(self, exc: KapokMQError) -> None:
+        while self._pending:
+            self._settle(self._pending.popleft(), exc)
+
+    def _settle(self, pending: _Pending, exc: BaseException | None) -> None:
+        self._slots.release()
+        future = pending.future
+        if future.done():
+            return
+        if exc is None:
+            future.set_result(None)
+        else:
+            future.set_exception(exc)
+            # Mark retrieved: a caller that stopped waiting (cancelled) must not cause a warning.
+            future.exception()
+
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while True:
+            msg = await ws.receive()
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                reply = str(msg.data)
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                reply = bytes(msg.data).decode("utf-8", "replace")
+            else:
+                if msg.type == aiohttp.WSMsgType.CLOSE and msg.data == TOO_BIG and self._pending:
+                    # The broker read frames in order, so the first unanswered one was too big.
+                    reason = f"error: message too big for the broker (closed {TOO_BIG})"
+                    self._settle(self._pending.popleft(), SendError(reason))
+                return
+            if not self._pending:
+                log.warning("producer %s: reply %r with nothing in flight", self.client_id, reply)
+                continue
+            pending = self._pending.popleft()
+            if reply == "ok":
+                self._settle(pending, None)
+            elif reply.startswith("error:"):
+                self._settle(pending, SendError(reply))
+            else:
+                self._settle(pending, ProtocolError(f"unexpected producer reply {reply[:80]!r}"))

@@ -1,0 +1,275 @@
+"""Blocking wrappers over the asyncio client, for scripts and threads without an event loop.
+
+Every wrapper runs its async twin on one shared event loop in a daemon thread, so the
+behaviour (pipelining, reconnect, errors) is exactly the async client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from kapokmq.client.backoff import Backoff
+from kapokmq.client.connection import DEFAULT_SECRET_KEY, DEFAULT_URL
+from kapokmq.client.consumer import Consumer
+from kapokmq.client.http import STATUS_ALL, ConsoleClient, TimeLike
+from kapokmq.client.http import send_http as async_send_http
+from kapokmq.client.message import WIRE_FIELDS, Message
+from kapokmq.client.producer import DataLike, Producer
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    with _lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="kapokmq-sync", daemon=True).start()
+            _loop = loop
+        return _loop
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run ``coro`` on the client loop and wait; on timeout or interrupt it is cancelled."""
+    loop = _background_loop()
+    if _running_loop() is loop:
+        coro.close()
+        raise RuntimeError("kapokmq.client.sync called from its own event loop thread")
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    try:
+        return future.result(timeout)
+    except BaseException:
+        future.cancel()
+        raise
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class _Closing:
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SyncProducer(_Closing):
+    """Blocking `Producer`: same arguments, `send` blocks until the broker's `ok`."""
+
+    def __init__(
+        self,
+        url: str,
+        topic: str,
+        producer_id: str,
+        secret_key: str = DEFAULT_SECRET_KEY,
+        *,
+        max_in_flight: int = 1000,
+        reconnect: bool = True,
+        backoff: Backoff | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        async def make() -> Producer:
+            producer = Producer(
+                url,
+                topic,
+                producer_id,
+                secret_key,
+                max_in_flight=max_in_flight,
+                reconnect=reconnect,
+                backoff=backoff,
+                connect_timeout=connect_timeout,
+            )
+            await producer.connect()
+            return producer
+
+        self._producer = run(make())
+
+    def send(self, data: DataLike, delay: int = 0, timeout: float | None = None) -> None:
+        """Publish one message; raises SendError if the broker rejects it."""
+        run(self._producer.send(data, delay), timeout)
+
+    def send_many(
+        self,
+        items: Iterable[DataLike],
+        delay: int = 0,
+        *,
+        return_exceptions: bool = False,
+        timeout: float | None = None,
+    ) -> list[BaseException | None]:
+        """Publish a batch pipelined; see `Producer.send_many`."""
+        batch = list(items)
+        return run(
+            self._producer.send_many(batch, delay, return_exceptions=return_exceptions), timeout
+        )
+
+    def close(self) -> None:
+        """Wait for outstanding replies (bounded) and close."""
+        run(self._producer.close())
+
+
+@dataclass(slots=True, eq=False)
+class SyncMessage:
+    """A received message with a blocking `ack()`; fields as in `Message`."""
+
+    message_code: str
+    message_data: str
+    topic: str
+    create_time: int
+    consumed_time: int
+    delay_time: int
+    status: int
+    _message: Message = field(repr=False)
+
+    def ack(self, timeout: float | None = None) -> None:
+        """Acknowledge the message; a second call does nothing."""
+        run(self._message.ack(), timeout)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The message as the broker sent it."""
+        return self._message.to_wire()
+
+    @classmethod
+    def wrap(cls, message: Message) -> SyncMessage:
+        values = {attr: getattr(message, attr) for _, attr in WIRE_FIELDS}
+        return cls(**values, _message=message)
+
+
+class SyncConsumer(_Closing):
+    """Blocking `Consumer`: iterate with ``for msg in consumer`` and call ``msg.ack()``."""
+
+    def __init__(
+        self,
+        url: str,
+        topic: str,
+        consumer_id: str,
+        secret_key: str = DEFAULT_SECRET_KEY,
+        *,
+        auto_ack: bool = False,
+        buffer: int = 1000,
+        reconnect: bool = True,
+        backoff: Backoff | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        async def make() -> Consumer:
+            consumer = Consumer(
+                url,
+                topic,
+                consumer_id,
+                secret_key,
+                auto_ack=auto_ack,
+                buffer=buffer,
+                reconnect=reconnect,
+                backoff=backoff,
+                connect_timeout=connect_timeout,
+            )
+            await consumer.connect()
+            return consumer
+
+        self._consumer = run(make())
+
+    def receive(self, timeout: float | None = None) -> SyncMessage:
+        """The next message; TimeoutError after ``timeout`` seconds."""
+        return SyncMessage.wrap(run(self._consumer.receive(timeout)))
+
+    def __iter__(self) -> Iterator[SyncMessage]:
+        while True:
+            try:
+                message = run(self._consumer.__anext__())
+            except StopAsyncIteration:
+                return
+            yield SyncMessage.wrap(message)
+
+    def close(self) -> None:
+        """Close the connection; unacked messages are redelivered by the broker."""
+        run(self._consumer.close())
+
+
+class SyncConsoleClient(_Closing):
+    """Blocking `ConsoleClient` for the HTTP API."""
+
+    def __init__(
+        self, url: str = DEFAULT_URL, secret_key: str = DEFAULT_SECRET_KEY, timeout: float = 30.0
+    ) -> None:
+        self._client = ConsoleClient(url, secret_key, timeout=timeout)
+
+    def send(self, topic: str, data: str, delay: int = 0) -> str:
+        """Publish over HTTP; returns the MessageCode."""
+        return run(self._client.send(topic, data, delay))
+
+    def ping(self) -> None:
+        """Raises unless the broker answers with code 0."""
+        run(self._client.ping())
+
+    def count(self) -> dict[str, int]:
+        """Message counts."""
+        return run(self._client.count())
+
+    def config(self) -> dict[str, Any]:
+        """Broker configuration."""
+        return run(self._client.config())
+
+    def clients(self) -> dict[str, list[dict[str, Any]]]:
+        """Connected producers and consumers."""
+        return run(self._client.clients())
+
+    def get_message(self, message_code: str) -> dict[str, Any]:
+        """One message by code."""
+        return run(self._client.get_message(message_code))
+
+    def del_message(self, message_code: str) -> None:
+        """Delete one message."""
+        run(self._client.del_message(message_code))
+
+    def list_messages(
+        self,
+        start: TimeLike,
+        end: TimeLike,
+        status: int = STATUS_ALL,
+        topic: str | None = None,
+        page: int | None = None,
+        page_size: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Messages created in [start, end], newest first."""
+        return run(self._client.list_messages(start, end, status, topic, page, page_size))
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Cluster nodes."""
+        return run(self._client.nodes())
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        run(self._client.close())
+
+
+def send_http(
+    url: str,
+    topic: str,
+    data: str,
+    secret_key: str = DEFAULT_SECRET_KEY,
+    delay: int = 0,
+    *,
+    timeout: float = 30.0,
+) -> str:
+    """Blocking `send_http`: publish over HTTP, return the MessageCode."""
+    return run(async_send_http(url, topic, data, secret_key, delay, timeout=timeout))

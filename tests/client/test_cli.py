@@ -1,0 +1,118 @@
+"""`kapokmq produce | consume | console` as a user runs them, against a real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+from tests.harness import BrokerProcess
+
+KAPOKMQ = f"{shlex.quote(sys.executable)} -m kapokmq"
+
+
+def sh(command: str, broker: BrokerProcess, stdin: str = "", key: str = "test"):
+    env = dict(os.environ, KAPOKMQ_URL=broker.http, KAPOKMQ_SECRET_KEY=key)
+    return subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_produce_pipe_consume(broker: BrokerProcess) -> None:
+    n = 500
+    lines = "".join(f"line {i}\n" for i in range(n))
+    done = sh(f"{KAPOKMQ} produce --topic a -", broker, stdin=lines)
+    assert (done.returncode, done.stderr) == (0, "")
+    # consume's JSON lines become the messages of topic b, through a pipe.
+    piped = sh(f"{KAPOKMQ} consume --topic a --count {n} | {KAPOKMQ} produce --topic b -", broker)
+    assert (piped.returncode, piped.stderr) == (0, "")
+    out = sh(f"{KAPOKMQ} consume --topic b --count {n}", broker)
+    assert out.returncode == 0, out.stderr
+    outer = [json.loads(line) for line in out.stdout.splitlines()]
+    inner = [json.loads(m["MessageData"]) for m in outer]
+    assert [m["MessageData"] for m in inner] == [f"line {i}" for i in range(n)]
+    assert {m["Topic"] for m in inner} == {"a"} and {m["Topic"] for m in outer} == {"b"}
+    assert list(outer[0]) == [
+        "MessageCode",
+        "MessageData",
+        "Topic",
+        "CreateTime",
+        "ConsumedTime",
+        "DelayTime",
+        "Status",
+    ]
+    counts = json.loads(sh(f"{KAPOKMQ} console count", broker).stdout)
+    assert counts["consumed"] == 2 * n
+
+
+def test_single_message_delay_and_no_ack(broker: BrokerProcess) -> None:
+    assert sh(f"{KAPOKMQ} produce --topic d --delay 1 hello", broker).returncode == 0
+    first = sh(f"{KAPOKMQ} consume --topic d --count 1 --no-ack", broker)
+    message = json.loads(first.stdout)
+    assert (message["MessageData"], message["DelayTime"]) == ("hello", 1)
+    counts = json.loads(sh(f"{KAPOKMQ} console count", broker).stdout)
+    assert counts["consumed"] == 0
+
+
+def test_console_actions(broker: BrokerProcess) -> None:
+    code = sh(f"{KAPOKMQ} produce --http --topic c hi", broker).stdout.strip()
+    assert len(code) == 32
+    assert sh(f"{KAPOKMQ} console ping", broker).stdout == "ok\n"
+    got = json.loads(sh(f"{KAPOKMQ} console get {code}", broker).stdout)
+    assert got["MessageData"] == "hi"
+    listed = json.loads(sh(f"{KAPOKMQ} console list --status waiting --topic c", broker).stdout)
+    assert [m["MessageCode"] for m in listed] == [code]
+    assert "pushType" in json.loads(sh(f"{KAPOKMQ} console config", broker).stdout)
+    assert set(json.loads(sh(f"{KAPOKMQ} console clients", broker).stdout)) == {
+        "consumers",
+        "producers",
+    }
+    assert sh(f"{KAPOKMQ} console del {code}", broker).stdout == "ok\n"
+    missing = sh(f"{KAPOKMQ} console get {code}", broker)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+
+
+def test_user_errors_are_one_line(broker: BrokerProcess) -> None:
+    cases = [
+        (f"{KAPOKMQ} produce --topic t x", "wrong", 1, "secret key"),
+        (f"{KAPOKMQ} consume --topic t --count 1", "wrong", 1, "secret key"),
+        (f"{KAPOKMQ} console ping", "wrong", 1, "secret key"),
+        (f"{KAPOKMQ} console ping --url http://127.0.0.1:1", "test", 1, "cannot reach"),
+        (f"{KAPOKMQ} produce --topic t x --url http://127.0.0.1:1", "test", 1, "cannot connect"),
+        (f"{KAPOKMQ} produce --topic t x --url ftp://h", "test", 2, "scheme"),
+        (f"{KAPOKMQ} consume --topic t --count 1 --timeout 0.3", "test", 1, "timed out"),
+    ]
+    for command, key, code, text in cases:
+        result = sh(command, broker, key=key)
+        assert result.returncode == code, (command, result.stderr)
+        assert text in result.stderr and "Traceback" not in result.stderr, command
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_ctrl_c_while_reading_stdin_exits_130(broker: BrokerProcess) -> None:
+    env = dict(os.environ, KAPOKMQ_URL=broker.http)
+    args = [sys.executable, "-m", "kapokmq", "produce", "--topic", "int", "-"]
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(b"one\ntwo\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 30
+        while json.loads(sh(f"{KAPOKMQ} console count", broker).stdout)["all"] < 2:
+            assert time.monotonic() < deadline, "lines never reached the broker"
+        proc.send_signal(signal.SIGINT)  # stdin is still open: the reader is blocked
+        assert proc.wait(10) == 130
+        assert proc.stderr.read() == b""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
