@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.set_defaults(func=run_registry_command)
+    register_nodes(subparsers)
 
 
 def registry_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,4 +80,51 @@ def run_registry_command(args: argparse.Namespace) -> int:
         asyncio.run(run_registry(config))
     else:
         uvloop.run(run_registry(config))
+    return 0
+
+
+def register_nodes(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "nodes",
+        help="list a cluster's live brokers",
+        description="Ask a registry (POST /Registry/GetNodes) for the live brokers of its cluster.",
+    )
+    p.add_argument(
+        "--registry",
+        default=os.environ.get("KAPOKMQ_REGISTRY", "http://127.0.0.1:8031"),
+        help="registry URL (default: $KAPOKMQ_REGISTRY or http://127.0.0.1:8031)",
+    )
+    p.add_argument(
+        "--secret-key",
+        default=os.environ.get("KAPOKMQ_SECRET_KEY", "test"),
+        help="the registry's secret key (default: $KAPOKMQ_SECRET_KEY or 'test')",
+    )
+    p.add_argument("--json", action="store_true", help="print the registry's JSON array")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    p.set_defaults(func=nodes_command)
+
+
+def nodes_command(args: argparse.Namespace) -> int:
+    from kapokmq.client.cluster import fetch_nodes
+    from kapokmq.client.errors import KapokMQError
+
+    try:
+        nodes = asyncio.run(fetch_nodes(args.registry, args.secret_key, timeout=args.timeout))
+    except KapokMQError as exc:
+        print(f"kapokmq: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"kapokmq: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        rows = [{"Name": n.name, "Addr": n.addr, "Port": str(n.port)} for n in nodes]
+        print(json.dumps(rows))
+        return 0
+    if not nodes:
+        print("no live brokers", file=sys.stderr)
+        return 0
+    width = max(len(n.name) for n in nodes)
+    print(f"{'NAME':<{width}}  URL")
+    for n in nodes:
+        print(f"{n.name:<{width}}  {n.url()}")
     return 0
