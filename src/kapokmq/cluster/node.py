@@ -4,8 +4,11 @@ The broker runs a gossip node named ``mq:{server.addr}:{httpPort}`` bound to
 ``server.addr:cluster.gossipPort`` and joins the registry at
 ``cluster.registryAddr:cluster.registryGossipPort``. Unlike the original, which panics
 when the registry is down, it keeps serving and retries the join with exponential
-backoff; it also rejoins when the registry disappears later (a registry restart loses
-its member table, and nothing else would bring the brokers back into it).
+backoff; it also rejoins when the registry disappears later. While connected it repeats
+the join's push/pull with the registry every ``resync_interval`` seconds: a registry that
+was restarted quickly on the same address answers pings under the same name, so the
+brokers never see it fail, yet its new member table is empty; memberlist's own periodic
+push/pull would fix that only when it happens to pick the registry (every 30 s at best).
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ class ClusterNode:
         initial_backoff: float = 0.5,
         max_backoff: float = 5.0,
         check_interval: float = 1.0,
+        resync_interval: float = 10.0,
     ) -> None:
         self.config = config
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self.check_interval = check_interval
+        self.resync_interval = resync_interval
         try:
             self.registry_port = int(config.cluster.registryGossipPort)
         except ValueError:
@@ -120,9 +125,15 @@ class ClusterNode:
         delay = self.initial_backoff
         attempt = 0
         target = f"{self.registry_host}:{self.registry_port}"
+        loop = asyncio.get_running_loop()
+        last_sync = loop.time()
         while self.gossip is not None:
             if self.connected():
                 delay, attempt = self.initial_backoff, 0
+                if loop.time() - last_sync >= self.resync_interval:
+                    last_sync = loop.time()
+                    with contextlib.suppress(JoinError, OSError):
+                        await self.gossip.join([(self.registry_host, self.registry_port)])
                 await asyncio.sleep(self.check_interval)
                 continue
             attempt += 1
@@ -148,6 +159,7 @@ class ClusterNode:
                 self.gossip.num_members(),
             )
             delay, attempt = self.initial_backoff, 0
+            last_sync = loop.time()
             await asyncio.sleep(self.check_interval)
 
 
