@@ -64,6 +64,8 @@ class MqSection:
     maxMessageBytes: int = field(default=1 << 20, metadata=_at_least(64))
     fsync: str = field(default="everysec", metadata=_choices("always", "everysec", "no"))
     dataDir: str = "data"
+    walCompactBytes: int = field(default=64 << 20, metadata=_at_least(4096))
+    recoverSkipCorrupt: int = field(default=0, metadata=_choices(0, 1))
     topics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 

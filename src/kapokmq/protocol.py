@@ -57,7 +57,9 @@ def parse_send_frame(raw: str | bytes) -> tuple[str, int]:
         return "", 0
     if not isinstance(obj, dict):
         raise FrameError(f"expected a JSON object like {EXAMPLE}, got {type(obj).__name__}")
-    if obj.keys() <= _CANONICAL:  # the Go client's exact spelling: skip the key folding
+    # the Go client's exact spelling: skip the key folding (not for the lenient slow path,
+    # whose strings may hold lone surrogates that must become U+FFFD below)
+    if not lenient and obj.keys() <= _CANONICAL:
         data = obj.get("MessageData", "")
         delay = obj.get("DelayTime", 0)
         if type(data) is str and type(delay) is int and INT64_MIN <= delay <= INT64_MAX:

@@ -193,7 +193,7 @@ async def test_negative_delay_stored_as_given_and_delivered_immediately(mb):
         sent = time.monotonic()
         await publish(p, "past", delay=-30)
         push = await recv_push(c, timeout=2)
-        assert time.monotonic() - sent < 0.5
+        assert time.monotonic() - sent < 1.0  # not after pushRetryTime
         assert push["DelayTime"] == -30
         stored = await get_message(session, mb, push["MessageCode"])
         assert stored["DelayTime"] == -30 and stored["Status"] == -1

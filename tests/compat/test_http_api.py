@@ -206,6 +206,66 @@ async def test_send_checks_delay_time_before_empty_fields(mb):
         assert reply["msg"] != "Required data cannot be empty"
 
 
+async def test_send_message_size_limit(mb):
+    """B3: messageData above mq.maxMessageBytes (default 1 MiB) is refused with a reason."""
+    limit = 1 << 20
+    topic = fresh_topic()
+    async with aiohttp.ClientSession() as session:
+        code = await http_send(session, mb, topic, "x" * limit)
+        assert len((await get_message(session, mb, code))["MessageData"]) == limit
+        before = await count_all(session, mb)
+        for size in (limit + 1, 2 * limit, 4 * limit):
+            status, body, resp = await api_raw(
+                session, mb, "/Producer/Send", messageData="y" * size, topic=topic, delayTime=0
+            )
+            assert status == 200, (size, status, body[:200])
+            reply = orjson.loads(body)
+            assert reply["code"] == -1 and isinstance(reply["msg"], str) and reply["msg"]
+            assert_cors(resp)
+        assert await count_all(session, mb) == before
+
+
+BAD_BODIES: list[tuple[str, dict[str, Any]]] = [
+    (
+        "malformed-multipart",
+        {
+            "data": b"--xx\r\ngarbage",
+            "headers": {"Content-Type": "multipart/form-data; boundary=zz"},
+        },
+    ),
+    ("json-body", {"json": {"messageData": "a", "topic": "t", "delayTime": 0}}),
+    ("query-string-only", {"params": {"messageData": "a", "topic": "t", "delayTime": "0"}}),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+async def test_send_bad_bodies_get_a_reason(mb, name, kwargs):
+    headers = {"secretKey": "test", **kwargs.pop("headers", {})}
+    async with aiohttp.ClientSession() as session:
+        before = await count_all(session, mb)
+        url = f"{mb.http}/Producer/Send"
+        async with session.post(url, headers=headers, **kwargs) as resp:
+            assert resp.status == 200
+            reply = orjson.loads(await resp.read())
+        assert reply["code"] == -1 and isinstance(reply["msg"], str) and reply["msg"]
+        assert await count_all(session, mb) == before
+
+
+async def test_send_file_upload_instead_of_field(mb):
+    form = aiohttp.FormData()
+    form.add_field("messageData", b"abc", filename="f.txt")
+    form.add_field("topic", "t")
+    form.add_field("delayTime", "0")
+    async with aiohttp.ClientSession() as session:
+        before = await count_all(session, mb)
+        url = f"{mb.http}/Producer/Send"
+        async with session.post(url, headers={"secretKey": "test"}, data=form) as resp:
+            assert resp.status == 200
+            reply = orjson.loads(await resp.read())
+        assert reply["code"] == -1 and reply["msg"]
+        assert await count_all(session, mb) == before
+
+
 # ------------------------------------------------------------------------ console routes
 async def test_ping(mb):
     async with aiohttp.ClientSession() as session:
@@ -564,6 +624,13 @@ async def test_any_options_is_204_empty(mb, path):
         assert resp.status == 204
         assert await resp.read() == b""
         assert_cors(resp)
+
+
+async def test_root_serves_a_page(mb):
+    async with aiohttp.ClientSession() as session, session.get(f"{mb.http}/") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/html")
+        assert b"<html" in (await resp.read()).lower()
 
 
 # ------------------------------------------------------------------------ B7

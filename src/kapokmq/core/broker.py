@@ -63,6 +63,7 @@ class Broker:
         mq = config.mq
         self.retry_after: float | None = float(mq.pushRetryTime) if mq.isRePush else None
         self.max_deliveries = mq.maxDeliveries
+        self.clean_consumed = bool(mq.isCleanConsumed)
         self.backlog_limit = mq.messageChanBuffer
         self.clean_after: int | None = mq.cleanTime if mq.isClean else None
         self.check_every = float(mq.checkSpeed)
@@ -203,13 +204,14 @@ class Broker:
                 other.in_flight.pop(code, None)
             self._mark(msg_topic)
         msg.holder = None
-        was_full = self.full
-        self.store.set_status(msg, Status.CONSUMED)
+        store = self.store
+        was_full = store.unconsumed() >= self.backlog_limit
+        store.set_status(msg, Status.CONSUMED)
         msg.consumed_time = int(self.clock())
         msg_topic.stats.acked += 1
         for listener in self.listeners:
             listener.message_updated(msg)
-        if self.config.mq.isCleanConsumed:
+        if self.clean_consumed:
             self._remove(msg)
         if was_full:
             self._room()
@@ -264,10 +266,10 @@ class Broker:
         else:
             self._dirty.add(topic)
 
-    def _on_push(self, msg: Message) -> None:
+    def _on_push(self, batch: list[Message]) -> None:
         retry_after = self.retry_after
         if retry_after is not None:
-            self.scheduler.add_retry(msg, self.clock() + retry_after)
+            self.scheduler.add_retries(batch, self.clock() + retry_after)
 
     def dispatch(self) -> int:
         """Push everything that can be pushed now; returns the number of pushes."""

@@ -24,7 +24,8 @@ class _Fanout:
 
 FANOUT = _Fanout()
 
-OnPush = Callable[[Message], None]
+# Called once per batch of first pushes / re-pushes (not per copy), to arm redelivery.
+OnPush = Callable[[list[Message]], None]
 
 _WAITING = Status.WAITING
 
@@ -59,7 +60,6 @@ def dispatch_p2p(topic: Topic, on_push: OnPush, limit: int = -1) -> int:
         in_flight[msg.code] = msg
         msg.holder = session
         msg.attempts += 1
-        on_push(msg)
         batch = batches.get(session)
         if batch is None:
             batches[session] = [msg]
@@ -68,6 +68,7 @@ def dispatch_p2p(topic: Topic, on_push: OnPush, limit: int = -1) -> int:
         pushed += 1
     topic.rr = idx % n
     for session, batch in batches.items():
+        on_push(batch)
         session.deliver(batch)
     topic.stats.pushed += pushed
     return pushed
@@ -80,15 +81,18 @@ def dispatch_pubsub(topic: Topic, on_push: OnPush, limit: int = -1) -> int:
     if not consumers:
         return 0
     ready = topic.ready
+    fanned: list[Message] = []
     while ready:
         msg = ready.popleft()
         if not _deliverable(msg):
             continue
         msg.holder = FANOUT
         msg.attempts += 1
-        on_push(msg)
+        fanned.append(msg)
+    if fanned:
+        on_push(fanned)
         for session in consumers:
-            session.pending.append(msg)
+            session.pending.extend(fanned)
     pushed = 0
     for session in consumers:
         pending = session.pending

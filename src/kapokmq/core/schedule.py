@@ -26,12 +26,12 @@ class Scheduler:
     def add_delay(self, msg: Message, due: float) -> None:
         heapq.heappush(self._delays, (due, next(self._seq), msg))
 
-    def add_retry(self, msg: Message, due: float) -> None:
-        """Remember that ``msg`` must be re-pushed at ``due`` unless acked by then.
+    def add_retries(self, msgs: list[Message], due: float) -> None:
+        """Remember that ``msgs`` must be re-pushed at ``due`` unless acked by then.
 
-        The attempt number is recorded so that a later push makes this entry stale.
+        The attempt number is recorded so that a later push makes an entry stale.
         """
-        self._retries.append((due, msg, msg.attempts))
+        self._retries.extend([(due, msg, msg.attempts) for msg in msgs])
 
     def due_delays(self, now: float) -> list[Message]:
         delays = self._delays

@@ -35,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECTION.KEY=VALUE",
         help="any other setting, e.g. --set mq.pushRetryTime=10 (repeatable)",
     )
+    p.add_argument(
+        "--recover-skip-corrupt",
+        action="store_true",
+        help="start even if a snapshot or WAL segment is corrupt, keeping what can be read "
+        "(mq.recoverSkipCorrupt=1)",
+    )
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.set_defaults(func=serve)
 
@@ -55,6 +61,8 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, flag)
         if value is not None:
             overrides[key] = value
+    if getattr(args, "recover_skip_corrupt", False):
+        overrides["mq.recoverSkipCorrupt"] = 1
     return overrides
 
 

@@ -61,6 +61,11 @@ def authorised(
             return json_response(KEY_MISMATCH)
         try:
             form = await request.post()
+        except web.HTTPRequestEntityTooLarge:
+            return error(
+                f"request body is larger than {request.client_max_size} bytes "
+                "(messageData is limited by mq.maxMessageBytes)"
+            )
         except ValueError as exc:
             return error(f"cannot parse the form body: {exc}")
         try:

@@ -16,6 +16,7 @@ from kapokmq.config import Config
 from kapokmq.server.app import build_app
 from kapokmq.server.keys import NODES
 from kapokmq.server.runtime import BrokerRuntime
+from kapokmq.storage import StorageError, open_storage
 
 log = logging.getLogger("kapokmq")
 
@@ -56,6 +57,10 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     runtime = BrokerRuntime(config)
+    try:
+        storage = open_storage(runtime)  # recovery happens here, before we listen
+    except StorageError as exc:
+        raise SystemExit(f"kapokmq: storage: {exc}") from None
     app = build_app(runtime)
     cluster = cluster_node_for(config)
     if cluster is not None:
@@ -67,6 +72,8 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
+        if storage is not None:
+            await storage.close()
         raise SystemExit(
             f"kapokmq: cannot listen on {config.server.addr}:{config.server.port}: {exc}"
         ) from None
@@ -76,6 +83,8 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
             await cluster.start(port)
         except OSError as exc:
             await runner.cleanup()
+            if storage is not None:
+                await storage.close()
             raise SystemExit(
                 f"kapokmq: cannot bind the gossip port "
                 f"{config.server.addr}:{config.cluster.gossipPort}: {exc}"
@@ -94,5 +103,7 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
         log.info("shutting down")
         if cluster is not None:
             await cluster.stop()
-        runtime.close()
         await runner.cleanup()
+        if storage is not None:
+            await storage.close()  # final flush and snapshot, after the last client is gone
+        runtime.close()

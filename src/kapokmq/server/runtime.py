@@ -30,6 +30,9 @@ class BrokerRuntime:
         self.started_at = time.time()
         # Set by durable storage: awaited before a producer's `ok` (fsync policy `always`).
         self.durable_barrier: Callable[[], Awaitable[None]] | None = None
+        # Same policy, for pipelined producers: a future done once everything published so
+        # far is on disk (None if it already is); replies wait on it without blocking reads.
+        self.durable_ticket: Callable[[], asyncio.Future[None] | None] | None = None
         self.rearm()
 
     # ---------------------------------------------------------------- publishing

@@ -13,6 +13,7 @@ from kapokmq.server.auth import handshake
 from kapokmq.server.frames import OK_FRAME, ReplyWriter, text_frame
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
+from kapokmq.storage.acks import OrderedReplies
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
     log.info("%s connected", peer)
     replies = ReplyWriter(request.transport, runtime.loop)
     publish = runtime.publish
+    ticket = runtime.durable_ticket  # fsync always: each `ok` waits for its WAL batch
+    durable = OrderedReplies(replies, request.transport) if ticket is not None else None
     try:
         while True:
             msg = await ws.receive()
@@ -61,11 +64,14 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
                     await runtime.wait_for_room()
                 publish(topic, data, delay)
                 reply = OK_FRAME
-                if runtime.durable_barrier is not None:
+                if ticket is None and runtime.durable_barrier is not None:
                     await runtime.durable_barrier()
             if replies.closed:
                 break
-            replies.send(reply)
+            if durable is not None and ticket is not None:
+                durable.send(reply, ticket() if reply is OK_FRAME else None)
+            else:
+                replies.send(reply)
     finally:
         replies.flush()
         broker.detach_producer(session)

@@ -1,1 +1,6 @@
+"""Durable storage: snapshots and a write-ahead log (DESIGN A8, B5; docs/durability.md)."""
 
+from kapokmq.storage.layout import StorageError
+from kapokmq.storage.manager import Storage, open_storage
+
+__all__ = ["Storage", "StorageError", "open_storage"]
