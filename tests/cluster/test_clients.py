@@ -9,8 +9,15 @@ import aiohttp
 import pytest
 
 from kapokmq.client import ConsoleClient
-from kapokmq.client.cluster import ClusterConsumer, ClusterProducer, fetch_nodes
+from kapokmq.client.cluster import (
+    ClusterConsumer,
+    ClusterProducer,
+    SyncClusterConsumer,
+    SyncClusterProducer,
+    fetch_nodes,
+)
 from kapokmq.client.errors import AuthenticationError
+from kapokmq.client.sync import run as sync_run
 from tests.cluster.conftest import Cluster
 from tests.cluster.harness import NodeWatcher, node_name, registry_nodes_url
 from tests.harness import BrokerProcess
@@ -170,3 +177,29 @@ async def test_clients_follow_joins_and_leaves(
             assert time.monotonic() < deadline, (producer.nodes, consumer.nodes)
             await asyncio.sleep(0.05)
         assert await producer.send("after") == node_name(second)
+
+
+@pytest.mark.timeout(60)
+def test_sync_cluster_clients(cluster: Cluster) -> None:
+    brokers = [cluster.new_broker().start() for _ in range(2)]
+    registry = cluster.registry.http
+    names = {node_name(b) for b in brokers}
+    deadline = time.monotonic() + 10
+    while {n.name for n in sync_run(fetch_nodes(registry))} != names:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with (
+        SyncClusterProducer(registry, "s", "sp", check_interval=CHECK) as producer,
+        SyncClusterConsumer(registry, "s", "sc", check_interval=CHECK) as consumer,
+    ):
+        assert set(producer.nodes) == names == set(consumer.nodes)
+        stored: list[str | BaseException] = [producer.send(f"s{i}") for i in range(10)]
+        stored += producer.send_many(f"s{i}" for i in range(10, 40))
+        assert {s for s in stored if isinstance(s, str)} == names
+        got: set[str] = set()
+        for msg in consumer:
+            got.add(msg.message_data)
+            msg.ack()
+            if len(got) == 40:
+                break
+        assert got == {f"s{i}" for i in range(40)}

@@ -19,10 +19,10 @@ import contextlib
 import itertools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import aiohttp
 
@@ -41,6 +41,7 @@ from kapokmq.client.errors import (
 from kapokmq.client.http import ConsoleClient
 from kapokmq.client.message import Message
 from kapokmq.client.producer import DataLike, Producer, encode_send
+from kapokmq.client.sync import SyncMessage, run
 
 log = logging.getLogger("kapokmq.client.cluster")
 
@@ -600,3 +601,84 @@ class ClusterConsumer(_Follower):
         await asyncio.gather(*(c.close() for c in consumers), return_exceptions=True)
         if self._closers:
             await asyncio.gather(*self._closers, return_exceptions=True)
+
+
+# -- blocking wrappers ------------------------------------------------------------------------
+
+
+class SyncClusterProducer:
+    """Blocking `ClusterProducer` (same arguments), run on `kapokmq.client.sync`'s loop."""
+
+    def __init__(self, registry_url: str, topic: str, producer_id: str, *args: Any, **kw: Any):
+        async def make() -> ClusterProducer:
+            producer = ClusterProducer(registry_url, topic, producer_id, *args, **kw)
+            await producer.connect()
+            return producer
+
+        self._producer = run(make())
+
+    @property
+    def nodes(self) -> list[str]:
+        return self._producer.nodes
+
+    def send(self, data: DataLike, delay: int = 0, timeout: float | None = None) -> str:
+        """Publish one message; returns the name of the broker that stored it."""
+        return run(self._producer.send(data, delay), timeout)
+
+    def send_many(
+        self,
+        items: Iterable[DataLike],
+        delay: int = 0,
+        *,
+        return_exceptions: bool = False,
+        timeout: float | None = None,
+    ) -> list[str | BaseException]:
+        batch = list(items)
+        coro = self._producer.send_many(batch, delay, return_exceptions=return_exceptions)
+        return run(coro, timeout)
+
+    def close(self) -> None:
+        run(self._producer.close())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SyncClusterConsumer:
+    """Blocking `ClusterConsumer`: ``for msg in consumer: ...; msg.ack()``."""
+
+    def __init__(self, registry_url: str, topic: str, consumer_id: str, *args: Any, **kw: Any):
+        async def make() -> ClusterConsumer:
+            consumer = ClusterConsumer(registry_url, topic, consumer_id, *args, **kw)
+            await consumer.connect()
+            return consumer
+
+        self._consumer = run(make())
+
+    @property
+    def nodes(self) -> list[str]:
+        return self._consumer.nodes
+
+    def receive(self, timeout: float | None = None) -> SyncMessage:
+        """The next message from any broker; TimeoutError after ``timeout`` seconds."""
+        return SyncMessage.wrap(run(self._consumer.receive(timeout)))
+
+    def __iter__(self) -> Iterator[SyncMessage]:
+        while True:
+            try:
+                message = run(self._consumer.__anext__())
+            except StopAsyncIteration:
+                return
+            yield SyncMessage.wrap(message)
+
+    def close(self) -> None:
+        run(self._consumer.close())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
