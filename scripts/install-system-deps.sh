@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite uses as external oracles:
-# chromium (console tests), serf + Go memberlist sources (gossip interop).
+# chromium (console tests; fonts-wqy-microhei so screenshots of the Chinese console show
+# glyphs, not boxes), serf + Go memberlist sources (gossip interop).
 set -euo pipefail
-packages=(chromium serf golang-go golang-github-hashicorp-memberlist-dev)
+packages=(chromium fonts-wqy-microhei serf golang-go golang-github-hashicorp-memberlist-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

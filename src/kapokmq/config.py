@@ -39,11 +39,14 @@ def _at_least(minimum: int) -> dict[str, Any]:
 class ServerSection:
     addr: str = "127.0.0.1"  # B8: loopback unless told otherwise
     port: int = field(default=8011, metadata={"min": 0, "max": 65535})
+    tlsCert: str = ""  # PEM certificate chain; with tlsKey: serve https/wss
+    tlsKey: str = ""
 
 
 @dataclass
 class MqSection:
     secretKey: str = "test"
+    consoleKey: str = ""  # if set, the Console API wants this key instead of secretKey
     pushType: int = field(default=1, metadata=_choices(1, 2))
     messageChanBuffer: int = field(default=10_000_000, metadata=_at_least(1))
     pushMessagesSpeed: int = field(default=1, metadata=_at_least(1))
@@ -108,12 +111,13 @@ class Config:
         view: dict[str, Any] = {}
         for section in (self.mq, self.cluster, self.sync):
             for f in dataclasses.fields(section):
-                if f.name != "secretKey":
+                if f.name not in SECRETS:
                     view[f.name] = getattr(section, f.name)
         return dict(sorted(view.items()))
 
 
 SECTIONS = ("server", "mq", "cluster", "sync")
+SECRETS = frozenset(("secretKey", "consoleKey"))
 
 
 def _sections(config: Any) -> tuple[str, ...]:
@@ -249,4 +253,6 @@ def load_config(
     load_env(config, os.environ if environ is None else environ)
     if overrides:
         apply_overrides(config, overrides)
+    if bool(config.server.tlsCert) != bool(config.server.tlsKey):
+        raise ConfigError("server.tlsCert and server.tlsKey must be set together")
     return config

@@ -7,6 +7,7 @@ characters ``< > &`` (plus U+2028/U+2029) escaped as ``\\u003c`` and friends.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from dataclasses import dataclass
@@ -178,18 +179,17 @@ def encode_push(msg: Message) -> bytes:
 
 
 class CodeGenerator:
-    """Unique 32-hex message codes: a random per-process prefix and a counter.
+    """Unique 32-hex message codes: a random 64-bit prefix and a 64-bit counter.
 
     Cheaper than hashing each payload (the original md5's data + uuid) and unique across
     restarts because the prefix is drawn fresh from the OS at start.
     """
 
-    __slots__ = ("_counter", "_prefix")
+    __slots__ = ("_base", "_counter")
 
     def __init__(self) -> None:
-        self._prefix = os.urandom(8).hex()
-        self._counter = int.from_bytes(os.urandom(3), "big") << 24
+        self._base = int.from_bytes(os.urandom(8), "big") << 64
+        self._counter = itertools.count(int.from_bytes(os.urandom(3), "big") << 24)
 
     def __call__(self) -> str:
-        self._counter += 1
-        return f"{self._prefix}{self._counter:016x}"
+        return "%032x" % (self._base + next(self._counter))

@@ -8,7 +8,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from unittest import mock
 
+import pytest
+
 from tests.harness import BrokerProcess
+
+COMPAT_DIR = Path(__file__).resolve().parent
+TEST_TIMEOUT = 30  # seconds, broker start-up included; each test aims at well under 20
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Bound every compatibility test in time unless it sets its own timeout."""
+    for item in items:
+        if item.path.is_relative_to(COMPAT_DIR) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TEST_TIMEOUT))
+
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

@@ -268,3 +268,18 @@ async def test_default_max_message_bytes_is_1_mib(mb):
         closing = await p.receive(timeout=5)
         assert closing.type is aiohttp.WSMsgType.CLOSE
         assert p.close_code == 1009
+
+
+async def test_unicode_topic_from_the_url(mb):
+    topic = "主题 with space"
+    async with aiohttp.ClientSession() as session:
+        c = await consumer(session, mb, topic)
+        p = await producer(session, mb, topic)
+        await publish(p, "via ws")
+        first = await recv_push(c)
+        assert first["Topic"] == topic
+        code = await http_send(session, mb, topic, "via http")
+        second = await recv_push(c)
+        assert second["MessageCode"] == code and second["Topic"] == topic
+        await c.close()
+        await p.close()

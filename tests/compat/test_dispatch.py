@@ -220,3 +220,32 @@ async def test_pubsub_message_without_consumer_is_delivered_when_one_arrives(pub
         c = await consumer(session, pubsub, topic)
         assert (await recv_push(c, timeout=2))["MessageCode"] == code
         await c.close()
+
+
+async def test_pubsub_unacked_copy_goes_to_a_remaining_subscriber_when_its_holder_leaves(pubsub):
+    """B1 in pub/sub: a message whose only holder leaves unacked is not stranded."""
+    topic = fresh_topic()
+    async with aiohttp.ClientSession() as session:
+        a = await consumer(session, pubsub, topic, "a")
+        code = await http_send(session, pubsub, topic, "only a has it")
+        assert (await recv_push(a))["MessageCode"] == code
+        b = await consumer(session, pubsub, topic, "b")  # joined after the fan-out
+        await expect_silence(b, 0.2)
+        await a.close()
+        assert (await recv_push(b, timeout=1.5))["MessageCode"] == code
+        await b.close()
+
+
+async def test_pubsub_copy_still_held_by_another_subscriber_is_not_resent(pubsub):
+    topic = fresh_topic()
+    async with aiohttp.ClientSession() as session:
+        a = await consumer(session, pubsub, topic, "a")
+        b = await consumer(session, pubsub, topic, "b")
+        code = await http_send(session, pubsub, topic, "both have it")
+        for ws in (a, b):
+            assert (await recv_push(ws))["MessageCode"] == code
+        await a.close()
+        await expect_silence(b, 0.3)
+        await b.send_str(code)
+        await wait_status(session, pubsub, code, 1)
+        await b.close()

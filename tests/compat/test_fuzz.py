@@ -153,7 +153,7 @@ async def _exchange(broker: BrokerProcess, frames: list[Frame]) -> None:
 
 
 @settings(
-    max_examples=120,
+    max_examples=100,
     deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],  # no slow "explain"
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -478,7 +478,10 @@ async def test_get_message_list(mb):
 
         async def listing(route: str = "/Console/GetMessageList", **fields: Any) -> Any:
             reply = await api(session, mb, route, **fields)
-            assert list(reply) == ["code", "data"] and reply["code"] == 0, reply
+            # a paged answer (our extension) also says how many match across all pages
+            paged = "page" in fields or "pageSize" in fields
+            keys = ["code", "data", "total"] if paged else ["code", "data"]
+            assert list(reply) == keys and reply["code"] == 0, reply
             for m in reply["data"]:
                 assert list(m) == MESSAGE_KEYS
                 assert m["MessageData"] == ""  # blanked
@@ -530,6 +533,11 @@ async def test_get_message_list(mb):
         assert [m["MessageCode"] for m in page1] == [consumed, delayed]
         assert [m["MessageCode"] for m in page2] == [waiting]
         assert page3 == []
+        for page in (1, 2, 3):
+            reply = await api(
+                session, mb, "/Console/GetMessageList", topic=topic, page=page, pageSize=2
+            )
+            assert reply["total"] == 3, reply
 
         # the seed-era route gives the same answer
         for status in (3, -1, 0, 1):
@@ -603,6 +611,8 @@ async def test_cors_headers_on_api_routes(mb, route):
         ("POST", "/Console"),
         ("GET", "/Registry/GetNodes/extra"),
         ("PUT", "/nothing/here"),
+        ("GET", "/Producers/Conn/t"),
+        ("GET", "/Consumers/Conn/t/c/extra"),
     ],
 )
 async def test_unknown_routes_404_with_cors(mb, method, path):

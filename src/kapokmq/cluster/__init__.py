@@ -4,4 +4,5 @@
   ``POST /Registry/GetNodes``.
 * ``node``: a broker's membership (``mq:{addr}:{port}``), joined to the registry with retries.
 * ``nodes``: naming rules and the GetNodes list shared by both.
+* ``replication``: master-slave sync (a slave stays out of the gossip cluster).
 """

@@ -59,6 +59,7 @@ class Broker:
         self.producers: dict[int, ProducerSession] = {}
         self.listeners: list[MessageListener] = []
         self._dirty: set[Topic] = set()
+        self.paused = False
         self._ids = itertools.count(1)
         mq = config.mq
         self.retry_after: float | None = float(mq.pushRetryTime) if mq.isRePush else None
@@ -152,7 +153,7 @@ class Broker:
 
     def publish(self, topic_name: str, data: str, delay: int = 0) -> Message:
         now = self.clock()
-        topic = self.topic(topic_name)
+        topic = self.topics.get(topic_name) or self.topic(topic_name)
         if delay > 0:
             msg = Message(self.new_code(), data, topic_name, int(now), delay, Status.DELAYED, now)
             self.scheduler.add_delay(msg, now + delay)
@@ -179,6 +180,47 @@ class Broker:
         elif msg.status is Status.WAITING:
             topic.ready.append(msg)
             self._mark(topic)
+
+    def replicate(self, record: Message) -> None:
+        """Apply a master's view of one message (slave side of master-slave sync).
+
+        New codes are inserted; known ones take the record's status, ConsumedTime and
+        DelayTime. Listeners are told, so a slave's own storage keeps the copy.
+        """
+        msg = self.store.get(record.code)
+        if msg is None:
+            self.restore(record)
+            for listener in self.listeners:
+                listener.message_added(record)
+            return
+        msg.consumed_time = record.consumed_time
+        msg.delay_time = record.delay_time
+        status = record.status
+        if msg.status is not status:
+            self._release(msg)
+            self.store.set_status(msg, status)
+            topic = self.topic(msg.topic)
+            if status is Status.WAITING:
+                topic.ready.append(msg)
+                self._mark(topic)
+            elif status is Status.DELAYED:
+                self.scheduler.add_delay(msg, msg.arrival + msg.delay_time)
+        for listener in self.listeners:
+            listener.message_updated(msg)
+
+    def _release(self, msg: Message) -> None:
+        """Take a message out of whatever in-flight tables hold it."""
+        holder = msg.holder
+        if holder is None:
+            return
+        topic = self.topic(msg.topic)
+        if isinstance(holder, ConsumerSession):
+            holder.in_flight.pop(msg.code, None)
+        else:
+            for session in topic.consumers:
+                session.in_flight.pop(msg.code, None)
+        msg.holder = None
+        self._mark(topic)  # a window opened
 
     def ack(self, session: ConsumerSession, code: str) -> bool:
         """Mark a message consumed; unknown or already consumed codes are ignored."""
@@ -245,16 +287,7 @@ class Broker:
 
     def _remove(self, msg: Message) -> None:
         self.store.remove(msg.code)
-        holder = msg.holder
-        if holder is not None:
-            topic = self.topic(msg.topic)
-            if isinstance(holder, ConsumerSession):
-                holder.in_flight.pop(msg.code, None)
-            else:
-                for session in topic.consumers:
-                    session.in_flight.pop(msg.code, None)
-            self._mark(topic)  # a window opened
-        msg.holder = None
+        self._release(msg)
         for listener in self.listeners:
             listener.message_removed(msg)
 
@@ -271,8 +304,16 @@ class Broker:
         if retry_after is not None:
             self.scheduler.add_retries(batch, self.clock() + retry_after)
 
+    def set_paused(self, paused: bool) -> None:
+        """Stop or resume all pushing (a slave does not push while its master lives)."""
+        self.paused = paused
+        if not paused and self._dirty and self.on_dirty is not None:
+            self.on_dirty()
+
     def dispatch(self) -> int:
         """Push everything that can be pushed now; returns the number of pushes."""
+        if self.paused:
+            return 0
         if self.throttle is not None:
             return self._dispatch_throttled(self.throttle)
         pushed = 0
@@ -331,13 +372,7 @@ class Broker:
 
     def _redeliver(self, msg: Message, now: float) -> None:
         topic = self.topic(msg.topic)
-        holder = msg.holder
-        if isinstance(holder, ConsumerSession):
-            holder.in_flight.pop(msg.code, None)
-        else:
-            for session in topic.consumers:
-                session.in_flight.pop(msg.code, None)
-        msg.holder = None
+        self._release(msg)
         if self.max_deliveries and msg.attempts >= self.max_deliveries:
             was_full = self.full
             self.store.set_status(msg, Status.DEAD)
@@ -353,7 +388,7 @@ class Broker:
             topic.ready.append(msg)
             for listener in self.listeners:
                 listener.message_updated(msg)
-        self._mark(topic)
+            self._mark(topic)
 
     def expire(self, now: float) -> int:
         """Delete messages older than cleanTime, whatever their status."""

@@ -7,6 +7,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from kapokmq.cluster.replication import sync_endpoint
 from kapokmq.server import http_api
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.metrics import CONTENT_TYPE, make_registry, render
@@ -71,6 +72,7 @@ def build_app(runtime: BrokerRuntime) -> web.Application:
     app[METRICS] = make_registry(runtime)
     app.router.add_get("/Producers/Conn/{topic}/{producerId}", producer_endpoint)
     app.router.add_get("/Consumers/Conn/{topic}/{consumerId}", consumer_endpoint)
+    app.router.add_get("/Sync/Conn", sync_endpoint)
     for path, handler in http_api.CONSOLE_ROUTES.items():
         app.router.add_post(path, handler)
     app.router.add_get("/", console_index)

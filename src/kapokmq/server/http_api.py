@@ -6,6 +6,7 @@ answers have sorted keys because Go sorts map keys when encoding.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from kapokmq.config import Config
 from kapokmq.model import Message, Status, dumps
 from kapokmq.server.auth import key_matches
 from kapokmq.server.keys import NODES, RUNTIME
@@ -49,15 +51,27 @@ def runtime_of(request: web.Request) -> BrokerRuntime:
     return runtime
 
 
-def authorised(
-    handler: Callable[[web.Request, MultiDictProxy[Any]], Awaitable[web.Response]],
-) -> Handler:
-    """Check the `secretKey` header, parse the form, turn BadInput into a -1 answer."""
+FormHandler = Callable[[web.Request, MultiDictProxy[Any]], Awaitable[web.Response]]
 
+
+def console_key(config: Config) -> str:
+    """The key the Console API wants: mq.consoleKey if set, else mq.secretKey (B8)."""
+    return config.mq.consoleKey or config.mq.secretKey
+
+
+def authorised(handler: FormHandler) -> Handler:
+    """A Console route: check the key, parse the form, turn BadInput into a -1 answer."""
+    return _guarded(handler, console_key)
+
+
+def producer_authorised(handler: FormHandler) -> Handler:
+    """The HTTP producer route: same, but always with mq.secretKey."""
+    return _guarded(handler, lambda config: config.mq.secretKey)
+
+
+def _guarded(handler: FormHandler, key_of: Callable[[Config], str]) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        if not key_matches(
-            request.headers.get("secretKey"), runtime_of(request).config.mq.secretKey
-        ):
+        if not key_matches(request.headers.get("secretKey"), key_of(runtime_of(request).config)):
             return json_response(KEY_MISMATCH)
         try:
             form = await request.post()
@@ -109,7 +123,7 @@ def time_field(form: MultiDictProxy[Any], name: str, default: int) -> int:
 
 
 # ---------------------------------------------------------------------------- producer
-@authorised
+@producer_authorised
 async def producer_send(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
     runtime = runtime_of(request)
     delay = int_field(form, "delayTime")
@@ -166,6 +180,27 @@ async def get_config(request: web.Request, form: MultiDictProxy[Any]) -> web.Res
     return json_response({"code": 0, "data": runtime_of(request).config.console_view()})
 
 
+def _is_secret(name: str) -> bool:
+    lowered = name.lower()
+    return "secret" in lowered or "password" in lowered or name.endswith("Key")
+
+
+@authorised
+async def get_config_sections(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
+    """Extension for the console: every config value grouped by its application.yaml section,
+    in the file's order (server, mq, cluster, sync), secrets left out."""
+    config = runtime_of(request).config
+    sections: dict[str, dict[str, Any]] = {}
+    for section_field in dataclasses.fields(config):
+        section = getattr(config, section_field.name)
+        sections[section_field.name] = {
+            f.name: getattr(section, f.name)
+            for f in dataclasses.fields(section)
+            if not _is_secret(f.name)
+        }
+    return json_response({"code": 0, "data": sections})
+
+
 @authorised
 async def count_message(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
     counts = runtime_of(request).broker.store.counts()
@@ -213,11 +248,15 @@ async def get_message_list(request: web.Request, form: MultiDictProxy[Any]) -> w
     size = int_field(form, "pageSize", 0)
     if page < 0 or size < 0 or size > MAX_PAGE_SIZE:
         raise BadInput(f"page must be >= 1 and pageSize between 1 and {MAX_PAGE_SIZE}")
-    if page or size:
-        page = max(page, 1)
-        size = size or 20
-        found = found[(page - 1) * size : page * size]
-    return json_response({"code": 0, "data": [m.to_dict(with_data=False) for m in found]})
+    if not (page or size):
+        return json_response({"code": 0, "data": [m.to_dict(with_data=False) for m in found]})
+    # paged (extension): also say how many matched, so a console can draw its pager
+    page = max(page, 1)
+    size = size or 20
+    window = found[(page - 1) * size : page * size]
+    return json_response(
+        {"code": 0, "data": [m.to_dict(with_data=False) for m in window], "total": len(found)}
+    )
 
 
 @authorised
@@ -274,7 +313,7 @@ async def stats(request: web.Request, form: MultiDictProxy[Any]) -> web.Response
 
 async def get_nodes(request: web.Request) -> web.StreamResponse:
     """Cluster members; an empty body when the broker is not clustered (as the original)."""
-    if not key_matches(request.headers.get("secretKey"), runtime_of(request).config.mq.secretKey):
+    if not key_matches(request.headers.get("secretKey"), console_key(runtime_of(request).config)):
         return json_response(KEY_MISMATCH)
     nodes_provider = request.app.get(NODES)
     if nodes_provider is None:
@@ -289,6 +328,7 @@ CONSOLE_ROUTES: dict[str, Handler] = {
     "/Console/GetConsumers": get_consumers,
     "/Console/GetProducers": get_producers,
     "/Console/GetConfig": get_config,
+    "/Console/GetConfigSections": get_config_sections,
     "/Console/CountMessage": count_message,
     "/Console/GetMessage": get_message,
     "/Console/DelMessage": del_message,

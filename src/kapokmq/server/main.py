@@ -8,10 +8,12 @@ import gc
 import ipaddress
 import logging
 import signal
+import ssl
 
 from aiohttp import web
 
 from kapokmq.cluster.node import cluster_node_for
+from kapokmq.cluster.replication import SlaveLink
 from kapokmq.config import Config
 from kapokmq.server.app import build_app
 from kapokmq.server.keys import NODES
@@ -48,9 +50,33 @@ def bound_port(site: web.TCPSite, configured: int) -> int:
     return configured
 
 
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """https/wss when server.tlsCert and server.tlsKey are set (B8)."""
+    if not config.server.tlsCert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.server.tlsCert, config.server.tlsKey)
+    except (OSError, ssl.SSLError) as exc:
+        raise SystemExit(f"kapokmq: cannot load server.tlsCert/tlsKey: {exc}") from None
+    return context
+
+
+def start_slave(runtime: BrokerRuntime) -> SlaveLink | None:
+    """Follow a master when sync.isSync and sync.isSlave are set (DESIGN A7)."""
+    sync = runtime.config.sync
+    if not (sync.isSync and sync.isSlave):
+        return None
+    link = SlaveLink(runtime, runtime.config)
+    runtime.broker.set_paused(True)  # until we know whether the master is alive
+    link.start()
+    return link
+
+
 async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or until ``stop`` is set)."""
     stop = stop or asyncio.Event()
+    ssl_context = tls_context(config)
     tune_gc()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -67,7 +93,9 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
         app[NODES] = cluster.nodes
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, config.server.addr, config.server.port, reuse_address=True)
+    site = web.TCPSite(
+        runner, config.server.addr, config.server.port, reuse_address=True, ssl_context=ssl_context
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -95,14 +123,20 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
             "this port can read and write your queues; set mq.secretKey !!!",
             config.server.addr,
         )
+    slave = start_slave(runtime)
     mode = "publish/subscribe" if config.mq.pushType == 2 else "point-to-point"
-    log.info("kapokmq listening on http://%s:%d (pushType %s)", config.server.addr, port, mode)
+    scheme = "https" if ssl_context is not None else "http"
+    log.info(
+        "kapokmq listening on %s://%s:%d (pushType %s)", scheme, config.server.addr, port, mode
+    )
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
         if cluster is not None:
             await cluster.stop()
+        if slave is not None:
+            await slave.close()
         await runner.cleanup()
         if storage is not None:
             await storage.close()  # final flush and snapshot, after the last client is gone

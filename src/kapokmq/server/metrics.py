@@ -62,6 +62,20 @@ class BrokerCollector(Collector):
         for status, count in broker.store.counts().items():
             stored.add_metric([status.name.lower()], count)
         yield stored
+        wal = self.runtime.wal_stats
+        if wal is not None:
+            yield CounterMetricFamily(
+                "kapokmq_wal_records", "Records appended to the write-ahead log", value=wal.appended
+            )
+            yield CounterMetricFamily("kapokmq_wal_fsyncs", "WAL fsync calls", value=wal.syncs)
+            yield CounterMetricFamily(
+                "kapokmq_wal_fsync_seconds", "Time spent in WAL fsync", value=wal.sync_seconds
+            )
+            yield GaugeMetricFamily(
+                "kapokmq_wal_fsync_max_seconds",
+                "Slowest WAL fsync so far",
+                value=wal.max_sync_seconds,
+            )
         yield GaugeMetricFamily(
             "kapokmq_backlog",
             "Unconsumed messages (bounded by messageChanBuffer)",

@@ -10,10 +10,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from kapokmq.config import Config
 from kapokmq.core.broker import Broker
 from kapokmq.model import Message
+
+
+class WalStats(Protocol):
+    """What /metrics reads from the write-ahead log."""
+
+    appended: int
+    syncs: int
+    sync_seconds: float
+    max_sync_seconds: float
 
 
 class BrokerRuntime:
@@ -28,11 +38,13 @@ class BrokerRuntime:
         self._room = asyncio.Event()
         self._room.set()
         self.started_at = time.time()
-        # Set by durable storage: awaited before a producer's `ok` (fsync policy `always`).
+        # Set by durable storage (fsync policy `always`): awaited before HTTP Send answers.
         self.durable_barrier: Callable[[], Awaitable[None]] | None = None
         # Same policy, for pipelined producers: a future done once everything published so
         # far is on disk (None if it already is); replies wait on it without blocking reads.
         self.durable_ticket: Callable[[], asyncio.Future[None] | None] | None = None
+        # Set by durable storage in WAL mode, for /metrics.
+        self.wal_stats: WalStats | None = None
         self.rearm()
 
     # ---------------------------------------------------------------- publishing
@@ -40,8 +52,6 @@ class BrokerRuntime:
         msg = self.broker.publish(topic, data, delay)
         if delay > 0:
             self.rearm()
-        if self.broker.full:
-            self._room.clear()
         return msg
 
     async def wait_for_room(self) -> None:

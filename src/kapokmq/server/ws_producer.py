@@ -64,8 +64,6 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
                     await runtime.wait_for_room()
                 publish(topic, data, delay)
                 reply = OK_FRAME
-                if ticket is None and runtime.durable_barrier is not None:
-                    await runtime.durable_barrier()
             if replies.closed:
                 break
             if durable is not None and ticket is not None:

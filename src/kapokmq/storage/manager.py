@@ -120,6 +120,7 @@ class Storage:
                     self.loop, self.datadir, self.seq, self.policy, self.wal_executor
                 )
                 self.broker.add_listener(WalListener(self.wal))
+                self.runtime.wal_stats = self.wal
                 if self.policy == "always":
                     self.runtime.durable_barrier = self.wal.barrier
                     self.runtime.durable_ticket = self.wal.ticket

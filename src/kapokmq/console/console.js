@@ -1,0 +1,491 @@
+// KapokMQ web console: a hash-routed single page over the Console HTTP API (DESIGN A5).
+// Rule: broker data (message data, ids, topics, config values) only ever reaches the page
+// through textContent / text nodes / setAttribute, never through innerHTML.
+"use strict";
+
+(() => {
+  const KEY_STORE = "kapokmq.secretKey";
+  const LANG_STORE = "kapokmq.lang";
+  const KEY_MISMATCH = "Secret key matching error";
+  const TICK_MS = 1500;
+  const REQUEST_TIMEOUT_MS = 10000;
+  const PING_TIMEOUT_MS = 4000;
+  const $ = (id) => document.getElementById(id);
+
+  // ------------------------------------------------------------------ language
+  const I18N = window.KAPOK_I18N;
+  let lang = localStorage.getItem(LANG_STORE) || (navigator.language.startsWith("zh") ? "zh" : "en");
+
+  function t(key, vars = {}) {
+    const text = (I18N[lang] && I18N[lang][key]) ?? I18N.en[key] ?? key;
+    return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
+  }
+
+  // Show a translated label in `node` and remember its key, so a language switch redraws it.
+  function label(node, key, vars) {
+    node.dataset.i18n = key;
+    if (vars) node.dataset.i18nVars = JSON.stringify(vars);
+    else delete node.dataset.i18nVars;
+    node.textContent = t(key, vars);
+    return node;
+  }
+
+  function applyLanguage() {
+    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+    for (const node of document.querySelectorAll("[data-i18n]")) {
+      node.textContent = t(node.dataset.i18n, node.dataset.i18nVars ? JSON.parse(node.dataset.i18nVars) : {});
+    }
+    for (const node of document.querySelectorAll("[data-i18n-placeholder]")) {
+      node.placeholder = t(node.dataset.i18nPlaceholder);
+    }
+    for (const node of document.querySelectorAll("[data-i18n-title]")) {
+      node.title = t(node.dataset.i18nTitle);
+    }
+    for (const select of document.querySelectorAll(".lang-select")) select.value = lang;
+  }
+
+  function setLanguage(value) {
+    lang = value === "zh" ? "zh" : "en";
+    localStorage.setItem(LANG_STORE, lang);
+    applyLanguage();
+  }
+
+  // ------------------------------------------------------------------ DOM helpers (text only)
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs)) {
+      if (name === "class") node.className = value;
+      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else node.setAttribute(name, value);
+    }
+    node.append(...children.map((c) => (c instanceof Node ? c : String(c))));
+    return node;
+  }
+
+  const tr = (key, vars) => label(el("span"), key, vars);
+  const pad = (n) => String(n).padStart(2, "0");
+  const dayKey = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+
+  function formatTime(unix) {
+    if (!unix) return t("common.none");
+    const d = new Date(unix * 1000);
+    return `${dayKey(d)} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+
+  // A table body from rows of cells; numbers are right-aligned, Nodes are kept as they are.
+  function fillTable(tbody, rows, emptyKey) {
+    const columns = tbody.parentElement.tHead.rows[0].cells.length;
+    if (rows.length === 0) {
+      tbody.replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: columns }, tr(emptyKey))));
+      return;
+    }
+    tbody.replaceChildren(...rows.map((cells) => el("tr", {}, ...cells.map((cell) =>
+      typeof cell === "number" ? el("td", { class: "num" }, cell.toLocaleString("en")) : el("td", {}, cell)))));
+  }
+
+  const statusBadge = (status) => el("span", { class: `status s${status}` }, tr(`status.${status}`));
+
+  // ------------------------------------------------------------------ API
+  class AuthError extends Error {}
+  class ApiError extends Error {
+    constructor(message, answer = null) {
+      super(message);
+      this.answer = answer; // the broker's {"code":-1,...} when there was one
+    }
+  }
+
+  // POST a form to the Console API; returns the parsed JSON, or null for an empty body.
+  async function api(path, form = {}, key = sessionStorage.getItem(KEY_STORE) || "", timeoutMs = REQUEST_TIMEOUT_MS) {
+    // a header value must be Latin-1: a key the browser cannot send cannot be right
+    if (/[^\u0000-\u00ff]/.test(key)) throw new AuthError(KEY_MISMATCH);
+    const body = new URLSearchParams();
+    for (const [name, value] of Object.entries(form)) {
+      if (value !== "" && value !== null && value !== undefined) body.set(name, String(value));
+    }
+    const response = await fetch(path, {
+      method: "POST", headers: { secretKey: key }, body, cache: "no-store",
+      signal: AbortSignal.timeout(timeoutMs), // a hung broker shows as down, not as nothing
+    });
+    if (!response.ok) throw new ApiError(`HTTP ${response.status} ${response.statusText}`);
+    const text = await response.text();
+    if (text === "") return null;
+    const answer = JSON.parse(text);
+    if (answer && answer.code === -1 && answer.msg === KEY_MISMATCH) throw new AuthError(KEY_MISMATCH);
+    if (answer && answer.code === -1) throw new ApiError(String(answer.msg ?? answer.data ?? "failed"), answer);
+    return answer;
+  }
+
+  function showError(error) {
+    if (error instanceof AuthError) {
+      logout("login.expired");
+      return;
+    }
+    console.error(error);
+    const banner = $("page-error");
+    label(banner, "common.error", { msg: error.message });
+    banner.hidden = false;
+  }
+
+  // ------------------------------------------------------------------ health (Ping)
+  let healthy = null;
+
+  async function checkHealth() {
+    const started = performance.now();
+    try {
+      await api("Console/Ping", {}, undefined, PING_TIMEOUT_MS);
+      healthy = true;
+      label($("ov-ping-detail"), "overview.ping", { ms: Math.round(performance.now() - started) });
+    } catch (error) {
+      if (error instanceof AuthError) throw error;
+      healthy = false;
+      $("ov-ping-detail").textContent = error.message;
+    }
+    for (const badge of [$("health"), $("ov-ping")]) {
+      badge.className = `badge ${healthy ? "up" : "down"}`;
+      label(badge, healthy ? "health.up" : "health.down");
+    }
+  }
+
+  // ------------------------------------------------------------------ pages
+  const overview = {
+    every: 1,
+    previous: null, // {at, published, pushed, acked} of the last Stats answer, for the rates
+    chartKey: "",
+
+    async load() {
+      const { data } = await api("Console/Stats");
+      const now = performance.now();
+      for (const name of ["all", "unconsumed", "delay", "consumed", "dead"]) {
+        $(`count-${name}`).textContent = data.counts[name].toLocaleString("en");
+      }
+      const sums = { published: 0, pushed: 0, acked: 0 };
+      for (const topic of data.topics) for (const k in sums) sums[k] += topic[k];
+      // rates over the time since the previous sample: not over a few milliseconds (two loads
+      // at once), and not across a gap (the page was left); then the sample only starts anew
+      const prev = this.previous;
+      const seconds = prev ? (now - prev.at) / 1000 : Infinity;
+      if (seconds >= 0.5) {
+        const live = seconds <= 5;
+        const rate = (k) => (live ? Math.max(0, (sums[k] - prev[k]) / seconds).toFixed(1) : t("common.none"));
+        $("rate-in").textContent = rate("published");
+        $("rate-out").textContent = rate("pushed");
+        $("rate-acked").textContent = rate("acked");
+        this.previous = { at: now, ...sums };
+      }
+
+      fillTable($("ov-topics").tBodies[0], data.topics.map((topic) => [
+        topic.name, topic.ready, topic.inFlight, topic.consumers, topic.producers,
+        topic.published, topic.pushed, topic.acked, topic.dead,
+      ]), "overview.noTopics");
+      this.drawChart(data.hourly);
+      label($("ov-updated"), "common.updated", { time: formatTime(data.now) });
+      // navigation start → first complete overview, for benchmarks/console_load.py
+      if (performance.getEntriesByName("kapokmq:overview-rendered").length === 0) {
+        performance.mark("kapokmq:overview-rendered");
+      }
+      $("ov-updated").title = `${t("overview.uptime", { time: formatTime(data.startedAt) })}`;
+    },
+
+    // hourly = {unix hour: messages created}; summed into the last 7 local days.
+    // (In zones with a half-hour offset an hour is counted in the day it starts in.)
+    drawChart(hourly) {
+      const days = [];
+      const today = new Date();
+      today.setHours(0, 0, 0, 0);
+      for (let i = 6; i >= 0; i--) {
+        const d = new Date(today);
+        d.setDate(today.getDate() - i);
+        days.push({ key: dayKey(d), label: `${pad(d.getMonth() + 1)}-${pad(d.getDate())}`, value: 0 });
+      }
+      const byKey = new Map(days.map((day) => [day.key, day]));
+      for (const [hour, count] of Object.entries(hourly)) {
+        const day = byKey.get(dayKey(new Date(Number(hour) * 3600 * 1000)));
+        if (day) day.value += count;
+      }
+      const key = lang + JSON.stringify(days);
+      if (key === this.chartKey) return; // unchanged: keep the SVG as it is
+      this.chartKey = key;
+      window.KapokChart.line($("ov-chart"), days, {
+        title: t("overview.chart"), locale: lang === "zh" ? "zh-CN" : "en",
+      });
+    },
+  };
+
+  const clients = {
+    every: 2,
+    async load() {
+      const answer = await api("Console/GetClients");
+      const rows = (list, id, ip) => (list || []).map((c) => [c[id], c.Topic, c[ip], formatTime(c.JoinTime)]);
+      const producers = rows(answer.producers, "ProducerId", "ProducerIp");
+      const consumers = rows(answer.consumers, "ConsumerId", "ConsumerIp");
+      fillTable($("producers").tBodies[0], producers, "clients.none");
+      fillTable($("consumers").tBodies[0], consumers, "clients.none");
+      $("producers-count").textContent = `(${producers.length})`;
+      $("consumers-count").textContent = `(${consumers.length})`;
+      label($("clients-updated"), "common.updated", { time: formatTime(Date.now() / 1000) });
+    },
+  };
+
+  const config = {
+    async load() {
+      const { data } = await api("Console/GetConfigSections");
+      const cards = Object.entries(data).map(([section, values]) => {
+        const table = el("table", { class: "kv" },
+          el("thead", {}, el("tr", {}, el("th", {}, tr("config.key")), el("th", {}, tr("config.value")))),
+          el("tbody"));
+        fillTable(table.tBodies[0], Object.entries(values).map(([key, value]) => [
+          el("span", { class: "mono" }, `${section}.${key}`),
+          el("span", { class: "mono" }, typeof value === "object" ? JSON.stringify(value) : String(value)),
+        ]), "common.none");
+        return el("div", { class: "card", "data-section": section }, el("h2", { class: "mono" }, `${section}:`), table);
+      });
+      $("config-sections").replaceChildren(...cards);
+    },
+  };
+
+  const cluster = {
+    every: 2,
+    async load() {
+      const nodes = await api("Console/GetNodes"); // null (empty body) when not clustered
+      $("cluster-off").hidden = nodes !== null;
+      $("cluster-on").hidden = nodes === null;
+      if (nodes !== null) {
+        fillTable($("nodes").tBodies[0], nodes.map((n) => [n.Name, n.Addr, String(n.Port)]), "common.none");
+        label($("nodes-count"), "cluster.count", { count: nodes.length });
+      }
+      label($("cluster-updated"), "common.updated", { time: formatTime(Date.now() / 1000) });
+    },
+  };
+
+  const messages = {
+    page: 1,
+    current: null, // the message shown in the detail dialog
+
+    // "2024-05-01T10:20" or "…T10:20:30" from <input type=datetime-local> → the API's format
+    apiTime(value) {
+      if (!value) return "";
+      const [date, time] = value.split("T");
+      return `${date} ${time.length === 5 ? `${time}:00` : time}`;
+    },
+
+    load() {
+      return this.search(this.page);
+    },
+
+    async search(page) {
+      const size = Number($("f-size").value);
+      const answer = await api("Console/GetMessageList", {
+        startTime: this.apiTime($("f-start").value),
+        endTime: this.apiTime($("f-end").value),
+        status: $("f-status").value,
+        topic: $("f-topic").value,
+        page,
+        pageSize: size,
+      });
+      const list = answer.data || [];
+      const total = answer.total ?? (page - 1) * size + list.length;
+      const pages = Math.max(1, Math.ceil(total / size));
+      if (list.length === 0 && page > 1 && total > 0) return this.search(pages); // page emptied
+      this.page = page;
+      fillTable($("msg-table").tBodies[0], list.map((m) => [
+        el("a", { href: "#/messages", class: "mono code", "data-code": m.MessageCode,
+          onclick: (ev) => { ev.preventDefault(); this.open(m.MessageCode).catch(showError); } }, m.MessageCode),
+        m.Topic, statusBadge(m.Status), formatTime(m.CreateTime), formatTime(m.ConsumedTime), m.DelayTime,
+        el("button", { type: "button", class: "small", onclick: () => this.open(m.MessageCode).catch(showError) },
+          tr("msg.view")),
+      ]), "msg.none");
+      label($("msg-summary"), "msg.total", { total: total.toLocaleString("en") });
+      label($("pg-info"), "msg.page", { page, pages });
+      $("pg-prev").disabled = page <= 1;
+      $("pg-next").disabled = answer.total === undefined ? list.length < size : page >= pages;
+    },
+
+    note(key, vars) {
+      label($("msg-note"), key, vars).hidden = false;
+    },
+
+    async open(code) {
+      const dialog = $("msg-detail");
+      const answer = await api("Console/GetMessage", { messageCode: code }).catch((error) => {
+        if (error instanceof ApiError && error.answer?.data === "error") return null; // not found
+        throw error;
+      });
+      if (answer === null) {
+        this.note("msg.gone");
+        if (dialog.open) dialog.close();
+        return this.search(this.page);
+      }
+      const m = answer.data;
+      this.current = m;
+      $("d-code").textContent = m.MessageCode;
+      $("d-topic").textContent = m.Topic;
+      $("d-status").replaceChildren(statusBadge(m.Status));
+      $("d-created").textContent = formatTime(m.CreateTime);
+      $("d-consumed").textContent = formatTime(m.ConsumedTime);
+      $("d-delay").textContent = String(m.DelayTime);
+      let pretty = null;
+      try {
+        const parsed = JSON.parse(m.MessageData);
+        if (parsed !== null && typeof parsed === "object") pretty = JSON.stringify(parsed, null, 2);
+      } catch {
+        // not JSON: shown as it is
+      }
+      $("d-data").textContent = pretty ?? m.MessageData;
+      label($("d-kind"), pretty === null ? "msg.text" : "msg.json");
+      $("d-requeue").hidden = !(m.Status === 2 || m.Status === 1);
+      this.armDelete(false);
+      $("d-note").hidden = true;
+      if (!dialog.open) dialog.showModal();
+    },
+
+    // Delete asks twice (an in-page confirmation: no browser dialog).
+    armDelete(armed) {
+      const button = $("d-delete");
+      button.classList.toggle("armed", armed);
+      label(button, armed ? "msg.confirmDelete" : "msg.delete");
+      clearTimeout(this.disarm);
+      if (armed) this.disarm = setTimeout(() => this.armDelete(false), 4000);
+    },
+
+    async remove() {
+      if (!$("d-delete").classList.contains("armed")) return this.armDelete(true);
+      const code = this.current.MessageCode;
+      await api("Console/DelMessage", { messageCode: code });
+      $("msg-detail").close();
+      this.note("msg.deleted", { code });
+      await this.search(this.page);
+    },
+
+    async requeue() {
+      await api("Console/Requeue", { messageCode: this.current.MessageCode });
+      this.note("msg.requeued");
+      await this.open(this.current.MessageCode);
+      await this.search(this.page);
+    },
+
+    bind() {
+      $("msg-form").addEventListener("submit", (ev) => {
+        ev.preventDefault();
+        $("msg-note").hidden = true;
+        this.search(1).catch(showError);
+      });
+      $("msg-form").addEventListener("reset", () => setTimeout(() => this.search(1).catch(showError)));
+      $("pg-prev").addEventListener("click", () => this.search(this.page - 1).catch(showError));
+      $("pg-next").addEventListener("click", () => this.search(this.page + 1).catch(showError));
+      $("d-close").addEventListener("click", () => $("msg-detail").close());
+      $("d-delete").addEventListener("click", () => this.remove().catch((e) => this.dialogError(e)));
+      $("d-requeue").addEventListener("click", () => this.requeue().catch((e) => this.dialogError(e)));
+    },
+
+    dialogError(error) {
+      if (error instanceof AuthError) return showError(error);
+      label($("d-note"), "common.error", { msg: error.message }).hidden = false;
+    },
+  };
+
+  const PAGES = { overview, messages, clients, config, cluster };
+  let current = "overview";
+
+  // ------------------------------------------------------------------ routing and timer
+  function route() {
+    const name = location.hash.replace(/^#\//, "").split("/")[0];
+    current = name in PAGES ? name : "overview";
+    for (const page of Object.keys(PAGES)) $(`page-${page}`).hidden = page !== current;
+    for (const link of document.querySelectorAll("nav a")) {
+      if (link.dataset.page === current) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+    $("page-error").hidden = true;
+    if ($("msg-detail").open) $("msg-detail").close();
+    PAGES[current].load().catch(showError);
+  }
+
+  // Each tick pings the broker and refreshes the page (if it is a live one). The two run
+  // independently, each skipping a tick while its previous request is still out, so a slow
+  // page refresh never delays noticing that the broker is down.
+  let timer = null, ticks = 0;
+  const busy = { ping: false, page: false };
+
+  async function once(kind, work) {
+    if (busy[kind]) return;
+    busy[kind] = true;
+    try {
+      await work();
+    } catch (error) {
+      showError(error);
+    } finally {
+      busy[kind] = false;
+    }
+  }
+
+  function tick() {
+    const page = PAGES[current];
+    const refresh = healthy !== false && page.every && ticks % page.every === 0;
+    ticks += 1;
+    once("ping", checkHealth);
+    if (refresh) {
+      once("page", async () => {
+        await page.load();
+        $("page-error").hidden = true;
+      });
+    }
+  }
+
+  // ------------------------------------------------------------------ login / logout
+  function showApp() {
+    $("login").hidden = true;
+    $("app").hidden = false;
+    overview.previous = null;
+    route();
+    tick();
+    timer = setInterval(tick, TICK_MS);
+  }
+
+  function logout(reasonKey) {
+    clearInterval(timer);
+    sessionStorage.removeItem(KEY_STORE);
+    $("app").hidden = true;
+    $("login").hidden = false;
+    const error = $("login-error");
+    error.hidden = !reasonKey;
+    if (reasonKey) label(error, reasonKey);
+    $("login-key").value = "";
+    $("login-key").focus();
+  }
+
+  async function login(ev) {
+    ev.preventDefault();
+    const key = $("login-key").value;
+    const button = $("login-submit");
+    button.disabled = true;
+    try {
+      await api("Console/Ping", {}, key);
+      sessionStorage.setItem(KEY_STORE, key);
+      $("login-error").hidden = true;
+      showApp();
+    } catch (error) {
+      label($("login-error"), error instanceof AuthError ? "login.wrongKey" : "login.unreachable").hidden = false;
+      $("login-key").select();
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ------------------------------------------------------------------ start
+  function start() {
+    applyLanguage();
+    for (const select of document.querySelectorAll(".lang-select")) {
+      select.addEventListener("change", () => setLanguage(select.value));
+    }
+    $("login-form").addEventListener("submit", login);
+    $("logout").addEventListener("click", () => logout(null));
+    window.addEventListener("hashchange", () => {
+      if (!$("app").hidden) route();
+    });
+    messages.bind();
+    if (sessionStorage.getItem(KEY_STORE) !== null) showApp();
+    else logout(null);
+  }
+
+  start();
+})();

@@ -1,0 +1,57 @@
+"""The Console API extensions the web console relies on (beyond DESIGN A5)."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from tests.harness import SECRET, BrokerProcess
+
+
+def post(broker: BrokerProcess, path: str, key: str = SECRET, **form: object) -> Any:
+    body = urllib.parse.urlencode({k: str(v) for k, v in form.items()}).encode()
+    request = urllib.request.Request(broker.http + path, data=body, headers={"secretKey": key})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_config_sections_follow_application_yaml_without_secrets(broker: BrokerProcess) -> None:
+    answer = post(broker, "/Console/GetConfigSections")
+    assert answer["code"] == 0
+    sections = answer["data"]
+    assert list(sections) == ["server", "mq", "cluster", "sync"]
+    assert sections["server"]["addr"] == "127.0.0.1"
+    assert sections["mq"]["pushType"] == 1
+    assert "secretKey" not in sections["mq"]
+    assert sections["cluster"]["registryGossipPort"] == "8041"
+    assert sections["sync"]["masterProtocol"] == "ws"
+    # every GetConfig key is somewhere in the sections
+    flat = post(broker, "/Console/GetConfig")["data"]
+    grouped = {key for values in sections.values() for key in values}
+    assert set(flat) <= grouped
+
+
+def test_config_sections_needs_the_key(broker: BrokerProcess) -> None:
+    assert post(broker, "/Console/GetConfigSections", key="wrong")["code"] == -1
+
+
+def test_paged_message_list_reports_the_total(broker: BrokerProcess) -> None:
+    codes = [
+        post(broker, "/Producer/Send", messageData=f"m{i}", topic="paged", delayTime=0)["msg"]
+        for i in range(5)
+    ]
+    post(broker, "/Producer/Send", messageData="other", topic="elsewhere", delayTime=0)
+    first = post(broker, "/Console/GetMessageList", topic="paged", page=1, pageSize=2)
+    assert first["total"] == 5
+    assert len(first["data"]) == 2
+    last = post(broker, "/Console/GetMessageList", topic="paged", page=3, pageSize=2)
+    assert last["total"] == 5
+    assert len(last["data"]) == 1
+    seen = {m["MessageCode"] for m in first["data"] + last["data"]}
+    assert seen <= set(codes)
+    # without paging the answer keeps the original's shape
+    unpaged = post(broker, "/Console/GetMessageList", topic="paged")
+    assert set(unpaged) == {"code", "data"}
+    assert len(unpaged["data"]) == 5
