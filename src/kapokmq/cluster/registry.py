@@ -18,7 +18,7 @@ from aiohttp import web
 from kapokmq.cluster.gossip_addr import advertise_for
 from kapokmq.cluster.nodes import broker_nodes, registry_name
 from kapokmq.cluster.settings import RegistryConfig
-from kapokmq.gossip import GossipConfig, Memberlist
+from kapokmq.gossip import GossipConfig, Memberlist, NodeEvent
 from kapokmq.server.app import cors
 from kapokmq.server.auth import key_matches
 from kapokmq.server.http_api import KEY_MISMATCH, json_response
@@ -72,6 +72,18 @@ def gossip_config(config: RegistryConfig, http_port: int) -> GossipConfig:
     )
 
 
+def log_membership(event: NodeEvent) -> None:
+    member = event.member
+    log.info(
+        "member %s %s (%s:%d, %s)",
+        member.name,
+        event.kind,
+        member.addr,
+        member.port,
+        member.state,
+    )
+
+
 async def run_registry(config: RegistryConfig, stop: asyncio.Event | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or until ``stop`` is set); leave the cluster on the way out."""
     stop = stop or asyncio.Event()
@@ -103,6 +115,7 @@ async def run_registry(config: RegistryConfig, stop: asyncio.Event | None = None
             f"kapokmq registry: cannot bind gossip on {addr}:{config.registry.gossipPort}: {exc}"
         ) from None
     registry.gossip = gossip
+    gossip.add_listener(log_membership)
     if not _is_loopback(addr) and config.registry.secretKey == "test":
         log.warning(
             "!!! registry listening on %s with the default secret key 'test'; "
