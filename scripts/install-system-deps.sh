@@ -3,7 +3,8 @@
 # chromium (console tests; fonts-wqy-microhei so screenshots of the Chinese console show
 # glyphs, not boxes), serf + Go memberlist sources (gossip interop).
 set -euo pipefail
-packages=(chromium fonts-wqy-microhei serf golang-go golang-github-hashicorp-memberlist-dev)
+packages=(chromium fonts-wqy-microhei serf golang-go golang-github-hashicorp-memberlist-dev
+  golang-github-gorilla-websocket-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -32,6 +32,7 @@ class Message:
     The wire fields mirror the original's struct; the rest is scheduling state owned by the
     core. ``holder`` is the consumer a point-to-point message is in flight to (or the
     ``FANOUT`` marker in pub/sub); ``None`` means it sits in its topic's ready queue.
+    ``pushed_at`` drives redelivery: unacked ``pushRetryTime`` seconds after it, it goes again.
     """
 
     __slots__ = (
@@ -43,6 +44,7 @@ class Message:
         "data",
         "delay_time",
         "holder",
+        "pushed_at",
         "removed",
         "status",
         "topic",
@@ -69,6 +71,7 @@ class Message:
         self.arrival = arrival
         self.attempts = 0
         self.holder: object | None = None
+        self.pushed_at = 0.0  # time of the latest push (or pub/sub fan-out)
         self.removed = False
 
     def __repr__(self) -> str:

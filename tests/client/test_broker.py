@@ -110,6 +110,22 @@ async def test_reconnect_after_broker_restart(broker: BrokerProcess) -> None:
         assert producer.reconnects == 1 and consumer.reconnects == 1
 
 
+async def test_key_changed_during_reconnect_is_fatal(broker: BrokerProcess) -> None:
+    async with (
+        Producer(broker.http, "kc", "p1", backoff=FAST) as producer,
+        Consumer(broker.http, "kc", "c1", backoff=FAST) as consumer,
+    ):
+        await producer.send("before")
+        broker.settings["mq.secretKey"] = "rotated"
+        await asyncio.to_thread(broker.restart)
+        with pytest.raises(AuthenticationError):
+            await asyncio.wait_for(producer.send("after"), 15)
+        with pytest.raises(AuthenticationError):
+            while True:  # the message read before the restart may come first
+                await consumer.receive(timeout=15)
+        assert producer.reconnects == 0 and consumer.reconnects == 0
+
+
 async def test_wrong_key_raises_without_retrying(broker: BrokerProcess) -> None:
     started = time.monotonic()
     with pytest.raises(AuthenticationError):

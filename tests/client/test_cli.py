@@ -116,3 +116,15 @@ def test_ctrl_c_while_reading_stdin_exits_130(broker: BrokerProcess) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_progress_bar_for_file_input(broker: BrokerProcess, tmp_path) -> None:
+    data = tmp_path / "lines.txt"
+    data.write_text("".join(f"{i}\n" for i in range(20_000)))
+    done = sh(f"{KAPOKMQ} produce --topic p --progress - < {shlex.quote(str(data))}", broker)
+    assert done.returncode == 0, done.stderr
+    last = done.stderr.strip().splitlines()[-1]  # text mode turned each \r into \n
+    assert last.startswith("[" + "#" * 30 + "] 100%"), last
+    assert "20000 sent, 20000 confirmed" in last
+    quiet = sh(f"{KAPOKMQ} produce --topic p - < {shlex.quote(str(data))}", broker)
+    assert (quiet.returncode, quiet.stderr) == (0, "")  # stderr is not a terminal

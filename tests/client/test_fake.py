@@ -226,3 +226,28 @@ async def test_poison_frame_is_not_resent_forever(fake: FakeBroker) -> None:
         assert results[0] is None and results[2] is None
         assert isinstance(results[1], ConnectionLostError)
     assert sorted(m["MessageData"] for m in fake.messages.values()) == ["a", "b"]
+
+
+async def test_window_blocks_and_cancelled_waiter_leaks_no_slot(fake: FakeBroker) -> None:
+    held: list[str] = []
+
+    def hold(frame: str) -> str | None:
+        held.append(frame)
+        return NO_REPLY
+
+    fake.reply_hook = hold
+    producer = Producer(fake.url, "t", "p1", max_in_flight=1, close_timeout=0.5)
+    await producer.connect()
+    first = await producer.submit("first")
+    blocked = asyncio.create_task(producer.send("second"))
+    await asyncio.wait_for(_until(lambda: bool(held)), 5)
+    await asyncio.sleep(0.05)  # give the blocked sender every chance to (wrongly) get through
+    assert not blocked.done() and len(held) == 1 and producer.in_flight == 1
+    blocked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await blocked
+    assert producer._free == 0 and not producer._slot_waiters
+    await producer.close()
+    with pytest.raises(ClientClosedError):
+        await first
+    assert producer._free == 1

@@ -206,7 +206,9 @@ async def _produce(args: argparse.Namespace) -> int:
             await producer.send(args.data, args.delay)
             return 0
         show = sys.stderr.isatty() if args.progress is None else args.progress
-        progress = Progress(sys.stderr, _stdin_size()) if show else None
+        # Asked for explicitly: show it at once; automatic: only once the input proves large.
+        delay = 0.0 if args.progress else 0.5
+        progress = Progress(sys.stderr, _stdin_size(), delay=delay) if show else None
         counts = {"sent": 0, "confirmed": 0, "failed": 0, "bytes": 0}
 
         def done(line_no: int) -> Callable[[asyncio.Future[None]], None]:
@@ -225,6 +227,7 @@ async def _produce(args: argparse.Namespace) -> int:
         async def send_line(raw: bytes) -> None:
             line = raw.decode("utf-8", "replace").removesuffix("\r")
             counts["sent"] += 1
+            counts["bytes"] += len(raw) + 1  # the bar follows what was sent, not what was read
             future = await producer.submit(line, args.delay)
             future.add_done_callback(done(counts["sent"]))
             if progress:
@@ -232,7 +235,6 @@ async def _produce(args: argparse.Namespace) -> int:
 
         tail = b""
         async for chunk in _read_chunks(asyncio.get_running_loop()):
-            counts["bytes"] += len(chunk)
             lines = (tail + chunk).split(b"\n")
             tail = lines.pop()
             for raw in lines:

@@ -60,9 +60,13 @@ class Broker:
         self.listeners: list[MessageListener] = []
         self._dirty: set[Topic] = set()
         self.paused = False
+        self._sessions = 0  # consumer sessions, all topics
         self._ids = itertools.count(1)
         mq = config.mq
         self.retry_after: float | None = float(mq.pushRetryTime) if mq.isRePush else None
+        # how often in-flight tables are checked for redelivery (its worst-case lateness)
+        self.sweep_every = min(0.1, mq.pushRetryTime / 10)
+        self._next_sweep = clock()
         self.max_deliveries = mq.maxDeliveries
         self.clean_consumed = bool(mq.isCleanConsumed)
         self.backlog_limit = mq.messageChanBuffer
@@ -85,6 +89,7 @@ class Broker:
         topic = self.topic(info.topic)
         session = ConsumerSession(next(self._ids), info, topic, self.config.mq.maxInFlight, deliver)
         topic.consumers.append(session)
+        self._sessions += 1
         if topic.ready:
             self._mark(topic)
         return session
@@ -96,6 +101,7 @@ class Broker:
             topic.consumers.remove(session)
         except ValueError:
             return
+        self._sessions -= 1
         if topic.pubsub:
             back = self._orphaned_copies(session)
         else:
@@ -299,11 +305,6 @@ class Broker:
         else:
             self._dirty.add(topic)
 
-    def _on_push(self, batch: list[Message]) -> None:
-        retry_after = self.retry_after
-        if retry_after is not None:
-            self.scheduler.add_retries(batch, self.clock() + retry_after)
-
     def set_paused(self, paused: bool) -> None:
         """Stop or resume all pushing (a slave does not push while its master lives)."""
         self.paused = paused
@@ -317,9 +318,10 @@ class Broker:
         if self.throttle is not None:
             return self._dispatch_throttled(self.throttle)
         pushed = 0
+        now = self.clock()
         while self._dirty:
             topic = self._dirty.pop()
-            pushed += dispatch(topic, self._on_push)
+            pushed += dispatch(topic, now)
         return pushed
 
     def _dispatch_throttled(self, throttle: tuple[int, float]) -> int:
@@ -331,7 +333,7 @@ class Broker:
         pushed = 0
         while self._dirty and self._budget > 0:
             topic = self._dirty.pop()
-            n = dispatch(topic, self._on_push, self._budget)
+            n = dispatch(topic, now, self._budget)
             self._budget -= n
             pushed += n
             if self._budget == 0:
@@ -341,6 +343,12 @@ class Broker:
     # ------------------------------------------------------------------ time
     def next_deadline(self) -> float | None:
         deadline = self.scheduler.next_deadline()
+        if (
+            self.retry_after is not None
+            and self._sessions
+            and (deadline is None or self._next_sweep < deadline)
+        ):
+            deadline = self._next_sweep
         throttled = self.throttle is not None and self._dirty and self._budget <= 0
         if throttled and (deadline is None or self._budget_reset < deadline):
             deadline = self._budget_reset
@@ -360,15 +368,29 @@ class Broker:
             self._mark(topic)
             for listener in self.listeners:
                 listener.message_updated(msg)
-        for msg, attempt in self.scheduler.due_retries(now):
-            if msg.removed or msg.status is not Status.WAITING or msg.attempts != attempt:
-                continue
-            if msg.holder is None:
-                continue  # already back in the ready queue
-            self._redeliver(msg, now)
+        if self.retry_after is not None and now >= self._next_sweep:
+            self._next_sweep = now + self.sweep_every
+            self._sweep(now, now - self.retry_after)
         if self.clean_after is not None and now >= self._next_expiry:
             self._next_expiry = now + self.check_every
             self.expire(now)
+
+    def _sweep(self, now: float, pushed_before: float) -> None:
+        """Redeliver what was pushed at or before ``pushed_before`` and is still unacked.
+
+        In-flight tables are in push order (a re-push re-inserts at the end), so only
+        each table's oldest entries are looked at: O(sessions + due), not O(messages).
+        """
+        for topic in list(self.topics.values()):
+            for session in list(topic.consumers):
+                in_flight = session.in_flight
+                while in_flight:
+                    msg = next(iter(in_flight.values()))
+                    if msg.pushed_at > pushed_before:
+                        break
+                    if not msg.removed and msg.status is Status.WAITING:
+                        self._redeliver(msg, now)
+                    in_flight.pop(msg.code, None)
 
     def _redeliver(self, msg: Message, now: float) -> None:
         topic = self.topic(msg.topic)

@@ -9,8 +9,6 @@ write many frames with one system call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from kapokmq.core.topics import ConsumerSession, Topic
 from kapokmq.model import Message, Status
 
@@ -24,9 +22,6 @@ class _Fanout:
 
 FANOUT = _Fanout()
 
-# Called once per batch of first pushes / re-pushes (not per copy), to arm redelivery.
-OnPush = Callable[[list[Message]], None]
-
 _WAITING = Status.WAITING
 
 
@@ -34,7 +29,7 @@ def _deliverable(msg: Message) -> bool:
     return not msg.removed and msg.status is _WAITING
 
 
-def dispatch_p2p(topic: Topic, on_push: OnPush, limit: int = -1) -> int:
+def dispatch_p2p(topic: Topic, now: float, limit: int = -1) -> int:
     """Push ready messages round-robin (at most ``limit`` if >= 0); returns the count."""
     ready = topic.ready
     consumers = topic.consumers
@@ -60,6 +55,7 @@ def dispatch_p2p(topic: Topic, on_push: OnPush, limit: int = -1) -> int:
         in_flight[msg.code] = msg
         msg.holder = session
         msg.attempts += 1
+        msg.pushed_at = now
         batch = batches.get(session)
         if batch is None:
             batches[session] = [msg]
@@ -68,13 +64,12 @@ def dispatch_p2p(topic: Topic, on_push: OnPush, limit: int = -1) -> int:
         pushed += 1
     topic.rr = idx % n
     for session, batch in batches.items():
-        on_push(batch)
         session.deliver(batch)
     topic.stats.pushed += pushed
     return pushed
 
 
-def dispatch_pubsub(topic: Topic, on_push: OnPush, limit: int = -1) -> int:
+def dispatch_pubsub(topic: Topic, now: float, limit: int = -1) -> int:
     """Fan ready messages out to all sessions, then drain each session's pending copies
     (at most ``limit`` copies in all if >= 0)."""
     consumers = topic.consumers
@@ -88,9 +83,9 @@ def dispatch_pubsub(topic: Topic, on_push: OnPush, limit: int = -1) -> int:
             continue
         msg.holder = FANOUT
         msg.attempts += 1
+        msg.pushed_at = now
         fanned.append(msg)
     if fanned:
-        on_push(fanned)
         for session in consumers:
             session.pending.extend(fanned)
     pushed = 0
@@ -115,7 +110,7 @@ def dispatch_pubsub(topic: Topic, on_push: OnPush, limit: int = -1) -> int:
     return pushed
 
 
-def dispatch(topic: Topic, on_push: OnPush, limit: int = -1) -> int:
+def dispatch(topic: Topic, now: float, limit: int = -1) -> int:
     if topic.pubsub:
-        return dispatch_pubsub(topic, on_push, limit)
-    return dispatch_p2p(topic, on_push, limit)
+        return dispatch_pubsub(topic, now, limit)
+    return dispatch_p2p(topic, now, limit)

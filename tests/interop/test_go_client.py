@@ -1,0 +1,90 @@
+"""The original client's wire behaviour, played by a Go program on gorilla/websocket (the
+library the original Go client uses), against a real broker process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+SOURCE = Path(__file__).with_name("goclient") / "main.go"
+GOPATH = "/usr/share/gocode"
+GORILLA = Path(GOPATH) / "src/github.com/gorilla/websocket"
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _missing() -> str | None:
+    if shutil.which("go") is None:
+        return "Go toolchain (golang-go) not installed"
+    if not GORILLA.is_dir():
+        return "golang-github-gorilla-websocket-dev not installed"
+    return None
+
+
+@pytest.fixture(scope="module")
+def goclient() -> Path:
+    reason = _missing()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must install it (scripts/install-system-deps.sh)")
+        pytest.skip(reason)
+    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
+    binary = Path(tempfile.gettempdir()) / f"kapokmq-goclient-{digest}" / "goclient"
+    if not binary.exists():
+        build = Path(tempfile.mkdtemp(prefix="goclient-build-"))
+        shutil.copy(SOURCE, build / "main.go")
+        env = os.environ | {
+            "GO111MODULE": "off",
+            "GOPATH": GOPATH,
+            "GOCACHE": str(Path(tempfile.gettempdir()) / "kapokmq-gocache"),
+        }
+        subprocess.run(
+            ["go", "build", "-o", "goclient", "."],
+            cwd=build,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=200,
+        )
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(build / "goclient", binary)
+        shutil.rmtree(build, ignore_errors=True)
+    return binary
+
+
+def run(binary: Path, *args: str) -> list[str]:
+    result = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_go_client_produces_and_consumes(broker, goclient):
+    assert run(goclient, "produce", f"{broker.ws}/Producers/Conn/go/p1", "50", "0") == ["ok 50"]
+    lines = run(goclient, "consume", f"{broker.ws}/Consumers/Conn/go/c1", "50")
+    messages = [json.loads(line) for line in lines]
+    assert sorted(m["MessageData"] for m in messages) == sorted(f"go-{i}" for i in range(50))
+    assert all(
+        m["Topic"] == "go" and m["Status"] == -1 and len(m["MessageCode"]) == 32 for m in messages
+    )
+
+
+def test_go_client_delayed_message(broker, goclient):
+    assert run(goclient, "produce", f"{broker.ws}/Producers/Conn/later/p", "1", "1") == ["ok 1"]
+    [line] = run(goclient, "consume", f"{broker.ws}/Consumers/Conn/later/c", "1")
+    assert json.loads(line)["DelayTime"] == 1
+
+
+def test_go_client_sees_the_wrong_key_texts(broker, goclient):
+    lines = run(goclient, "wrongkey", f"{broker.ws}/Consumers/Conn/t/c", "nope")
+    assert lines == [
+        "Please enter the secret key",
+        "Secret key matching error",
+        "Please enter the secret key",
+    ]
