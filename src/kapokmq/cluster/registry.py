@@ -22,7 +22,7 @@ from kapokmq.gossip import GossipConfig, Memberlist, NodeEvent
 from kapokmq.server.app import cors
 from kapokmq.server.auth import key_matches
 from kapokmq.server.http_api import KEY_MISMATCH, json_response
-from kapokmq.server.main import _is_loopback, bound_port
+from kapokmq.server.main import is_loopback, bound_port
 
 log = logging.getLogger("kapokmq.registry")
 
@@ -116,7 +116,7 @@ async def run_registry(config: RegistryConfig, stop: asyncio.Event | None = None
         ) from None
     registry.gossip = gossip
     gossip.add_listener(log_membership)
-    if not _is_loopback(addr) and config.registry.secretKey == "test":
+    if not is_loopback(addr) and config.registry.secretKey == "test":
         log.warning(
             "!!! registry listening on %s with the default secret key 'test'; "
             "set registry.secretKey !!!",

@@ -23,7 +23,7 @@ from kapokmq.storage import StorageError, open_storage
 log = logging.getLogger("kapokmq")
 
 
-def _is_loopback(addr: str) -> bool:
+def is_loopback(addr: str) -> bool:
     if addr == "localhost":
         return True
     try:
@@ -117,7 +117,7 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
                 f"kapokmq: cannot bind the gossip port "
                 f"{config.server.addr}:{config.cluster.gossipPort}: {exc}"
             ) from None
-    if not _is_loopback(config.server.addr) and config.mq.secretKey == "test":
+    if not is_loopback(config.server.addr) and config.mq.secretKey == "test":
         log.warning(
             "!!! listening on %s with the default secret key 'test': anyone who can reach "
             "this port can read and write your queues; set mq.secretKey !!!",
