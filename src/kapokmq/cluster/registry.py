@@ -22,7 +22,7 @@ from kapokmq.gossip import GossipConfig, Memberlist, NodeEvent
 from kapokmq.server.app import cors
 from kapokmq.server.auth import key_matches
 from kapokmq.server.http_api import KEY_MISMATCH, json_response
-from kapokmq.server.main import is_loopback, bound_port
+from kapokmq.server.main import bound_port, is_loopback
 
 log = logging.getLogger("kapokmq.registry")
 
