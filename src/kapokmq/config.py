@@ -234,6 +234,25 @@ def apply_overrides(config: Any, overrides: Mapping[str, object]) -> None:
         _apply(config, section, name, raw, "command line")
 
 
+DEFAULT_FILES = (Path("application.yaml"), Path("config/application.yaml"))
+
+
+def overlay(
+    config: Any,
+    path: Path | None,
+    environ: Mapping[str, str] | None,
+    overrides: Mapping[str, object] | None,
+) -> None:
+    """Apply yaml file, then KAPOKMQ_* environment, then dotted overrides, in that order."""
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        load_yaml(config, path)
+    load_env(config, os.environ if environ is None else environ)
+    if overrides:
+        apply_overrides(config, overrides)
+
+
 def load_config(
     path: Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -242,17 +261,8 @@ def load_config(
     """Build the effective configuration; ``./application.yaml`` is read if no path is given."""
     config = Config()
     if path is None:
-        for candidate in (Path("application.yaml"), Path("config/application.yaml")):
-            if candidate.is_file():
-                path = candidate
-                break
-    if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        load_yaml(config, path)
-    load_env(config, os.environ if environ is None else environ)
-    if overrides:
-        apply_overrides(config, overrides)
+        path = next((p for p in DEFAULT_FILES if p.is_file()), None)
+    overlay(config, path, environ, overrides)
     if bool(config.server.tlsCert) != bool(config.server.tlsKey):
         raise ConfigError("server.tlsCert and server.tlsKey must be set together")
     return config

@@ -66,21 +66,13 @@ def registry_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run_registry_command(args: argparse.Namespace) -> int:
     from kapokmq.cluster.registry import run_registry
     from kapokmq.cluster.settings import load_registry_config
-    from kapokmq.server.commands import configure_logging
+    from kapokmq.server.commands import run_service
 
-    configure_logging(args.log_level)
-    try:
-        config = load_registry_config(args.config, overrides=registry_overrides(args))
-    except ConfigError as exc:
-        print(f"kapokmq: configuration error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(run_registry(config))
-    else:
-        uvloop.run(run_registry(config))
-    return 0
+    return run_service(
+        args,
+        lambda: load_registry_config(args.config, overrides=registry_overrides(args)),
+        run_registry,
+    )
 
 
 def register_nodes(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

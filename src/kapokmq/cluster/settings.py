@@ -9,16 +9,13 @@ Same layering as the broker: defaults < yaml < KAPOKMQ_* environment < CLI flags
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from kapokmq.config import ConfigError, ServerSection, apply_overrides, load_env, load_yaml
-
-DEFAULT_FILES = (Path("application.yaml"), Path("config/application.yaml"))
+from kapokmq.config import DEFAULT_FILES, ServerSection, overlay
 
 
 @dataclass
@@ -60,11 +57,5 @@ def load_registry_config(
     config = RegistryConfig()
     if path is None:
         path = next((p for p in DEFAULT_FILES if p.is_file() and _has_registry_section(p)), None)
-    if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        load_yaml(config, path)
-    load_env(config, os.environ if environ is None else environ)
-    if overrides:
-        apply_overrides(config, overrides)
+    overlay(config, path, environ, overrides)
     return config
