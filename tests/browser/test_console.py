@@ -352,7 +352,8 @@ def test_a_hung_broker_shows_as_down(console: Page, broker: BrokerProcess) -> No
 
 def test_cluster_node_list(page: Page, tmp_path) -> None:
     """A real registry with two clustered brokers: the Cluster page lists both."""
-    registry = registry_process(tmp_path).start()
+    registry = registry_process(tmp_path)
+    registry.start()
     brokers = [cluster_broker(tmp_path, registry.gossip_port).start() for _ in range(2)]
     try:
         log_in(page, brokers[0])
