@@ -22,6 +22,8 @@ SECRET = "test"
 class BrokerProcess:
     """A broker subprocess; ``settings`` are passed as ``--set section.key=value``."""
 
+    SUBCOMMAND = "serve"  # `kapokmq registry` takes the same flags (tests/cluster)
+
     settings: dict[str, object] = field(default_factory=dict)
     extra_args: Sequence[str] = ()
     cwd: Path | None = None
@@ -38,7 +40,7 @@ class BrokerProcess:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 15.0) -> BrokerProcess:
-        args = [sys.executable, "-m", "kapokmq", "serve", "--addr", "127.0.0.1"]
+        args = [sys.executable, "-m", "kapokmq", self.SUBCOMMAND, "--addr", "127.0.0.1"]
         args += ["--port", str(self.port)]
         for key, value in self.settings.items():
             args += ["--set", f"{key}={value}"]

@@ -123,6 +123,12 @@ SECTIONS = ("server", "mq", "cluster", "sync")
 SECRETS = frozenset(("secretKey", "consoleKey"))
 
 
+def _sections(config: Any) -> tuple[str, ...]:
+    """The section names of a config dataclass (the broker's ``Config`` or another, e.g.
+    the registry's), so the loaders below serve any of them."""
+    return tuple(f.name for f in dataclasses.fields(config))
+
+
 def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
     """Convert one raw value (yaml scalar or env string) to the field's type and check it."""
     key = f"{section}.{f.name}"
@@ -172,7 +178,7 @@ def _check_topics(key: str, raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]
     return topics
 
 
-def _apply(config: Config, section: str, name: str, raw: object, origin: str) -> None:
+def _apply(config: Any, section: str, name: str, raw: object, origin: str) -> None:
     target = getattr(config, section)
     fields = {f.name: f for f in dataclasses.fields(target)}
     f = fields.get(name)
@@ -186,7 +192,7 @@ def _apply(config: Config, section: str, name: str, raw: object, origin: str) ->
     setattr(target, f.name, _coerce(section, f, raw))
 
 
-def load_yaml(config: Config, path: Path) -> None:
+def load_yaml(config: Any, path: Path) -> None:
     """Overlay an application.yaml (original format; unknown keys are warned about)."""
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -197,7 +203,7 @@ def load_yaml(config: Config, path: Path) -> None:
     if not isinstance(document, Mapping):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     for section, values in document.items():
-        if section not in SECTIONS:
+        if section not in _sections(config):
             continue  # e.g. Serena's `registry:` section in a shared file
         if values is None:
             continue
@@ -207,7 +213,7 @@ def load_yaml(config: Config, path: Path) -> None:
             _apply(config, section, str(name), raw, str(path))
 
 
-def load_env(config: Config, environ: Mapping[str, str]) -> None:
+def load_env(config: Any, environ: Mapping[str, str]) -> None:
     """Overlay KAPOKMQ_<SECTION>_<KEY> variables (key matched case-insensitively)."""
     for var, raw in environ.items():
         if not var.startswith(ENV_PREFIX):
@@ -215,20 +221,39 @@ def load_env(config: Config, environ: Mapping[str, str]) -> None:
         rest = var[len(ENV_PREFIX) :]
         section, _, name = rest.partition("_")
         section = section.lower()
-        if section not in SECTIONS or not name:
+        if section not in _sections(config) or not name:
             continue
         _apply(config, section, name.replace("_", ""), raw, f"environment {var}")
 
 
-def apply_overrides(config: Config, overrides: Mapping[str, object]) -> None:
+def apply_overrides(config: Any, overrides: Mapping[str, object]) -> None:
     """Overlay dotted ``section.key`` values (from CLI flags)."""
     for dotted, raw in overrides.items():
         section, _, name = dotted.partition(".")
-        if section not in SECTIONS or not name:
+        if section not in _sections(config) or not name:
             raise ConfigError(f"unknown setting {dotted!r}; use section.key, e.g. mq.pushType")
         if section == "mq" and name == "topics":
             raise ConfigError("mq.topics can only be set in the yaml file")
         _apply(config, section, name, raw, "command line")
+
+
+DEFAULT_FILES = (Path("application.yaml"), Path("config/application.yaml"))
+
+
+def overlay(
+    config: Any,
+    path: Path | None,
+    environ: Mapping[str, str] | None,
+    overrides: Mapping[str, object] | None,
+) -> None:
+    """Apply yaml file, then KAPOKMQ_* environment, then dotted overrides, in that order."""
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        load_yaml(config, path)
+    load_env(config, os.environ if environ is None else environ)
+    if overrides:
+        apply_overrides(config, overrides)
 
 
 def load_config(
@@ -239,17 +264,8 @@ def load_config(
     """Build the effective configuration; ``./application.yaml`` is read if no path is given."""
     config = Config()
     if path is None:
-        for candidate in (Path("application.yaml"), Path("config/application.yaml")):
-            if candidate.is_file():
-                path = candidate
-                break
-    if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        load_yaml(config, path)
-    load_env(config, os.environ if environ is None else environ)
-    if overrides:
-        apply_overrides(config, overrides)
+        path = next((p for p in DEFAULT_FILES if p.is_file()), None)
+    overlay(config, path, environ, overrides)
     if bool(config.server.tlsCert) != bool(config.server.tlsKey):
         raise ConfigError("server.tlsCert and server.tlsKey must be set together")
     return config

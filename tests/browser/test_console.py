@@ -11,6 +11,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.browser.conftest import Watched, log_in
 from tests.browser.helpers import connect_client, post, send, shoot
+from tests.cluster.harness import cluster_broker, node_name, registry_process
 from tests.harness import BrokerProcess
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -349,21 +350,20 @@ def test_a_hung_broker_shows_as_down(console: Page, broker: BrokerProcess) -> No
     expect(page.locator("#ov-ping")).to_have_text("Broker up", timeout=20_000)
 
 
-def test_cluster_node_list(console: Page, broker: BrokerProcess) -> None:
-    """Clustering is not wired into the broker yet: GetNodes' answer is stubbed in the page."""
-    page = console
-    nodes = [
-        {"Name": "mq:127.0.0.1:8011", "Addr": "127.0.0.1", "Port": "8011"},
-        {"Name": "mq:127.0.0.2:8012", "Addr": "127.0.0.2", "Port": "8012"},
-    ]
-    page.route(
-        "**/Console/GetNodes",
-        lambda route: route.fulfill(status=200, content_type="application/json", json=nodes),
-    )
-    go(page, "cluster")
-    expect(page.locator("#cluster-on")).to_be_visible()
-    expect(page.locator("#cluster-off")).to_be_hidden()
-    expect(page.locator("#nodes tbody tr")).to_have_count(2)
-    expect(page.locator("#nodes tbody tr").nth(1)).to_contain_text("mq:127.0.0.2:8012")
-    expect(page.locator("#nodes-count")).to_have_text("2 nodes")
-    shoot(page, "12-cluster-nodes")
+def test_cluster_node_list(page: Page, tmp_path) -> None:
+    """A real registry with two clustered brokers: the Cluster page lists both."""
+    registry = registry_process(tmp_path)
+    registry.start()
+    brokers = [cluster_broker(tmp_path, registry.gossip_port).start() for _ in range(2)]
+    try:
+        log_in(page, brokers[0])
+        go(page, "cluster")
+        expect(page.locator("#cluster-on")).to_be_visible()
+        expect(page.locator("#cluster-off")).to_be_hidden()
+        for broker in brokers:  # the page refreshes until gossip has told both nodes
+            expect(page.locator("#nodes")).to_contain_text(node_name(broker), timeout=15_000)
+        expect(page.locator("#nodes-count")).to_have_text("2 nodes")
+        shoot(page, "12-cluster-nodes")
+    finally:
+        for proc in (*brokers, registry):
+            proc.cleanup()

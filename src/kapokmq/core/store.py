@@ -38,6 +38,20 @@ class MessageStore:
         by_hour = self._by_hour
         by_hour[hour] = by_hour.get(hour, 0) + 1
 
+    def add_many(self, msgs: list[Message]) -> None:
+        """``add`` for a recovery's worth of messages, without a call per message."""
+        messages = self._messages
+        counts = self._counts
+        by_hour = self._by_hour
+        for msg in msgs:
+            code = msg.code
+            if code in messages:
+                raise KeyError(f"duplicate message code {code}")
+            messages[code] = msg
+            counts[msg.status + 1] += 1
+            hour = msg.create_time // 3600
+            by_hour[hour] = by_hour.get(hour, 0) + 1
+
     def remove(self, code: str) -> Message | None:
         msg = self._messages.pop(code, None)
         if msg is None:

@@ -6,10 +6,13 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kapokmq.config import ConfigError, load_config
+
+T = TypeVar("T")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,19 +77,30 @@ def configure_logging(level: str) -> None:
     )
 
 
-def serve(args: argparse.Namespace) -> int:
-    from kapokmq.server.main import run_broker
-
+def run_service(
+    args: argparse.Namespace,
+    load: Callable[[], T],
+    run: Callable[[T], Coroutine[Any, Any, None]],
+) -> int:
+    """Shared by `serve` and `registry`: logging, config (errors as one line), event loop."""
     configure_logging(args.log_level)
     try:
-        config = load_config(args.config, overrides=collect_overrides(args))
+        config = load()
     except ConfigError as exc:
         print(f"kapokmq: configuration error: {exc}", file=sys.stderr)
         return 2
     try:
         import uvloop
     except ImportError:
-        asyncio.run(run_broker(config))
+        asyncio.run(run(config))
     else:
-        uvloop.run(run_broker(config))
+        uvloop.run(run(config))
     return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    from kapokmq.server.main import run_broker
+
+    return run_service(
+        args, lambda: load_config(args.config, overrides=collect_overrides(args)), run_broker
+    )

@@ -12,16 +12,18 @@ import ssl
 
 from aiohttp import web
 
+from kapokmq.cluster.node import cluster_node_for
 from kapokmq.cluster.replication import SlaveLink
 from kapokmq.config import Config
 from kapokmq.server.app import build_app
+from kapokmq.server.keys import NODES
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.storage import StorageError, open_storage
 
 log = logging.getLogger("kapokmq")
 
 
-def _is_loopback(addr: str) -> bool:
+def is_loopback(addr: str) -> bool:
     if addr == "localhost":
         return True
     try:
@@ -86,6 +88,9 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
     except StorageError as exc:
         raise SystemExit(f"kapokmq: storage: {exc}") from None
     app = build_app(runtime)
+    cluster = cluster_node_for(config)
+    if cluster is not None:
+        app[NODES] = cluster.nodes
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(
@@ -101,7 +106,18 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
             f"kapokmq: cannot listen on {config.server.addr}:{config.server.port}: {exc}"
         ) from None
     port = bound_port(site, config.server.port)
-    if not _is_loopback(config.server.addr) and config.mq.secretKey == "test":
+    if cluster is not None:
+        try:
+            await cluster.start(port)
+        except OSError as exc:
+            await runner.cleanup()
+            if storage is not None:
+                await storage.close()
+            raise SystemExit(
+                f"kapokmq: cannot bind the gossip port "
+                f"{config.server.addr}:{config.cluster.gossipPort}: {exc}"
+            ) from None
+    if not is_loopback(config.server.addr) and config.mq.secretKey == "test":
         log.warning(
             "!!! listening on %s with the default secret key 'test': anyone who can reach "
             "this port can read and write your queues; set mq.secretKey !!!",
@@ -140,6 +156,8 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         log.info("shutting down")
+        if cluster is not None:
+            await cluster.stop()
         if slave is not None:
             await slave.close()
         if fast_server is not None:

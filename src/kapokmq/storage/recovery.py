@@ -165,6 +165,7 @@ def load_snapshot(
                 msg.topic = intern(topic, topic)
                 msg.status = status_of[status]
                 msg.holder = None
+                msg.pushed_at = 0.0
                 msg.removed = False
                 msgs[msg.code] = msg
                 loaded += 1

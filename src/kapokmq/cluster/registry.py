@@ -1,0 +1,141 @@
+"""`kapokmq registry`: the Serena-compatible registry (DESIGN A5, A7).
+
+A gossip node named ``r:{addr}:{httpPort}`` that brokers join, and an HTTP endpoint
+``POST /Registry/GetNodes`` (header ``secretKey``) listing the live brokers, with the
+broker's CORS headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from kapokmq.cluster.gossip_addr import advertise_for
+from kapokmq.cluster.nodes import broker_nodes, registry_name
+from kapokmq.cluster.settings import RegistryConfig
+from kapokmq.gossip import GossipConfig, Memberlist, NodeEvent
+from kapokmq.server.app import cors
+from kapokmq.server.auth import key_matches
+from kapokmq.server.http_api import KEY_MISMATCH, json_response
+from kapokmq.server.main import bound_port, is_loopback
+
+log = logging.getLogger("kapokmq.registry")
+
+
+@dataclass
+class Registry:
+    """What the HTTP handlers need; ``gossip`` is set once the HTTP port is known."""
+
+    secret_key: str
+    gossip: Memberlist | None = None
+
+    def nodes(self) -> list[dict[str, str]]:
+        return [] if self.gossip is None else broker_nodes(self.gossip.members())
+
+
+REGISTRY = web.AppKey("registry", Registry)
+
+
+async def get_nodes(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    if not key_matches(request.headers.get("secretKey"), registry.secret_key):
+        return json_response(KEY_MISMATCH)
+    return json_response(registry.nodes())
+
+
+async def healthz(request: web.Request) -> web.Response:
+    gossip = request.app[REGISTRY].gossip
+    members = 0 if gossip is None else gossip.num_members()
+    return json_response({"status": "ok", "members": members})
+
+
+def build_registry_app(registry: Registry) -> web.Application:
+    app = web.Application(middlewares=[cors])
+    app[REGISTRY] = registry
+    app.router.add_post("/Registry/GetNodes", get_nodes)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def gossip_config(config: RegistryConfig, http_port: int) -> GossipConfig:
+    addr = config.server.addr
+    return GossipConfig.lan(
+        registry_name(addr, http_port),
+        bind_addr=addr,
+        bind_port=config.registry.gossipPort,
+        advertise_addr=advertise_for(addr),
+    )
+
+
+def log_membership(event: NodeEvent) -> None:
+    member = event.member
+    log.info(
+        "member %s %s (%s:%d, %s)",
+        member.name,
+        event.kind,
+        member.addr,
+        member.port,
+        member.state,
+    )
+
+
+async def run_registry(config: RegistryConfig, stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or until ``stop`` is set); leave the cluster on the way out."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    addr = config.server.addr
+    registry = Registry(config.registry.secretKey)
+    runner = web.AppRunner(
+        build_registry_app(registry), access_log=None, handle_signals=False, shutdown_timeout=1.0
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, addr, config.server.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SystemExit(
+            f"kapokmq registry: cannot listen on {addr}:{config.server.port}: {exc}"
+        ) from None
+    port = bound_port(site, config.server.port)
+    gossip = Memberlist(gossip_config(config, port))
+    try:
+        await gossip.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SystemExit(
+            f"kapokmq registry: cannot bind gossip on {addr}:{config.registry.gossipPort}: {exc}"
+        ) from None
+    registry.gossip = gossip
+    gossip.add_listener(log_membership)
+    if not is_loopback(addr) and config.registry.secretKey == "test":
+        log.warning(
+            "!!! registry listening on %s with the default secret key 'test'; "
+            "set registry.secretKey !!!",
+            addr,
+        )
+    gaddr, gport = gossip.address
+    log.info(
+        "kapokmq registry %s listening on http://%s:%d (gossip %s:%d)",
+        gossip.name,
+        addr,
+        port,
+        gaddr,
+        gport,
+    )
+    try:
+        await stop.wait()
+    finally:
+        log.info("registry shutting down")
+        with contextlib.suppress(Exception):
+            await gossip.leave(timeout=2.0)
+        await gossip.shutdown()
+        await runner.cleanup()

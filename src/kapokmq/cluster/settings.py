@@ -1,0 +1,61 @@
+"""The registry's configuration: its own application.yaml in the original (Serena).
+
+    server:   addr 127.0.0.1 | port 8031
+    registry: secretKey test | gossipPort 8041
+
+Same layering as the broker: defaults < yaml < KAPOKMQ_* environment < CLI flags
+(``KAPOKMQ_REGISTRY_SECRETKEY``, ``KAPOKMQ_SERVER_PORT``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from kapokmq.config import DEFAULT_FILES, ServerSection, overlay
+
+
+@dataclass
+class RegistryServerSection(ServerSection):
+    port: int = field(default=8031, metadata={"min": 0, "max": 65535})
+
+
+@dataclass
+class RegistrySection:
+    secretKey: str = "test"
+    gossipPort: int = field(default=8041, metadata={"min": 0, "max": 65535})
+
+
+@dataclass
+class RegistryConfig:
+    server: RegistryServerSection = field(default_factory=RegistryServerSection)
+    registry: RegistrySection = field(default_factory=RegistrySection)
+
+
+def _has_registry_section(path: Path) -> bool:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(document, Mapping) and "registry" in document
+
+
+def load_registry_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> RegistryConfig:
+    """Build the registry's configuration.
+
+    With no ``path``, ``./application.yaml`` (or ``config/application.yaml``) is read only
+    if it has a ``registry:`` section, so a broker's file in the same directory is not
+    mistaken for the registry's (its ``server.port`` would collide with the broker).
+    """
+    config = RegistryConfig()
+    if path is None:
+        path = next((p for p in DEFAULT_FILES if p.is_file() and _has_registry_section(p)), None)
+    overlay(config, path, environ, overrides)
+    return config
