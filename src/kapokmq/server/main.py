@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib.util
 import ipaddress
 import logging
 import signal
@@ -77,6 +78,10 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or until ``stop`` is set)."""
     stop = stop or asyncio.Event()
     ssl_context = tls_context(config)
+    if config.server.fastPort >= 0 and importlib.util.find_spec("picows") is None:
+        raise SystemExit(
+            "kapokmq: server.fastPort needs picows: pip install 'kapokmq[fast]' (or picows)"
+        )
     tune_gc()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
