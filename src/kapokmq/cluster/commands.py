@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kapokmq.config import ConfigError
-
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
@@ -45,22 +43,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def registry_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = value
-    for flag, key in (
-        ("addr", "server.addr"),
-        ("port", "server.port"),
-        ("secret_key", "registry.secretKey"),
-        ("gossip_port", "registry.gossipPort"),
-    ):
-        value = getattr(args, flag)
-        if value is not None:
-            overrides[key] = value
-    return overrides
+    from kapokmq.server.commands import flag_overrides
+
+    return flag_overrides(
+        args,
+        {
+            "addr": "server.addr",
+            "port": "server.port",
+            "secret_key": "registry.secretKey",
+            "gossip_port": "registry.gossipPort",
+        },
+    )
 
 
 def run_registry_command(args: argparse.Namespace) -> int:

@@ -48,22 +48,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=serve)
 
 
-def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
+def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> dict[str, Any]:
+    """``--set SECTION.KEY=VALUE`` items, then the named flags (attribute -> dotted key)."""
     overrides: dict[str, Any] = {}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
         overrides[key.strip()] = value
-    for flag, key in (
-        ("addr", "server.addr"),
-        ("port", "server.port"),
-        ("secret_key", "mq.secretKey"),
-        ("push_type", "mq.pushType"),
-    ):
+    for flag, key in flags.items():
         value = getattr(args, flag)
         if value is not None:
             overrides[key] = value
+    return overrides
+
+
+def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides = flag_overrides(
+        args,
+        {
+            "addr": "server.addr",
+            "port": "server.port",
+            "secret_key": "mq.secretKey",
+            "push_type": "mq.pushType",
+        },
+    )
     if getattr(args, "recover_skip_corrupt", False):
         overrides["mq.recoverSkipCorrupt"] = 1
     return overrides
