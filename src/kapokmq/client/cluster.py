@@ -19,7 +19,7 @@ import contextlib
 import itertools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -41,7 +41,7 @@ from kapokmq.client.errors import (
 from kapokmq.client.http import ConsoleClient
 from kapokmq.client.message import Message
 from kapokmq.client.producer import DataLike, Producer, encode_send
-from kapokmq.client.sync import SyncMessage, run
+from kapokmq.client.sync import _Closing, _SyncReceiver, run
 
 log = logging.getLogger("kapokmq.client.cluster")
 
@@ -606,7 +606,7 @@ class ClusterConsumer(_Follower):
 # -- blocking wrappers ------------------------------------------------------------------------
 
 
-class SyncClusterProducer:
+class SyncClusterProducer(_Closing):
     """Blocking `ClusterProducer` (same arguments), run on `kapokmq.client.sync`'s loop."""
 
     def __init__(self, registry_url: str, topic: str, producer_id: str, *args: Any, **kw: Any):
@@ -640,14 +640,8 @@ class SyncClusterProducer:
     def close(self) -> None:
         run(self._producer.close())
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class SyncClusterConsumer:
+class SyncClusterConsumer(_SyncReceiver):
     """Blocking `ClusterConsumer`: ``for msg in consumer: ...; msg.ack()``."""
 
     def __init__(self, registry_url: str, topic: str, consumer_id: str, *args: Any, **kw: Any):
@@ -656,29 +650,8 @@ class SyncClusterConsumer:
             await consumer.connect()
             return consumer
 
-        self._consumer = run(make())
+        self._cluster = self._consumer = run(make())
 
     @property
     def nodes(self) -> list[str]:
-        return self._consumer.nodes
-
-    def receive(self, timeout: float | None = None) -> SyncMessage:
-        """The next message from any broker; TimeoutError after ``timeout`` seconds."""
-        return SyncMessage.wrap(run(self._consumer.receive(timeout)))
-
-    def __iter__(self) -> Iterator[SyncMessage]:
-        while True:
-            try:
-                message = run(self._consumer.__anext__())
-            except StopAsyncIteration:
-                return
-            yield SyncMessage.wrap(message)
-
-    def close(self) -> None:
-        run(self._consumer.close())
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return self._cluster.nodes

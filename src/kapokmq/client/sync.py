@@ -11,7 +11,7 @@ import threading
 from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from kapokmq.client.backoff import Backoff
 from kapokmq.client.connection import DEFAULT_SECRET_KEY, DEFAULT_URL
@@ -155,7 +155,37 @@ class SyncMessage:
         return cls(**values, _message=message)
 
 
-class SyncConsumer(_Closing):
+class _AsyncReceiver(Protocol):
+    async def receive(self, timeout: float | None = None) -> Message: ...
+
+    async def __anext__(self) -> Message: ...
+
+    async def close(self) -> None: ...
+
+
+class _SyncReceiver(_Closing):
+    """Blocking receive, iteration and close over an async consumer (plain or cluster)."""
+
+    _consumer: _AsyncReceiver
+
+    def receive(self, timeout: float | None = None) -> SyncMessage:
+        """The next message; TimeoutError after ``timeout`` seconds."""
+        return SyncMessage.wrap(run(self._consumer.receive(timeout)))
+
+    def __iter__(self) -> Iterator[SyncMessage]:
+        while True:
+            try:
+                message = run(self._consumer.__anext__())
+            except StopAsyncIteration:
+                return
+            yield SyncMessage.wrap(message)
+
+    def close(self) -> None:
+        """Close the connection; unacked messages are redelivered by the broker."""
+        run(self._consumer.close())
+
+
+class SyncConsumer(_SyncReceiver):
     """Blocking `Consumer`: iterate with ``for msg in consumer`` and call ``msg.ack()``."""
 
     def __init__(
@@ -187,22 +217,6 @@ class SyncConsumer(_Closing):
             return consumer
 
         self._consumer = run(make())
-
-    def receive(self, timeout: float | None = None) -> SyncMessage:
-        """The next message; TimeoutError after ``timeout`` seconds."""
-        return SyncMessage.wrap(run(self._consumer.receive(timeout)))
-
-    def __iter__(self) -> Iterator[SyncMessage]:
-        while True:
-            try:
-                message = run(self._consumer.__anext__())
-            except StopAsyncIteration:
-                return
-            yield SyncMessage.wrap(message)
-
-    def close(self) -> None:
-        """Close the connection; unacked messages are redelivered by the broker."""
-        run(self._consumer.close())
 
 
 class SyncConsoleClient(_Closing):
