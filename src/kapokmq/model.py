@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+import msgspec
 import orjson
 
 
@@ -27,53 +28,36 @@ class Status(IntEnum):
     DEAD = 2
 
 
-class Message:
+class Message(msgspec.Struct, gc=False, eq=False):
     """One stored message.
 
     The wire fields mirror the original's struct; the rest is scheduling state owned by the
     core. ``holder`` is the consumer a point-to-point message is in flight to (or the
     ``FANOUT`` marker in pub/sub); ``None`` means it sits in its topic's ready queue.
     ``pushed_at`` drives redelivery: unacked ``pushRetryTime`` seconds after it, it goes again.
+
+    A msgspec Struct rather than a ``__slots__`` class because it can opt out of the
+    cyclic garbage collector (``gc=False``): a broker holds up to millions of messages,
+    and with ordinary objects each young-generation collection re-walked tens of
+    thousands of them, a 20-30 ms pause every couple of seconds at 20k msg/s (the p99
+    latency of issue 7). A message never closes a reference cycle that only the cyclic
+    collector could break: ``holder`` is cleared when it leaves an in-flight table.
+    Identity equality (``eq=False``): two messages are never "the same" by value.
+    Creation is also about 3x cheaper (157 vs 500 ns) and 16 bytes smaller.
     """
 
-    __slots__ = (
-        "arrival",
-        "attempts",
-        "code",
-        "consumed_time",
-        "create_time",
-        "data",
-        "delay_time",
-        "holder",
-        "pushed_at",
-        "removed",
-        "status",
-        "topic",
-    )
-
-    def __init__(
-        self,
-        code: str,
-        data: str,
-        topic: str,
-        create_time: int,
-        delay_time: int,
-        status: Status,
-        arrival: float,
-        consumed_time: int = 0,
-    ) -> None:
-        self.code = code
-        self.data = data
-        self.topic = topic
-        self.create_time = create_time
-        self.consumed_time = consumed_time
-        self.delay_time = delay_time
-        self.status = status
-        self.arrival = arrival
-        self.attempts = 0
-        self.holder: object | None = None
-        self.pushed_at = 0.0  # time of the latest push (or pub/sub fan-out)
-        self.removed = False
+    code: str
+    data: str
+    topic: str
+    create_time: int
+    delay_time: int
+    status: Status
+    arrival: float
+    consumed_time: int = 0
+    attempts: int = 0
+    holder: object | None = None
+    pushed_at: float = 0.0  # time of the latest push (or pub/sub fan-out)
+    removed: bool = False
 
     def __repr__(self) -> str:
         return (

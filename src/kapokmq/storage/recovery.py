@@ -138,7 +138,7 @@ def load_snapshot(
     expected: int | None = None
     status_of = STATUS_OF
     intern = topics.setdefault
-    new = Message.__new__
+    new = Message
     with f:
         for count, payload in read_frames(f, size, tail):
             unpacker.feed(payload)
@@ -149,24 +149,18 @@ def load_snapshot(
                         expected = rec[1]
                         continue
                     return loaded, f"snapshot {path.name}: unexpected record type {rec[0]}"
-                msg = new(Message)
-                (
-                    _,
-                    msg.code,
-                    topic,
-                    msg.data,
-                    msg.create_time,
-                    msg.consumed_time,
-                    msg.delay_time,
-                    status,
-                    msg.arrival,
-                    msg.attempts,
-                ) = rec
-                msg.topic = intern(topic, topic)
-                msg.status = status_of[status]
-                msg.holder = None
-                msg.pushed_at = 0.0
-                msg.removed = False
+                _, code, topic, data, created, consumed, delay, status, arrival, attempts = rec
+                msg = new(
+                    code,
+                    data,
+                    intern(topic, topic),
+                    created,
+                    delay,
+                    status_of[status],
+                    arrival,
+                    consumed,
+                    attempts,
+                )
                 msgs[msg.code] = msg
                 loaded += 1
             progress.update(len(payload), count)
