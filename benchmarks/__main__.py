@@ -7,7 +7,8 @@ medians of --repeat runs, a table on stdout and JSON in benchmarks/results/.
     python -m benchmarks --only e2e,fill --repeat 5
 
 Scenarios: ceiling (bare aiohttp and picows relays: the transport's limit), e2e, latency,
-fanout, topics, http, fill, persistence, memory, delay. CPU per message is the main
+fanout, topics, http, fill, aiohttp (the WebSocket scenarios on server.wsEngine aiohttp),
+persistence, memory, delay. CPU per message is the main
 figure on a shared machine: wall-clock rates move with the other load, CPU much less.
 """
 
@@ -109,28 +110,20 @@ def drive(pid: int, url: str, *loadgen_args: str, settle: float = 0.0) -> dict[s
     return result
 
 
-FAST_LISTENING = re.compile(r"\(picows\) on wss?://[^:]+:(\d+)")
-
-
 def on_broker(
     settings: dict[str, object],
     *loadgen_args: str,
     cwd: Path | None = None,
     settle: float = 0.0,
-    fast: bool = False,
+    engine: str | None = None,
 ) -> dict[str, Any]:
-    """Run the generator against a fresh broker (its picows port if ``fast``)."""
-    if fast:
-        settings = {**settings, "server.fastPort": 0}
+    """Run the generator against a fresh broker (WebSockets on ``engine`` if given)."""
+    if engine is not None:
+        settings = {**settings, "server.wsEngine": engine}
     broker = BrokerProcess(settings=settings, cwd=cwd).start()
     try:
         assert broker.proc is not None
-        url = broker.ws
-        if fast:
-            match = FAST_LISTENING.search(broker.log())
-            assert match is not None, broker.log()
-            url = f"ws://127.0.0.1:{match.group(1)}"
-        return drive(broker.proc.pid, url, *loadgen_args, settle=settle)
+        return drive(broker.proc.pid, broker.ws, *loadgen_args, settle=settle)
     finally:
         broker.cleanup()
 
@@ -195,7 +188,7 @@ def scenario_rows(args: argparse.Namespace) -> dict[str, Row]:
 
             add(f"ceiling {kind} relay e2e", repeated(rep, relay))
             add(f"ceiling {kind} ingest", repeated(rep, ingest))
-    e2e_ceiling = "ceiling aiohttp relay e2e"
+    e2e_ceiling = "ceiling picows relay e2e"  # the default WebSocket engine
     if "e2e" in wanted:
         add(
             "1 e2e p2p (1 prod, 1 cons acking)",
@@ -237,40 +230,46 @@ def scenario_rows(args: argparse.Namespace) -> dict[str, Row]:
         add(
             "ingest only (publish, no consumer)",
             repeated(rep, lambda: on_broker({}, "fill", "--n", n(200_000))),
-            ceiling="ceiling aiohttp ingest",
+            ceiling="ceiling picows ingest",
         )
-    if "fast" in wanted:
-        ceiling = "ceiling picows relay e2e"
+    if "aiohttp" in wanted:
+        ceiling = "ceiling aiohttp relay e2e"
         add(
-            "1 e2e p2p [picows port]",
-            repeated(rep, lambda: on_broker({}, "e2e", "--n", n(200_000), fast=True)),
+            "1 e2e p2p [aiohttp engine]",
+            repeated(rep, lambda: on_broker({}, "e2e", "--n", n(200_000), engine="aiohttp")),
             ceiling=ceiling,
         )
         add(
-            f"2 latency at {args.rate:,.0f} msg/s [picows port]",
+            f"2 latency at {args.rate:,.0f} msg/s [aiohttp engine]",
             repeated(
                 rep,
                 lambda: on_broker(
-                    {}, "rate", "--n", n(args.rate * 5), "--rate", str(args.rate), fast=True
+                    {}, "rate", "--n", n(args.rate * 5), "--rate", str(args.rate), engine="aiohttp"
                 ),
             ),
             ceiling=ceiling,
         )
         add(
-            "3 fan-out pub/sub 1 -> 10 [picows port]",
+            "3 fan-out pub/sub 1 -> 10 [aiohttp engine]",
             repeated(
                 rep,
                 lambda: on_broker(
-                    {"mq.pushType": 2}, "e2e", "--n", n(30_000), "--consumers", "10", fast=True
+                    {"mq.pushType": 2},
+                    "e2e",
+                    "--n",
+                    n(30_000),
+                    "--consumers",
+                    "10",
+                    engine="aiohttp",
                 ),
             ),
             unit="deliv/s",
             ceiling=ceiling,
         )
         add(
-            "ingest only [picows port]",
-            repeated(rep, lambda: on_broker({}, "fill", "--n", n(200_000), fast=True)),
-            ceiling="ceiling picows ingest",
+            "ingest only [aiohttp engine]",
+            repeated(rep, lambda: on_broker({}, "fill", "--n", n(200_000), engine="aiohttp")),
+            ceiling="ceiling aiohttp ingest",
         )
     if "persistence" in wanted:
         from benchmarks.persistence import MODES

@@ -12,7 +12,7 @@ SCENARIOS = (
     "topics",
     "http",
     "fill",
-    "fast",
+    "aiohttp",
     "persistence",
     "memory",
     "delay",

@@ -41,9 +41,9 @@ class ServerSection:
     port: int = field(default=8011, metadata={"min": 0, "max": 65535})
     tlsCert: str = ""  # PEM certificate chain; with tlsKey: serve https/wss
     tlsKey: str = ""
-    # optional picows WebSocket listener for producers and consumers (issue 7):
-    # -1 off, 0 any free port, else that port; same address and TLS as the main port
-    fastPort: int = field(default=-1, metadata={"min": -1, "max": 65535})
+    # who serves the producer/consumer WebSockets on the main port: picows (faster) or
+    # aiohttp (the engine of everything else on the port); same protocol either way
+    wsEngine: str = field(default="picows", metadata=_choices("picows", "aiohttp"))
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib.util
 import ipaddress
 import logging
 import signal
@@ -18,7 +17,10 @@ from kapokmq.cluster.replication import SlaveLink
 from kapokmq.config import Config
 from kapokmq.server.app import build_app
 from kapokmq.server.keys import NODES
+from kapokmq.server.listener import FirstRequestRouter
 from kapokmq.server.runtime import BrokerRuntime
+from kapokmq.server.ws_picows import close_all as close_websockets
+from kapokmq.server.ws_picows import websocket_protocols
 from kapokmq.storage import StorageError, open_storage
 
 log = logging.getLogger("kapokmq")
@@ -51,6 +53,31 @@ def bound_port(site: web.TCPSite, configured: int) -> int:
     return configured
 
 
+async def listen(
+    runtime: BrokerRuntime, runner: web.AppRunner, ssl_context: ssl.SSLContext | None
+) -> asyncio.Server:
+    """The main port: WebSocket clients on picows (unless server.wsEngine is aiohttp),
+    everything else on aiohttp (server/listener.py)."""
+    config = runtime.config
+    http = runner.server
+    assert http is not None
+    if config.server.wsEngine == "picows":
+        websocket = websocket_protocols(runtime)
+
+        def protocol() -> asyncio.BaseProtocol:
+            return FirstRequestRouter(websocket, http)
+
+    else:
+        protocol = http
+    return await runtime.loop.create_server(
+        protocol,
+        config.server.addr,
+        config.server.port,
+        ssl=ssl_context,
+        reuse_address=True,
+    )
+
+
 def tls_context(config: Config) -> ssl.SSLContext | None:
     """https/wss when server.tlsCert and server.tlsKey are set (B8)."""
     if not config.server.tlsCert:
@@ -78,10 +105,6 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or until ``stop`` is set)."""
     stop = stop or asyncio.Event()
     ssl_context = tls_context(config)
-    if config.server.fastPort >= 0 and importlib.util.find_spec("picows") is None:
-        raise SystemExit(
-            "kapokmq: server.fastPort needs picows: pip install 'kapokmq[fast]' (or picows)"
-        )
     tune_gc()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -98,11 +121,8 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
         app[NODES] = cluster.nodes
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(
-        runner, config.server.addr, config.server.port, reuse_address=True, ssl_context=ssl_context
-    )
     try:
-        await site.start()
+        server = await listen(runtime, runner, ssl_context)
     except OSError as exc:
         await runner.cleanup()
         if storage is not None:
@@ -110,7 +130,7 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
         raise SystemExit(
             f"kapokmq: cannot listen on {config.server.addr}:{config.server.port}: {exc}"
         ) from None
-    port = bound_port(site, config.server.port)
+    port: int = server.sockets[0].getsockname()[1]
     if cluster is not None:
         try:
             await cluster.start(port)
@@ -128,29 +148,6 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
             "this port can read and write your queues; set mq.secretKey !!!",
             config.server.addr,
         )
-    fast_server = None
-    if config.server.fastPort >= 0:
-        from kapokmq.server.fast_ws import start_fast_listener  # picows is optional
-
-        try:
-            fast_server = await start_fast_listener(
-                runtime, config.server.addr, config.server.fastPort, ssl_context
-            )
-        except OSError as exc:
-            await runner.cleanup()
-            if storage is not None:
-                await storage.close()
-            raise SystemExit(
-                f"kapokmq: cannot listen on {config.server.addr}:{config.server.fastPort} "
-                f"(server.fastPort): {exc}"
-            ) from None
-        fast_port = fast_server.sockets[0].getsockname()[1]
-        log.info(
-            "fast WebSocket listener (picows) on %s://%s:%d for producers and consumers",
-            "wss" if ssl_context is not None else "ws",
-            config.server.addr,
-            fast_port,
-        )
     slave = start_slave(runtime)
     mode = "publish/subscribe" if config.mq.pushType == 2 else "point-to-point"
     scheme = "https" if ssl_context is not None else "http"
@@ -165,8 +162,8 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
             await cluster.stop()
         if slave is not None:
             await slave.close()
-        if fast_server is not None:
-            fast_server.close()
+        server.close()
+        close_websockets(runtime)
         await runner.cleanup()
         if storage is not None:
             await storage.close()  # final flush and snapshot, after the last client is gone

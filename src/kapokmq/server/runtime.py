@@ -45,6 +45,8 @@ class BrokerRuntime:
         self.durable_ticket: Callable[[], asyncio.Future[None] | None] | None = None
         # Set by durable storage in WAL mode, for /metrics.
         self.wal_stats: WalStats | None = None
+        # live picows WebSocket connections, closed at shutdown (server/ws_picows.py)
+        self.websockets: set[object] = set()
         self.rearm()
 
     # ---------------------------------------------------------------- publishing

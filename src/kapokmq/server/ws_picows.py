@@ -1,12 +1,12 @@
-"""Optional picows WebSocket listener on a second port (``server.fastPort``), issue 7.
+"""The producer and consumer WebSocket endpoints served by picows (DESIGN A2-A4, B3, B4).
 
-The same producer and consumer endpoints as the aiohttp port (DESIGN A2-A4, B3, B4),
-served by picows, whose per-frame cost is about half of aiohttp's on this workload
-(docs/performance.md). It shares the event loop, the broker and everything else with the
-main port; the HTTP API, the console and /Sync stay on the aiohttp port only.
+The main port hands each WebSocket upgrade of these two paths to this module
+(server/listener.py); picows' per-frame cost is about half of aiohttp's on this
+workload (docs/performance.md). The aiohttp versions (ws_producer.py, ws_consumer.py)
+behave the same and serve when ``server.wsEngine`` is ``aiohttp``.
 
 Frames arrive through one callback each, with no coroutine per frame; producer replies
-and consumer pushes are written once per loop iteration like on the main port.
+and consumer pushes are written once per loop iteration like on the aiohttp path.
 Fragmented messages are reassembled; a message above ``mq.maxMessageBytes`` closes 1009.
 """
 
@@ -16,18 +16,20 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
 from picows import (
+    WSAutoPingStrategy,
     WSCloseCode,
     WSFrame,
     WSListener,
     WSMsgType,
     WSTransport,
     WSUpgradeRequest,
-    ws_create_server,
 )
+from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in picows' stubs
 
 from kapokmq.core.broker import ProducerSession
 from kapokmq.core.topics import ConsumerSession
@@ -46,6 +48,7 @@ _BINARY = WSMsgType.BINARY
 _CONTINUATION = WSMsgType.CONTINUATION
 _POLICY_VIOLATION = 1008
 _TOO_BIG = 1009
+HANDSHAKE_TIMEOUT = 10.0  # seconds from the upgrade request to the upgrade
 
 
 class _Connection(WSListener):
@@ -78,10 +81,12 @@ class _Connection(WSListener):
         self.raw = transport.underlying_transport
         peername = self.raw.get_extra_info("peername")
         self.ip = peername[0] if peername else ""
-        self.peer += f" from {self.ip} (fast port)"
+        self.peer += f" from {self.ip}"
+        self.runtime.websockets.add(self)
         transport.send(_TEXT, PROMPT.encode())
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.runtime.websockets.discard(self)
         broker = self.runtime.broker
         if self.replies is not None:
             self.replies.flush()
@@ -93,6 +98,12 @@ class _Connection(WSListener):
             broker.detach_producer(self.producer)
             self.producer = None
             log.info("%s disconnected", self.peer)
+
+    def pause_writing(self) -> None:
+        """A slow consumer: its in-flight window (mq.maxInFlight) already bounds pushes."""
+
+    def resume_writing(self) -> None:
+        pass
 
     def close(self, code: int, reason: bytes) -> None:
         if self.transport is not None:
@@ -231,25 +242,44 @@ def _route(path: str) -> tuple[str, str, str] | None:
     return role, unquote(parts[3]), unquote(parts[4])
 
 
-async def start_fast_listener(
-    runtime: BrokerRuntime, host: str, port: int, ssl: Any = None
-) -> asyncio.Server:
-    """Listen for producer and consumer WebSockets with picows; returns the server."""
+def websocket_protocols(runtime: BrokerRuntime) -> Callable[[str], asyncio.BaseProtocol | None]:
+    """For the listener: the picows protocol of a producer or consumer upgrade path."""
+    max_frame = runtime.config.mq.maxMessageBytes + 1024  # fragments are checked as joined
+    picows_log = logging.getLogger("picows.server")
 
-    def factory(request: WSUpgradeRequest) -> _Connection | None:
-        path = request.path
-        route = _route(path.decode("latin-1") if isinstance(path, bytes) else path)
+    def for_path(path: str) -> asyncio.BaseProtocol | None:
+        route = _route(path)
         if route is None:
             return None
-        return _Connection(runtime, *route)
 
-    server: asyncio.Server = await ws_create_server(
-        factory,
-        host,
-        port,
-        ssl=ssl,
-        # a fragmented message is checked against the limit as it is reassembled
-        max_frame_size=runtime.config.mq.maxMessageBytes + 1024,
-        websocket_handshake_timeout=10,
-    )
-    return server
+        def listener(request: WSUpgradeRequest) -> _Connection:
+            return _Connection(runtime, *route)
+
+        # picows' own server factory, minus the listening socket (picows 2.x positional API)
+        protocol: asyncio.BaseProtocol = WSProtocol(
+            None,  # host:port (client side only)
+            None,  # path (client side only)
+            False,  # server side
+            listener,
+            picows_log,
+            True,  # disconnect on an exception in a callback
+            HANDSHAKE_TIMEOUT,
+            False,  # no auto ping
+            20.0,
+            20.0,
+            WSAutoPingStrategy.PING_WHEN_IDLE,
+            True,  # answer pings
+            max_frame,
+            None,  # no extra headers
+            16 * 1024,  # initial read buffer
+        )
+        return protocol
+
+    return for_path
+
+
+def close_all(runtime: BrokerRuntime) -> None:
+    """Shutdown: close every picows connection with 1001 (going away)."""
+    for connection in list(runtime.websockets):
+        if isinstance(connection, _Connection):
+            connection.close(1001, b"server shutting down")

@@ -1,0 +1,197 @@
+"""Both WebSocket engines of the main port (server.wsEngine) speak exactly alike, and the
+first-request router (server/listener.py) hands every kind of connection to the right one."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.compat.conftest import started_broker
+from tests.compat.wsclient import (
+    MATCHED,
+    MISMATCH,
+    PROMPT,
+    consumer,
+    expect_silence,
+    frame,
+    producer,
+    publish,
+    recv_push,
+)
+from tests.harness import BrokerProcess
+
+
+@pytest.fixture(scope="module", params=["picows", "aiohttp"])
+def broker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerProcess]:
+    cwd: Path = tmp_path_factory.mktemp(request.param)
+    settings = {"server.wsEngine": request.param, "mq.maxMessageBytes": 1000}
+    with started_broker(cwd, settings) as proc:
+        yield proc
+
+
+async def test_push_and_ack(broker: BrokerProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        c = await consumer(http, broker, "fast-a")
+        p = await producer(http, broker, "fast-a")
+        await publish(p, "hello <engine> & co")
+        push = await recv_push(c)
+        assert push["MessageData"] == "hello <engine> & co"
+        assert push["Topic"] == "fast-a" and push["Status"] == -1
+        await c.send_str(push["MessageCode"])
+        await expect_silence(c)
+
+
+async def test_producer_and_consumer_meet(
+    broker: BrokerProcess,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        c = await consumer(http, broker, "fast-b")
+        p = await producer(http, broker, "fast-b")
+        await publish(p, "across connections")
+        assert (await recv_push(c))["MessageData"] == "across connections"
+
+
+async def test_bad_frame_gets_error_and_connection_stays(
+    broker: BrokerProcess,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        p = await producer(http, broker, "fast-c")
+        await p.send_str("{not json")
+        reply = await p.receive(timeout=5)
+        assert reply.type is aiohttp.WSMsgType.TEXT and reply.data.startswith("error: ")
+        await publish(p, "still open", delay=0)
+
+
+async def test_too_big_closes_1009(broker: BrokerProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        p = await producer(http, broker, "fast-d")
+        await p.send_str(frame("x" * 2000))
+        msg = await p.receive(timeout=5)
+        assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 1009
+
+
+async def test_wrong_keys_reprompt_then_close_1008(
+    broker: BrokerProcess,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{broker.ws}/Producers/Conn/fast-e/p")
+        assert await ws.receive_str(timeout=5) == PROMPT
+        for attempt in range(5):
+            await ws.send_str("wrong")
+            assert await ws.receive_str(timeout=5) == MISMATCH
+            if attempt < 4:
+                assert await ws.receive_str(timeout=5) == PROMPT
+        msg = await ws.receive(timeout=5)
+        assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 1008
+
+
+async def test_right_key_after_a_wrong_one(broker: BrokerProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{broker.ws}/Consumers/Conn/fast-f/c")
+        assert await ws.receive_str(timeout=5) == PROMPT
+        await ws.send_str("wrong")
+        assert await ws.receive_str(timeout=5) == MISMATCH
+        assert await ws.receive_str(timeout=5) == PROMPT
+        await ws.send_str("test")
+        assert await ws.receive_str(timeout=5) == MATCHED
+
+
+async def test_unknown_path_is_refused(broker: BrokerProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await http.ws_connect(f"{broker.ws}/Nope/Conn/t/x")
+        assert info.value.status == 404
+
+
+# ---------------------------------------------------------------- the router (picows engine)
+@pytest.fixture(scope="module")
+def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    with started_broker(tmp_path_factory.mktemp("routed")) as proc:
+        yield proc
+
+
+def upgrade_request(path: str) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+def masked_text(payload: bytes) -> bytes:
+    assert len(payload) < 126
+    return bytes((0x81, 0x80 | len(payload))) + b"\0\0\0\0" + payload  # zero mask key
+
+
+async def read_text_frame(reader: asyncio.StreamReader) -> bytes:
+    first, length = await reader.readexactly(2)
+    assert first == 0x81 and length < 126, (first, length)
+    return await reader.readexactly(length)
+
+
+async def upgraded(reader: asyncio.StreamReader) -> None:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101"), head
+
+
+async def test_head_split_into_single_bytes(routed: BrokerProcess) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", routed.port)
+    for byte in upgrade_request("/Consumers/Conn/split/c"):
+        writer.write(bytes((byte,)))
+        await writer.drain()
+    await upgraded(reader)
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == PROMPT.encode()
+    writer.close()
+
+
+async def test_frames_sent_with_the_upgrade_request(routed: BrokerProcess) -> None:
+    """Bytes after the head in the same packet reach the WebSocket engine, in order."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", routed.port)
+    writer.write(upgrade_request("/Producers/Conn/eager/p") + masked_text(b"test"))
+    await upgraded(reader)
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == PROMPT.encode()
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == MATCHED.encode()
+    writer.close()
+
+
+async def test_keep_alive_http_then_websocket_upgrade(routed: BrokerProcess) -> None:
+    """A connection that starts as plain HTTP stays with aiohttp, upgrades included."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", routed.port)
+    for _ in range(2):
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        await reader.readexactly(length)
+    writer.write(upgrade_request("/Consumers/Conn/kept/c"))
+    await upgraded(reader)
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == PROMPT.encode()
+    writer.close()
+
+
+async def test_oversized_head_is_answered_not_hung(routed: BrokerProcess) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", routed.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n")
+    status = await asyncio.wait_for(reader.readline(), 5)
+    assert status.split(b" ")[1] in (b"400", b"431"), status
+    writer.close()
+
+
+async def test_plain_get_on_websocket_path_is_400(routed: BrokerProcess) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{routed.http}/Producers/Conn/t/p") as resp,
+    ):
+        assert resp.status == 400
