@@ -295,7 +295,6 @@ class Broker:
 
     def _consumed(self, msg: Message, topic: Topic) -> bool:
         store = self.store
-        was_full = store.unconsumed() >= self.backlog_limit
         store.set_status(msg, _CONSUMED)
         msg.consumed_time = int(self.clock())
         topic.stats.acked += 1
@@ -304,7 +303,7 @@ class Broker:
                 listener.message_updated(msg)
         if self.clean_consumed:
             self._remove(msg)
-        if was_full:
+        if store.unconsumed() >= self.backlog_limit - 1:  # it was full before this one
             self._room()
         return True
 

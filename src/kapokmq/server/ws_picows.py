@@ -17,6 +17,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
@@ -69,6 +70,7 @@ class _Connection(WSListener):
         self.fragments: list[bytes] | None = None
         self.fragments_size = 0
         self.consumer: ConsumerSession | None = None
+        self.ack: Callable[[str], bool] | None = None  # broker.ack bound to self.consumer
         self.producer: ProducerSession | None = None
         self.replies: ReplyWriter | None = None
         self.durable: OrderedReplies | None = None
@@ -93,6 +95,7 @@ class _Connection(WSListener):
         if self.consumer is not None:
             broker.detach_consumer(self.consumer)
             self.consumer = None
+            self.ack = None
             log.info("%s disconnected", self.peer)
         if self.producer is not None:
             broker.detach_producer(self.producer)
@@ -129,11 +132,12 @@ class _Connection(WSListener):
             return
         else:  # PING is answered by picows; PONG ignored
             return
-        if self.consumer is not None:
+        ack = self.ack
+        if ack is not None:  # a consumer: every frame is an ack
             code = payload.decode("utf-8", "replace")
             if len(code) != 32:
                 code = code.strip()
-            self.runtime.broker.ack(self.consumer, code)
+            ack(code)
         elif self.producer is not None:
             if self.held or self.waiting:
                 self.held.append(payload)
@@ -185,6 +189,7 @@ class _Connection(WSListener):
         info = ClientInfo(self.client_id, self.topic, self.ip, int(time.time()))
         if self.role == "consumer":
             self.consumer = broker.attach_consumer(info, frame_writer(self.raw, self.peer))
+            self.ack = partial(broker.ack, self.consumer)
         else:
             self.producer = broker.attach_producer(info)
             self.replies = ReplyWriter(self.raw, self.runtime.loop)
