@@ -65,6 +65,20 @@ class BrokerMachine(RuleBasedStateMachine):
         self.published[msg.code] = msg
         self._settle()
 
+    @rule(
+        topic=st.sampled_from(TOPICS),
+        delays=st.lists(st.sampled_from([-2, 0, 0, 5, 40]), min_size=1, max_size=6),
+    )
+    def publish_many(self, topic: str, delays: list[int]) -> None:
+        before = set(self.broker.store._messages)
+        taken, delayed = self.broker.publish_many(topic, [("x", d) for d in delays])
+        new = [m for code, m in self.broker.store._messages.items() if code not in before]
+        assert taken == len(delays) == len(new)  # the backlog limit is never reached here
+        assert delayed == any(d > 0 for d in delays)
+        assert [m.delay_time for m in new] == delays  # in order
+        self.published.update((m.code, m) for m in new)
+        self._settle()
+
     @rule(topic=st.sampled_from(TOPICS))
     def join(self, topic: str) -> None:
         holder: list[ConsumerSession] = []
@@ -97,6 +111,26 @@ class BrokerMachine(RuleBasedStateMachine):
         session = data.draw(st.sampled_from(self.sessions))
         code = data.draw(st.sampled_from(sorted(self.published)) | st.just("f" * 32))
         self._ack(session, code)
+
+    @precondition(lambda self: self.sessions and self.published)
+    @rule(data=st.data())
+    def ack_many(self, data: st.DataObject) -> None:
+        """A batch mixing the session's own in-flight codes, other codes and repeats."""
+        session = data.draw(st.sampled_from(self.sessions))
+        pool = sorted(session.in_flight) + sorted(self.published) + ["f" * 32]
+        codes = data.draw(st.lists(st.sampled_from(pool), max_size=6))
+        candidates = {
+            c for c in codes if (m := self.published.get(c)) is not None and not m.removed
+        }
+        consumable = {
+            c for c in candidates if self.published[c].status in (Status.WAITING, Status.DEAD)
+        }
+        self.broker.ack_many(session, codes)
+        for code in consumable:
+            assert self.published[code].status is Status.CONSUMED, code
+            assert code not in self.consumed
+            self.consumed.add(code)
+        self._settle()
 
     def _ack(self, session: ConsumerSession, code: str) -> None:
         if self.broker.ack(session, code):

@@ -183,6 +183,43 @@ class Broker:
                 listener.message_added(msg)
         return msg
 
+    def publish_many(self, topic_name: str, items: list[tuple[str, int]]) -> tuple[int, bool]:
+        """``publish`` for the (MessageData, DelayTime) frames a producer sent in one read,
+        oldest first, as far as the backlog limit allows. Returns how many were taken and
+        whether any was delayed (the caller's timer may need to fire sooner)."""
+        room = self.backlog_limit - self.store.unconsumed()
+        if room < len(items):
+            if room <= 0:
+                return 0, False
+            items = items[:room]
+        now = self.clock()
+        created = int(now)
+        topic = self.topics.get(topic_name) or self.topic(topic_name)
+        new_code = self.new_code
+        ready = topic.ready.append
+        msgs: list[Message] = []
+        append = msgs.append
+        waiting = delayed = False
+        for data, delay in items:
+            if delay > 0:
+                msg = Message(new_code(), data, topic_name, created, delay, _DELAYED, now)
+                self.scheduler.add_delay(msg, now + delay)
+                delayed = True
+            else:
+                msg = Message(new_code(), data, topic_name, created, delay, _WAITING, now)
+                ready(msg)
+                waiting = True
+            append(msg)
+        self.store.add_many(msgs)
+        topic.stats.published += len(msgs)
+        if waiting:
+            self._mark(topic)
+        if self.listeners:
+            for msg in msgs:
+                for listener in self.listeners:
+                    listener.message_added(msg)
+        return len(msgs), delayed
+
     def restore(self, msg: Message) -> None:
         """Insert a recovered or replicated message without notifying listeners.
 
@@ -261,21 +298,49 @@ class Broker:
         """Mark a message consumed; unknown or already consumed codes are ignored."""
         msg = session.in_flight.pop(code, None)
         if msg is None:
+            return self._ack_other(session, code, None)
+        topic = session.topic
+        dirty = self._dirty  # self._mark(topic), inlined: its window has room again
+        if topic not in dirty:
+            was_clean = not dirty
+            dirty.add(topic)
+            if was_clean and self.on_dirty is not None:
+                self.on_dirty()
+        if msg.holder is session and msg.status is _WAITING and not msg.removed:
+            # the common case, a point-to-point message acked by the session holding it
+            msg.holder = None
+            return self._consumed(msg, topic)
+        return self._ack_other(session, code, msg)
+
+    def ack_many(self, session: ConsumerSession, codes: list[str]) -> None:
+        """``ack`` for every code a consumer sent in one read, with the per-ack
+        bookkeeping (clock, counters, window, backlog room) done once per batch."""
+        pop = session.in_flight.pop
+        done: list[Message] = []
+        opened = False
+        for code in codes:
+            msg = pop(code, None)
+            if msg is None:
+                self._ack_other(session, code, None)
+                continue
+            opened = True
+            if msg.holder is session and msg.status is _WAITING and not msg.removed:
+                msg.holder = None
+                done.append(msg)
+            else:
+                self._ack_other(session, code, msg)
+        if opened:
+            self._mark(session.topic)
+        if done:
+            self._consumed_many(done, session.topic)
+
+    def _ack_other(self, session: ConsumerSession, code: str, msg: Message | None) -> bool:
+        """The uncommon acks: not in this session's window (``msg`` None), pub/sub copies,
+        messages redelivered to someone else, or already consumed, dead or deleted."""
+        if msg is None:
             msg = self.store.get(code)
             if msg is None:
                 return False
-        else:
-            topic = session.topic
-            dirty = self._dirty  # self._mark(topic), inlined: its window has room again
-            if topic not in dirty:
-                was_clean = not dirty
-                dirty.add(topic)
-                if was_clean and self.on_dirty is not None:
-                    self.on_dirty()
-            if msg.holder is session and msg.status is _WAITING and not msg.removed:
-                # the common case, a point-to-point message acked by the session holding it
-                msg.holder = None
-                return self._consumed(msg, topic)
         if msg.removed or msg.status is Status.CONSUMED or msg.status is Status.DELAYED:
             return False
         msg_topic = session.topic if msg.topic == session.topic.name else self.topic(msg.topic)
@@ -292,6 +357,24 @@ class Broker:
             self._mark(msg_topic)
         msg.holder = None
         return self._consumed(msg, msg_topic)
+
+    def _consumed_many(self, msgs: list[Message], topic: Topic) -> None:
+        """``_consumed`` for waiting messages acked together."""
+        store = self.store
+        store.set_status_many(msgs, _CONSUMED)
+        now = int(self.clock())
+        for msg in msgs:
+            msg.consumed_time = now
+        topic.stats.acked += len(msgs)
+        if self.listeners:
+            for msg in msgs:
+                for listener in self.listeners:
+                    listener.message_updated(msg)
+        if self.clean_consumed:
+            for msg in msgs:
+                self._remove(msg)
+        if store.unconsumed() + len(msgs) >= self.backlog_limit:  # it was full before
+            self._room()
 
     def _consumed(self, msg: Message, topic: Topic) -> bool:
         store = self.store

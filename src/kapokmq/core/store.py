@@ -72,6 +72,13 @@ class MessageStore:
         counts[status + 1] += 1
         msg.status = status
 
+    def set_status_many(self, msgs: list[Message], status: Status) -> None:
+        counts = self._counts
+        for msg in msgs:
+            counts[msg.status + 1] -= 1
+            msg.status = status
+        counts[status + 1] += len(msgs)
+
     def count(self, status: Status) -> int:
         return self._counts[status + 1]
 

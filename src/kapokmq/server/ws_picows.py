@@ -17,7 +17,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
@@ -70,11 +69,14 @@ class _Connection(WSListener):
         self.fragments: list[bytes] | None = None
         self.fragments_size = 0
         self.consumer: ConsumerSession | None = None
-        self.ack: Callable[[str], bool] | None = None  # broker.ack bound to self.consumer
+        self.acks: list[str] | None = None  # a consumer's acks of the current read
         self.producer: ProducerSession | None = None
         self.replies: ReplyWriter | None = None
         self.durable: OrderedReplies | None = None
         self.held: deque[bytes] = deque()  # producer frames waiting for backlog room
+        # producer frames of the current read, parsed, and as received
+        self.pending: list[tuple[str, int]] = []
+        self.pending_raw: list[bytes] = []
         self.waiting = False
 
     # ------------------------------------------------------------------ connection
@@ -90,12 +92,14 @@ class _Connection(WSListener):
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.runtime.websockets.discard(self)
         broker = self.runtime.broker
+        self._publish_pending()  # received in full: stored even though no `ok` can go back
         if self.replies is not None:
             self.replies.flush()
         if self.consumer is not None:
+            self._apply_acks()
             broker.detach_consumer(self.consumer)
             self.consumer = None
-            self.ack = None
+            self.acks = None
             log.info("%s disconnected", self.peer)
         if self.producer is not None:
             broker.detach_producer(self.producer)
@@ -132,17 +136,31 @@ class _Connection(WSListener):
             return
         else:  # PING is answered by picows; PONG ignored
             return
-        ack = self.ack
-        if ack is not None:  # a consumer: every frame is an ack
+        acks = self.acks
+        if acks is not None:  # a consumer: every frame is an ack
             code = payload.decode("utf-8", "replace")
             if len(code) != 32:
                 code = code.strip()
-            ack(code)
+            acks.append(code)
+            if frame.last_in_buffer:  # the read is done: apply its acks in one go
+                self._apply_acks()
         elif self.producer is not None:
             if self.held or self.waiting:
                 self.held.append(payload)
-            else:
-                self._produce(payload)
+                return
+            try:
+                item = parse_send_frame(payload)
+            except FrameError as exc:
+                self._publish_pending()  # replies keep the order of the frames
+                if self.held or self.waiting:
+                    self.held.append(payload)
+                else:
+                    self._reply(text_frame(f"error: {exc}".encode()), False)
+                return
+            self.pending.append(item)
+            self.pending_raw.append(payload)
+            if frame.last_in_buffer:  # the read is done: publish it in one go
+                self._publish_pending()
         else:
             self._handshake(payload)
 
@@ -189,7 +207,7 @@ class _Connection(WSListener):
         info = ClientInfo(self.client_id, self.topic, self.ip, int(time.time()))
         if self.role == "consumer":
             self.consumer = broker.attach_consumer(info, frame_writer(self.raw, self.peer))
-            self.ack = partial(broker.ack, self.consumer)
+            self.acks = []
         else:
             self.producer = broker.attach_producer(info)
             self.replies = ReplyWriter(self.raw, self.runtime.loop)
@@ -197,31 +215,57 @@ class _Connection(WSListener):
                 self.durable = OrderedReplies(self.replies, self.raw)
         log.info("%s connected", self.peer)
 
+    def _apply_acks(self) -> None:
+        codes = self.acks
+        if codes and self.consumer is not None:
+            self.acks = []
+            self.runtime.broker.ack_many(self.consumer, codes)
+
+    def _publish_pending(self) -> None:
+        items = self.pending
+        if not items:
+            return
+        raw = self.pending_raw
+        self.pending = []
+        self.pending_raw = []
+        runtime = self.runtime
+        taken, delayed = runtime.broker.publish_many(self.topic, items)
+        if delayed:
+            runtime.rearm()
+        if taken:
+            self._reply(OK_FRAME * taken, True)
+        if taken < len(items):  # B4: stop reading; resume when there is room
+            self.held.extend(raw[taken:])
+            self._wait_for_room()
+
     def _produce(self, payload: bytes) -> None:
+        """One held frame, once the backlog has room again."""
         runtime = self.runtime
         broker = runtime.broker
         try:
             data, delay = parse_send_frame(payload)
         except FrameError as exc:
-            reply = text_frame(f"error: {exc}".encode())
-        else:
-            if broker.full:  # B4: stop reading; resume when there is room
-                self.held.appendleft(payload)
-                self._wait_for_room()
-                return
-            broker.publish(self.topic, data, delay)
-            if delay > 0:
-                runtime.rearm()
-            reply = OK_FRAME
-        replies = self.replies
-        assert replies is not None
-        ticket = runtime.durable_ticket
+            self._reply(text_frame(f"error: {exc}".encode()), False)
+            return
+        if broker.full:
+            self.held.appendleft(payload)
+            self._wait_for_room()
+            return
+        runtime.publish(self.topic, data, delay)
+        self._reply(OK_FRAME, True)
+
+    def _reply(self, frames: bytes, durable: bool) -> None:
+        """Frames for the producer; ``ok``s wait for the disk under fsync ``always``."""
+        ticket = self.runtime.durable_ticket
         if self.durable is not None and ticket is not None:
-            self.durable.send(reply, ticket() if reply is OK_FRAME else None)
+            self.durable.send(frames, ticket() if durable else None)
         else:
-            replies.send(reply)
+            assert self.replies is not None
+            self.replies.send(frames)
 
     def _wait_for_room(self) -> None:
+        if self.raw.is_closing():  # disconnected: nobody to answer
+            return
         self.waiting = True
         self.raw.pause_reading()
         task = asyncio.ensure_future(self.runtime.wait_for_room())
