@@ -241,6 +241,14 @@ class EventLog:
     def message_removed(self, msg: Message) -> None:
         self.events.append(("removed", msg.code, msg.status))
 
+    def messages_added(self, msgs: list[Message]) -> None:
+        for msg in msgs:
+            self.message_added(msg)
+
+    def messages_updated(self, msgs: list[Message]) -> None:
+        for msg in msgs:
+            self.message_updated(msg)
+
 
 def test_listeners_see_every_change_in_order():
     broker, clock = make_broker(pushRetryTime=5)

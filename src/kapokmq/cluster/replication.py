@@ -84,6 +84,12 @@ class ReplicationHub:
     def message_removed(self, msg: Message) -> None:
         self._send(encode_removal(msg))
 
+    def messages_added(self, msgs: list[Message]) -> None:
+        self._send(b"".join([encode_record(m) for m in msgs]))
+
+    def messages_updated(self, msgs: list[Message]) -> None:
+        self._send(b"".join([encode_record(m) for m in msgs]))
+
 
 HUB = web.AppKey("replication_hub", ReplicationHub)
 

@@ -37,6 +37,12 @@ class MessageListener(Protocol):
 
     def message_removed(self, msg: Message) -> None: ...
 
+    def messages_added(self, msgs: list[Message]) -> None:
+        """``message_added`` for each of a batch (one producer's read), in order."""
+
+    def messages_updated(self, msgs: list[Message]) -> None:
+        """``message_updated`` for each of a batch (one consumer's acks), in order."""
+
 
 @dataclass(slots=True)
 class ProducerSession:
@@ -214,10 +220,8 @@ class Broker:
         topic.stats.published += len(msgs)
         if waiting:
             self._mark(topic)
-        if self.listeners:
-            for msg in msgs:
-                for listener in self.listeners:
-                    listener.message_added(msg)
+        for listener in self.listeners:
+            listener.messages_added(msgs)
         return len(msgs), delayed
 
     def restore(self, msg: Message) -> None:
@@ -366,10 +370,8 @@ class Broker:
         for msg in msgs:
             msg.consumed_time = now
         topic.stats.acked += len(msgs)
-        if self.listeners:
-            for msg in msgs:
-                for listener in self.listeners:
-                    listener.message_updated(msg)
+        for listener in self.listeners:
+            listener.messages_updated(msgs)
         if self.clean_consumed:
             for msg in msgs:
                 self._remove(msg)

@@ -32,10 +32,11 @@ log = logging.getLogger("kapokmq.storage")
 class WalListener:
     """Turns broker changes into WAL records (the hot path: keep it lean)."""
 
-    __slots__ = ("append",)
+    __slots__ = ("append", "append_many")
 
     def __init__(self, wal: WalWriter) -> None:
         self.append = wal.append
+        self.append_many = wal.append_many
 
     def message_added(self, msg: Message) -> None:
         self.append(
@@ -59,6 +60,30 @@ class WalListener:
     def message_removed(self, msg: Message) -> None:
         self.append((REMOVE, msg.code))
 
+    def messages_added(self, msgs: list[Message]) -> None:
+        self.append_many(
+            [
+                (
+                    ADD,
+                    m.code,
+                    m.topic,
+                    m.data,
+                    m.create_time,
+                    m.consumed_time,
+                    m.delay_time,
+                    m.status,
+                    m.arrival,
+                    m.attempts,
+                )
+                for m in msgs
+            ]
+        )
+
+    def messages_updated(self, msgs: list[Message]) -> None:
+        self.append_many(
+            [(UPDATE, m.code, m.status, m.consumed_time, m.delay_time, m.attempts) for m in msgs]
+        )
+
 
 class ChangeCounter:
     """isPersistent 1: only notes that a snapshot is due."""
@@ -76,6 +101,12 @@ class ChangeCounter:
 
     def message_removed(self, msg: Message) -> None:
         self.changes += 1
+
+    def messages_added(self, msgs: list[Message]) -> None:
+        self.changes += len(msgs)
+
+    def messages_updated(self, msgs: list[Message]) -> None:
+        self.changes += len(msgs)
 
 
 class Storage:

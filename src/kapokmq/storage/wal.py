@@ -98,8 +98,25 @@ class WalWriter:
         except UnicodeEncodeError:
             data = self._pack(sanitized(record))
         self._buf += data
-        self._count += 1
-        self.appended += 1
+        self._appended(1)
+
+    def append_many(self, records: list[Record]) -> None:
+        """``append`` for each record, with one msgpack call: an array's encoding is its
+        header followed by its items' encodings, so dropping the header leaves exactly
+        the records one after the other, as ``append`` would have written them."""
+        n = len(records)
+        try:
+            data = self._pack(records)
+        except UnicodeEncodeError:  # a lone surrogate somewhere: the careful way
+            for record in records:
+                self.append(record)
+            return
+        self._buf += memoryview(data)[1 if n < 16 else 3 if n < 65536 else 5 :]
+        self._appended(n)
+
+    def _appended(self, n: int) -> None:
+        self._count += n
+        self.appended += n
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self.flush)
