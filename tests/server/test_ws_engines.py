@@ -195,3 +195,28 @@ async def test_plain_get_on_websocket_path_is_400(routed: BrokerProcess) -> None
         http.get(f"{routed.http}/Producers/Conn/t/p") as resp,
     ):
         assert resp.status == 400
+
+
+async def test_replies_keep_frame_order_within_one_read(broker: BrokerProcess) -> None:
+    """Good and bad frames written together: `ok`, `error: ...`, `ok`, in that order,
+    and both good messages stored in order (the picows engine batches per read)."""
+    topic = "one-read"
+    reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+    writer.write(upgrade_request(f"/Producers/Conn/{topic}/p"))
+    await upgraded(reader)
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == PROMPT.encode()
+    writer.write(masked_text(b"test"))
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == MATCHED.encode()
+    writer.write(
+        masked_text(frame("first").encode())
+        + masked_text(b"{oops")
+        + masked_text(frame("second").encode())
+    )
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == b"ok"
+    assert (await asyncio.wait_for(read_text_frame(reader), 5)).startswith(b"error: ")
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == b"ok"
+    writer.close()
+    async with aiohttp.ClientSession() as http:
+        c = await consumer(http, broker, topic)
+        assert (await recv_push(c))["MessageData"] == "first"
+        assert (await recv_push(c))["MessageData"] == "second"
