@@ -38,7 +38,7 @@ def websocket_path(head: bytes) -> str | None:
     for header in head[line_end + 2 :].split(b"\r\n"):
         name, _, value = header.partition(b":")
         if name.strip().lower() == b"upgrade" and value.strip().lower() == b"websocket":
-            return parts[1].decode("latin-1")
+            return parts[1].decode("utf-8", "replace")  # as aiohttp decodes a raw path
     return None
 
 
