@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 
+import msgspec
 import orjson
 
 INT64_MIN = -(1 << 63)
@@ -50,21 +51,34 @@ def _loads(raw: str | bytes) -> tuple[object, bool]:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+class _CanonicalFrame(msgspec.Struct, forbid_unknown_fields=True):
+    """Exactly the two keys, exactly spelled, of the right types (duplicates: the last
+    wins, as in Go); anything else takes the general path."""
+
+    MessageData: str
+    DelayTime: int
+
+
+_decode_canonical = msgspec.json.Decoder(_CanonicalFrame).decode
+
+
 def parse_send_frame(raw: str | bytes) -> tuple[str, int]:
     """Return (MessageData, DelayTime) or raise FrameError."""
-    # fast path: what the Go client sends, {"MessageData":"...","DelayTime":<int>}
+    # fast path: what the Go client sends, {"MessageData":"...","DelayTime":<int>};
+    # msgspec decodes it straight into two fields (~3x cheaper than a dict and checks)
+    try:
+        frame = _decode_canonical(raw)
+    except (msgspec.DecodeError, ValueError):
+        pass
+    else:
+        delay = frame.DelayTime
+        if INT64_MIN <= delay <= INT64_MAX:
+            return frame.MessageData, delay
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        pass
-    else:
-        if type(obj) is dict and len(obj) == 2:
-            data = obj.get("MessageData")
-            delay = obj.get("DelayTime")
-            if type(data) is str and type(delay) is int and INT64_MIN <= delay <= INT64_MAX:
-                return data, delay
-        return _parse_decoded(obj, False)
-    return _parse_decoded(*_loads(raw))
+        return _parse_decoded(*_loads(raw))
+    return _parse_decoded(obj, False)
 
 
 def _parse_decoded(obj: object, lenient: bool) -> tuple[str, int]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 
-from hypothesis import given
+import orjson
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kapokmq.model import CodeGenerator, Message, Status, encode_push, encode_pushes
-from kapokmq.protocol import parse_send_frame
+from kapokmq.protocol import FrameError, _loads, _parse_decoded, parse_send_frame
 from kapokmq.server.frames import text_frame
 
 
@@ -47,3 +48,43 @@ def test_codes_are_unique_32_hex_across_blocks() -> None:
 def test_send_frame_fast_path(data: str, delay: int) -> None:
     raw = json.dumps({"MessageData": data, "DelayTime": delay}).encode()
     assert parse_send_frame(raw) == (data, delay)
+
+
+def general_path(raw: bytes) -> tuple[str, int] | str:
+    """parse_send_frame without its fast path: the result, or the FrameError text."""
+    try:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return _parse_decoded(*_loads(raw))
+        return _parse_decoded(obj, False)
+    except FrameError as exc:
+        return str(exc)
+
+
+def outcome(raw: bytes) -> tuple[str, int] | str:
+    try:
+        return parse_send_frame(raw)
+    except FrameError as exc:
+        return str(exc)
+
+
+_KEYS = st.sampled_from(["MessageData", "DelayTime", "messagedata", "DELAYTIME", "Other"])
+_VALUES = st.one_of(
+    st.text(max_size=5).map(json.dumps),
+    st.integers(-(2**64), 2**64).map(str),
+    st.sampled_from(['"a"', '"b"', "0", "7"]),  # valid for one of the two fields
+    st.floats(allow_nan=False, allow_infinity=False).map(json.dumps),
+    st.sampled_from(["null", "true", "[]", "[1]", "{}", '"\\ud800"', "1e400", "-0", "1.0"]),
+)
+
+
+@settings(max_examples=1000)
+@given(st.lists(st.tuples(_KEYS, _VALUES), max_size=4), st.booleans())
+def test_fast_path_agrees_with_the_general_path(pairs: list[tuple[str, str]], pad: bool) -> None:
+    """Any object, duplicate keys included: the msgspec fast path either declines or
+    returns exactly what the general (Go-rules) path returns."""
+    raw = ("{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in pairs) + "}").encode()
+    if pad:
+        raw = b" " + raw + b"\n"
+    assert outcome(raw) == general_path(raw)
