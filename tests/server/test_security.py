@@ -11,6 +11,7 @@ import pytest
 from tests.harness import SECRET
 
 PROMPT = "Please enter the secret key"
+MATCHED = "Secret key matching succeeded"
 
 
 @pytest.fixture
@@ -54,6 +55,8 @@ async def test_tls_serves_https_and_wss(broker_factory, certificate):
             assert await resp.json() == {"code": 0}
         async with session.ws_connect(f"wss://{base}/Consumers/Conn/t/c", ssl=trust) as ws:
             assert await ws.receive_str(timeout=5) == PROMPT
+            await ws.send_str(SECRET)  # client-to-server frames through TLS too
+            assert await ws.receive_str(timeout=5) == MATCHED
         with pytest.raises(aiohttp.ClientError):
             await session.post(f"http://{base}/Console/Ping", headers={"secretKey": SECRET})
 
