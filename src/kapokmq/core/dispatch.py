@@ -36,6 +36,8 @@ def dispatch_p2p(topic: Topic, now: float, limit: int = -1) -> int:
     n = len(consumers)
     if not n or not ready:
         return 0
+    if n == 1:
+        return _dispatch_to_one(topic, consumers[0], now, limit)
     batches: dict[ConsumerSession, list[Message]] = {}
     idx = topic.rr
     skipped = 0
@@ -67,6 +69,31 @@ def dispatch_p2p(topic: Topic, now: float, limit: int = -1) -> int:
         session.deliver(batch)
     topic.stats.pushed += pushed
     return pushed
+
+
+def _dispatch_to_one(topic: Topic, session: ConsumerSession, now: float, limit: int) -> int:
+    """``dispatch_p2p`` with a single consumer, the common case: no round-robin."""
+    in_flight = session.in_flight
+    room = session.window - len(in_flight)
+    if 0 <= limit < room:
+        room = limit
+    ready = topic.ready
+    batch: list[Message] = []
+    append = batch.append
+    while room > 0 and ready:
+        msg = ready.popleft()
+        if msg.removed or msg.status is not _WAITING:  # not _deliverable
+            continue
+        in_flight[msg.code] = msg
+        msg.holder = session
+        msg.attempts += 1
+        msg.pushed_at = now
+        append(msg)
+        room -= 1
+    if batch:
+        session.deliver(batch)
+        topic.stats.pushed += len(batch)
+    return len(batch)
 
 
 def dispatch_pubsub(topic: Topic, now: float, limit: int = -1) -> int:
