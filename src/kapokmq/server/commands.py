@@ -84,6 +84,8 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if level != "DEBUG":  # picows logs every connection at INFO; ours already does
+        logging.getLogger("picows").setLevel(logging.WARNING)
 
 
 def run_service(
