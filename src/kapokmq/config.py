@@ -68,6 +68,8 @@ class MqSection:
     maxInFlight: int = field(default=1000, metadata=_at_least(1))
     maxDeliveries: int = field(default=0, metadata=_at_least(0))
     maxMessageBytes: int = field(default=1 << 20, metadata=_at_least(64))
+    # seconds a new WebSocket connection has to send the right secret key (then 1008)
+    keyTimeout: int = field(default=30, metadata=_at_least(1))
     fsync: str = field(default="everysec", metadata=_choices("always", "everysec", "no"))
     dataDir: str = "data"
     walCompactBytes: int = field(default=64 << 20, metadata=_at_least(4096))

@@ -236,3 +236,29 @@ async def test_unescaped_utf8_topic_in_the_upgrade_path(routed: BrokerProcess) -
         push = await recv_push(c)
         assert push["Topic"] == "主题" and push["MessageData"] == "你好"
     writer.close()
+
+
+@pytest.fixture(scope="module", params=["picows", "aiohttp"])
+def impatient(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerProcess]:
+    settings = {"server.wsEngine": request.param, "mq.keyTimeout": 1}
+    with started_broker(tmp_path_factory.mktemp(f"key-{request.param}"), settings) as proc:
+        yield proc
+
+
+async def test_no_key_in_time_closes_1008(impatient: BrokerProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{impatient.ws}/Consumers/Conn/idle/c")
+        assert await ws.receive_str(timeout=5) == PROMPT
+        msg = await ws.receive(timeout=5)  # we never answer the prompt
+        assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 1008
+
+
+async def test_key_in_time_keeps_the_connection(impatient: BrokerProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        c = await consumer(http, impatient, "patient")
+        p = await producer(http, impatient, "patient")
+        await expect_silence(p, 1.5)  # past mq.keyTimeout: no close, the timer is gone
+        await publish(p, "still here")
+        assert (await recv_push(c))["MessageData"] == "still here"

@@ -103,7 +103,7 @@ async def sync_endpoint(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=1 << 16, compress=False, autoping=True)
     await ws.prepare(request)
     peer = f"slave from {request.remote}"
-    if not await handshake(ws, runtime.config.mq.secretKey, peer):
+    if not await handshake(ws, runtime.config.mq.secretKey, peer, runtime.config.mq.keyTimeout):
         return ws
     writer = ReplyWriter(request.transport, runtime.loop)
     hub.attach(writer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 
@@ -12,6 +13,7 @@ MATCHED = "Secret key matching succeeded"
 MISMATCH = "Secret key matching error"
 MAX_ATTEMPTS = 5
 POLICY_VIOLATION = 1008
+NO_KEY = b"no secret key in time"
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +27,20 @@ def key_matches(given: str | bytes | None, secret: str) -> bool:
     return hmac.compare_digest(given, secret.encode())
 
 
-async def handshake(ws: web.WebSocketResponse, secret: str, peer: str) -> bool:
-    """Prompt for the key until it matches; after MAX_ATTEMPTS wrong keys close with 1008."""
+async def handshake(
+    ws: web.WebSocketResponse, secret: str, peer: str, timeout: float = 30.0
+) -> bool:
+    """Prompt for the key until it matches; after MAX_ATTEMPTS wrong keys, or with no
+    right key within ``timeout`` seconds (mq.keyTimeout), close with 1008."""
+    deadline = asyncio.get_running_loop().time() + timeout
     for _ in range(MAX_ATTEMPTS):
         await ws.send_str(PROMPT)
-        msg = await ws.receive()
+        try:
+            msg = await ws.receive(timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
+        except TimeoutError:
+            log.warning("closing %s: no secret key within %g s", peer, timeout)
+            await ws.close(code=POLICY_VIOLATION, message=NO_KEY)
+            return False
         if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             return False
         if key_matches(msg.data, secret):

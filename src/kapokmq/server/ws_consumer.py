@@ -44,7 +44,7 @@ async def consumer_endpoint(request: web.Request) -> web.StreamResponse:
     ws = open_websocket(request, runtime)
     await ws.prepare(request)
     peer = f"consumer {consumer_id!r}@{topic!r} from {client_ip(request)}"
-    if not await handshake(ws, runtime.config.mq.secretKey, peer):
+    if not await handshake(ws, runtime.config.mq.secretKey, peer, runtime.config.mq.keyTimeout):
         return ws
     broker = runtime.broker
     info = ClientInfo(consumer_id, topic, client_ip(request), int(time.time()))

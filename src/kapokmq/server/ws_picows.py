@@ -35,7 +35,7 @@ from kapokmq.core.broker import ProducerSession
 from kapokmq.core.topics import ConsumerSession
 from kapokmq.model import ClientInfo
 from kapokmq.protocol import FrameError, parse_send_frame
-from kapokmq.server.auth import MATCHED, MAX_ATTEMPTS, MISMATCH, PROMPT, key_matches
+from kapokmq.server.auth import MATCHED, MAX_ATTEMPTS, MISMATCH, NO_KEY, PROMPT, key_matches
 from kapokmq.server.frames import OK_FRAME, ReplyWriter, text_frame
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.ws_consumer import frame_writer
@@ -78,6 +78,7 @@ class _Connection(WSListener):
         self.pending: list[tuple[str, int]] = []
         self.pending_raw: list[bytes] = []
         self.waiting = False
+        self.key_timer: asyncio.TimerHandle | None = None  # until the right key arrives
 
     # ------------------------------------------------------------------ connection
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -88,8 +89,19 @@ class _Connection(WSListener):
         self.peer += f" from {self.ip}"
         self.runtime.websockets.add(self)
         transport.send(_TEXT, PROMPT.encode())
+        self.key_timer = self.runtime.loop.call_later(
+            self.runtime.config.mq.keyTimeout, self._no_key_in_time
+        )
+
+    def _no_key_in_time(self) -> None:
+        log.warning(
+            "closing %s: no secret key within %d s", self.peer, self.runtime.config.mq.keyTimeout
+        )
+        self.close(_POLICY_VIOLATION, NO_KEY)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self.key_timer is not None:
+            self.key_timer.cancel()
         self.runtime.websockets.discard(self)
         broker = self.runtime.broker
         self._publish_pending()  # received in full: stored even though no `ok` can go back
@@ -203,6 +215,9 @@ class _Connection(WSListener):
             self.transport.send(_TEXT, PROMPT.encode())
 
     def _attach(self) -> None:
+        if self.key_timer is not None:
+            self.key_timer.cancel()
+            self.key_timer = None
         broker = self.runtime.broker
         info = ClientInfo(self.client_id, self.topic, self.ip, int(time.time()))
         if self.role == "consumer":

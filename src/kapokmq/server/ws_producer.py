@@ -39,7 +39,7 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
     ws = open_websocket(request, runtime)
     await ws.prepare(request)
     peer = f"producer {producer_id!r}@{topic!r} from {client_ip(request)}"
-    if not await handshake(ws, runtime.config.mq.secretKey, peer):
+    if not await handshake(ws, runtime.config.mq.secretKey, peer, runtime.config.mq.keyTimeout):
         return ws
     broker = runtime.broker
     session = broker.attach_producer(
