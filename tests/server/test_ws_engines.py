@@ -262,3 +262,25 @@ async def test_key_in_time_keeps_the_connection(impatient: BrokerProcess) -> Non
         await expect_silence(p, 1.5)  # past mq.keyTimeout: no close, the timer is gone
         await publish(p, "still here")
         assert (await recv_push(c))["MessageData"] == "still here"
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    first, length = await reader.readexactly(2)
+    assert length < 126
+    return first & 0x0F, await reader.readexactly(length)
+
+
+async def test_frames_then_a_ping_in_one_read_are_answered(broker: BrokerProcess) -> None:
+    """A read that ends with a PING (answered by the engine itself) still gets its `ok`s."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+    writer.write(upgrade_request("/Producers/Conn/pinged/p") + masked_text(b"test"))
+    await upgraded(reader)
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == PROMPT.encode()
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == MATCHED.encode()
+    ping = bytes((0x89, 0x80 | 2)) + b"\0\0\0\0" + b"hi"
+    writer.write(masked_text(frame("a").encode()) + masked_text(frame("b").encode()) + ping)
+    got: list[tuple[int, bytes]] = []
+    while len(got) < 3:
+        got.append(await asyncio.wait_for(read_frame(reader), 5))
+    assert sorted(got) == [(0x1, b"ok"), (0x1, b"ok"), (0xA, b"hi")]
+    writer.close()

@@ -153,9 +153,9 @@ class _Connection(WSListener):
             code = payload.decode("utf-8", "replace")
             if len(code) != 32:
                 code = code.strip()
+            if not acks:  # the read's first: apply them all once the read is done
+                self.runtime.loop.call_soon(self._apply_acks)
             acks.append(code)
-            if frame.last_in_buffer:  # the read is done: apply its acks in one go
-                self._apply_acks()
         elif self.producer is not None:
             if self.held or self.waiting:
                 self.held.append(payload)
@@ -169,10 +169,10 @@ class _Connection(WSListener):
                 else:
                     self._reply(text_frame(f"error: {exc}".encode()), False)
                 return
+            if not self.pending:  # the read's first: publish them all once the read is done
+                self.runtime.loop.call_soon(self._publish_pending)
             self.pending.append(item)
             self.pending_raw.append(payload)
-            if frame.last_in_buffer:  # the read is done: publish it in one go
-                self._publish_pending()
         else:
             self._handshake(payload)
 
