@@ -168,26 +168,9 @@ class Broker:
         return self.store.unconsumed() >= self.backlog_limit
 
     def publish(self, topic_name: str, data: str, delay: int = 0) -> Message:
-        now = self.clock()
-        topic = self.topics.get(topic_name) or self.topic(topic_name)
-        if delay > 0:
-            msg = Message(self.new_code(), data, topic_name, int(now), delay, _DELAYED, now)
-            self.scheduler.add_delay(msg, now + delay)
-        else:
-            msg = Message(self.new_code(), data, topic_name, int(now), delay, _WAITING, now)
-            topic.ready.append(msg)
-            dirty = self._dirty  # self._mark(topic), inlined: this runs once per message
-            if topic not in dirty:
-                was_clean = not dirty
-                dirty.add(topic)
-                if was_clean and self.on_dirty is not None:
-                    self.on_dirty()
-        self.store.add(msg)
-        topic.stats.published += 1
-        if self.listeners:
-            for listener in self.listeners:
-                listener.message_added(msg)
-        return msg
+        """One message. Unlike ``publish_many`` it does not check the backlog limit:
+        callers that must honour it check ``full`` first."""
+        return self._add(topic_name, [(data, delay)])[0][0]
 
     def publish_many(self, topic_name: str, items: list[tuple[str, int]]) -> tuple[int, bool]:
         """``publish`` for the (MessageData, DelayTime) frames a producer sent in one read,
@@ -198,6 +181,12 @@ class Broker:
             if room <= 0:
                 return 0, False
             items = items[:room]
+        msgs, delayed = self._add(topic_name, items)
+        return len(msgs), delayed
+
+    def _add(self, topic_name: str, items: list[tuple[str, int]]) -> tuple[list[Message], bool]:
+        """New messages, queued or scheduled, stored and announced; and whether any is
+        delayed. The clock, the topic and the dirty mark are looked at once per call."""
         now = self.clock()
         created = int(now)
         topic = self.topics.get(topic_name) or self.topic(topic_name)
@@ -222,7 +211,7 @@ class Broker:
             self._mark(topic)
         for listener in self.listeners:
             listener.messages_added(msgs)
-        return len(msgs), delayed
+        return msgs, delayed
 
     def restore(self, msg: Message) -> None:
         """Insert a recovered or replicated message without notifying listeners.
@@ -363,7 +352,7 @@ class Broker:
         return self._consumed(msg, msg_topic)
 
     def _consumed_many(self, msgs: list[Message], topic: Topic) -> None:
-        """``_consumed`` for waiting messages acked together."""
+        """Mark messages consumed: one ack's, or every ack of a consumer's read."""
         store = self.store
         store.set_status_many(msgs, _CONSUMED)
         now = int(self.clock())
@@ -379,17 +368,7 @@ class Broker:
             self._room()
 
     def _consumed(self, msg: Message, topic: Topic) -> bool:
-        store = self.store
-        store.set_status(msg, _CONSUMED)
-        msg.consumed_time = int(self.clock())
-        topic.stats.acked += 1
-        if self.listeners:
-            for listener in self.listeners:
-                listener.message_updated(msg)
-        if self.clean_consumed:
-            self._remove(msg)
-        if store.unconsumed() >= self.backlog_limit - 1:  # it was full before this one
-            self._room()
+        self._consumed_many([msg], topic)
         return True
 
     def delete(self, code: str) -> bool:

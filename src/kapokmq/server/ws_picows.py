@@ -157,22 +157,7 @@ class _Connection(WSListener):
                 self.runtime.loop.call_soon(self._apply_acks)
             acks.append(code)
         elif self.producer is not None:
-            if self.held or self.waiting:
-                self.held.append(payload)
-                return
-            try:
-                item = parse_send_frame(payload)
-            except FrameError as exc:
-                self._publish_pending()  # replies keep the order of the frames
-                if self.held or self.waiting:
-                    self.held.append(payload)
-                else:
-                    self._reply(text_frame(f"error: {exc}".encode()), False)
-                return
-            if not self.pending:  # the read's first: publish them all once the read is done
-                self.runtime.loop.call_soon(self._publish_pending)
-            self.pending.append(item)
-            self.pending_raw.append(payload)
+            self._accept(payload)
         else:
             self._handshake(payload)
 
@@ -253,21 +238,25 @@ class _Connection(WSListener):
             self.held.extend(raw[taken:])
             self._wait_for_room()
 
-    def _produce(self, payload: bytes) -> None:
-        """One held frame, once the backlog has room again."""
-        runtime = self.runtime
-        broker = runtime.broker
+    def _accept(self, payload: bytes) -> None:
+        """A producer frame: parsed now, published with the rest of its read, or held
+        (in order) while the backlog is full."""
+        if self.held or self.waiting:
+            self.held.append(payload)
+            return
         try:
-            data, delay = parse_send_frame(payload)
+            item = parse_send_frame(payload)
         except FrameError as exc:
-            self._reply(text_frame(f"error: {exc}".encode()), False)
+            self._publish_pending()  # replies keep the order of the frames
+            if self.held or self.waiting:
+                self.held.append(payload)
+            else:
+                self._reply(text_frame(f"error: {exc}".encode()), False)
             return
-        if broker.full:
-            self.held.appendleft(payload)
-            self._wait_for_room()
-            return
-        runtime.publish(self.topic, data, delay)
-        self._reply(OK_FRAME, True)
+        if not self.pending:  # the read's first: publish them all once the read is done
+            self.runtime.loop.call_soon(self._publish_pending)
+        self.pending.append(item)
+        self.pending_raw.append(payload)
 
     def _reply(self, frames: bytes, durable: bool) -> None:
         """Frames for the producer; ``ok``s wait for the disk under fsync ``always``."""
@@ -287,11 +276,15 @@ class _Connection(WSListener):
         task.add_done_callback(self._room)
 
     def _room(self, _: object) -> None:
+        """The backlog has room: the held frames go the way of a fresh read."""
         self.waiting = False
-        held = self.held
-        while held and not self.waiting and not self.raw.is_closing():
-            self._produce(held.popleft())
-        if not self.waiting and not self.raw.is_closing():
+        if self.raw.is_closing():
+            return
+        held, self.held = self.held, deque()
+        for payload in held:
+            self._accept(payload)
+        self._publish_pending()
+        if not self.waiting:
             self.raw.resume_reading()
 
 
