@@ -21,8 +21,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import aiohttp
 
@@ -39,6 +38,7 @@ from kapokmq.client.errors import (
     SendError,
 )
 from kapokmq.client.http import ConsoleClient
+from kapokmq.client.lifecycle import Connectable, MessageStream
 from kapokmq.client.message import Message
 from kapokmq.client.producer import DataLike, Producer, encode_send
 from kapokmq.client.sync import _Closing, _SyncReceiver, run
@@ -101,7 +101,7 @@ async def fetch_nodes(
     return parse_nodes(answer)
 
 
-class _Follower:
+class _Follower(Connectable):
     """Registry polling and the connect/close bookkeeping shared by both cluster clients."""
 
     kind = "client"
@@ -171,18 +171,6 @@ class _Follower:
         await self._close_all()
         if self._own_http and self._http is not None:
             await self._http.close()
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- membership --------------------------------------------------------------------------
 
@@ -458,7 +446,7 @@ class ClusterProducer(_Follower):
             await asyncio.gather(*self._closers, return_exceptions=True)
 
 
-class ClusterConsumer(_Follower):
+class ClusterConsumer(MessageStream, _Follower):
     """Consumes ``topic`` from every broker of a cluster; ``async for msg in consumer``.
 
     Each message is acked on the broker that delivered it (``await msg.ack()``). A broker
@@ -509,9 +497,6 @@ class ClusterConsumer(_Follower):
         """Names of the brokers being consumed from now."""
         return sorted(self._consumers)
 
-    def __aiter__(self) -> Self:
-        return self
-
     async def __anext__(self) -> Message:
         if not self._started and not self._closing:
             await self.connect()
@@ -524,13 +509,6 @@ class ClusterConsumer(_Follower):
         if self.auto_ack:
             await msg.ack()
         return msg
-
-    async def receive(self, timeout: float | None = None) -> Message:
-        """The next message from any broker; TimeoutError after ``timeout``."""
-        if timeout is None:
-            return await self.__anext__()
-        async with asyncio.timeout(timeout):
-            return await self.__anext__()
 
     async def close(self) -> None:
         await super().close()

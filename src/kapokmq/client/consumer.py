@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Self
 
 import aiohttp
 
 from kapokmq.client.backoff import Backoff
 from kapokmq.client.connection import DEFAULT_SECRET_KEY, Role
 from kapokmq.client.errors import KapokMQError, ProtocolError
+from kapokmq.client.lifecycle import MessageStream
 from kapokmq.client.message import Message
 from kapokmq.client.session import Session, log
 
@@ -27,7 +27,7 @@ class _End:
         self.error = error
 
 
-class Consumer(Session):
+class Consumer(MessageStream, Session):
     """Receives the messages of one topic over `/Consumers/Conn/{topic}/{consumer_id}`.
 
     Iterate with ``async for msg in consumer`` and call ``await msg.ack()``. With
@@ -73,9 +73,6 @@ class Consumer(Session):
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def __aiter__(self) -> Self:
-        return self
-
     async def __anext__(self) -> Message:
         msg = await self._next()
         if msg is None:
@@ -83,13 +80,6 @@ class Consumer(Session):
         if self.auto_ack:
             await msg.ack()
         return msg
-
-    async def receive(self, timeout: float | None = None) -> Message:
-        """The next message (auto-acked if so configured); TimeoutError after ``timeout``."""
-        if timeout is None:
-            return await self.__anext__()
-        async with asyncio.timeout(timeout):
-            return await self.__anext__()
 
     async def run(self, handler: Handler) -> None:
         """Call ``handler`` for every message, ``concurrency`` at a time, until closed.

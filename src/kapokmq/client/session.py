@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from types import TracebackType
-from typing import Self
 
 import aiohttp
 
@@ -28,11 +26,12 @@ from kapokmq.client.errors import (
     KapokMQError,
     ProtocolError,
 )
+from kapokmq.client.lifecycle import Connectable
 
 log = logging.getLogger("kapokmq.client")
 
 
-class Session:
+class Session(Connectable):
     """One logical client connection that survives broker restarts."""
 
     role: Role
@@ -114,18 +113,6 @@ class Session:
         self._on_fatal(ClientClosedError(f"{self.role[:-1].lower()} is closed"))
         if self._own_http and self._http is not None:
             await self._http.close()
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- for subclasses ----------------------------------------------------------------------
 
