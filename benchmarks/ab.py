@@ -24,13 +24,10 @@ def run_once(tree: Path, scenario: str, scale: float) -> list[str]:
     env = dict(os.environ, PYTHONPATH=f"{tree / 'src'}{os.pathsep}{tree}")
     command = [sys.executable, "-m", "benchmarks", "--only", scenario, "--repeat", "1"]
     out = subprocess.run(
-        [*command, "--scale", str(scale)],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
+        [*command, "--scale", str(scale)], cwd=tree, env=env, capture_output=True, text=True
     )
+    if out.returncode:
+        raise SystemExit(f"benchmarks.ab: the run in {tree} failed:\n{out.stderr[-2000:]}")
     return [line for line in out.stdout.splitlines() if line.startswith("| ") and "---" not in line]
 
 
@@ -42,6 +39,9 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.5)
     args = parser.parse_args()
     trees = [tree.resolve() for tree in args.trees]
+    for tree in trees:
+        if not (tree / "src" / "kapokmq").is_dir() or not (tree / "benchmarks").is_dir():
+            parser.error(f"{tree} is not a kapokmq checkout (no src/kapokmq or benchmarks/)")
     header_printed = False
     for round_no in range(1, args.rounds + 1):
         for tree in trees:
