@@ -137,6 +137,8 @@ async def producer_send(request: web.Request, form: MultiDictProxy[Any]) -> web.
         return error(
             f"messageData is larger than mq.maxMessageBytes ({runtime.config.mq.maxMessageBytes})"
         )
+    if runtime.refusal is not None:
+        return error(runtime.refusal.http_text)
     if runtime.broker.full:
         return error("queue full")
     msg = runtime.publish(topic, data, delay)

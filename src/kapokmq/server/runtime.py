@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from kapokmq.config import Config
@@ -24,6 +25,17 @@ class WalStats(Protocol):
     syncs: int
     sync_seconds: float
     max_sync_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why producer writes are refused right now (docs/protocol.md, "Refused writes").
+
+    ``ws_text`` follows ``error: `` in a producer's reply frame; ``http_text`` is the ``msg``
+    of HTTP Send's ``{"code":-1}`` answer."""
+
+    ws_text: str
+    http_text: str
 
 
 class BrokerRuntime:
@@ -45,9 +57,27 @@ class BrokerRuntime:
         self.durable_ticket: Callable[[], asyncio.Future[None] | None] | None = None
         # Set by durable storage in WAL mode, for /metrics.
         self.wal_stats: WalStats | None = None
+        # Why writes are refused (None: accepted); see refuse_writes. Read on every publish.
+        self.refusal: Refusal | None = None
+        self._refusals: dict[str, Refusal] = {}
         # live picows WebSocket connections, closed at shutdown (server/ws_picows.py)
         self.websockets: set[object] = set()
         self.rearm()
+
+    # ---------------------------------------------------------------- write gate
+    def refuse_writes(self, source: str, ws_text: str, http_text: str | None = None) -> None:
+        """Refuse every producer write until ``accept_writes(source)``.
+
+        Sources are independent (e.g. "storage" while the disk fails, "slave" while a
+        master is followed); writes are accepted again once no source refuses them.
+        Producers get ``error: <ws_text>`` (connection kept), HTTP Send
+        ``{"code":-1,"msg":<http_text>}``."""
+        self._refusals[source] = Refusal(ws_text, http_text or ws_text)
+        self.refusal = next(iter(self._refusals.values()))
+
+    def accept_writes(self, source: str) -> None:
+        self._refusals.pop(source, None)
+        self.refusal = next(iter(self._refusals.values()), None)
 
     # ---------------------------------------------------------------- publishing
     def publish(self, topic: str, data: str, delay: int) -> Message:

@@ -229,6 +229,10 @@ class _Connection(WSListener):
         self.pending = []
         self.pending_raw = []
         runtime = self.runtime
+        refusal = runtime.refusal
+        if refusal is not None:
+            self._reply(text_frame(f"error: {refusal.ws_text}".encode()) * len(items), False)
+            return
         taken, delayed = runtime.broker.publish_many(self.topic, items)
         if delayed:
             runtime.rearm()

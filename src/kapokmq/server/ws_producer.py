@@ -65,10 +65,14 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
             else:
                 if store.unconsumed() >= broker.backlog_limit:  # B4: hold this reply for room
                     await runtime.wait_for_room()
-                publish(topic, data, delay)
-                if delay > 0:
-                    runtime.rearm()
-                reply = OK_FRAME
+                refusal = runtime.refusal
+                if refusal is not None:
+                    reply = text_frame(f"error: {refusal.ws_text}".encode())
+                else:
+                    publish(topic, data, delay)
+                    if delay > 0:
+                        runtime.rearm()
+                    reply = OK_FRAME
             if transport is None or transport.is_closing():
                 break
             if durable is not None and ticket is not None:
