@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium no
 
 async def test_browser_consumer_acks(broker: BrokerProcess, tmp_path: Path) -> None:
     code = await send_http(broker.http, "browser", "<b>hello from KapokMQ</b>")
-    query = urlencode({"url": broker.ws, "topic": "browser", "key": "test", "count": 1})
+    query = urlencode({"url": broker.http, "topic": "browser", "key": "test", "count": 1})
     browser = subprocess.Popen(
         [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"{PAGE.as_uri()}?{query}"],
         stdout=subprocess.DEVNULL,

@@ -17,6 +17,8 @@ from kapokmq.server.ws_producer import producer_endpoint
 
 METRICS = web.AppKey("metrics", CollectorRegistry)
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
+# the browser client (docs/client.md, "Browser client"), served from the broker's own origin
+BROWSER_CLIENT = Path(__file__).resolve().parent.parent / "client" / "kapokmq.js"
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -54,6 +56,12 @@ async def console_index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(CONSOLE_DIR / "index.html")
 
 
+async def browser_client(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(
+        BROWSER_CLIENT, headers={"Content-Type": "text/javascript; charset=utf-8"}
+    )
+
+
 async def healthz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     return http_api.json_response({"status": "ok", "backlog": runtime.broker.backlog})
@@ -77,6 +85,7 @@ def build_app(runtime: BrokerRuntime) -> web.Application:
         app.router.add_post(path, handler)
     app.router.add_get("/", console_index)
     app.router.add_static("/view/", CONSOLE_DIR, show_index=False)
+    app.router.add_get("/client/kapokmq.js", browser_client)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app

@@ -1,0 +1,291 @@
+// KapokMQ browser client: an ES module with no dependencies and no build step.
+//
+// Served by every broker at GET /client/kapokmq.js, so a page on the broker's own origin can
+//   import { Producer, Consumer } from "/client/kapokmq.js";
+// and one elsewhere can import it from the broker's URL (CORS is open on every route).
+// The protocol is the one of docs/protocol.md: open /Producers/Conn/{topic}/{id} or
+// /Consumers/Conn/{topic}/{id}, answer "Please enter the secret key" with the key, wait for
+// "Secret key matching succeeded"; a producer gets one reply ("ok" or "error: ...") per frame,
+// in order; a consumer gets one message per frame and acks it by sending its MessageCode.
+
+export const PROMPT = "Please enter the secret key";
+export const KEY_OK = "Secret key matching succeeded";
+export const KEY_ERROR = "Secret key matching error";
+const TOO_BIG = 1009; // the broker closes with 1009 on a frame over mq.maxMessageBytes
+const MAX_RESENDS = 3; // a frame that kills every connection it is sent on is given up
+
+/** Any failure this module reports. */
+export class KapokMQError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = this.constructor.name;
+  }
+}
+/** The broker refused a message (its reply started with "error:"); not retried. */
+export class SendError extends KapokMQError {}
+/** The broker refused the secret key; the client gives up and does not reconnect. */
+export class AuthError extends KapokMQError {}
+/** The client was closed, or gave up reconnecting, before the operation finished. */
+export class ClosedError extends KapokMQError {}
+
+/** Reconnect delays: attempt n waits a random time in [d/2, d], d = min(maximum, initial*factor^n) ms. */
+export class Backoff {
+  constructor({ initial = 100, maximum = 10000, factor = 2, maxAttempts = null } = {}) {
+    Object.assign(this, { initial, maximum, factor, maxAttempts });
+  }
+  delay(attempt) {
+    const ceiling = Math.min(this.maximum, this.initial * this.factor ** Math.min(attempt, 64));
+    return ceiling / 2 + Math.random() * (ceiling / 2);
+  }
+  exhausted(attempt) {
+    return this.maxAttempts !== null && attempt >= this.maxAttempts;
+  }
+}
+
+/** The broker's WebSocket base: the module's own origin unless a URL is given. */
+function webSocketBase(url) {
+  const base = new URL(url ?? new URL(import.meta.url).origin);
+  base.protocol = base.protocol === "https:" || base.protocol === "wss:" ? "wss:" : "ws:";
+  return base.href.replace(/\/+$/, "");
+}
+
+/**
+ * One logical connection that logs in and comes back after a drop (shared by both roles).
+ * Events: "statechange" (see `state`: connecting, open, reconnecting, closed, failed).
+ */
+class Session extends EventTarget {
+  constructor(role, topic, clientId, { url, key = "test", reconnect = true, backoff } = {}) {
+    super();
+    if (!topic || !clientId) throw new TypeError("topic and client id are required");
+    this.url = `${webSocketBase(url)}/${role}/Conn/${encodeURIComponent(topic)}/${encodeURIComponent(clientId)}`;
+    this.topic = topic;
+    this.clientId = clientId;
+    this.key = key;
+    this.reconnect = reconnect;
+    this.backoff = backoff instanceof Backoff ? backoff : new Backoff(backoff);
+    this.state = "idle";
+    this.error = null;
+    this.ws = null;
+    this.ready = false;
+    this.attempt = 0;
+    this.closing = false;
+    this.ever = false; // logged in at least once: later opens are reconnects
+    this.timer = null;
+    this.waiters = []; // connect() callers: [resolve, reject]
+  }
+
+  /** Connect and log in; resolves once the broker accepted the key. */
+  connect() {
+    if (this.state === "open") return Promise.resolve();
+    if (this.state === "failed" || this.state === "closed") {
+      return Promise.reject(this.error ?? new ClosedError("client is closed"));
+    }
+    const promise = new Promise((resolve, reject) => this.waiters.push([resolve, reject]));
+    if (this.state === "idle") this.open();
+    return promise;
+  }
+
+  /** Close for good; nothing reconnects afterwards. */
+  close() {
+    this.closing = true;
+    clearTimeout(this.timer);
+    if (this.ws) this.ws.close(1000, "client closed");
+    this.finish("closed", new ClosedError("client closed"));
+  }
+
+  setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this.dispatchEvent(new Event("statechange"));
+  }
+
+  open() {
+    this.setState(this.attempt === 0 && !this.ever ? "connecting" : "reconnecting");
+    const ws = new WebSocket(this.url);
+    this.ws = ws;
+    this.ready = false;
+    ws.onmessage = (event) => {
+      if (ws !== this.ws) return;
+      const text = typeof event.data === "string" ? event.data : String(event.data);
+      if (this.ready) {
+        this.received(text);
+      } else if (text === PROMPT) {
+        ws.send(this.key);
+      } else if (text === KEY_OK) {
+        this.ready = true;
+        this.ever = true;
+        this.attempt = 0;
+        this.setState("open");
+        for (const [resolve] of this.waiters.splice(0)) resolve();
+        this.loggedIn(ws);
+      } else if (text === KEY_ERROR) {
+        this.finish("failed", new AuthError("the broker refused the secret key"));
+        ws.close(1000, "wrong key");
+      } else {
+        this.finish("failed", new KapokMQError(`unexpected handshake frame ${JSON.stringify(text.slice(0, 80))}`));
+        ws.close(1000, "unexpected handshake");
+      }
+    };
+    ws.onclose = (event) => {
+      if (ws !== this.ws) return;
+      this.ws = null;
+      const wasReady = this.ready;
+      this.ready = false;
+      if (this.closing || this.state === "failed") return;
+      this.dropped(event, wasReady);
+      if (!this.reconnect) {
+        this.finish("closed", new ClosedError(`connection closed (${event.code})`));
+      } else if (this.backoff.exhausted(this.attempt)) {
+        this.finish("failed", new ClosedError(`gave up after ${this.attempt} reconnect attempts`));
+      } else {
+        this.setState("reconnecting");
+        this.timer = setTimeout(() => this.open(), this.backoff.delay(this.attempt++));
+      }
+    };
+  }
+
+  finish(state, error) {
+    this.error = error;
+    this.closing = true;
+    clearTimeout(this.timer);
+    for (const [, reject] of this.waiters.splice(0)) reject(error);
+    this.failAll(error);
+    this.setState(state);
+  }
+
+  // hooks for the roles
+  received(text) {}
+  loggedIn(ws) {}
+  dropped(event, wasReady) {}
+  failAll(error) {}
+}
+
+/**
+ * Publishes to one topic. `send()` resolves on the broker's "ok" and rejects with SendError
+ * on "error: ...". Sends made while disconnected wait for the connection. After a reconnect,
+ * messages sent but not confirmed are sent again (at-least-once: a message whose reply was
+ * lost may be stored twice).
+ */
+export class Producer extends Session {
+  constructor(topic, producerId, options = {}) {
+    super("Producers", topic, producerId, options);
+    this.pending = []; // {frame, resolve, reject, tries}, in wire order
+  }
+
+  /** Messages sent and not yet answered. */
+  get inFlight() {
+    return this.pending.length;
+  }
+
+  /** Publish one message; `delay` is whole seconds (delivered once due). */
+  send(data, { delay = 0 } = {}) {
+    if (typeof data !== "string") return Promise.reject(new TypeError("message data must be a string"));
+    if (!Number.isSafeInteger(delay)) return Promise.reject(new TypeError("delay must be whole seconds"));
+    if (this.closing) return Promise.reject(this.error ?? new ClosedError("client is closed"));
+    const frame = JSON.stringify({ MessageData: data, DelayTime: delay });
+    return new Promise((resolve, reject) => {
+      const item = { frame, resolve, reject, tries: 0 };
+      this.pending.push(item);
+      if (this.ready) {
+        item.tries += 1;
+        this.ws.send(frame);
+      } else if (this.state === "idle") {
+        this.open();
+      }
+    });
+  }
+
+  /** Wait (up to `timeout` ms) for every reply, then close. */
+  async close(timeout = 10000) {
+    if (this.pending.length && this.ready) {
+      const last = this.pending[this.pending.length - 1];
+      const settled = new Promise((resolve) => {
+        const done = () => resolve();
+        last.resolve = wrap(last.resolve, done);
+        last.reject = wrap(last.reject, done);
+      });
+      await Promise.race([settled, new Promise((resolve) => setTimeout(resolve, timeout))]);
+    }
+    super.close();
+  }
+
+  received(reply) {
+    const item = this.pending.shift();
+    if (!item) return; // a reply with nothing in flight: the broker never does that
+    if (reply === "ok") item.resolve();
+    else if (reply.startsWith("error:")) item.reject(new SendError(reply));
+    else item.reject(new KapokMQError(`unexpected producer reply ${JSON.stringify(reply.slice(0, 80))}`));
+  }
+
+  loggedIn(ws) {
+    const head = this.pending[0];
+    if (head && head.tries >= MAX_RESENDS) {
+      this.pending.shift();
+      head.reject(new ClosedError(`connection dropped ${MAX_RESENDS} times sending this message`));
+    }
+    for (const item of this.pending) {
+      item.tries += 1;
+      ws.send(item.frame);
+    }
+  }
+
+  dropped(event, wasReady) {
+    // the broker reads frames in order, so the first unanswered one was the one too big
+    if (event.code === TOO_BIG && this.pending.length) {
+      this.pending.shift().reject(new SendError("error: message too big for the broker (closed 1009)"));
+    }
+  }
+
+  failAll(error) {
+    for (const item of this.pending.splice(0)) item.reject(error);
+  }
+}
+
+function wrap(first, then) {
+  return (value) => {
+    first(value);
+    then();
+  };
+}
+
+/**
+ * Consumes one topic. `onMessage(message)` is called for each message, one at a time in
+ * arrival order; the message is acked when it returns (or its promise resolves) unless
+ * `autoAck` is false (then call `ack(code)`). A handler that throws leaves the message
+ * unacked: the broker delivers it again after mq.pushRetryTime. Messages are the broker's
+ * JSON objects: {MessageCode, MessageData, Topic, CreateTime, ConsumedTime, DelayTime, Status}.
+ */
+export class Consumer extends Session {
+  constructor(topic, consumerId, { onMessage, autoAck = true, ...options } = {}) {
+    super("Consumers", topic, consumerId, options);
+    if (typeof onMessage !== "function") throw new TypeError("onMessage must be a function");
+    this.onMessage = onMessage;
+    this.autoAck = autoAck;
+    this.chain = Promise.resolve();
+  }
+
+  /** Acknowledge a message; false when not connected (the broker will redeliver it). */
+  ack(code) {
+    if (!this.ready) return false;
+    this.ws.send(code);
+    return true;
+  }
+
+  received(text) {
+    let message;
+    try {
+      message = JSON.parse(text); // the broker appends "\n"; JSON.parse allows it
+    } catch {
+      return; // not a message: nothing to ack
+    }
+    this.chain = this.chain.then(async () => {
+      try {
+        await this.onMessage(message);
+      } catch (err) {
+        console.warn("kapokmq: onMessage failed; the message stays unacked", err);
+        return;
+      }
+      if (this.autoAck) this.ack(message.MessageCode);
+    });
+  }
+}

@@ -1,0 +1,136 @@
+"""The browser client (GET /client/kapokmq.js) in headless Chromium against a real broker.
+
+Each page is one of the broker's own (so the module is imported same-origin, as a page
+served next to the broker would); the checks on what the broker stored go through HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import Page
+
+from tests.browser.helpers import post
+from tests.harness import BrokerProcess
+
+MODULE = Path(__file__).resolve().parents[2] / "src" / "kapokmq" / "client" / "kapokmq.js"
+A1_KEYS = ["MessageCode", "MessageData", "Topic", "CreateTime", "ConsumedTime", "DelayTime"]
+
+# Connects a consumer that collects what it gets into window.got (and resolves window.gotN
+# once N arrived) and a producer; both kept on window for later steps.
+SET_UP = """
+async ([topic, want, key]) => {
+  const m = await import("/client/kapokmq.js");
+  window.m = m;
+  window.got = [];
+  window.states = [];
+  let arrived;
+  window.gotAll = new Promise((resolve) => { arrived = resolve; });
+  window.consumer = new m.Consumer(topic, "browser-c", {
+    key,
+    backoff: { initial: 50, maximum: 400 },
+    onMessage(msg) {
+      window.got.push(msg);
+      if (window.got.length >= want) arrived(window.got);
+    },
+  });
+  window.consumer.addEventListener("statechange", () => window.states.push(window.consumer.state));
+  const backoff = { initial: 50, maximum: 400 };
+  window.producer = new m.Producer(topic, "browser-p", { key, backoff });
+  await window.consumer.connect();
+  await window.producer.connect();
+}
+"""
+
+
+def open_broker_page(page: Page, broker: BrokerProcess) -> None:
+    page.goto(broker.http + "/healthz")
+
+
+def wait_consumed(broker: BrokerProcess, topic: str, count: int, timeout: float = 10.0) -> None:
+    """Until the broker holds ``count`` consumed messages on ``topic`` (acks are async)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = post(broker, "/Console/GetMessageList", status=1, topic=topic)["data"]
+        if len(found) >= count:
+            return
+        assert time.monotonic() < deadline, f"only {len(found)} of {count} acked"
+        time.sleep(0.05)
+
+
+def test_module_is_served_as_javascript(broker: BrokerProcess) -> None:
+    with urllib.request.urlopen(broker.http + "/client/kapokmq.js", timeout=5) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/javascript")
+        assert response.read() == MODULE.read_bytes()
+
+
+def test_produce_consume_ack(page: Page, broker: BrokerProcess) -> None:
+    open_broker_page(page, broker)
+    page.evaluate(SET_UP, ["js", 3, "test"])
+    got = page.evaluate(
+        """async () => {
+          await Promise.all([window.producer.send("one"), window.producer.send("<b>&</b>"),
+                             window.producer.send("three", { delay: 1 })]);
+          return await window.gotAll;
+        }"""
+    )
+    assert [m["MessageData"] for m in got] == ["one", "<b>&</b>", "three"]
+    assert all(list(m) == [*A1_KEYS, "Status"] for m in got)  # the push frame of A1
+    assert got[2]["DelayTime"] == 1
+    wait_consumed(broker, "js", 3)  # autoAck acked each one
+
+
+def test_wrong_key_fails_without_reconnecting(page: Page, broker: BrokerProcess) -> None:
+    open_broker_page(page, broker)
+    result = page.evaluate(
+        """async () => {
+          const m = await import("/client/kapokmq.js");
+          const p = new m.Producer("js", "p-bad", { key: "wrong" });
+          try { await p.connect(); return "connected"; }
+          catch (err) {
+            const sent = await p.send("x").then(() => "sent", (e) => e.name);
+            return [err.name, p.state, sent];
+          }
+        }"""
+    )
+    assert result == ["AuthError", "failed", "AuthError"]
+
+
+def test_reconnects_after_a_broker_restart(page: Page, broker: BrokerProcess) -> None:
+    open_broker_page(page, broker)
+    page.evaluate(SET_UP, ["js", 1, "test"])
+    broker.restart()  # same port; both clients see their connection drop
+    got = page.evaluate(
+        """async () => {
+          await window.producer.send("after restart");  // waits for the reconnect
+          return await window.gotAll;
+        }"""
+    )
+    assert [m["MessageData"] for m in got] == ["after restart"]
+    states = page.evaluate("window.states")
+    assert states[:2] == ["connecting", "open"] and states[-2:] == ["reconnecting", "open"]
+    wait_consumed(broker, "js", 1)
+
+
+def test_too_big_is_refused_and_the_next_send_goes_through(
+    page: Page, broker_factory: type[BrokerProcess]
+) -> None:
+    broker = broker_factory(settings={"mq.maxMessageBytes": 64})
+    open_broker_page(page, broker)
+    result = page.evaluate(
+        """async () => {
+          const m = await import("/client/kapokmq.js");
+          const p = new m.Producer("js", "p-big", { backoff: { initial: 50, maximum: 200 } });
+          const big = await p.send("x".repeat(200)).then(() => "sent", (e) => [e.name, e.message]);
+          await p.send("small");
+          await p.close();
+          return [big, p.state];
+        }"""
+    )
+    too_big = ["SendError", "error: message too big for the broker (closed 1009)"]
+    assert result == [too_big, "closed"]
+    stored = post(broker, "/Console/GetMessageList", topic="js")["data"]
+    assert len(stored) == 1
