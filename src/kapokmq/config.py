@@ -3,7 +3,10 @@
 Field names are the original's yaml keys verbatim (camelCase), so an original
 ``application.yaml`` reads unchanged and ``/Console/GetConfig`` reports the same names.
 Every value is validated once at start-up; a bad one raises ``ConfigError`` naming the key
-and what is allowed.
+and what is allowed. Every value the original starts with starts this broker too: where
+ours would read it differently (a zero interval, a zero-size backlog) ``_settle_original``
+picks the nearest sane value and logs a warning naming the key (docs/protocol.md,
+"Values of the original's application.yaml").
 """
 
 from __future__ import annotations
@@ -51,20 +54,22 @@ class MqSection:
     secretKey: str = "test"
     consoleKey: str = ""  # if set, the Console API wants this key instead of secretKey
     pushType: int = field(default=1, metadata=_choices(1, 2))
-    messageChanBuffer: int = field(default=10_000_000, metadata=_at_least(1))
-    pushMessagesSpeed: int = field(default=1, metadata=_at_least(1))
-    pushCount: int = field(default=1000, metadata=_at_least(1))
+    # the seven below take any integer, as the original does; _settle_original reads the
+    # values it would misread (0 and below) the way docs/protocol.md lists
+    messageChanBuffer: int = field(default=10_000_000, metadata=_at_least(0))
+    pushMessagesSpeed: int = 1  # <= 0: no pause between batches (the original's meaning)
+    pushCount: int = 1000  # <= 0: no batch limit (the original's meaning)
     pushThrottle: int = field(default=0, metadata=_choices(0, 1))
-    pushRetryTime: int = field(default=300, metadata=_at_least(1))
+    pushRetryTime: int = 300
     persistentFile: str = "MQDATA"
     isPersistent: int = field(default=0, metadata=_choices(0, 1, 2))
     recoveryStrategy: int = field(default=1, metadata=_choices(0, 1))
-    persistentTime: int = field(default=5, metadata=_at_least(1))
+    persistentTime: int = 5
     isCleanConsumed: int = field(default=0, metadata=_choices(0, 1))
     isRePush: int = field(default=1, metadata=_choices(0, 1))
     isClean: int = field(default=1, metadata=_choices(0, 1))
-    checkSpeed: int = field(default=5, metadata=_at_least(1))
-    cleanTime: int = field(default=172_800, metadata=_at_least(1))
+    checkSpeed: int = 5
+    cleanTime: int = 172_800
     maxInFlight: int = field(default=1000, metadata=_at_least(1))
     maxDeliveries: int = field(default=0, metadata=_at_least(0))
     maxMessageBytes: int = field(default=1 << 20, metadata=_at_least(64))
@@ -108,6 +113,16 @@ class Config:
             return int(override["pushType"])
         return self.mq.pushType
 
+    def push_throttle(self) -> tuple[int, float] | None:
+        """(pushCount, pushMessagesSpeed) when the optional rate limit is on, else None.
+
+        A pushCount or pushMessagesSpeed of 0 or below means no limit, as in the original
+        (its push loop never pauses then)."""
+        mq = self.mq
+        if not mq.pushThrottle or mq.pushCount <= 0 or mq.pushMessagesSpeed <= 0:
+            return None
+        return mq.pushCount, float(mq.pushMessagesSpeed)
+
     def console_view(self) -> dict[str, Any]:
         """The GetConfig payload: every key but the secrets and the listen address.
 
@@ -136,6 +151,8 @@ def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
     key = f"{section}.{f.name}"
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     value: object
+    if raw is None:  # `key:` with no value: the type's zero value, as the original's viper
+        raw = "" if kind == "str" else 0 if kind == "int" else {}
     if kind == "int":
         if isinstance(raw, bool) or not isinstance(raw, int | str):
             raise ConfigError(f"{key} must be an integer, got {raw!r}")
@@ -188,6 +205,10 @@ def _apply(config: Any, section: str, name: str, raw: object, origin: str) -> No
         lowered = {n.lower(): n for n in fields}
         if name.lower() in lowered:
             f = fields[lowered[name.lower()]]
+        elif f"{section}.{name}" in ORIGINAL_ONLY_KEYS:
+            reason = ORIGINAL_ONLY_KEYS[f"{section}.{name}"]
+            log.info("%s: %s.%s has no setting here: %s", origin, section, name, reason)
+            return
         else:
             log.warning("%s: ignoring unknown key %s.%s", origin, section, name)
             return
@@ -258,6 +279,57 @@ def overlay(
         apply_overrides(config, overrides)
 
 
+# Keys of the original's application.yaml that have no setting here, with the reason.
+ORIGINAL_ONLY_KEYS = {
+    "mq.pushRetryCount": "a failed push is offered at once to another consumer of the topic",
+}
+
+# Whole-second intervals the original sleeps for; at 0 or below it loops without pausing.
+_INTERVALS = {
+    "pushRetryTime": "the original re-pushes an unacknowledged message at every check once "
+    "a second has passed",
+    "persistentTime": "the original writes snapshots back to back",
+    "checkSpeed": "the original checks messages in a busy loop",
+}
+
+
+def _settle_original(mq: MqSection) -> None:
+    """Read the values the original starts with but this broker would misread
+    (docs/protocol.md, "Values of the original's application.yaml"); warn for each."""
+    for key, original in _INTERVALS.items():
+        value = getattr(mq, key)
+        if value < 1:
+            log.warning("mq.%s is %d: %s; using 1 s", key, value, original)
+            setattr(mq, key, 1)
+    if mq.messageChanBuffer == 0:
+        default = MqSection.messageChanBuffer
+        log.warning(
+            "mq.messageChanBuffer is 0: the original's unbuffered channel still takes every "
+            "message while no consumer is connected; using the default bound %d",
+            default,
+        )
+        mq.messageChanBuffer = default
+    if mq.isClean and mq.cleanTime < 1:
+        log.warning(
+            "mq.cleanTime is %d with mq.isClean 1: every message is deleted within "
+            "mq.checkSpeed s of its creation, delivered or not (as in the original); "
+            "set mq.isClean 0 to keep messages",
+            mq.cleanTime,
+        )
+    if mq.pushThrottle and (mq.pushCount <= 0 or mq.pushMessagesSpeed <= 0):
+        log.warning(
+            "mq.pushThrottle is 1 but mq.pushCount %d / mq.pushMessagesSpeed %d means no "
+            "limit (as in the original): pushes are not throttled",
+            mq.pushCount,
+            mq.pushMessagesSpeed,
+        )
+    if not mq.secretKey:
+        log.warning(
+            "mq.secretKey is empty: any client that sends an empty key is let in "
+            "(as in the original); set a key"
+        )
+
+
 def load_config(
     path: Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -268,6 +340,7 @@ def load_config(
     if path is None:
         path = next((p for p in DEFAULT_FILES if p.is_file()), None)
     overlay(config, path, environ, overrides)
+    _settle_original(config.mq)
     if bool(config.server.tlsCert) != bool(config.server.tlsKey):
         raise ConfigError("server.tlsCert and server.tlsKey must be set together")
     return config

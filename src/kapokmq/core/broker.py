@@ -84,7 +84,7 @@ class Broker:
         self.check_every = float(mq.checkSpeed)
         self._next_expiry = clock() + self.check_every
         # optional rate limit of the original: pushCount pushes per pushMessagesSpeed seconds
-        self.throttle = (mq.pushCount, float(mq.pushMessagesSpeed)) if mq.pushThrottle else None
+        self.throttle = config.push_throttle()
         self._budget = mq.pushCount
         self._budget_reset = clock()
 
