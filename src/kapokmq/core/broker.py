@@ -397,6 +397,21 @@ class Broker:
             listener.message_updated(msg)
         return True
 
+    def deliver_now(self, code: str) -> bool:
+        """Make a delayed message due at once (the console's "deliver now"). Its DelayTime
+        becomes the seconds it actually waited, as a redelivery rewrites it."""
+        msg = self.store.get(code)
+        if msg is None or msg.status is not Status.DELAYED:
+            return False
+        self.store.set_status(msg, Status.WAITING)
+        msg.delay_time = max(0, int(self.clock()) - msg.create_time)
+        topic = self.topic(msg.topic)
+        topic.ready.append(msg)
+        self._mark(topic)
+        for listener in self.listeners:
+            listener.message_updated(msg)
+        return True
+
     def _remove(self, msg: Message) -> None:
         self.store.remove(msg.code)
         self._release(msg)
@@ -519,15 +534,17 @@ class Broker:
             self._mark(topic)
 
     def expire(self, now: float) -> int:
-        """Delete messages older than cleanTime, whatever their status."""
+        """Delete messages older than cleanTime, whatever their status (a delayed one
+        counts from its due time: ``Message.stale_before``)."""
         if self.clean_after is None:
             return 0
         cutoff = now - self.clean_after
         old: list[Message] = []
         for msg in self.store:
             if msg.create_time >= cutoff:
-                break
-            old.append(msg)
+                break  # creation order: the rest is younger still
+            if msg.stale_before(cutoff):
+                old.append(msg)
         if old:
             was_full = self.full
             for msg in old:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 
-from kapokmq.model import Message
+from kapokmq.model import Message, Status
 
 
 class Scheduler:
@@ -32,3 +32,25 @@ class Scheduler:
 
     def next_deadline(self) -> float | None:
         return self._delays[0][0] if self._delays else None
+
+    def upcoming(
+        self, topic: str | None, offset: int, limit: int
+    ) -> tuple[int, list[tuple[float, Message]]]:
+        """Delayed messages by due time (the console's schedule): how many match, and the
+        (due, message) pairs from ``offset``, at most ``limit``. Entries whose message is
+        no longer delayed (delivered early, deleted) are skipped; O(delays) per call."""
+        seen: set[str] = set()
+        live: list[tuple[float, int, Message]] = []
+        delayed = Status.DELAYED
+        for entry in self._delays:
+            msg = entry[2]
+            if (
+                msg.status is delayed
+                and not msg.removed
+                and (topic is None or msg.topic == topic)
+                and msg.code not in seen
+            ):
+                seen.add(msg.code)
+                live.append(entry)
+        first = heapq.nsmallest(offset + limit, live)[offset:]
+        return len(live), [(due, msg) for due, _, msg in first]

@@ -7,6 +7,7 @@ answers have sorted keys because Go sorts map keys when encoding.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -261,6 +262,33 @@ async def get_message_list(request: web.Request, form: MultiDictProxy[Any]) -> w
     )
 
 
+def _page_of(form: MultiDictProxy[Any]) -> tuple[int, int]:
+    """(page, pageSize) of a paged extension: 1-based, 20 a page unless told."""
+    page = int_field(form, "page", 1)
+    size = int_field(form, "pageSize", 20)
+    if page < 1 or not 1 <= size <= MAX_PAGE_SIZE:
+        raise BadInput(f"page must be >= 1 and pageSize between 1 and {MAX_PAGE_SIZE}")
+    return page, size
+
+
+@authorised
+async def get_scheduled(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
+    """Extension: delayed messages by due time (MessageData blanked), with ``DueTime``."""
+    page, size = _page_of(form)
+    topic = field(form, "topic") or None
+    total, upcoming = runtime_of(request).broker.scheduler.upcoming(topic, (page - 1) * size, size)
+    data = [{**msg.to_dict(with_data=False), "DueTime": math.ceil(due)} for due, msg in upcoming]
+    return json_response({"code": 0, "data": data, "now": int(time.time()), "total": total})
+
+
+@authorised
+async def deliver_now(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
+    """Extension: a delayed message becomes due now."""
+    if runtime_of(request).broker.deliver_now(field(form, "messageCode").strip()):
+        return json_response({"code": 0})
+    return error("no delayed message with that messageCode")
+
+
 @authorised
 async def requeue_message(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
     """Extension: put a dead (or consumed) message back in its queue."""
@@ -338,5 +366,7 @@ CONSOLE_ROUTES: dict[str, Handler] = {
     "/Console/GetMessageEasy": get_message_list,
     "/Console/GetNodes": get_nodes,
     "/Console/Requeue": requeue_message,
+    "/Console/GetScheduled": get_scheduled,
+    "/Console/DeliverNow": deliver_now,
     "/Console/Stats": stats,
 }

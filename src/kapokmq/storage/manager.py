@@ -183,7 +183,7 @@ class Storage:
             msg
             for msg in rec.messages.values()
             if not (
-                (cutoff is not None and msg.create_time < cutoff)
+                (cutoff is not None and msg.stale_before(cutoff))
                 or (drop_consumed and msg.status is consumed)
             )
         ]
