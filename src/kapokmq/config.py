@@ -105,6 +105,8 @@ class Config:
     mq: MqSection = field(default_factory=MqSection)
     cluster: ClusterSection = field(default_factory=ClusterSection)
     sync: SyncSection = field(default_factory=SyncSection)
+    # where the values came from, for the start-up banner (not a yaml section)
+    source: str = field(default="embedded defaults", compare=False, metadata={"section": False})
 
     def topic_push_type(self, topic: str) -> int:
         """pushType for one topic: the per-topic override if any, else the global one."""
@@ -143,7 +145,7 @@ SECRETS = frozenset(("secretKey", "consoleKey"))
 def _sections(config: Any) -> tuple[str, ...]:
     """The section names of a config dataclass (the broker's ``Config`` or another, e.g.
     the registry's), so the loaders below serve any of them."""
-    return tuple(f.name for f in dataclasses.fields(config))
+    return tuple(f.name for f in dataclasses.fields(config) if f.metadata.get("section", True))
 
 
 def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
@@ -330,6 +332,19 @@ def _settle_original(mq: MqSection) -> None:
         )
 
 
+def describe_source(
+    path: Path | None, environ: Mapping[str, str], overrides: Mapping[str, object] | None
+) -> str:
+    """``/abs/application.yaml`` or ``embedded defaults``, plus what overrode it."""
+    source = str(path.resolve()) if path is not None else "embedded defaults"
+    extra = []
+    if any(var.startswith(ENV_PREFIX) for var in environ):
+        extra.append(f"{ENV_PREFIX}* environment")
+    if overrides:
+        extra.append("command-line flags")
+    return source + "".join(f" + {e}" for e in extra)
+
+
 def load_config(
     path: Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -339,7 +354,9 @@ def load_config(
     config = Config()
     if path is None:
         path = next((p for p in DEFAULT_FILES if p.is_file()), None)
+    environ = os.environ if environ is None else environ
     overlay(config, path, environ, overrides)
+    config.source = describe_source(path, environ, overrides)
     _settle_original(config.mq)
     if bool(config.server.tlsCert) != bool(config.server.tlsKey):
         raise ConfigError("server.tlsCert and server.tlsKey must be set together")

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from kapokmq.config import Config
+from kapokmq.config import SECTIONS, Config
 from kapokmq.model import Message, Status, dumps
 from kapokmq.server.auth import key_matches
 from kapokmq.server.keys import NODES, RUNTIME
@@ -194,9 +194,9 @@ async def get_config_sections(request: web.Request, form: MultiDictProxy[Any]) -
     in the file's order (server, mq, cluster, sync), secrets left out."""
     config = runtime_of(request).config
     sections: dict[str, dict[str, Any]] = {}
-    for section_field in dataclasses.fields(config):
-        section = getattr(config, section_field.name)
-        sections[section_field.name] = {
+    for name in SECTIONS:
+        section = getattr(config, name)
+        sections[name] = {
             f.name: getattr(section, f.name)
             for f in dataclasses.fields(section)
             if not _is_secret(f.name)

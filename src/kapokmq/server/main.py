@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import ipaddress
 import logging
 import signal
 import ssl
@@ -16,6 +15,8 @@ from kapokmq.cluster.node import cluster_node_for
 from kapokmq.cluster.replication import SlaveLink
 from kapokmq.config import Config
 from kapokmq.server.app import build_app
+from kapokmq.server.banner import is_loopback as is_loopback  # the registry's too
+from kapokmq.server.banner import log_banner
 from kapokmq.server.keys import NODES
 from kapokmq.server.listener import FirstRequestRouter
 from kapokmq.server.runtime import BrokerRuntime
@@ -24,15 +25,6 @@ from kapokmq.server.ws_picows import websocket_protocols
 from kapokmq.storage import StorageError, open_storage
 
 log = logging.getLogger("kapokmq")
-
-
-def is_loopback(addr: str) -> bool:
-    if addr == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(addr).is_loopback
-    except ValueError:
-        return False
 
 
 def tune_gc() -> None:
@@ -142,18 +134,8 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
                 f"kapokmq: cannot bind the gossip port "
                 f"{config.server.addr}:{config.cluster.gossipPort}: {exc}"
             ) from None
-    if not is_loopback(config.server.addr) and config.mq.secretKey == "test":
-        log.warning(
-            "!!! listening on %s with the default secret key 'test': anyone who can reach "
-            "this port can read and write your queues; set mq.secretKey !!!",
-            config.server.addr,
-        )
     slave = start_slave(runtime)
-    mode = "publish/subscribe" if config.mq.pushType == 2 else "point-to-point"
-    scheme = "https" if ssl_context is not None else "http"
-    log.info(
-        "kapokmq listening on %s://%s:%d (pushType %s)", scheme, config.server.addr, port, mode
-    )
+    log_banner(config, port, tls=ssl_context is not None)
     try:
         await stop.wait()
     finally:

@@ -1,0 +1,111 @@
+"""The start-up banner: what a new user needs to know on one screen of stderr.
+
+Version, where the configuration came from, the URLs, persistence and cluster role, and a
+warning when the secret key is the well-known default (louder off loopback, B8 in
+docs/protocol.md's differences table). The ``listening on <url>`` line is what scripts and the
+test harness wait for: it stays the banner's last line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+
+from kapokmq import __version__
+from kapokmq.config import Config
+
+log = logging.getLogger("kapokmq")
+
+DEFAULT_KEY = "test"
+
+
+def is_loopback(addr: str) -> bool:
+    if addr == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
+def _browsable(addr: str) -> str:
+    """A host a browser on this machine can open (0.0.0.0 is not one)."""
+    if addr in ("0.0.0.0", "", "::"):
+        return "127.0.0.1"
+    return f"[{addr}]" if ":" in addr else addr
+
+
+def persistence(config: Config) -> str:
+    mq = config.mq
+    where = Path(mq.dataDir).resolve()
+    if mq.isPersistent == 1:
+        return f"snapshots every {mq.persistentTime} s in {where}"
+    if mq.isPersistent == 2:
+        return f"write-ahead log + snapshots (fsync {mq.fsync}) in {where}"
+    return "memory only (mq.isPersistent 0): messages are lost on restart"
+
+
+def role(config: Config) -> str:
+    parts = []
+    cluster, sync = config.cluster, config.sync
+    if cluster.isCluster:
+        parts.append(
+            f"cluster member (registry {cluster.registryAddr}:{cluster.registryGossipPort}, "
+            f"gossip port {cluster.gossipPort})"
+        )
+    if sync.isSync and sync.isSlave:
+        parts.append(
+            f"slave of {sync.masterProtocol}://{sync.masterAddr}:{sync.masterPort} "
+            "(pushes only while the master is down)"
+        )
+    elif sync.isSync:
+        parts.append("master (slaves follow it at /Sync/Conn)")
+    return ", ".join(parts) or "standalone"
+
+
+def banner_lines(config: Config, port: int, tls: bool) -> list[str]:
+    scheme = "https" if tls else "http"
+    addr = config.server.addr
+    mode = "publish/subscribe" if config.mq.pushType == 2 else "point-to-point"
+    host = f"{_browsable(addr)}:{port}"
+    console = f"{scheme}://{host}/"
+    ws = "wss" if tls else "ws"
+    return [
+        f"kapokmq {__version__}",
+        f"  config:      {config.source}",
+        f"  console:     {console} (log in with the secret key)",
+        f"  websocket:   {ws}://{host}/Producers/Conn/{{topic}}/{{id}} and /Consumers/Conn/...",
+        f"  persistence: {persistence(config)}",
+        f"  role:        {role(config)}",
+        f"kapokmq listening on {scheme}://{addr}:{port} (pushType {mode})",
+    ]
+
+
+def key_warning(config: Config) -> str | None:
+    """A warning about a well-known or empty key; ``!!!`` when others can reach the port."""
+    key = config.mq.secretKey
+    if key not in (DEFAULT_KEY, ""):
+        return None
+    what = "the default secret key 'test'" if key == DEFAULT_KEY else "an empty secret key"
+    addr = config.server.addr
+    if is_loopback(addr):
+        return (
+            f"using {what}: fine on this machine; set mq.secretKey (--secret-key) before "
+            "opening the port to other machines"
+        )
+    return (
+        f"!!! listening on {addr} with {what}: anyone who can reach this port can read and "
+        "write your queues; set mq.secretKey !!!"
+    )
+
+
+def log_banner(config: Config, port: int, tls: bool) -> None:
+    """The banner on stderr, the key warning just before its last (``listening``) line."""
+    *head, listening = banner_lines(config, port, tls)
+    for line in head:
+        log.info("%s", line)
+    warning = key_warning(config)
+    if warning is not None:
+        log.warning("%s", warning)
+    log.info("%s", listening)

@@ -1,0 +1,67 @@
+"""The start-up banner (src/kapokmq/server/banner.py) and its key warnings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kapokmq import __version__
+from kapokmq.config import Config, load_config
+from kapokmq.server.banner import banner_lines, key_warning
+from tests.harness import BrokerProcess
+
+
+def test_a_broker_started_from_a_file_says_where_everything_is(tmp_path: Path) -> None:
+    path = tmp_path / "application.yaml"
+    path.write_text("mq:\n  isPersistent: 1\n  persistentTime: 7\n  dataDir: store\n")
+    broker = BrokerProcess(extra_args=["--config", str(path)], cwd=tmp_path).start()
+    try:
+        log = broker.log()
+    finally:
+        broker.cleanup()
+    lines = log.splitlines()
+    banner = lines[next(i for i, line in enumerate(lines) if f"kapokmq {__version__}" in line) :]
+    text = "\n".join(banner)
+    assert f"config:      {path.resolve()} + command-line flags" in text
+    assert f"console:     http://127.0.0.1:{broker.port}/" in text
+    assert f"ws://127.0.0.1:{broker.port}/Producers/Conn/" in text
+    assert f"snapshots every 7 s in {(tmp_path / 'store').resolve()}" in text
+    assert "role:        standalone" in text
+    warning = next(line for line in banner if "default secret key" in line)
+    assert "WARNING" in warning and "!!!" not in warning
+    assert banner.index(warning) < len(banner) - 1
+    listening = next(line for line in banner if "listening on" in line)
+    assert f"listening on http://127.0.0.1:{broker.port}" in listening
+
+
+def test_embedded_defaults_and_roles(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(environ={})
+    text = "\n".join(banner_lines(config, 8011, tls=False))
+    assert "config:      embedded defaults" in text
+    assert "memory only" in text
+    config = load_config(
+        environ={"KAPOKMQ_MQ_ISPERSISTENT": "2"},
+        overrides={"sync.isSync": "1", "sync.isSlave": "1", "cluster.isCluster": "1"},
+    )
+    text = "\n".join(banner_lines(config, 8011, tls=True))
+    assert "embedded defaults + KAPOKMQ_* environment + command-line flags" in text
+    assert "write-ahead log + snapshots (fsync everysec)" in text
+    assert "cluster member (registry 127.0.0.1:8041, gossip port 8021)" in text
+    assert "slave of ws://127.0.0.1:8011" in text
+    assert "console:     https://127.0.0.1:8011/" in text
+    assert "wss://127.0.0.1:8011/Producers" in text
+
+
+def test_the_default_key_warning_is_louder_off_loopback() -> None:
+    config = Config()
+    quiet = key_warning(config)
+    assert quiet is not None and "default secret key 'test'" in quiet and "!!!" not in quiet
+    config.server.addr = "0.0.0.0"
+    loud = key_warning(config)
+    assert loud is not None and loud.startswith("!!! listening on 0.0.0.0 with the default")
+    assert "console:     http://127.0.0.1:8011/" in "\n".join(banner_lines(config, 8011, False))
+    config.mq.secretKey = ""
+    empty = key_warning(config)
+    assert empty is not None and "an empty secret key" in empty and "!!!" in empty
+    config.mq.secretKey = "s3cret"
+    assert key_warning(config) is None
