@@ -69,7 +69,9 @@ def test_console_actions(broker: BrokerProcess) -> None:
     assert sh(f"{KAPOKMQ} console ping", broker).stdout == "ok\n"
     got = json.loads(sh(f"{KAPOKMQ} console get {code}", broker).stdout)
     assert got["MessageData"] == "hi"
-    listed = json.loads(sh(f"{KAPOKMQ} console list --status waiting --topic c", broker).stdout)
+    listed = json.loads(
+        sh(f"{KAPOKMQ} console list --json --status waiting --topic c", broker).stdout
+    )
     assert [m["MessageCode"] for m in listed] == [code]
     assert "pushType" in json.loads(sh(f"{KAPOKMQ} console config", broker).stdout)
     assert set(json.loads(sh(f"{KAPOKMQ} console clients", broker).stdout)) == {
@@ -128,3 +130,30 @@ def test_progress_bar_for_file_input(broker: BrokerProcess, tmp_path) -> None:
     assert "20000 sent, 20000 confirmed" in last
     quiet = sh(f"{KAPOKMQ} produce --topic p - < {shlex.quote(str(data))}", broker)
     assert (quiet.returncode, quiet.stderr) == (0, "")  # stderr is not a terminal
+
+
+def test_console_list_pages_and_closed_pipes_exit_quietly(broker: BrokerProcess) -> None:
+    lines = "".join(f"m{i}\n" for i in range(2000))
+    assert sh(f"{KAPOKMQ} produce --topic pages -", broker, stdin=lines).returncode == 0
+    first = sh(f"{KAPOKMQ} console list --topic pages", broker)
+    assert first.returncode == 0, first.stderr
+    table = first.stdout.splitlines()
+    assert table[0].split() == ["CREATED", "STATUS", "TOPIC", "DELAY", "CODE"]
+    assert len(table) == 1 + 50 and all("waiting" in row for row in table[1:])
+    assert first.stderr == (
+        "kapokmq: showing 1-50 of 2000 messages, newest first; "
+        "--page 2 for the next 50, --all for all of them\n"
+    )
+    last = sh(f"{KAPOKMQ} console list --topic pages --json --page 4 --page-size 600", broker)
+    assert len(json.loads(last.stdout)) == 200 and last.stderr == ""
+    everything = sh(f"{KAPOKMQ} console list --topic pages --json --all", broker)
+    assert len(json.loads(everything.stdout)) == 2000 and everything.stderr == ""
+    past = sh(f"{KAPOKMQ} console list --topic pages --page 99", broker)
+    assert "page 99 is past the last one (2000 messages)" in past.stderr
+    bad = sh(f"{KAPOKMQ} console list --page-size 0", broker)
+    assert bad.returncode == 2 and "must be a whole number >= 1" in bad.stderr
+    # ~150 KB on stdout, more than a pipe holds: `head` closes it while we still write
+    for command in ("console list --topic pages --all", "consume --topic pages --count 2000"):
+        closed = sh(f"{KAPOKMQ} {command} | head -1", broker)
+        assert (closed.returncode, closed.stderr) == (0, ""), command
+        assert len(closed.stdout.splitlines()) == 1

@@ -35,6 +35,8 @@ from kapokmq.client.progress import Progress
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 STATUS_NAMES = {"all": STATUS_ALL, "waiting": -1, "delayed": 0, "consumed": 1, "dead": 2}
+STATUS_LABELS = {-1: "waiting", 0: "delayed", 1: "consumed", 2: "dead"}
+PAGE_SIZE = 50  # `console list` without --all: a screenful, not the whole store
 MAX_ERRORS_SHOWN = 10
 
 
@@ -78,6 +80,16 @@ def _status(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"status must be one of {', '.join(STATUS_NAMES)} or a number"
         ) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
 
 
 def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> argparse.ArgumentParser:
@@ -149,8 +161,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument("--end", default=None, help="default: tomorrow")
     listing.add_argument("--status", type=_status, default=STATUS_ALL, help="all|waiting|...")
     listing.add_argument("--topic", default=None)
-    listing.add_argument("--page", type=int, default=None)
-    listing.add_argument("--page-size", type=int, default=None)
+    pages = listing.add_mutually_exclusive_group()
+    pages.add_argument("--page", type=_positive, default=1, help="1-based page (default 1)")
+    pages.add_argument("--all", action="store_true", help="every matching message, no paging")
+    listing.add_argument(
+        "--page-size", type=_positive, default=PAGE_SIZE, help=f"default {PAGE_SIZE}"
+    )
+    listing.add_argument(
+        "--json", action="store_true", help="a JSON array of the messages instead of a table"
+    )
     console.set_defaults(func=_runner(_console))
 
 
@@ -293,13 +312,10 @@ async def _consume(args: argparse.Namespace) -> int:
                     _err(f"timed out after {received} of {args.count} messages")
                     return 1
                 return 0
-            try:
-                out.write(orjson.dumps(msg.to_wire()) + b"\n")
-                out.flush()
-            except BrokenPipeError:
-                # The reader went away; this message stays unacked and will be redelivered.
-                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the exit-time flush
-                return 0
+            # a closed pipe raises here, before the ack: the message is redelivered
+            # (kapokmq.cli exits quietly)
+            out.write(orjson.dumps(msg.to_wire()) + b"\n")
+            out.flush()
             received += 1
             if not args.no_ack:
                 await msg.ack()
@@ -333,10 +349,47 @@ async def _console(args: argparse.Namespace) -> int:
             await client.del_message(args.code)
             print("ok")
         elif action == "list":
-            end = args.end or (dt.datetime.now() + dt.timedelta(days=1)).strftime(TIME_FORMAT)
-            _print_json(
-                await client.list_messages(
-                    args.start, end, args.status, args.topic, args.page, args.page_size
-                )
-            )
+            await _list(client, args)
     return 0
+
+
+async def _list(client: ConsoleClient, args: argparse.Namespace) -> None:
+    """A page of messages on stdout (a table, or JSON with --json); on stderr, how to get
+    the rest, so stdout stays what was asked for."""
+    end = args.end or (dt.datetime.now() + dt.timedelta(days=1)).strftime(TIME_FORMAT)
+    if args.all:
+        messages = await client.list_messages(args.start, end, args.status, args.topic)
+        total = len(messages)
+    else:
+        messages, total = await client.list_page(
+            args.start, end, args.status, args.topic, args.page, args.page_size
+        )
+    if args.json:
+        _print_json(messages)
+    else:
+        _print_table(messages)
+    first = (args.page - 1) * args.page_size
+    if not args.all and first + len(messages) < total:
+        _err(
+            f"showing {first + 1}-{first + len(messages)} of {total} messages, newest first; "
+            f"--page {args.page + 1} for the next {args.page_size}, --all for all of them"
+        )
+    elif not messages and total:
+        _err(f"page {args.page} is past the last one ({total} messages)")
+
+
+def _print_table(messages: list[dict[str, Any]]) -> None:
+    rows = [
+        (
+            dt.datetime.fromtimestamp(m["CreateTime"]).strftime(TIME_FORMAT),
+            STATUS_LABELS.get(m["Status"], str(m["Status"])),
+            m["Topic"],
+            str(m["DelayTime"]),
+            m["MessageCode"],
+        )
+        for m in messages
+    ]
+    header = ("CREATED", "STATUS", "TOPIC", "DELAY", "CODE")
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header) - 1)]
+    for row in (header, *rows):
+        print("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]))

@@ -147,9 +147,7 @@ class ConsoleClient:
         page_size: int | None = None,
     ) -> list[dict[str, Any]]:
         """Messages created in [start, end] (MessageData blanked), newest first."""
-        form = {"startTime": format_time(start), "endTime": format_time(end), "status": str(status)}
-        if topic:
-            form["topic"] = topic
+        form = _list_form(start, end, status, topic)
         if page is not None:
             form["page"] = str(page)
         if page_size is not None:
@@ -157,10 +155,32 @@ class ConsoleClient:
         result: list[dict[str, Any]] | None = await self._data("/Console/GetMessageList", form)
         return result or []
 
+    async def list_page(
+        self,
+        start: TimeLike,
+        end: TimeLike,
+        status: int = STATUS_ALL,
+        topic: str | None = None,
+        page: int = 1,
+        page_size: int = 50,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of ``list_messages`` and how many messages matched in all."""
+        form = _list_form(start, end, status, topic)
+        form.update(page=str(page), pageSize=str(page_size))
+        answer = await self.request("/Console/GetMessageList", form)
+        return answer.get("data") or [], int(answer.get("total", 0))
+
     async def nodes(self) -> list[dict[str, Any]]:
         """Cluster nodes; [] when the broker is not clustered."""
         result = await self.request("/Console/GetNodes")
         return result if isinstance(result, list) else []
+
+
+def _list_form(start: TimeLike, end: TimeLike, status: int, topic: str | None) -> dict[str, str]:
+    form = {"startTime": format_time(start), "endTime": format_time(end), "status": str(status)}
+    if topic:
+        form["topic"] = topic
+    return form
 
 
 async def send_http(
