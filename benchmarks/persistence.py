@@ -211,15 +211,21 @@ def make_messages(count: int) -> list[Any]:
 def write_wal(path: Path, messages: list[Any]) -> None:
     import msgpack
 
-    from kapokmq.storage.format import KIND_WAL, encode_frame, encode_header, message_record
+    from kapokmq.storage.format import (
+        KIND_WAL,
+        WAL_FRAME_RECORDS,
+        encode_header,
+        frame_head,
+        message_record,
+    )
 
     pack = msgpack.Packer().pack
     with path.open("wb") as f:
         f.write(encode_header(KIND_WAL, 1, time.time()))
-        for start in range(0, len(messages), 1000):
-            batch = messages[start : start + 1000]
+        for start in range(0, len(messages), WAL_FRAME_RECORDS):
+            batch = messages[start : start + WAL_FRAME_RECORDS]
             payload = b"".join(pack(message_record(m)) for m in batch)
-            f.write(encode_frame(payload, len(batch)) + payload)
+            f.write(frame_head(payload, len(batch)) + payload)
 
 
 def recovery(count: int) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """``WalWriter.append_many`` writes exactly the records ``append`` would, at every msgpack
-array-header size (1, 3 and 5 bytes) and with text msgpack cannot encode."""
+array-header size (1, 3 and 5 bytes) and with text msgpack cannot encode, in frames of
+at most ``WAL_FRAME_RECORDS`` records."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from kapokmq.storage.format import HEADER_SIZE, Record, Tail, new_unpacker, read_frames, sanitized
+from kapokmq.storage.format import (
+    HEADER_SIZE,
+    VERSION,
+    WAL_FRAME_RECORDS,
+    Record,
+    Scan,
+    read_frames,
+    sanitized,
+)
 from kapokmq.storage.layout import DataDir
 from kapokmq.storage.wal import WalWriter
 
@@ -35,18 +44,16 @@ async def written(tmp_path: Path, batches: list[list[Record]], many: bool) -> li
                     wal.append(record)
             wal.flush()  # one frame per batch, like one read's worth
         await wal.close()
-    path = datadir.wal_path(1)
-    size = path.stat().st_size
-    unpacker = new_unpacker()
-    with path.open("rb") as f:
-        f.seek(HEADER_SIZE)
-        tail = Tail(HEADER_SIZE, size)
-        counts = []
-        for count, payload in read_frames(f, size, tail):
-            counts.append(count)
-            unpacker.feed(payload)
-    assert tail.clean and counts == [len(b) for b in batches]
-    return list(unpacker)
+    scan = Scan()
+    frames = list(read_frames(datadir.wal_path(1).read_bytes(), HEADER_SIZE, VERSION, scan))
+    assert not scan.damages
+    # one frame per WAL_FRAME_RECORDS records of a batch, the rest in a last one
+    expected = []
+    for batch in batches:
+        full, rest = divmod(len(batch), WAL_FRAME_RECORDS)
+        expected += [WAL_FRAME_RECORDS] * full + ([rest] if rest else [])
+    assert [len(f) for f in frames] == expected
+    return [record for frame in frames for record in frame]
 
 
 @pytest.mark.parametrize("size", [1, 15, 16, 65535, 65536])

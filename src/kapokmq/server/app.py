@@ -63,7 +63,16 @@ async def browser_client(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 ``{"status":"ok"}``; 503 ``{"status":"degraded","storage":<reason>}`` while
+    storage fails and writes are refused (docs/durability.md "When the disk fails")."""
     runtime = request.app[RUNTIME]
+    storage = runtime.storage_health
+    if storage is not None and storage.fault is not None:
+        response = http_api.json_response(
+            {"status": "degraded", "storage": storage.fault, "backlog": runtime.broker.backlog}
+        )
+        response.set_status(503)
+        return response
     return http_api.json_response({"status": "ok", "backlog": runtime.broker.backlog})
 
 

@@ -20,6 +20,7 @@ from kapokmq.model import Message, Status, dumps
 from kapokmq.server.auth import key_matches
 from kapokmq.server.keys import NODES, RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
+from kapokmq.storage import StorageError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -144,7 +145,10 @@ async def producer_send(request: web.Request, form: MultiDictProxy[Any]) -> web.
         return error("queue full")
     msg = runtime.publish(topic, data, delay)
     if runtime.durable_barrier is not None:
-        await runtime.durable_barrier()
+        try:
+            await runtime.durable_barrier()
+        except StorageError as exc:  # its WAL batch did not reach the disk: no `ok`
+            return error(str(exc))
     return json_response({"code": 0, "msg": msg.code})
 
 

@@ -76,6 +76,18 @@ class BrokerCollector(Collector):
                 "Slowest WAL fsync so far",
                 value=wal.max_sync_seconds,
             )
+        storage = self.runtime.storage_health
+        if storage is not None:
+            yield GaugeMetricFamily(
+                "kapokmq_storage_available",
+                "1 while storage writes succeed, 0 while producer writes are refused for it",
+                value=0 if storage.fault is not None else 1,
+            )
+            yield CounterMetricFamily(
+                "kapokmq_storage_write_failures",
+                "Failed storage writes, fsyncs and rebuild attempts",
+                value=storage.write_failures,
+            )
         yield GaugeMetricFamily(
             "kapokmq_backlog",
             "Unconsumed messages (bounded by messageChanBuffer)",

@@ -27,6 +27,16 @@ class WalStats(Protocol):
     max_sync_seconds: float
 
 
+class StorageHealth(Protocol):
+    """What /healthz and /metrics read from durable storage (storage/manager.py)."""
+
+    @property
+    def fault(self) -> str | None: ...  # why storage is unavailable now; None when healthy
+
+    @property
+    def write_failures(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why producer writes are refused right now (docs/protocol.md, "Refused writes").
@@ -57,6 +67,8 @@ class BrokerRuntime:
         self.durable_ticket: Callable[[], asyncio.Future[None] | None] | None = None
         # Set by durable storage in WAL mode, for /metrics.
         self.wal_stats: WalStats | None = None
+        # Set by durable storage (any persistent mode), for /healthz and /metrics.
+        self.storage_health: StorageHealth | None = None
         # Why writes are refused (None: accepted); see refuse_writes. Read on every publish.
         self.refusal: Refusal | None = None
         self._refusals: dict[str, Refusal] = {}

@@ -3,16 +3,17 @@
 A producer's frames keep being read and published while earlier ones wait for their fsync;
 each reply is sent, in order, once the WAL batch holding its message is on disk. So one
 pipelined connection gets group commit too, instead of one fsync round trip per message.
+A batch that cannot be made durable is answered ``error: storage unavailable: <reason>``
+for each of its messages, and the connection stays open (docs/durability.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from typing import Protocol
 
-log = logging.getLogger(__name__)
+from kapokmq.server.frames import OK_FRAME, text_frame
 
 
 class Writer(Protocol):
@@ -60,10 +61,9 @@ class OrderedReplies:
         if self._writer.closed:
             return False
         if durable is not None and (durable.cancelled() or durable.exception() is not None):
-            # never say `ok` for a message that did not reach the disk
-            log.error("closing a producer: its messages could not be made durable")
-            if self._transport is not None:
-                self._transport.abort()  # type: ignore[attr-defined]
-            return False
+            # never say `ok` for a message that did not reach the disk: each `ok` of the
+            # failed batch becomes `error: storage unavailable: ...`, the connection stays
+            reason = str(durable.exception()) if not durable.cancelled() else "cancelled"
+            reply = text_frame(f"error: {reason}".encode()) * (len(reply) // len(OK_FRAME))
         self._writer.send(reply)
         return True

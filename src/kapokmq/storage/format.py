@@ -1,17 +1,24 @@
-"""On-disk format shared by WAL segments and snapshots.
+"""On-disk format shared by WAL segments and snapshots (docs/durability.md "Files").
 
 Every file starts with a 32-byte header::
 
     magic b"KAPOKMQ\\0" | version u16 | kind u16 | seq u64 | created f64 | crc32 u32
 
-followed by frames::
+Format 2 (written by this build) follows it with frames::
 
-    length u32 | count u32 | crc32 u32 | payload (length bytes)
+    magic b"\\xc1KQF" | length u32 | count u32 | body crc32 u32 | header crc32 u32 | body
 
-A frame's payload is ``count`` msgpack arrays back to back (one per record); its CRC32
-covers the length, the count and the payload. One frame is one write batch (everything
-appended during one event-loop iteration), so a torn write tears at most the last frame.
-All integers are little-endian.
+The header CRC covers the 16 bytes before it, so a reader that lost its place can find
+the next frame by looking for the magic and checking 20 bytes, without trusting a length
+read from damaged bytes (0xC1 is never produced by msgpack as a type byte and never
+occurs in UTF-8). The body is one msgpack array of ``count`` records. A WAL frame holds
+at most ``WAL_FRAME_RECORDS`` records and a snapshot chunk at most ``CHUNK_RECORDS``
+records or ``CHUNK_BYTES`` bytes (a single larger record gets a chunk of its own), so one
+damaged byte costs at most one frame.
+
+Format 1 (earlier builds) is still read: ``length u32 | count u32 | crc32 u32`` then
+``count`` msgpack records back to back; it cannot be resynchronised, so damage in a
+format-1 file costs everything after it in that file.
 
 Records (msgpack arrays):
 
@@ -20,31 +27,42 @@ Records (msgpack arrays):
 * ``UPDATE`` ``[2, code, status, consumed_time, delay_time, attempts]`` — an ack, a delay
   coming due, a redelivery, a requeue, a message going dead
 * ``REMOVE`` ``[3, code]``
-* ``END``    ``[9, message_count]`` — the last frame of a complete snapshot
+* ``END``    ``[9, message_count]`` — the last record of a complete snapshot
+
+All integers are little-endian.
 """
 
 from __future__ import annotations
 
+import mmap
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 
 from kapokmq.model import Message, Status
 
 MAGIC = b"KAPOKMQ\x00"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 KIND_WAL = 1
 KIND_SNAPSHOT = 2
 
 HEADER = struct.Struct("<8sHHQd")
 HEADER_SIZE = HEADER.size + 4
-FRAME = struct.Struct("<III")
-FRAME_SIZE = FRAME.size
+
+FRAME_MAGIC = b"\xc1KQF"
+FRAME_HEAD = struct.Struct("<4sIII")  # magic, length, count, body crc; then the head crc
+FRAME_SIZE = FRAME_HEAD.size + 4
+FRAME_V1 = struct.Struct("<III")
 MAX_FRAME = 1 << 30  # a length beyond this is garbage, not a frame
+
+WAL_FRAME_RECORDS = 100
+CHUNK_RECORDS = 1000
+CHUNK_BYTES = 64 << 10
 
 ADD = 1
 UPDATE = 2
@@ -54,6 +72,8 @@ END = 9
 STATUS_OF = {int(s): s for s in Status}
 
 Record = tuple[Any, ...]
+
+_unpackb = msgpack.unpackb
 
 
 class FormatError(ValueError):
@@ -83,96 +103,242 @@ def decode_header(raw: bytes) -> FileHeader:
     (crc,) = struct.unpack_from("<I", raw, HEADER.size)
     if crc != zlib.crc32(head):
         raise FormatError("header checksum mismatch")
-    if version != VERSION:
-        raise FormatError(f"format version {version} is not supported (this build reads {VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise FormatError(
+            f"format version {version} is not supported (this build reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))})"
+        )
     return FileHeader(kind, seq, created, version)
 
 
-def encode_frame(payload: bytes | bytearray, count: int) -> bytes:
-    """Frame header for ``payload`` (``count`` records); the caller writes both."""
-    head = struct.pack("<II", len(payload), count)
-    crc = zlib.crc32(payload, zlib.crc32(head))
-    return head + struct.pack("<I", crc)
+def array_head(count: int) -> bytes:
+    """The msgpack array header of ``count`` items (records are packed without one)."""
+    if count < 16:
+        return bytes((0x90 | count,))
+    if count < 65536:
+        return b"\xdc" + count.to_bytes(2, "big")
+    return b"\xdd" + count.to_bytes(4, "big")
 
 
-def frame_ok(head: bytes, payload: bytes) -> bool:
-    (expected,) = struct.unpack_from("<I", head, 8)
-    return zlib.crc32(payload, zlib.crc32(head[:8])) == int(expected)
+def frame_head(records: bytes | bytearray | memoryview, count: int) -> bytes:
+    """Frame header plus array header for ``count`` packed ``records``; write ``records``
+    right after it."""
+    array = array_head(count)
+    head = FRAME_HEAD.pack(
+        FRAME_MAGIC, len(array) + len(records), count, zlib.crc32(records, zlib.crc32(array))
+    )
+    return head + struct.pack("<I", zlib.crc32(head)) + array
+
+
+# ---------------------------------------------------------------------------- reading
+@dataclass(slots=True)
+class Damage:
+    """Bytes a reader could not use, from ``offset`` up to ``end``."""
+
+    offset: int
+    end: int
+    torn: bool  # an incomplete last frame: what a crash in the middle of a write leaves
+    at_tail: bool  # no valid frame after it
+    frames: int = 0  # damaged frames whose header could still be read
+    records: int = 0  # records those headers announced (a lower bound of what was lost)
+    codes: list[str] = field(default_factory=list)  # message codes still legible in it
+    frames_before: int = 0  # valid frames read before it
+    frames_after: int = 0  # valid frames read after it (set at the end of the file)
+
+    @property
+    def bytes(self) -> int:
+        return self.end - self.offset
+
+    def describe(self, name: str) -> str:
+        where = "incomplete last frame" if self.torn else "damaged data"
+        what = f"{name}: {where} at byte offset {self.offset} ({self.bytes} bytes"
+        if self.frames:
+            what += f", {self.frames} frame(s) holding at least {self.records} record(s)"
+        what += f"); {self.frames_after} valid frame(s) follow"
+        if self.codes:
+            more = ", ..." if len(self.codes) >= CODES_REPORTED else ""
+            what += f"; message codes legible in it: {', '.join(self.codes)}{more}"
+        return what
+
+
+CODES_REPORTED = 10
 
 
 @dataclass(slots=True)
-class Tail:
-    """What a frame reader found after the last good frame."""
+class Scan:
+    """What reading one file's frames found besides the records."""
 
-    good_end: int  # offset just past the last intact frame
-    size: int  # file size
-    reason: str = ""  # empty when the file ended cleanly at a frame boundary
-    dropped_frames: int = 0
-    dropped_records: int = 0  # lower bound: every frame holds at least one record
+    frames: int = 0
+    damages: list[Damage] = field(default_factory=list)
+    pos: int = 0  # end of the last frame read
+
+    def problems(self) -> list[Damage]:
+        """Damage that is not the torn tail a crash leaves."""
+        return [d for d in self.damages if not (d.torn and d.at_tail)]
 
     @property
-    def clean(self) -> bool:
-        return not self.reason
+    def torn_tail(self) -> Damage | None:
+        last = self.damages[-1] if self.damages else None
+        return last if last is not None and last.torn and last.at_tail else None
 
 
-def read_frames(f: BinaryIO, size: int, tail: Tail) -> Iterator[tuple[int, bytes]]:
-    """Yield (count, payload) for each intact frame from the current offset.
+Buffer = bytes | mmap.mmap  # a whole file; slices of either are bytes
+RELEASE_EVERY = 16 << 20  # a mapped file's pages read so far leave the RSS this often
 
-    Stops at the first short, oversized or checksum-failing frame and records in ``tail``
-    where the valid prefix ends and roughly how much was lost after it.
-    """
-    pos = f.tell()
-    while True:
-        if pos == size:
-            tail.good_end = pos
+
+def read_frames(buf: Buffer, start: int, version: int, scan: Scan) -> Iterator[tuple[Record, ...]]:
+    """Yield the records of each intact frame of ``buf`` from ``start``; note damage in
+    ``scan``. Format 2 skips a damaged region and goes on with the next valid frame."""
+    reader = _frames_v2 if version >= 2 else _frames_v1
+    for records in reader(buf, start, scan):
+        scan.frames += 1
+        yield records
+    for damage in scan.damages:
+        damage.frames_after = scan.frames - damage.frames_before
+
+
+def _valid_v2(buf: Buffer, pos: int, size: int) -> tuple[int, int, int] | None:
+    """(length, count, body crc) of a frame header at ``pos`` whose own CRC is right."""
+    if pos + FRAME_SIZE > size or buf[pos : pos + 4] != FRAME_MAGIC:
+        return None
+    head = buf[pos : pos + FRAME_HEAD.size]
+    (crc,) = struct.unpack_from("<I", buf, pos + FRAME_HEAD.size)
+    if zlib.crc32(head) != crc:
+        return None
+    _, length, count, body_crc = FRAME_HEAD.unpack(head)
+    if length > MAX_FRAME:
+        return None
+    return length, count, body_crc
+
+
+def _decode_v2(buf: Buffer, pos: int, size: int) -> tuple[int, tuple[Record, ...]] | None:
+    """(end offset, records) of an intact frame at ``pos``."""
+    head = _valid_v2(buf, pos, size)
+    if head is None:
+        return None
+    length, count, body_crc = head
+    body_at = pos + FRAME_SIZE
+    end = body_at + length
+    if end > size:
+        return None
+    body = buf[body_at:end]
+    if zlib.crc32(body) != body_crc:
+        return None
+    try:
+        records = _unpackb(body, use_list=False, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.UnpackException):
+        return None
+    if type(records) is not tuple or len(records) != count:
+        return None
+    return end, records
+
+
+def _frames_v2(buf: Buffer, pos: int, scan: Scan) -> Iterator[tuple[Record, ...]]:
+    size = len(buf)
+    released = 0
+    while pos < size:
+        frame = _decode_v2(buf, pos, size)
+        if frame is not None:
+            pos = scan.pos = frame[0]
+            yield frame[1]
+            if pos - released > RELEASE_EVERY:
+                released = _release(buf, released, pos)
+            continue
+        damage = Damage(pos, size, torn=False, at_tail=True, frames_before=scan.frames)
+        scan.damages.append(damage)
+        head = _valid_v2(buf, pos, size)
+        if head is not None:
+            damage.frames, damage.records = 1, head[1]
+            body_at = pos + FRAME_SIZE + len(array_head(head[1]))
+            damage.codes = _legible_codes(buf, body_at, min(size, pos + FRAME_SIZE + head[0]))
+            if pos + FRAME_SIZE + head[0] > size:  # announced more than the file holds
+                damage.torn = True
+                return
+        elif size - pos < FRAME_SIZE:
+            damage.torn = True
             return
-        head = f.read(FRAME_SIZE)
-        if len(head) < FRAME_SIZE:
-            tail.good_end = pos
-            tail.reason = f"torn frame header at offset {pos}"
-            tail.dropped_frames = 1
-            tail.dropped_records = 1
+        candidate = buf.find(FRAME_MAGIC, pos + 1)
+        while candidate != -1:
+            if _decode_v2(buf, candidate, size) is not None:
+                break
+            other = _valid_v2(buf, candidate, size)
+            if other is not None:
+                damage.frames += 1
+                damage.records += other[1]
+            candidate = buf.find(FRAME_MAGIC, candidate + 1)
+        if candidate == -1:
+            # nothing valid after it: a torn tail if what is left is zeros (blocks
+            # allocated but never written, as a power loss can leave them)
+            damage.torn = damage.torn or not any(buf[pos:size])
             return
-        length, count, _ = FRAME.unpack(head)
-        if length > MAX_FRAME or pos + FRAME_SIZE + length > size:
-            tail.good_end = pos
-            tail.reason = f"torn frame at offset {pos} ({length} bytes announced)"
-            tail.dropped_frames = 1
-            tail.dropped_records = max(1, count) if length <= MAX_FRAME else 1
+        damage.end = candidate
+        damage.at_tail = False
+        pos = candidate
+
+
+def _legible_codes(buf: Buffer, start: int, end: int) -> list[str]:
+    """Codes of the records that still decode from the start of a damaged body."""
+    unpacker = msgpack.Unpacker(use_list=False, raw=False, strict_map_key=False)
+    unpacker.feed(buf[start:end])
+    codes: list[str] = []
+    try:
+        for rec in unpacker:
+            if isinstance(rec, tuple) and len(rec) > 1 and isinstance(rec[1], str):
+                codes.append(rec[1])
+                if len(codes) >= CODES_REPORTED:
+                    break
+    except Exception:
+        pass
+    return codes
+
+
+def _release(buf: Buffer, start: int, upto: int) -> int:
+    """Drop the pages of a mapped file read so far from this process (not from the page
+    cache), so a recovery's RSS does not grow by the file's size; returns the new mark."""
+    if not isinstance(buf, mmap.mmap):
+        return upto
+    end = upto - upto % mmap.PAGESIZE
+    if end > start:
+        buf.madvise(mmap.MADV_DONTNEED, start, end - start)
+    return end
+
+
+def _frames_v1(buf: Buffer, pos: int, scan: Scan) -> Iterator[tuple[Record, ...]]:
+    size = len(buf)
+    released = 0
+    while pos < size:
+        damage = Damage(pos, size, torn=True, at_tail=True, frames_before=scan.frames)
+        if pos + FRAME_V1.size > size:
+            scan.damages.append(damage)
             return
-        payload = f.read(length)
-        if not frame_ok(head, payload):
-            tail.good_end = pos
-            tail.reason = f"checksum mismatch in frame at offset {pos}"
-            _count_rest(f, size, tail, pos + FRAME_SIZE + length, count)
+        length, count, crc = FRAME_V1.unpack_from(buf, pos)
+        end = pos + FRAME_V1.size + length
+        if length > MAX_FRAME or end > size:
+            damage.frames, damage.records = 1, count if length <= MAX_FRAME else 0
+            scan.damages.append(damage)
             return
-        pos += FRAME_SIZE + length
-        yield count, payload
+        payload = buf[pos + FRAME_V1.size : end]
+        records: list[Record] = []
+        ok = zlib.crc32(payload, zlib.crc32(buf[pos : pos + 8])) == crc
+        if ok:
+            unpacker = msgpack.Unpacker(use_list=False, raw=False, strict_map_key=False)
+            unpacker.feed(payload)
+            try:
+                records = list(unpacker)
+            except (ValueError, msgpack.UnpackException):
+                ok = False
+        if not ok or len(records) != count:
+            damage.torn = False  # a complete frame that fails its check: no resync in v1
+            damage.frames, damage.records = 1, count
+            scan.damages.append(damage)
+            return
+        pos = scan.pos = end
+        yield tuple(records)
+        if pos - released > RELEASE_EVERY:
+            released = _release(buf, released, pos)
 
 
-def _count_rest(f: BinaryIO, size: int, tail: Tail, pos: int, bad_count: int) -> None:
-    """After a bad frame, count what follows (for the report); best effort."""
-    frames, records = 1, max(1, bad_count)
-    f.seek(pos)
-    while pos + FRAME_SIZE <= size:
-        head = f.read(FRAME_SIZE)
-        length, count, _ = FRAME.unpack(head)
-        if length > MAX_FRAME or pos + FRAME_SIZE + length > size:
-            frames += 1
-            records += 1
-            break
-        payload = f.read(length)
-        frames += 1
-        records += max(1, count) if frame_ok(head, payload) else 1
-        pos += FRAME_SIZE + length
-    tail.dropped_frames = frames
-    tail.dropped_records = records
-
-
-def new_unpacker() -> msgpack.Unpacker:
-    return msgpack.Unpacker(use_list=False, raw=False, strict_map_key=False)
-
-
+# ---------------------------------------------------------------------------- records
 def message_record(msg: Message) -> Record:
     return (
         ADD,

@@ -6,6 +6,8 @@ Files are named after ``mq.persistentFile`` (default ``MQDATA``) inside ``mq.dat
     MQDATA.000000000007.snap     snapshot: the state when WAL segment 7 was started
     MQDATA.000000000007.wal      WAL segment 7: every change after that point
     MQDATA.000000000008.snap.tmp a snapshot being written (deleted at start-up)
+    MQDATA.000000000007.wal.corrupt-20260102T030405Z  a damaged file, kept by
+                                 --recover-skip-corrupt before it was skipped
 
 Recovery loads the newest snapshot N and replays the WAL segments numbered N and up.
 """
@@ -16,12 +18,21 @@ import contextlib
 import fcntl
 import os
 import re
+import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from kapokmq.storage.files import REAL, FileOps
 
 
 class StorageError(RuntimeError):
     """Storage cannot start or go on; the message says what to do."""
+
+
+def unavailable(reason: str) -> str:
+    """What producers are told (after ``error: ``) while storage fails (docs/protocol.md)."""
+    return f"storage unavailable: {reason}"
 
 
 @dataclass
@@ -36,8 +47,9 @@ class Listing:
 
 
 class DataDir:
-    def __init__(self, path: Path, stem: str) -> None:
+    def __init__(self, path: Path, stem: str, files: FileOps = REAL) -> None:
         self.path = path
+        self.files = files
         self.stem = Path(stem).name or "MQDATA"
         self._pattern = re.compile(re.escape(self.stem) + r"\.(\d{12})\.(snap|wal)(\.tmp)?$")
         self._lock_fd: int | None = None
@@ -102,26 +114,25 @@ class DataDir:
         return removed
 
     def fsync(self) -> None:
-        fsync_dir(self.path)
+        self.files.fsync_dir(self.path)
 
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def datasync(fd: int) -> None:
-    if hasattr(os, "fdatasync"):
-        os.fdatasync(fd)
-    else:  # pragma: no cover - macOS
-        os.fsync(fd)
-
-
-def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+    def keep_damaged(self, path: Path) -> Path:
+        """Copy a damaged file aside (``<name>.corrupt-<UTC time>``) before recovery skips
+        or rewrites any of it; the copy is never read by the broker."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        copy = path.with_name(f"{path.name}.corrupt-{stamp}")
+        n = 1
+        while copy.exists():
+            n += 1
+            copy = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        try:
+            shutil.copyfile(path, copy)
+            self.fsync()
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                copy.unlink()
+            raise StorageError(
+                f"cannot keep a copy of the damaged file {path.name} ({exc}); nothing was "
+                "changed. Free some space in the data directory and start again"
+            ) from None
+        return copy

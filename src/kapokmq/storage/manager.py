@@ -4,6 +4,12 @@
 ``isPersistent`` 2: every change goes to the WAL (fsync per ``mq.fsync``); a snapshot
 compacts it once the current segment outgrows ``walCompactBytes`` and the last snapshot.
 Both write a final snapshot on a clean shutdown, so the next start reads one file.
+
+When a write or fsync fails (full disk, EIO, read-only file system) storage goes
+*unavailable* (docs/durability.md "When the disk fails"): producer writes are refused
+through the runtime's write gate, ``/healthz`` says why, and a retry with backoff tries
+to write the whole state in memory as a fresh snapshot with a new WAL segment. Once that
+works, writes are accepted again; messages already stored stay deliverable throughout.
 """
 
 from __future__ import annotations
@@ -17,16 +23,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kapokmq.model import Message, Status
+from kapokmq.storage.files import REAL, FileOps, describe
 from kapokmq.storage.format import ADD, REMOVE, UPDATE
-from kapokmq.storage.layout import DataDir, StorageError
+from kapokmq.storage.layout import DataDir, StorageError, unavailable
 from kapokmq.storage.recovery import Recovered, recover
 from kapokmq.storage.snapshot import SnapshotStats, write_snapshot, write_snapshot_sync
-from kapokmq.storage.wal import WalWriter
+from kapokmq.storage.wal import WalError, WalWriter
 
 if TYPE_CHECKING:
     from kapokmq.server.runtime import BrokerRuntime
 
 log = logging.getLogger("kapokmq.storage")
+
+GATE = "storage"  # the write gate's source name (runtime.refuse_writes)
+RETRY_FIRST = 0.2  # seconds before the first rebuild attempt; doubled up to RETRY_MAX
+RETRY_MAX = 5.0
 
 
 class WalListener:
@@ -35,6 +46,10 @@ class WalListener:
     __slots__ = ("append", "append_many")
 
     def __init__(self, wal: WalWriter) -> None:
+        self.use(wal)
+
+    def use(self, wal: WalWriter) -> None:
+        """Log to ``wal`` from now on (a new writer after a storage failure)."""
         self.append = wal.append
         self.append_many = wal.append_many
 
@@ -110,7 +125,7 @@ class ChangeCounter:
 
 
 class Storage:
-    def __init__(self, runtime: BrokerRuntime) -> None:
+    def __init__(self, runtime: BrokerRuntime, files: FileOps = REAL) -> None:
         mq = runtime.config.mq
         self.runtime = runtime
         self.broker = runtime.broker
@@ -119,11 +134,20 @@ class Storage:
         self.policy = mq.fsync
         self.persist_every = float(mq.persistentTime)
         self.compact_bytes = mq.walCompactBytes
-        self.datadir = DataDir(Path(mq.dataDir), mq.persistentFile)
+        self.datadir = DataDir(Path(mq.dataDir), mq.persistentFile, files)
         self.wal_executor = ThreadPoolExecutor(1, thread_name_prefix="kapokmq-wal")
         self.snap_executor = ThreadPoolExecutor(1, thread_name_prefix="kapokmq-snapshot")
         self.wal: WalWriter | None = None
+        self.listener: WalListener | None = None
         self.counter = ChangeCounter()
+        self.fault: str | None = None  # why storage is unavailable right now
+        self.write_failures = 0  # failed writes, fsyncs and rebuild attempts since start
+        self.rebuilds = 0  # successful recoveries from a failure
+        self._retry_delay = RETRY_FIRST
+        self._retry: asyncio.TimerHandle | None = None
+        self._rebuild_task: asyncio.Task[None] | None = None
+        self.available = asyncio.Event()  # set while writes succeed (tests await it)
+        self.available.set()
         self.seq = 0  # newest sequence number in use
         self.last_snapshot_at = time.monotonic()
         self.last_snapshot_bytes = 0
@@ -153,25 +177,42 @@ class Storage:
                 self._discard()
             self.seq += 1
             if self.mode == 2:
-                self.wal = WalWriter(
-                    self.loop, self.datadir, self.seq, self.policy, self.wal_executor
-                )
-                self.broker.add_listener(WalListener(self.wal))
-                self.runtime.wal_stats = self.wal
-                if self.policy == "always":
-                    self.runtime.durable_barrier = self.wal.barrier
-                    self.runtime.durable_ticket = self.wal.ticket
+                self.listener = WalListener(self._new_wal(self.seq))
+                self.broker.add_listener(self.listener)
             else:
                 self.broker.add_listener(self.counter)
         except BaseException:
             self.datadir.close()
             raise
         self._timer = self.loop.call_later(1.0, self._tick)
+        self.runtime.storage_health = self
         where = self.datadir.path.resolve()
         if self.mode == 2:
             log.info("storage: WAL + snapshots in %s (fsync %s)", where, self.policy)
         else:
             log.info("storage: snapshots every %gs in %s", self.persist_every, where)
+
+    def _new_wal(self, seq: int) -> WalWriter:
+        """A writer for segment ``seq``, made the one the runtime and the listener use."""
+        wal = WalWriter(
+            self.loop, self.datadir, seq, self.policy, self.wal_executor, self._wal_failed
+        )
+        self.wal = wal
+        if self.listener is not None:
+            self.listener.use(wal)
+        self.runtime.wal_stats = wal
+        if self.policy == "always":  # stable callables: connections may keep them
+            self.runtime.durable_barrier = self._barrier
+            self.runtime.durable_ticket = self._ticket
+        return wal
+
+    def _ticket(self) -> asyncio.Future[None] | None:
+        assert self.wal is not None
+        return self.wal.ticket()
+
+    async def _barrier(self) -> None:
+        assert self.wal is not None
+        await self.wal.barrier()
 
     def _restore(self, rec: Recovered) -> None:
         mq = self.runtime.config.mq
@@ -236,7 +277,7 @@ class Storage:
     # ------------------------------------------------------------------ snapshots
     def _tick(self) -> None:
         self._timer = self.loop.call_later(1.0, self._tick)
-        if self._snapshot_task is not None:
+        if self._snapshot_task is not None or self.fault is not None:
             return
         due = self._snapshot_soon
         if self.wal is not None:
@@ -276,11 +317,88 @@ class Storage:
                 stats.seconds,
             )
             return stats
-        except Exception:
-            log.exception("snapshot failed; the previous snapshot and the WAL are kept")
+        except (OSError, StorageError) as exc:
+            self._failed(_reason(exc, f"writing snapshot {self.seq}"))
             return None
         finally:
             self._snapshot_task = None
+
+    # ------------------------------------------------------------------ failure and resume
+    def _wal_failed(self, error: WalError) -> None:
+        self._failed(error.reason)
+
+    def _failed(self, reason: str) -> None:
+        """A write failed: refuse producer writes and retry (logged once per state change)."""
+        self.write_failures += 1
+        if self.fault == reason:
+            return
+        if self.fault is None:
+            log.critical(
+                "storage unavailable: %s. Producers get 'error: storage unavailable' until a "
+                "fresh snapshot can be written; stored messages are still delivered",
+                reason,
+            )
+        else:
+            log.error("storage still unavailable, now: %s", reason)
+        self.fault = reason
+        self.available.clear()
+        text = unavailable(reason)
+        self.runtime.refuse_writes(GATE, text, text)
+        if self._retry is None and self._rebuild_task is None:
+            self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        delay = self._retry_delay
+        self._retry_delay = min(delay * 2, RETRY_MAX)
+        self._retry = self.loop.call_later(delay, self._start_rebuild)
+
+    def _start_rebuild(self) -> None:
+        self._retry = None
+        if self._rebuild_task is None:
+            self._rebuild_task = self.loop.create_task(self._rebuild())
+
+    async def _rebuild(self) -> None:
+        """Write the state in memory as snapshot N with a new WAL segment N, then delete
+        everything older: the files are consistent again whatever was half-written."""
+        try:
+            while self._snapshot_task is not None:
+                await self._snapshot_task
+            self.seq += 1
+            seq = self.seq
+            failed = self.wal
+            if failed is not None:
+                self._new_wal(seq)  # from here on, changes go to the new segment
+                await failed.close()
+            messages = list(self.broker.store)
+            changes = self.counter.changes
+            stats = await write_snapshot(self.loop, self.snap_executor, self.datadir, seq, messages)
+            if self.wal is not None and self.wal.error is not None:
+                raise self.wal.error
+            await self.loop.run_in_executor(self.snap_executor, self.datadir.remove_before, seq)
+        except (OSError, StorageError) as exc:
+            reason = _reason(exc, f"writing snapshot {self.seq}")
+            log.debug("storage rebuild %d failed: %s", self.seq, reason)
+            self._failed(reason)
+            self._rebuild_task = None
+            self._schedule_retry()
+            return
+        self._rebuild_task = None
+        self.counter.changes -= changes
+        self.last_snapshot_bytes = stats.bytes
+        self.last_snapshot = stats
+        self.last_snapshot_at = time.monotonic()
+        self.rebuilds += 1
+        log.warning(
+            "storage available again after: %s. Snapshot %d holds all %d messages; writes "
+            "are accepted",
+            self.fault,
+            seq,
+            stats.messages,
+        )
+        self.fault = None
+        self._retry_delay = RETRY_FIRST
+        self.runtime.accept_writes(GATE)
+        self.available.set()
 
     # ------------------------------------------------------------------ stop
     async def close(self) -> None:
@@ -288,12 +406,18 @@ class Storage:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        task = self._snapshot_task
-        if task is not None:
-            await task
-        dirty = bool(self.counter.changes)
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        for task in (self._rebuild_task, self._snapshot_task):
+            if task is not None:
+                await task
+        if self._retry is not None:  # the rebuild failed and scheduled another
+            self._retry.cancel()
+            self._retry = None
+        dirty = bool(self.counter.changes) or self.fault is not None
         if self.wal is not None:
-            dirty = self.wal.bytes_written > 0 or self.wal.appended > 0
+            dirty = dirty or self.wal.bytes_written > 0 or self.wal.appended > 0
             await self.wal.close()
             self.runtime.durable_barrier = None
             self.runtime.durable_ticket = None
@@ -316,11 +440,18 @@ class Storage:
         self.snap_executor.shutdown(wait=True)
 
 
-def open_storage(runtime: BrokerRuntime) -> Storage | None:
+def _reason(exc: BaseException, doing: str) -> str:
+    """The operator's reason for a failure: what failed and while doing what."""
+    if isinstance(exc, WalError):
+        return exc.reason
+    return f"{describe(exc)} ({doing})"
+
+
+def open_storage(runtime: BrokerRuntime, files: FileOps = REAL) -> Storage | None:
     """Start durable storage per ``mq.isPersistent`` (None for memory only)."""
     if runtime.config.mq.isPersistent == 0:
         return None
-    storage = Storage(runtime)
+    storage = Storage(runtime, files)
     storage.open()
     return storage
 

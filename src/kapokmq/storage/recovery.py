@@ -1,22 +1,29 @@
 """Rebuild the message table from the newest snapshot and the WAL segments after it.
 
 Replay is idempotent (records carry absolute values, not deltas), so a snapshot that
-already reflects some of the changes in its WAL segment is harmless. A torn or corrupt
-tail of the newest segment is the expected result of a crash: it is reported and
-truncated. Anything else that cannot be read — a corrupt snapshot, a damaged segment in
-the middle — stops start-up unless ``skip_corrupt`` is set, in which case whatever can be
-read is kept and the rest is reported as lost.
+already reflects some of the changes in its WAL segment is harmless.
+
+What is found on disk is sorted into (docs/durability.md "Recovery and damaged files"):
+
+* a torn tail — an incomplete last frame of a WAL segment, what a crash in the middle of
+  a write leaves: reported and truncated;
+* damage — a frame that fails its checksum with data after it, a bad header, a damaged
+  or incomplete snapshot: start-up stops naming the file, the byte offset and how many
+  valid frames follow, unless ``skip_corrupt``; then the file is first copied aside
+  (``<name>.corrupt-<time>``), only the damaged frames are skipped (the reader finds the
+  next valid frame) and what was skipped is reported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import mmap
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from kapokmq.model import Message
 from kapokmq.storage.format import (
@@ -28,19 +35,23 @@ from kapokmq.storage.format import (
     REMOVE,
     STATUS_OF,
     UPDATE,
+    Buffer,
+    FileHeader,
     FormatError,
     Record,
-    Tail,
+    Scan,
     decode_header,
     message_from_record,
-    new_unpacker,
     read_frames,
 )
 from kapokmq.storage.layout import DataDir, StorageError
 
 log = logging.getLogger(__name__)
 
-SKIP_HINT = "start with --recover-skip-corrupt (mq.recoverSkipCorrupt=1) to keep what can be read"
+SKIP_HINT = (
+    "start with --recover-skip-corrupt (mq.recoverSkipCorrupt=1) to skip only the damaged "
+    "part and keep everything else (a copy of the file is kept beside it first)"
+)
 
 
 class CorruptData(StorageError):
@@ -56,8 +67,10 @@ class Recovered:
     wal_records: int = 0
     wal_bytes: int = 0
     truncated_bytes: int = 0
-    dropped_records: int = 0
+    dropped_records: int = 0  # a lower bound: what the headers of skipped frames announced
+    skipped_bytes: int = 0
     problems: list[str] = field(default_factory=list)
+    kept_copies: list[Path] = field(default_factory=list)
     seconds: float = 0.0
     max_seq: int = 0
 
@@ -110,91 +123,97 @@ def _applier(msgs: dict[str, Message], topics: dict[str, str]) -> Apply:
     return apply
 
 
-def _open(path: Path, kind: int) -> tuple[BinaryIO, int]:
-    f = path.open("rb")
-    size = os.fstat(f.fileno()).st_size
-    try:
+@contextlib.contextmanager
+def _mapped(path: Path, kind: int) -> Iterator[tuple[Buffer, FileHeader]]:
+    """The whole file, mapped read-only, and its checked header."""
+    with path.open("rb") as f:
         header = decode_header(f.read(HEADER_SIZE))
-    except FormatError:
-        f.close()
-        raise
-    if header.kind != kind:
-        f.close()
-        raise FormatError(f"expected file kind {kind}, found {header.kind}")
-    return f, size
+        if header.kind != kind:
+            raise FormatError(f"expected file kind {kind}, found {header.kind}")
+        size = os.fstat(f.fileno()).st_size
+        buf = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+        try:
+            yield buf, header
+        finally:
+            buf.close()
+
+
+@dataclass
+class FileResult:
+    """What reading one file gave: records or messages, and what was wrong with it."""
+
+    records: int = 0
+    scan: Scan = field(default_factory=Scan)
+    problem: str = ""  # the file could not be read at all, or is incomplete
 
 
 def load_snapshot(
     path: Path, msgs: dict[str, Message], topics: dict[str, str], progress: Progress
-) -> tuple[int, str]:
-    """Load a snapshot into ``msgs``; returns (messages, problem or "")."""
-    try:
-        f, size = _open(path, KIND_SNAPSHOT)
-    except (OSError, FormatError) as exc:
-        return 0, f"snapshot {path.name}: {exc}"
-    unpacker = new_unpacker()
-    tail = Tail(HEADER_SIZE, size)
+) -> FileResult:
+    """Load a snapshot into ``msgs`` (``records`` = messages loaded)."""
+    result = FileResult()
+    scan = result.scan
+    scan.pos = HEADER_SIZE
     loaded = 0
     expected: int | None = None
     status_of = STATUS_OF
     intern = topics.setdefault
     new = Message
-    with f:
-        for count, payload in read_frames(f, size, tail):
-            unpacker.feed(payload)
-            # the hot loop of a recovery: build messages inline (no call per record)
-            for rec in unpacker:
-                if rec[0] != ADD:
-                    if rec[0] == END:
-                        expected = rec[1]
-                        continue
-                    return loaded, f"snapshot {path.name}: unexpected record type {rec[0]}"
-                _, code, topic, data, created, consumed, delay, status, arrival, attempts = rec
-                msg = new(
-                    code,
-                    data,
-                    intern(topic, topic),
-                    created,
-                    delay,
-                    status_of[status],
-                    arrival,
-                    consumed,
-                    attempts,
-                )
-                msgs[msg.code] = msg
-                loaded += 1
-            progress.update(len(payload), count)
-    if not tail.clean:
-        return loaded, f"snapshot {path.name}: {tail.reason}"
-    if expected is None:
-        return loaded, f"snapshot {path.name}: incomplete (no end record)"
-    if expected != loaded:
-        return loaded, f"snapshot {path.name}: holds {loaded} messages, end record says {expected}"
-    return loaded, ""
-
-
-def replay_wal(
-    path: Path, apply: Apply, progress: Progress, last: bool
-) -> tuple[int, Tail | None, str]:
-    """Apply one segment; returns (records, tail if damaged, problem if unreadable)."""
     try:
-        f, size = _open(path, KIND_WAL)
-    except FormatError as exc:
-        if last and os.path.getsize(path) < HEADER_SIZE:
-            # created just before a crash, header not (fully) written
-            return 0, Tail(0, os.path.getsize(path), "torn header"), ""
-        return 0, None, f"WAL segment {path.name}: {exc}"
-    unpacker = new_unpacker()
-    tail = Tail(HEADER_SIZE, size)
-    records = 0
-    with f:
-        for count, payload in read_frames(f, size, tail):
-            unpacker.feed(payload)
-            for rec in unpacker:
-                apply(rec)
-            records += count
-            progress.update(len(payload), count)
-    return records, (None if tail.clean else tail), ""
+        with _mapped(path, KIND_SNAPSHOT) as (buf, header):
+            last = HEADER_SIZE
+            for records in read_frames(buf, HEADER_SIZE, header.version, scan):
+                # the hot loop of a recovery: build messages inline (no call per record)
+                for rec in records:
+                    if rec[0] != ADD:
+                        if rec[0] == END:
+                            expected = rec[1]
+                            continue
+                        result.problem = f"unexpected record type {rec[0]}"
+                        continue
+                    _, code, topic, data, created, consumed, delay, status, arrival, attempts = rec
+                    msg = new(
+                        code,
+                        data,
+                        intern(topic, topic),
+                        created,
+                        delay,
+                        status_of[status],
+                        arrival,
+                        consumed,
+                        attempts,
+                    )
+                    msgs[msg.code] = msg
+                    loaded += 1
+                progress.update(scan.pos - last, len(records))
+                last = scan.pos
+    except (OSError, FormatError) as exc:
+        result.problem = str(exc)
+        return result
+    result.records = loaded
+    if expected is None:
+        result.problem = result.problem or "incomplete (no end record)"
+    elif expected != loaded and not scan.damages:
+        result.problem = f"holds {loaded} messages, its end record says {expected}"
+    return result
+
+
+def replay_wal(path: Path, apply: Apply, progress: Progress) -> FileResult:
+    """Apply one segment (``records`` = records applied)."""
+    result = FileResult()
+    scan = result.scan
+    try:
+        with _mapped(path, KIND_WAL) as (buf, header):
+            last = HEADER_SIZE
+            for records in read_frames(buf, HEADER_SIZE, header.version, scan):
+                for rec in records:
+                    apply(rec)
+                result.records += len(records)
+                progress.update(scan.pos - last, len(records))
+                last = scan.pos
+    except (OSError, FormatError) as exc:
+        result.problem = str(exc)
+    return result
 
 
 def recover(datadir: DataDir, skip_corrupt: bool = False) -> Recovered:
@@ -210,54 +229,71 @@ def recover(datadir: DataDir, skip_corrupt: bool = False) -> Recovered:
     files = [listing.wals[s] for s in segments]
     if base:
         files.append(listing.snapshots[base])
-    total = sum(p.stat().st_size for p in files)
-    progress = Progress(total)
+    progress = Progress(sum(p.stat().st_size for p in files))
     topics: dict[str, str] = {}
     msgs = result.messages
+    judge = _Judge(datadir, result, skip_corrupt)
     if base:
-        loaded, problem = load_snapshot(listing.snapshots[base], msgs, topics, progress)
+        path = listing.snapshots[base]
+        snap = load_snapshot(path, msgs, topics, progress)
         result.snapshot_seq = base
-        result.snapshot_messages = loaded
-        if problem:
-            _corrupt(result, problem, skip_corrupt, f"kept {loaded} messages read before it")
+        result.snapshot_messages = snap.records
+        judge.file(path, "snapshot", snap, torn_ok=False)
     apply = _applier(msgs, topics)
-    for i, seq in enumerate(segments):
+    for seq in segments:
         path = listing.wals[seq]
-        last = i == len(segments) - 1
-        records, tail, problem = replay_wal(path, apply, progress, last)
-        result.wal_segments += 1
-        result.wal_records += records
-        result.wal_bytes += path.stat().st_size
-        if problem:
-            _corrupt(result, problem, skip_corrupt, "skipped the segment")
-            continue
-        if tail is None:
-            continue
-        lost = path.stat().st_size - tail.good_end
-        what = (
-            f"WAL segment {path.name}: {tail.reason}; dropped {lost} bytes "
-            f"({tail.dropped_frames} frame(s), at least {tail.dropped_records} record(s))"
-        )
-        if not last:
-            _corrupt(result, what, skip_corrupt, "dropped the rest of the segment")
-        else:
-            log.warning("%s; truncating the torn tail", what)
-            result.problems.append(what)
-        result.truncated_bytes += lost
-        result.dropped_records += tail.dropped_records
-        if tail.good_end == 0:
+        size = path.stat().st_size
+        if size < HEADER_SIZE:
+            # created just before a crash (or a full disk), header not (fully) written
+            log.warning("WAL segment %s: header incomplete (%d bytes); removed", path.name, size)
+            result.problems.append(f"WAL segment {path.name}: header incomplete")
             path.unlink()
-        elif last or skip_corrupt:
-            _truncate(path, tail.good_end)
+            continue
+        wal = replay_wal(path, apply, progress)
+        result.wal_segments += 1
+        result.wal_records += wal.records
+        result.wal_bytes += size
+        judge.file(path, "WAL segment", wal, torn_ok=True)
+        torn = wal.scan.torn_tail
+        if torn is not None and not wal.problem:
+            log.warning("%s; truncating the torn tail", torn.describe(f"WAL segment {path.name}"))
+            result.problems.append(f"WAL segment {path.name}: torn tail at {torn.offset}")
+            result.truncated_bytes += torn.bytes
+            result.dropped_records += torn.records
+            _truncate(path, torn.offset)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _corrupt(result: Recovered, problem: str, skip: bool, kept: str) -> None:
-    if not skip:
-        raise CorruptData(f"{problem}. Start-up stopped to protect your data; {SKIP_HINT}.")
-    log.error("%s; %s (--recover-skip-corrupt)", problem, kept)
-    result.problems.append(problem)
+class _Judge:
+    """Decides what one file's problems mean: stop, or (with the flag) keep a copy and go on."""
+
+    def __init__(self, datadir: DataDir, result: Recovered, skip: bool) -> None:
+        self.datadir = datadir
+        self.result = result
+        self.skip = skip
+
+    def file(self, path: Path, what: str, read: FileResult, torn_ok: bool) -> None:
+        name = f"{what} {path.name}"
+        damages = read.scan.damages if not torn_ok else read.scan.problems()
+        texts = [d.describe(name) for d in damages]
+        if read.problem:
+            texts.append(f"{name}: {read.problem}")
+        if not texts:
+            return
+        if not self.skip:
+            more = f" (and {len(texts) - 1} more problem(s) in it)" if len(texts) > 1 else ""
+            raise CorruptData(
+                f"{texts[0]}{more}. Start-up stopped to protect your data; {SKIP_HINT}."
+            )
+        copy = self.datadir.keep_damaged(path)
+        self.result.kept_copies.append(copy)
+        for text, damage in zip(texts, [*damages, None], strict=False):
+            log.error("%s; skipped (--recover-skip-corrupt, a copy is in %s)", text, copy.name)
+            self.result.problems.append(text)
+            if damage is not None:
+                self.result.skipped_bytes += damage.bytes
+                self.result.dropped_records += damage.records
 
 
 def _truncate(path: Path, size: int) -> None:

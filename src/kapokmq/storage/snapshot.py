@@ -7,8 +7,10 @@ the temp file is renamed into place and the directory fsynced. A message that ch
 while the snapshot is being written may be saved in its newer state; the WAL segment that
 began with the snapshot holds that change too and replaying it is idempotent.
 
-A snapshot file is a header (kind 2) followed by frames of ADD records and a final END
-record holding the message count; a file without it is incomplete and counts as corrupt.
+A snapshot file is a header (kind 2) followed by checksummed chunks of ADD records (at
+most ``CHUNK_RECORDS`` records or ``CHUNK_BYTES`` bytes each, so one damaged byte costs at
+most one chunk) and a final chunk holding the END record with the message count; a file
+without it is incomplete and counts as corrupt.
 """
 
 from __future__ import annotations
@@ -26,17 +28,19 @@ import msgpack
 
 from kapokmq.model import Message
 from kapokmq.storage.format import (
+    CHUNK_BYTES,
+    CHUNK_RECORDS,
     END,
     KIND_SNAPSHOT,
-    encode_frame,
     encode_header,
+    frame_head,
     message_record,
     sanitized,
 )
-from kapokmq.storage.layout import DataDir, datasync, fsync_dir, write_all
+from kapokmq.storage.layout import DataDir
 
 SLICE = 500  # messages encoded per loop slice (~1 ms)
-FRAME_BYTES = 1 << 20  # aim for frames of about this size
+WRITE_BYTES = 1 << 20  # chunks are handed to the writer thread about this much at a time
 
 # Testing hook: seconds the writer thread sleeps per frame, to widen the window in which
 # a crash test can kill the broker while a snapshot is being written.
@@ -53,49 +57,61 @@ class SnapshotStats:
 
 
 class _Encoder:
-    """Turns messages into framed bytes, a slice at a time."""
+    """Turns messages into checksummed chunks, a slice at a time."""
 
     def __init__(self) -> None:
         self.pack: Callable[[object], bytes] = msgpack.Packer().pack
-        self.buf = bytearray()
+        self.buf = bytearray()  # the open chunk's records
         self.count = 0
-        self.messages = 0
+        self.out = bytearray()  # sealed chunks not yet taken
+        self.messages = 0  # in sealed chunks
 
     def add(self, batch: Sequence[Message]) -> None:
         pack = self.pack
-        buf = self.buf
-        n = 0
         for msg in batch:
             if msg.removed:
                 continue
             record = message_record(msg)
             try:
-                buf += pack(record)
+                data = pack(record)
             except UnicodeEncodeError:
-                buf += pack(sanitized(record))
-            n += 1
-        self.count += n
-        self.messages += n
+                data = pack(sanitized(record))
+            if self.count and len(self.buf) + len(data) > CHUNK_BYTES:
+                self._seal()
+            self.buf += data
+            self.count += 1
+            if self.count >= CHUNK_RECORDS:
+                self._seal()
+
+    def _seal(self) -> None:
+        if self.count:
+            self.out += frame_head(self.buf, self.count)
+            self.out += self.buf
+            self.messages += self.count
+            self.buf = bytearray()
+            self.count = 0
 
     def take(self, final: bool = False) -> bytes | None:
-        if final:
-            self.buf += self.pack((END, self.messages))
-            self.count += 1
-        if not self.count:
+        if final:  # the END record in a chunk of its own: damage elsewhere cannot hide it
+            self._seal()
+            messages = self.messages
+            end = self.pack((END, messages))
+            self.out += frame_head(end, 1) + end
+        if not self.out:
             return None
-        frame = encode_frame(self.buf, self.count) + self.buf
-        self.buf = bytearray()
-        self.count = 0
-        return frame
+        data = bytes(self.out)
+        self.out = bytearray()
+        return data
 
 
 def encode_slices(
     messages: Sequence[Message], enc: _Encoder, slice_size: int = SLICE
 ) -> Iterator[bytes | None]:
-    """Yield a frame whenever one is full, ``None`` after each slice without one."""
+    """Yield bytes to write whenever about ``WRITE_BYTES`` are ready, ``None`` after each
+    slice without; the last item ends the snapshot."""
     for start in range(0, len(messages), slice_size):
         enc.add(messages[start : start + slice_size])
-        if len(enc.buf) >= FRAME_BYTES:
+        if len(enc.out) >= WRITE_BYTES:
             yield enc.take()
         else:
             yield None
@@ -110,28 +126,34 @@ class SnapshotFile:
         self.seq = seq
         self.temp = datadir.temp_path(seq)
         self.final = datadir.snapshot_path(seq)
-        self.fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.files = datadir.files
+        self.fd = self.files.create(self.temp)
         self.bytes = 0
         self.throttle = float(os.environ.get(THROTTLE_ENV, "0") or 0)
-        self.write(encode_header(KIND_SNAPSHOT, seq, time.time()))
+        try:
+            self.write(encode_header(KIND_SNAPSHOT, seq, time.time()))
+        except BaseException:
+            self.abort()
+            raise
 
     def write(self, data: bytes) -> None:
         if self.throttle:
             time.sleep(self.throttle)
-        write_all(self.fd, data)
+        self.files.write(self.fd, [data])
         self.bytes += len(data)
 
     def commit(self) -> None:
-        datasync(self.fd)
-        os.close(self.fd)
-        self.fd = -1
-        os.replace(self.temp, self.final)
-        fsync_dir(self.datadir.path)
+        self.files.datasync(self.fd)
+        fd, self.fd = self.fd, -1
+        self.files.close(fd)
+        self.files.replace(self.temp, self.final)
+        self.datadir.fsync()
 
     def abort(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+            fd, self.fd = self.fd, -1
+            with contextlib.suppress(OSError):
+                self.files.close(fd)
         with contextlib.suppress(FileNotFoundError):
             self.temp.unlink()
 

@@ -1,22 +1,29 @@
 """The write-ahead log writer: append on the loop, write once per iteration, fsync in a thread.
 
 Records are msgpack-encoded into a buffer as the broker reports changes; one callback per
-event-loop iteration writes the buffer as one CRC-checked frame (see ``format``). fsync
-runs in a dedicated thread so the loop never waits for the disk:
+event-loop iteration writes the buffer as CRC-checked frames of at most
+``WAL_FRAME_RECORDS`` records each, in one write (see ``format``). fsync runs in a
+dedicated thread so the loop never waits for the disk:
 
-* ``always``   — ``barrier()`` resolves once every record appended before the call is on
-  disk. Group commit: while one fsync runs, new frames pile up and the next fsync covers
-  all of them, so many producers share one disk flush.
+* ``always``   — ``ticket()``/``barrier()`` resolve once every record appended before the
+  call is on disk. Group commit: while one fsync runs, new frames pile up and the next
+  fsync covers all of them, so many producers share one disk flush. Acks are records
+  like any other: they ride in the same frames and fsyncs, and nobody waits for them.
 * ``everysec`` — an fsync every second (a SIGKILL loses nothing already written; a power
   failure at most about the last second).
 * ``no``       — the OS decides when to write back; fsync only at rotation and close.
+
+A failed write or fsync (full disk, EIO, read-only file system) stops the writer for
+good: waiting tickets fail, later records are dropped, and ``on_failure`` tells the
+storage manager, which refuses writes and later starts a fresh writer on a new segment
+from the state in memory (manager.py). A write that failed half-way is cut off again, so
+the segment ends at a frame boundary.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,12 +31,28 @@ from concurrent.futures import Executor
 
 import msgpack
 
-from kapokmq.storage.format import KIND_WAL, Record, encode_frame, encode_header, sanitized
-from kapokmq.storage.layout import DataDir, StorageError, datasync, fsync_dir, write_all
+from kapokmq.storage.files import describe
+from kapokmq.storage.format import (
+    KIND_WAL,
+    WAL_FRAME_RECORDS,
+    Record,
+    encode_header,
+    frame_head,
+    sanitized,
+)
+from kapokmq.storage.layout import DataDir, StorageError, unavailable
 
-log = logging.getLogger(__name__)
+FLUSH_AT = 4 << 20  # write at once when the sealed frames grow past this within one iteration
+SEAL_BYTES = 1 << 20  # a frame is also sealed once its records reach this size
 
-FLUSH_AT = 4 << 20  # write at once when a buffer grows past this within one iteration
+
+class WalError(StorageError):
+    """The write-ahead log could not write or sync; ``reason`` is for the operator and
+    ``str()`` is what a producer is told after ``error: `` (docs/protocol.md)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(unavailable(reason))
+        self.reason = reason
 
 
 class WalWriter:
@@ -40,30 +63,36 @@ class WalWriter:
         seq: int,
         policy: str,
         executor: Executor,
+        on_failure: Callable[[WalError], None] | None = None,
     ) -> None:
         self.loop = loop
         self.datadir = datadir
+        self.files = datadir.files
         self.policy = policy
         self.executor = executor
+        self.on_failure = on_failure
         self.seq = seq
-        self._buf = bytearray()
+        self._buf = bytearray()  # the open frame's records
         self._count = 0
+        self._sealed: list[bytes | bytearray] = []  # frame heads and bodies, to be written
+        self._sealed_bytes = 0
         self._pack: Callable[[object], bytes] = msgpack.Packer().pack
         self._flush_scheduled = False
         self.appended = 0  # records appended since start
         self.written = 0  # records handed to the OS
         self.synced = 0  # records known to be on disk
         self.bytes_written = 0  # since the last rotation
+        self.size = 0  # of the current segment, up to the last complete write
         self.frames = 0
         self.syncs = 0
         self.sync_seconds = 0.0
         self.max_sync_seconds = 0.0
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
         self._open_future: asyncio.Future[None] | None = None  # for the unwritten buffer
-        self._syncing = False
+        self._job: asyncio.Future[float] | None = None  # the fsync running in the thread
         self._retired: list[int] = []
         self._dir_dirty = False
-        self.error: BaseException | None = None
+        self.error: WalError | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self.fd = self._create(seq)
@@ -73,18 +102,34 @@ class WalWriter:
     # ------------------------------------------------------------------ segments
     def _create(self, seq: int) -> int:
         path = self.datadir.wal_path(seq)
+        files = self.files
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-            write_all(fd, encode_header(KIND_WAL, seq, time.time()))
+            fd = files.create(path, exclusive=True)
         except OSError as exc:
             raise StorageError(f"cannot create WAL segment {path}: {exc}") from None
+        header = encode_header(KIND_WAL, seq, time.time())
+        try:
+            files.write(fd, [header])
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                files.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise StorageError(f"cannot create WAL segment {path}: {exc}") from None
+        self.size = len(header)
         self._dir_dirty = True
         return fd
 
     def rotate(self, seq: int) -> None:
         """Start segment ``seq``; the current one is synced and closed in the background."""
         self.flush()
-        new_fd = self._create(seq)
+        if self.error is not None:
+            raise self.error
+        try:
+            new_fd = self._create(seq)
+        except StorageError as exc:
+            self._fail(exc, f"starting segment {seq}")
+            raise
         self._retired.append(self.fd)
         self.fd = new_fd
         self.seq = seq
@@ -98,52 +143,72 @@ class WalWriter:
         except UnicodeEncodeError:
             data = self._pack(sanitized(record))
         self._buf += data
-        self._appended(1)
-
-    def append_many(self, records: list[Record]) -> None:
-        """``append`` for each record, with one msgpack call: an array's encoding is its
-        header followed by its items' encodings, so dropping the header leaves exactly
-        the records one after the other, as ``append`` would have written them."""
-        n = len(records)
-        try:
-            data = self._pack(records)
-        except UnicodeEncodeError:  # a lone surrogate somewhere: the careful way
-            for record in records:
-                self.append(record)
-            return
-        self._buf += memoryview(data)[1 if n < 16 else 3 if n < 65536 else 5 :]
-        self._appended(n)
-
-    def _appended(self, n: int) -> None:
-        self._count += n
-        self.appended += n
+        self._count += 1
+        self.appended += 1
+        if self._count >= WAL_FRAME_RECORDS or len(self._buf) >= SEAL_BYTES:
+            self._seal()
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self.flush)
-        elif len(self._buf) > FLUSH_AT:
+
+    def append_many(self, records: list[Record]) -> None:
+        """``append`` for each record, with one msgpack call per frame's worth: an array's
+        encoding is its header followed by its items' encodings, so dropping the header
+        leaves exactly the records one after the other, as ``append`` would have written
+        them."""
+        while records:
+            room = WAL_FRAME_RECORDS - self._count
+            part = records if len(records) <= room else records[:room]
+            records = records[len(part) :] if part is not records else []
+            n = len(part)
+            try:
+                data = self._pack(part)
+            except UnicodeEncodeError:  # a lone surrogate somewhere: the careful way
+                for record in part:
+                    self.append(record)
+                continue
+            self._buf += memoryview(data)[1 if n < 16 else 3 if n < 65536 else 5 :]
+            self._count += n
+            self.appended += n
+            if self._count >= WAL_FRAME_RECORDS or len(self._buf) >= SEAL_BYTES:
+                self._seal()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def _seal(self) -> None:
+        """Close the open frame (it is written with the next flush)."""
+        buf = self._buf
+        head = frame_head(buf, self._count)
+        self._sealed.append(head)
+        self._sealed.append(buf)
+        self._sealed_bytes += len(head) + len(buf)
+        self._buf = bytearray()
+        self._count = 0
+        if self._sealed_bytes > FLUSH_AT:
             self.flush()
 
     def flush(self) -> None:
-        """Write the buffered records as one frame."""
+        """Write every record appended so far, as frames, in one write."""
         self._flush_scheduled = False
-        count = self._count
-        if not count:
+        if self._count:
+            self._seal()
+        parts = self._sealed
+        if not parts:
             return
-        buf = self._buf
-        self._buf = bytearray()
-        self._count = 0
+        self._sealed = []
+        total = self._sealed_bytes
+        self._sealed_bytes = 0
         if self.error is not None:
-            return
-        head = encode_frame(buf, count)
+            return  # failed for good: the manager rebuilds the files from memory
         try:
-            n = os.writev(self.fd, [head, buf])
-            total = len(head) + len(buf)
-            if n < total:
-                write_all(self.fd, (head + buf)[n:])
+            self.files.write(self.fd, parts)
         except OSError as exc:
-            self._fail(exc)
+            self._cut_back()
+            self._fail(exc, f"writing {self.datadir.wal_path(self.seq).name}")
             return
-        self.frames += 1
+        self.size += total
+        self.frames += len(parts) // 2
         self.bytes_written += total
         self.written = self.appended
         if self._open_future is not None:
@@ -152,17 +217,26 @@ class WalWriter:
         if self._waiters:
             self._kick()
 
+    def _cut_back(self) -> None:
+        """After a partial write: end the segment at the last whole frame again."""
+        with contextlib.suppress(OSError):
+            self.files.truncate(self.fd, self.size)
+
     # ------------------------------------------------------------------ syncing
     def ticket(self) -> asyncio.Future[None] | None:
         """A future done once everything appended so far is on disk; None if it already is.
 
         All records of one write batch share one future, so a pipelined producer costs a
-        callback per message, not a future. Never cancel it: it is shared.
+        callback per message, not a future. Never cancel it: it is shared. It fails with
+        ``WalError`` if the batch cannot be made durable.
         """
         if self.synced >= self.appended:
             return None
         if self.error is not None:
-            raise StorageError(f"write-ahead log failed: {self.error}")
+            failed: asyncio.Future[None] = self.loop.create_future()
+            failed.set_exception(self.error)
+            failed.exception()  # retrieved: nobody needs to wait for it to be logged
+            return failed
         if self.written < self.appended:  # still in the buffer: the next frame's future
             if self._open_future is None:
                 self._open_future = self.loop.create_future()
@@ -183,32 +257,37 @@ class WalWriter:
 
     def _kick(self) -> None:
         """Start an fsync if none is running and there is something to sync."""
-        if self._syncing or self.error is not None or self._closed:
+        if self._job is not None or self.error is not None or self._closed:
             return
         if self.written <= self.synced and not self._retired and not self._dir_dirty:
             return
-        self._syncing = True
         target = self.written
         retired, self._retired = self._retired, []
         sync_dir, self._dir_dirty = self._dir_dirty, False
-        fut = self.loop.run_in_executor(self.executor, self._sync_job, self.fd, retired, sync_dir)
-        fut.add_done_callback(lambda f: self._sync_done(f, target))
+        job = self.loop.run_in_executor(self.executor, self._sync_job, self.fd, retired, sync_dir)
+        self._job = job
+        job.add_done_callback(lambda f: self._sync_done(f, target))
 
     def _sync_job(self, fd: int, retired: list[int], sync_dir: bool) -> float:
         started = time.perf_counter()
-        for old in retired:
-            datasync(old)
-            os.close(old)
-        datasync(fd)
+        files = self.files
+        try:
+            for old in retired:
+                files.datasync(old)
+        finally:
+            for old in retired:
+                with contextlib.suppress(OSError):
+                    files.close(old)
+        files.datasync(fd)
         if sync_dir:
-            fsync_dir(self.datadir.path)
+            files.fsync_dir(self.datadir.path)
         return time.perf_counter() - started
 
     def _sync_done(self, fut: asyncio.Future[float], target: int) -> None:
-        self._syncing = False
+        self._job = None
         exc = fut.exception()
         if exc is not None:
-            self._fail(exc)
+            self._fail(exc, f"syncing {self.datadir.wal_path(self.seq).name}")
             return
         took = fut.result()
         self.syncs += 1
@@ -221,7 +300,7 @@ class WalWriter:
             if not w.done():
                 w.set_result(None)
         if waiters or self._retired:
-            if self._count:
+            if self._count or self._sealed:
                 self.flush()
             self._kick()
 
@@ -230,48 +309,66 @@ class WalWriter:
         self.flush()
         self._kick()
 
-    def _fail(self, exc: BaseException) -> None:
-        if self.error is None:
-            log.critical(
-                "write-ahead log %s failed: %s; changes are no longer durable", self.seq, exc
-            )
-        self.error = exc
-        err = StorageError(f"write-ahead log failed: {exc}")
+    def _fail(self, exc: BaseException, doing: str) -> None:
+        """Stop for good: fail every waiting ticket, tell the manager (once)."""
+        first = self.error is None
+        if first:
+            reason = f"{exc.reason if isinstance(exc, WalError) else describe(exc)} ({doing})"
+            self.error = WalError(reason)
+        error = self.error
+        assert error is not None
         if self._open_future is not None:
             self._waiters.append((self.appended, self._open_future))
             self._open_future = None
         while self._waiters:
             w = self._waiters.popleft()[1]
             if not w.done():
-                w.set_exception(err)
+                w.set_exception(error)
+                w.exception()  # retrieved: a ticket nobody waits for must not log
+        if first and self.on_failure is not None:
+            self.on_failure(error)
 
     # ------------------------------------------------------------------ closing
+    async def _idle(self) -> None:
+        while self._job is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._job)
+            await asyncio.sleep(0)  # let _sync_done run
+
     async def drain(self) -> None:
         """Flush and fsync everything appended so far (whatever the policy)."""
         self.flush()
-        while self._syncing:
-            await asyncio.sleep(0.001)
-        if self.error is None:
-            target = self.written
-            retired, self._retired = self._retired, []
+        await self._idle()
+        if self.error is not None:
+            return
+        target = self.written
+        retired, self._retired = self._retired, []
+        try:
             took = await self.loop.run_in_executor(
                 self.executor, self._sync_job, self.fd, retired, True
             )
-            self.sync_seconds += took
-            self.synced = max(self.synced, target)
-            self._dir_dirty = False
-            if self._open_future is not None:
-                self._waiters.append((self.written, self._open_future))
-                self._open_future = None
-            for _, w in self._waiters:
-                if not w.done():
-                    w.set_result(None)
-            self._waiters.clear()
+        except OSError as exc:
+            self._fail(exc, f"syncing {self.datadir.wal_path(self.seq).name}")
+            return
+        self.sync_seconds += took
+        self.synced = max(self.synced, target)
+        self._dir_dirty = False
+        if self._open_future is not None:
+            self._waiters.append((self.written, self._open_future))
+            self._open_future = None
+        for _, w in self._waiters:
+            if not w.done():
+                w.set_result(None)
+        self._waiters.clear()
 
     async def close(self) -> None:
+        """Drain and close (a failed writer just closes its files)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         await self.drain()
         self._closed = True
-        os.close(self.fd)
+        for fd in [*self._retired, self.fd]:
+            with contextlib.suppress(OSError):
+                self.files.close(fd)
+        self._retired = []

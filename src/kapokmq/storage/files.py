@@ -1,0 +1,71 @@
+"""Every system call storage makes to change its files, in one place.
+
+The WAL writer, the snapshot writer and the data directory go through a ``FileOps``, so
+the unit tests can substitute one that fails with EIO on a chosen call (write, fsync,
+rename), which a full tmpfs cannot produce (tests/storage/test_faults.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+Buffer = bytes | bytearray | memoryview
+
+IOV_MAX = 512  # iovecs per writev call, well under every platform's limit
+
+
+class FileOps:
+    def create(self, path: Path, exclusive: bool = False) -> int:
+        """A file opened for writing: new (``exclusive``) and appending, or truncated."""
+        flags = os.O_WRONLY | os.O_CREAT
+        flags |= os.O_EXCL | os.O_APPEND if exclusive else os.O_TRUNC
+        return os.open(path, flags, 0o644)
+
+    def write(self, fd: int, parts: Sequence[Buffer]) -> None:
+        """Write all of ``parts`` (raises, with the file possibly extended, if it cannot)."""
+        for start in range(0, len(parts), IOV_MAX):
+            group = parts[start : start + IOV_MAX]
+            total = sum(len(p) for p in group)
+            n = os.writev(fd, group)
+            if n < total:
+                rest = memoryview(b"".join(group))[n:]
+                while rest:
+                    written = os.write(fd, rest)
+                    if written == 0:  # pragma: no cover - a regular file never does this
+                        raise OSError(errno.EIO, "write made no progress")
+                    rest = rest[written:]
+
+    def datasync(self, fd: int) -> None:
+        if hasattr(os, "fdatasync"):
+            os.fdatasync(fd)
+        else:  # pragma: no cover - macOS
+            os.fsync(fd)
+
+    def truncate(self, fd: int, size: int) -> None:
+        os.ftruncate(fd, size)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def replace(self, source: Path, target: Path) -> None:
+        os.replace(source, target)
+
+    def fsync_dir(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+REAL = FileOps()
+
+
+def describe(exc: BaseException) -> str:
+    """A short reason for the operator: "No space left on device", not a traceback."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

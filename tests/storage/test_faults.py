@@ -1,0 +1,217 @@
+"""Storage faults a tmpfs cannot produce, through a fake file layer: EIO on write, on
+fsync, on rename. Writes are refused while storage fails, nothing is acknowledged that is
+not on disk, and storage comes back by itself once the calls succeed again."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from kapokmq.config import Config
+from kapokmq.model import ClientInfo
+from kapokmq.server.runtime import BrokerRuntime
+from kapokmq.storage import Storage, open_storage
+from kapokmq.storage.acks import OrderedReplies
+from kapokmq.storage.files import FileOps
+from kapokmq.storage.format import ADD, UPDATE
+from kapokmq.storage.wal import WalError
+from tests.storage.helpers import crash, make_config
+
+
+class FaultyFiles(FileOps):
+    """The real calls, recorded, except that ``failing`` ones raise ``OSError(EIO)``."""
+
+    def __init__(self) -> None:
+        self.failing: set[str] = set()
+        self.calls: list[tuple[str, object]] = []
+
+    def _check(self, name: str, detail: object = None) -> None:
+        self.calls.append((name, detail))
+        if name in self.failing:
+            raise OSError(errno.EIO, "Input/output error")
+
+    def write(self, fd: int, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+        self._check("write", b"".join(bytes(p) for p in parts))
+        super().write(fd, parts)
+
+    def datasync(self, fd: int) -> None:
+        self._check("fsync")
+        super().datasync(fd)
+
+    def replace(self, source: Path, target: Path) -> None:
+        self._check("rename", target.name)
+        super().replace(source, target)
+
+
+def start(config: Config, files: FileOps) -> tuple[BrokerRuntime, Storage]:
+    runtime = BrokerRuntime(config)
+    storage = open_storage(runtime, files)
+    assert storage is not None
+    storage._retry_delay = 0.01  # retry at once in tests
+    return runtime, storage
+
+
+def records_written(files: FaultyFiles) -> list[tuple[object, ...]]:
+    """Every WAL record the fake layer saw written (frames decoded, headers skipped)."""
+    out = []
+    for name, data in files.calls:
+        if name != "write" or not isinstance(data, bytes) or data.startswith(b"KAPOKMQ"):
+            continue
+        pos = 0
+        while pos < len(data):
+            length = int.from_bytes(data[pos + 4 : pos + 8], "little")
+            out.extend(msgpack.unpackb(data[pos + 20 : pos + 20 + length], use_list=False))
+            pos += 20 + length
+    return out
+
+
+@pytest.mark.parametrize("fault", ["write", "fsync"])
+async def test_fsync_always_fault_answers_errors_then_resumes(tmp_path: Path, fault: str) -> None:
+    files = FaultyFiles()
+    runtime, storage = start(make_config(tmp_path, fsync="always"), files)
+    ticket = runtime.durable_ticket
+    assert ticket is not None
+    kept = runtime.publish("t", "before", 0)
+    await runtime.durable_barrier()  # type: ignore[misc]
+
+    files.failing.add(fault)
+    lost = runtime.publish("t", "during", 0)
+    pending = ticket()
+    assert pending is not None
+    with pytest.raises(WalError) as info:
+        await asyncio.wait_for(asyncio.shield(pending), 5)
+    assert str(info.value).startswith("storage unavailable: Input/output error")
+    assert runtime.refusal is not None
+    assert runtime.refusal.ws_text == str(info.value)
+    assert storage.fault is not None and "Input/output error" in storage.fault
+    assert storage.write_failures >= 1
+    await asyncio.sleep(0.05)  # retries fail while the fault lasts
+    assert runtime.refusal is not None and not storage.available.is_set()
+
+    files.failing.clear()
+    await asyncio.wait_for(storage.available.wait(), 5)
+    assert runtime.refusal is None and storage.fault is None
+    assert storage.wal is not None and storage.wal.seq > 1  # a new writer on a new segment
+    after = runtime.publish("t", "after", 0)
+    await runtime.durable_barrier()
+    crash(runtime, storage)
+
+    runtime2, storage2 = start(make_config(tmp_path, fsync="always"), FileOps())
+    codes = {m.code for m in runtime2.broker.store}
+    # the message whose `ok` was refused is still in memory, so the rebuilt files hold it
+    assert codes == {kept.code, lost.code, after.code}
+    assert storage2.recovered is not None and not storage2.recovered.problems
+    await storage2.close()
+    runtime2.close()
+
+
+async def test_everysec_write_fault_refuses_writes_at_once(tmp_path: Path) -> None:
+    files = FaultyFiles()
+    runtime, storage = start(make_config(tmp_path, fsync="everysec"), files)
+    files.failing.add("write")
+    runtime.publish("t", "x", 0)
+    assert runtime.refusal is None  # the write happens at the end of the iteration
+    await asyncio.sleep(0)
+    assert runtime.refusal is not None
+    assert runtime.refusal.ws_text.startswith("storage unavailable: Input/output error")
+    files.failing.clear()
+    await asyncio.wait_for(storage.available.wait(), 5)
+    assert runtime.refusal is None
+    await storage.close()
+    runtime.close()
+
+
+@pytest.mark.parametrize("mode", [1, 2])
+async def test_rename_fault_in_a_snapshot_refuses_writes_then_resumes(
+    tmp_path: Path, mode: int
+) -> None:
+    files = FaultyFiles()
+    runtime, storage = start(make_config(tmp_path, isPersistent=mode), files)
+    msgs = [runtime.publish("t", str(i), 0) for i in range(10)]
+    files.failing.add("rename")
+    assert await storage.start_snapshot() is None
+    assert runtime.refusal is not None and "rename" not in runtime.refusal.ws_text
+    assert "Input/output error (writing snapshot" in runtime.refusal.ws_text
+    assert not list(tmp_path.glob("*.snap.tmp"))  # the unfinished snapshot is removed
+    files.failing.clear()
+    await asyncio.wait_for(storage.available.wait(), 5)
+    snapshots = list(tmp_path.glob("*.snap"))
+    assert len(snapshots) == 1
+    crash(runtime, storage)
+    runtime2, storage2 = start(make_config(tmp_path, isPersistent=mode), FileOps())
+    assert {m.code for m in runtime2.broker.store} == {m.code for m in msgs}
+    await storage2.close()
+    runtime2.close()
+
+
+async def test_an_ack_is_flushed_and_synced_with_its_batch(tmp_path: Path) -> None:
+    """Acks are WAL records like publishes: written in the same frames, covered by the
+    same fsync (group commit), and nobody waits for them."""
+    files = FaultyFiles()
+    runtime, storage = start(make_config(tmp_path, fsync="always"), files)
+    broker = runtime.broker
+    session = broker.attach_consumer(ClientInfo("c", "t", "", 0), lambda batch: None)
+    first = runtime.publish("t", "a", 0)
+    await runtime.durable_barrier()  # type: ignore[misc]
+    broker.dispatch()
+    files.calls.clear()
+
+    broker.ack(session, first.code)  # no reply: nothing to wait for
+    second = runtime.publish("t", "b", 0)
+    await runtime.durable_barrier()  # type: ignore[misc]
+    writes = [c for c in files.calls if c[0] == "write"]
+    assert len(writes) == 1, files.calls  # one write holds the ack and the publish
+    assert [(r[0], r[1]) for r in records_written(files)] == [
+        (UPDATE, first.code),
+        (ADD, second.code),
+    ]
+    assert [c[0] for c in files.calls] == ["write", "fsync"]  # and one fsync covers both
+
+    files.calls.clear()
+    broker.requeue(first.code)  # an ack alone (any update) is flushed within the iteration
+    await asyncio.sleep(0)
+    assert [(r[0], r[1]) for r in records_written(files)] == [(UPDATE, first.code)]
+    await storage.close()
+    runtime.close()
+
+
+async def test_a_failed_batch_is_answered_with_errors_and_the_connection_kept(
+    tmp_path: Path,
+) -> None:
+    files = FaultyFiles()
+    runtime, storage = start(make_config(tmp_path, fsync="always"), files)
+    ticket = runtime.durable_ticket
+    assert ticket is not None
+
+    class Writer:
+        closed = False
+
+        def __init__(self) -> None:
+            self.out: list[bytes] = []
+
+        def send(self, data: bytes) -> None:
+            self.out.append(data)
+
+    writer = Writer()
+    replies = OrderedReplies(writer, None)
+    ok = b"\x81\x02ok"
+    runtime.publish("t", "0", 0)
+    replies.send(ok, ticket())
+    await runtime.durable_barrier()  # type: ignore[misc]
+    files.failing.add("fsync")
+    for i in range(3):
+        runtime.publish("t", str(i), 0)
+    replies.send(ok * 3, ticket())
+    replies.send(b"\x81\x05error", None)
+    await asyncio.sleep(0.05)
+    assert writer.out[0] == ok
+    refused = writer.out[1]
+    assert refused.count(b"error: storage unavailable: Input/output error") == 3
+    assert ok not in refused and writer.out[2] == b"\x81\x05error"
+    await storage.close()
+    runtime.close()
