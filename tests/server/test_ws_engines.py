@@ -284,3 +284,28 @@ async def test_frames_then_a_ping_in_one_read_are_answered(broker: BrokerProcess
         got.append(await asyncio.wait_for(read_frame(reader), 5))
     assert sorted(got) == [(0x1, b"ok"), (0x1, b"ok"), (0xA, b"hi")]
     writer.close()
+
+
+async def test_frames_before_a_too_big_one_are_answered_before_the_close(
+    broker: BrokerProcess,
+) -> None:
+    """A good frame and a too-big one in one read: `ok` for the stored one, then close 1009."""
+    topic = "big-after-good"
+    reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+    writer.write(upgrade_request(f"/Producers/Conn/{topic}/p"))
+    await upgraded(reader)
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == PROMPT.encode()
+    writer.write(masked_text(b"test"))
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == MATCHED.encode()
+    big = frame("x" * 1100).encode()  # above the fixture's mq.maxMessageBytes (1000)
+    writer.write(
+        masked_text(frame("small").encode())
+        + bytes((0x81, 0x80 | 126))
+        + len(big).to_bytes(2, "big")
+        + b"\0\0\0\0"
+        + big
+    )
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == b"ok"
+    first, _ = await asyncio.wait_for(reader.readexactly(2), 5)
+    assert first == 0x88  # the close frame follows the reply
+    writer.close()

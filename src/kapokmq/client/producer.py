@@ -229,9 +229,13 @@ class Producer(Session):
                 reply = bytes(msg.data).decode("utf-8", "replace")
             else:
                 if msg.type == aiohttp.WSMsgType.CLOSE and msg.data == TOO_BIG and self._pending:
-                    # The broker read frames in order, so the first unanswered one was too big.
+                    # The biggest unanswered frame was too big. Smaller ones sent with it may be
+                    # stored without their `ok` (the broker may close before answering frames of
+                    # the same read), so they are resent after the reconnect like any other.
+                    culprit = max(self._pending, key=lambda pending: len(pending.frame))
+                    self._pending.remove(culprit)
                     reason = f"error: message too big for the broker (closed {TOO_BIG})"
-                    self._settle(self._pending.popleft(), SendError(reason))
+                    self._settle(culprit, SendError(reason))
                 return
             if not self._pending:
                 log.warning("producer %s: reply %r with nothing in flight", self.client_id, reply)

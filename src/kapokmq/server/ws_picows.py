@@ -125,6 +125,10 @@ class _Connection(WSListener):
         pass
 
     def close(self, code: int, reason: bytes) -> None:
+        # frames read before the offending one are stored and answered before the close
+        self._publish_pending()
+        if self.replies is not None:
+            self.replies.flush()
         if self.transport is not None:
             self.transport.send_close(WSCloseCode(code), reason)
             self.transport.disconnect()

@@ -20,11 +20,15 @@ log = logging.getLogger(__name__)
 _DATA = (WSMsgType.TEXT, WSMsgType.BINARY)
 
 
-def open_websocket(request: web.Request, runtime: BrokerRuntime) -> web.WebSocketResponse:
+def open_websocket(
+    request: web.Request, runtime: BrokerRuntime, slack: int = 1
+) -> web.WebSocketResponse:
     # aiohttp refuses a message whose size is >= max_msg_size; B3 closes only frames
-    # *above* mq.maxMessageBytes, so a frame of exactly that size must pass.
+    # *above* mq.maxMessageBytes, so a frame of exactly that size must pass. A producer
+    # allows some slack and checks the size itself, so that the frames read before a
+    # too-big one are answered before the close (as on the picows engine).
     return web.WebSocketResponse(
-        max_msg_size=runtime.config.mq.maxMessageBytes + 1, compress=False, autoping=True
+        max_msg_size=runtime.config.mq.maxMessageBytes + slack, compress=False, autoping=True
     )
 
 
@@ -36,7 +40,8 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
     runtime: BrokerRuntime = request.app[RUNTIME]
     topic = request.match_info["topic"]
     producer_id = request.match_info["producerId"]
-    ws = open_websocket(request, runtime)
+    ws = open_websocket(request, runtime, slack=1024)
+    limit = runtime.config.mq.maxMessageBytes
     await ws.prepare(request)
     peer = f"producer {producer_id!r}@{topic!r} from {client_ip(request)}"
     if not await handshake(ws, runtime.config.mq.secretKey, peer, runtime.config.mq.keyTimeout):
@@ -57,6 +62,14 @@ async def producer_endpoint(request: web.Request) -> web.StreamResponse:
         while True:
             msg = await ws.receive()
             if msg.type not in _DATA:
+                break
+            payload = msg.data
+            size = len(payload)  # of a text frame: characters, at most its bytes, 1/4 at least
+            if size > limit or (
+                size * 4 > limit and isinstance(payload, str) and len(payload.encode()) > limit
+            ):
+                replies.flush()
+                await ws.close(code=1009, message=b"message too big")
                 break
             try:
                 data, delay = parse_send_frame(msg.data)
