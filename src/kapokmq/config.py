@@ -88,6 +88,13 @@ class ClusterSection:
     gossipPort: int = field(default=8021, metadata={"min": 0, "max": 65535})
     registryAddr: str = "127.0.0.1"
     registryGossipPort: str = "8041"
+    # gossip encryption and bounds (docs/cluster.md, Security): base64 keys, the first
+    # primary; an empty key means plaintext gossip
+    gossipKey: str = ""
+    gossipVerifyIncoming: int = field(default=1, metadata=_choices(0, 1))
+    gossipVerifyOutgoing: int = field(default=1, metadata=_choices(0, 1))
+    gossipMaxPushBytes: int = field(default=20 << 20, metadata=_at_least(1024))
+    gossipMaxPushNodes: int = field(default=1024, metadata=_at_least(1))
 
 
 @dataclass
@@ -139,7 +146,7 @@ class Config:
 
 
 SECTIONS = ("server", "mq", "cluster", "sync")
-SECRETS = frozenset(("secretKey", "consoleKey"))
+SECRETS = frozenset(("secretKey", "consoleKey", "gossipKey"))
 
 
 def _sections(config: Any) -> tuple[str, ...]:

@@ -6,13 +6,21 @@ brokers do, and is named ``mq:127.0.0.1:{its gossip port}``.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.cluster.conftest import Cluster
-from tests.cluster.harness import NodeWatcher, broker_nodes_url, node_name, registry_nodes_url
+from tests.cluster.harness import (
+    NodeWatcher,
+    broker_nodes_url,
+    cluster_broker,
+    node_name,
+    registry_nodes_url,
+    registry_process,
+)
 from tests.gossip.util import GoNode, build_gonode, go_available, wait_until
 
 _reason = go_available()
@@ -71,3 +79,46 @@ async def test_python_broker_joins_a_go_seed(
     finally:
         await seed.stop()
     assert "[ERR]" not in seed.log_text(), seed.log_text()[-3000:]
+
+
+KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+@pytest.mark.timeout(120)
+async def test_encrypted_cluster_admits_only_go_nodes_with_the_key(
+    gonode_binary: Path, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    registry = registry_process(tmp_path)
+    registry.settings["registry.gossipKey"] = KEY
+    broker = cluster_broker(tmp_path, registry.gossip_port, {"cluster.gossipKey": KEY})
+    bad_key = cluster_broker(
+        tmp_path,
+        registry.gossip_port,
+        {"cluster.gossipKey": "c2hvcnQ="},  # 5 bytes
+    )
+    keyed, keyless = GoNode(gonode_binary), GoNode(gonode_binary)
+    try:
+        registry.start()
+        broker.start()
+        with pytest.raises(RuntimeError, match="gossipKey: gossip key size must be 16, 24 or 32"):
+            bad_key.start()
+        reg = NodeWatcher(http, registry_nodes_url(registry))
+        await reg.wait_for({node_name(broker)}, 10)
+        await keyless.start(join=f"127.0.0.1:{registry.gossip_port}")
+        assert await keyless.exit_code(15) != 0
+        assert "Remote state is encrypted" in keyless.log_text()
+        await keyed.start(join=f"127.0.0.1:{registry.gossip_port}", keys=KEY)
+        everyone = {keyed.name, node_name(broker)}
+        await reg.wait_for(everyone, 10)
+        await NodeWatcher(http, broker_nodes_url(broker)).wait_for(everyone, 10)
+        await wait_until(lambda: len(keyed.members()) == 3, 10)
+        async with http.get(registry.http + "/healthz") as resp:
+            refused = (await resp.json())["gossipRefused"]
+        assert refused["streams_refused"] >= 1
+        assert "NOT encrypted" not in registry.log() + broker.log()
+    finally:
+        await keyed.stop()
+        await keyless.stop()
+        for proc in (bad_key, broker, registry):
+            proc.cleanup()
+    assert "[ERR]" not in keyed.log_text(), keyed.log_text()[-3000:]

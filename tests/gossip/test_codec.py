@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kapokmq.gossip import codec
+from kapokmq.gossip import codec, lzw
 from kapokmq.gossip.codec import (
     Ack,
     Alive,
@@ -26,7 +27,7 @@ from kapokmq.gossip.codec import (
     Suspect,
     UserMsgHeader,
 )
-from kapokmq.gossip.stream import PushPull, UserStream, encode_stream, parse_stream
+from kapokmq.gossip.stream import PushPull, StreamPolicy, UserStream, encode_stream, read_stream
 
 LO = bytes([127, 0, 0, 1])
 V_PLAIN = bytes([1, 5, 2, 0, 0, 0])
@@ -142,9 +143,14 @@ def test_crc_golden_and_mismatch() -> None:
 def test_nested_compress_compound_crc_label() -> None:
     ping = codec.encode(Ping(7, "py1"))
     alive = codec.encode(Alive(1, "py1", LO, 7947, None, V_PLAIN))
-    inner = codec.compress_payload(codec.make_compound([ping, codec.compress_payload(alive)]))
+    nested = codec.make_compound([ping, codec.make_compound([alive])])
+    inner = codec.compress_payload(codec.make_compound([nested]))
     packet = bytes([MsgType.HAS_LABEL, 3]) + b"lbl" + codec.add_crc(inner)
     assert codec.unwrap_packet(packet) == [ping, alive]
+    assert codec.unwrap_packet(codec.make_compound([ping, codec.compress_payload(alive)])) == [
+        ping,
+        alive,
+    ]
 
 
 def test_ip_forms() -> None:
@@ -154,8 +160,20 @@ def test_ip_forms() -> None:
     assert codec.ip_to_bytes("127.0.0.1") == LO
 
 
+async def parse(data: bytes, *, eof: bool = True, policy: StreamPolicy | None = None) -> object:
+    reader = asyncio.StreamReader()
+    reader.feed_data(data)
+    if eof:
+        reader.feed_eof()
+    return await read_stream(reader, 5.0, policy or StreamPolicy())
+
+
+def parse_stream(data: bytes) -> object:
+    return asyncio.run(parse(data))
+
+
 @pytest.mark.parametrize("compress", [False, True])
-def test_stream_push_pull_incremental(compress: bool) -> None:
+async def test_stream_push_pull_incremental(compress: bool) -> None:
     msg = PushPull(
         join=True,
         states=[
@@ -166,20 +184,48 @@ def test_stream_push_pull_incremental(compress: bool) -> None:
     )
     data = encode_stream(msg, compress=compress)
     for cut in range(len(data)):
-        assert parse_stream(data[:cut]) is None
-    assert parse_stream(data) == msg
+        with pytest.raises((ConnectionError, CodecError)):
+            await parse(data[:cut])
+    # Complete without EOF: the peer waits for our reply before it closes.
+    assert await parse(data, eof=False) == msg
 
 
-def test_stream_user_and_ack() -> None:
+async def test_stream_user_and_ack() -> None:
     data = encode_stream(UserStream(b"hello"), compress=False)
     assert data.hex().startswith("0881aa557365724d73674c656e05")
-    assert parse_stream(data) == UserStream(b"hello")
-    assert parse_stream(encode_stream(Ack(3, None), compress=True)) == Ack(3, None)
+    assert await parse(data) == UserStream(b"hello")
+    assert await parse(encode_stream(Ack(3, None), compress=True)) == Ack(3, None)
 
 
-def test_stream_rejects_unknown_type() -> None:
+async def test_stream_rejects_unknown_type() -> None:
     with pytest.raises(CodecError):
-        parse_stream(b"\x05\x80")
+        await parse(b"\x05\x80")
+
+
+async def test_stream_limits() -> None:
+    states = [PushNodeState(f"n{i}", LO, 7946, None, 1, 0, V_PLAIN) for i in range(20)]
+    data = encode_stream(PushPull(join=False, states=states), compress=True)
+    with pytest.raises(CodecError, match="more than the limit"):
+        await parse(data, eof=False, policy=StreamPolicy(max_nodes=19))
+    assert await parse(data, eof=False, policy=StreamPolicy(max_nodes=20))
+    big = encode_stream(UserStream(bytes(5000)), compress=False)
+    with pytest.raises(CodecError, match="larger than the limit"):
+        await parse(big, eof=False, policy=StreamPolicy(max_bytes=4096))
+
+
+async def test_stream_lzw_bomb_is_refused() -> None:
+    bomb = codec.encode(Compress(0, lzw.compress(b"\x06" + bytes(4 << 20))))
+    with pytest.raises(CodecError, match="larger than"):
+        await parse(bomb, eof=False)
+
+
+def test_packet_lzw_bomb_is_refused() -> None:
+    bomb = codec.encode(Compress(0, lzw.compress(bytes(1 << 20))))
+    with pytest.raises(CodecError, match="larger than"):
+        codec.unwrap_packet(bomb)
+    nested = codec.compress_payload(codec.compress_payload(codec.encode(Ping(1, "a"))))
+    with pytest.raises(CodecError, match="more than one compressed layer"):
+        codec.unwrap_packet(nested)
 
 
 def test_serf_tags_meta() -> None:
@@ -207,5 +253,5 @@ def test_garbage_packets_only_raise_codec_error(data: bytes) -> None:
                     codec.unpack(body_type, msg[1:])
         except CodecError:
             pass
-        with contextlib.suppress(CodecError):
+        with contextlib.suppress(CodecError, ConnectionError):
             parse_stream(candidate)

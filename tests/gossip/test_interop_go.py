@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from kapokmq.gossip import Memberlist, NodeStatus
-from tests.gossip.util import GoNode, build_gonode, go_available, names, start_node, wait_until
+from kapokmq.gossip import JoinError, Memberlist, NodeStatus
+from kapokmq.gossip.crypto import Keyring
+from tests.gossip.util import (
+    GoNode,
+    build_gonode,
+    go_available,
+    holds,
+    names,
+    start_node,
+    wait_until,
+)
 
 _reason = go_available()
 pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
@@ -115,3 +125,87 @@ async def test_python_detects_killed_go_node(gonode_binary: Path, py: Memberlist
     states = {m.name: m.state for m in py.all_nodes()}
     assert states[g.name] == NodeStatus.DEAD
     print(f"Python node marked the killed Go node dead after {took:.2f}s")
+
+
+# ------------------------------------------------------------------ encryption
+
+KEY_A = base64.b64encode(bytes(range(16))).decode()
+KEY_B = base64.b64encode(bytes(range(100, 132))).decode()  # AES-256
+
+
+async def keyed_py(keys: str | None) -> Memberlist:
+    return await start_node("mq:127.0.0.1:py", keyring=Keyring.parse(keys) if keys else None)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("py_keys", "go_keys"),
+    [(KEY_A, KEY_A), (KEY_B, KEY_B), (f"{KEY_B},{KEY_A}", f"{KEY_A},{KEY_B}")],
+    ids=["aes128", "aes256", "rotation"],
+)
+async def test_go_node_with_key_joins_encrypted_python(
+    gonode_binary: Path, py_keys: str, go_keys: str
+) -> None:
+    """Rotation: each side's primary is the other's secondary (the middle of a rollout)."""
+    py = await keyed_py(py_keys)
+    g = GoNode(gonode_binary)
+    try:
+        await g.start(join=f"127.0.0.1:{py.port}", keys=go_keys)
+        both = {g.name, py.name}
+        await wait_until(lambda: g.members() == both == names(py), 10)
+        # Encrypted probes both ways for a few rounds: nobody is suspected.
+        await holds(lambda: g.members() == both == names(py), 3)
+        assert py.stats.packets_unencrypted == 0
+    finally:
+        await g.stop()
+        await py.shutdown()
+    assert "[ERR]" not in g.log_text(), g.log_text()[-3000:]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("py_keys", "go_keys", "go_error"),
+    [
+        (KEY_A, None, "Remote state is encrypted and encryption is not configured"),
+        (None, KEY_A, "Encryption is configured but remote state is not encrypted"),
+        (KEY_A, KEY_B, "No installed keys could decrypt the message"),
+    ],
+    ids=["go-without-key", "python-without-key", "different-keys"],
+)
+async def test_go_node_join_fails_without_the_key(
+    gonode_binary: Path, py_keys: str | None, go_keys: str | None, go_error: str
+) -> None:
+    py = await keyed_py(py_keys)
+    g = GoNode(gonode_binary)
+    try:
+        await g.start(join=f"127.0.0.1:{py.port}", keys=go_keys)
+        assert await g.exit_code(15) != 0  # the gonode treats a failed join as fatal
+        assert go_error in g.log_text(), g.log_text()[-3000:]
+        assert names(py) == {py.name}
+        assert py.stats.streams_refused >= (1 if py_keys else 0)
+    finally:
+        await g.stop()
+        await py.shutdown()
+
+
+@pytest.mark.timeout(60)
+async def test_python_joins_encrypted_go_seed(gonode_binary: Path) -> None:
+    seed = GoNode(gonode_binary)
+    await seed.start(keys=KEY_A)
+    py = await keyed_py(KEY_A)
+    intruder = await keyed_py(None)
+    try:
+        await wait_until(lambda: seed.members() == {seed.name}, 10)
+        with pytest.raises(JoinError, match="encrypted"):
+            await intruder.join([("127.0.0.1", seed.port)])
+        assert await py.join([("127.0.0.1", seed.port)]) == 1
+        await wait_until(lambda: seed.members() == {seed.name, py.name} == names(py), 10)
+        await holds(lambda: seed.members() == {seed.name, py.name}, 2)
+    finally:
+        await intruder.shutdown()
+        await py.shutdown()
+        await seed.stop()
+    log_text = seed.log_text()
+    # Only the intruder's plaintext join may have been refused.
+    errors = [line for line in log_text.splitlines() if "[ERR]" in line]
+    assert all("not encrypted" in line for line in errors), log_text[-3000:]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from kapokmq.gossip import SERF_DELEGATE_VERSIONS, JoinError, Memberlist, decode_tags, encode_tags
+from kapokmq.gossip.crypto import Keyring
 from tests.gossip.util import SerfAgent, names, serf_binary, start_node, wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -110,3 +112,65 @@ async def test_plain_delegate_versions_are_refused_by_verify_protocol(serf: Serf
             await node.join([("127.0.0.1", serf.port)])
     finally:
         await node.shutdown()
+
+
+# ------------------------------------------------------------------ encryption
+
+SERF_KEY = base64.b64encode(bytes(range(16))).decode()
+
+
+@pytest.fixture
+async def serf_encrypted() -> AsyncIterator[SerfAgent]:
+    agent = SerfAgent("s1")
+    agent.start(encrypt=SERF_KEY)
+    try:
+        await wait_serf(agent, lambda m: m.get("s1") == "alive", 10)
+        yield agent
+    finally:
+        agent.stop()
+
+
+@pytest.mark.timeout(30)
+async def test_encrypted_serf_second_oracle(serf_encrypted: SerfAgent) -> None:
+    """A KapokMQ node with the key gets past decryption to the delegate-version refusal;
+    without the key (or with another) it is refused at decryption, by both sides."""
+    keyed = await start_node("mq:127.0.0.1:k", keyring=Keyring.parse(SERF_KEY))
+    plain = await start_node("mq:127.0.0.1:p")
+    wrong = await start_node("mq:127.0.0.1:w", keyring=Keyring([bytes(16)]))
+    seed = [("127.0.0.1", serf_encrypted.port)]
+    try:
+        with pytest.raises(JoinError, match="delegate protocol version"):
+            await keyed.join(seed)
+        with pytest.raises(JoinError, match="Remote state is encrypted"):
+            await plain.join(seed)
+        with pytest.raises(JoinError, match="No installed keys could decrypt"):
+            await wrong.join(seed)
+    finally:
+        for node in (keyed, plain, wrong):
+            await node.shutdown()
+    log_text = serf_encrypted.log_text()
+    assert "Encryption is configured but remote state is not encrypted" in log_text
+    assert "No installed keys could decrypt the message" in log_text
+
+
+@pytest.mark.timeout(40)
+async def test_serf_node_with_key_gossips_encrypted(serf_encrypted: SerfAgent) -> None:
+    """With serf's delegate triple the encrypted join completes and probes keep it alive."""
+    node = await start_node(
+        "py1",
+        delegate_versions=SERF_DELEGATE_VERSIONS,
+        meta=encode_tags(TAGS),
+        keyring=Keyring.parse(SERF_KEY),
+    )
+    try:
+        assert await node.join([("127.0.0.1", serf_encrypted.port)]) == 1
+        await wait_serf(serf_encrypted, lambda m: m.get("py1") == "alive", 10)
+        await asyncio.sleep(2.5)  # a few of serf's probe rounds over encrypted UDP
+        assert (await serf_members(serf_encrypted))["py1"] == "alive"
+        assert node.stats.packets_unencrypted == 0
+    finally:
+        await node.shutdown()
+    log_text = serf_encrypted.log_text()
+    assert not [e for e in (*PROTOCOL_ERRORS, "Decrypt packet failed") if e in log_text], log_text[
+        -3000:
+    ]

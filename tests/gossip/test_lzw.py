@@ -53,30 +53,49 @@ GO_DIGESTS = [
 ]
 
 
+BIG = 1 << 20
+
+
 @pytest.mark.parametrize(("data", "expected"), GOLDEN)
 def test_golden_vectors(data: bytes, expected: str) -> None:
     assert lzw.compress(data).hex() == expected
-    assert lzw.decompress(bytes.fromhex(expected)) == data
+    assert lzw.decompress(bytes.fromhex(expected), BIG) == data
 
 
 def test_matches_go_writer_on_large_inputs() -> None:
     for data, digest in zip(_inputs(), GO_DIGESTS, strict=True):
         encoded = lzw.compress(data)
         assert hashlib.sha256(encoded).hexdigest()[:16] == digest, len(data)
-        assert lzw.decompress(encoded) == data
+        assert lzw.decompress(encoded, BIG) == data
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=3000))
 def test_round_trip(data: bytes) -> None:
-    assert lzw.decompress(lzw.compress(data)) == data
+    assert lzw.decompress(lzw.compress(data), BIG) == data
 
 
 def test_missing_eof_is_an_error() -> None:
     with pytest.raises(lzw.LZWError):
-        lzw.decompress(lzw.compress(b"hello world")[:-2])
+        lzw.decompress(lzw.compress(b"hello world")[:-2], BIG)
 
 
 def test_invalid_code_is_an_error() -> None:
     with pytest.raises(lzw.LZWError):
-        lzw.decompress(bytes.fromhex("00ffff"))
+        lzw.decompress(bytes.fromhex("00ffff"), BIG)
+
+
+def test_output_cap_stops_a_bomb_early() -> None:
+    bomb = lzw.compress(bytes(8 << 20))  # 8 MiB of zeros in ~15 KB
+    with pytest.raises(lzw.LZWError, match="larger than"):
+        lzw.decompress(bomb, 1 << 20)
+
+
+def test_decoder_resumes_across_slices() -> None:
+    data = bytes(range(256)) * 200
+    decoder = lzw.Decoder(lzw.compress(data), BIG)
+    slices = 0
+    while (out := decoder.step(100)) is None:
+        slices += 1
+    assert out == data
+    assert slices > 10

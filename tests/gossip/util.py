@@ -90,7 +90,7 @@ class SerfAgent:
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, join: str | None = None) -> None:
+    def start(self, join: str | None = None, encrypt: str | None = None) -> None:
         binary = serf_binary()
         assert binary is not None
         cmd = [
@@ -103,6 +103,8 @@ class SerfAgent:
         ]
         if join:
             cmd.append(f"-join={join}")
+        if encrypt:
+            cmd.append(f"-encrypt={encrypt}")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
 
     def members(self) -> dict[str, str]:
@@ -184,10 +186,12 @@ class GoNode:
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the node
         self._final_log = ""
 
-    async def start(self, join: str | None = None) -> None:
+    async def start(self, join: str | None = None, keys: str | None = None) -> None:
         cmd = [str(self.binary), f"-port={self.port}", "-v"]
         if join:
             cmd.append(f"-join={join}")
+        if keys:
+            cmd.append(f"-keys={keys}")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr)
         loop = asyncio.get_running_loop()
         assert self.proc.stdout is not None
@@ -204,6 +208,12 @@ class GoNode:
 
     def members(self) -> set[str]:
         return set(self._latest)
+
+    async def exit_code(self, timeout: float) -> int:
+        """Wait for the process to end by itself (e.g. a failed join is fatal)."""
+        assert self.proc is not None
+        proc = self.proc
+        return await asyncio.wait_for(asyncio.to_thread(proc.wait), timeout)
 
     def log_text(self) -> str:
         """The node's memberlist log (stderr), also available after stop()."""

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import socket
 
-from kapokmq.cluster.gossip_addr import advertise_for
+from kapokmq.cluster.gossip_addr import advertise_for, gossip_options, warn_if_unencrypted
 from kapokmq.cluster.nodes import REGISTRY_PREFIX, broker_name, broker_nodes
 from kapokmq.config import Config, ConfigError
 from kapokmq.gossip import GossipConfig, JoinError, Memberlist
@@ -51,6 +51,7 @@ class ClusterNode:
                 f"got {config.cluster.registryGossipPort!r}"
             ) from None
         self.registry_host = config.cluster.registryAddr
+        self.gossip_options = gossip_options(config.cluster, "cluster")
         self.gossip: Memberlist | None = None
         self._task: asyncio.Task[None] | None = None
         self._registry_ips: set[str] = set()
@@ -66,9 +67,11 @@ class ClusterNode:
                 bind_addr=addr,
                 bind_port=self.config.cluster.gossipPort,
                 advertise_addr=advertise_for(addr),
+                **self.gossip_options,
             )
         )
         await gossip.start()
+        warn_if_unencrypted(self.gossip_options, addr, "cluster")
         self.gossip = gossip
         self._task = asyncio.create_task(self._membership_loop(), name="cluster-join")
 
@@ -94,6 +97,10 @@ class ClusterNode:
     def nodes(self) -> list[dict[str, str]]:
         """Live brokers ``[{"Name","Addr","Port"}]``, this one included."""
         return [] if self.gossip is None else broker_nodes(self.gossip.members())
+
+    def refused(self) -> dict[str, int]:
+        """Counters of gossip input dropped by this broker (for /metrics)."""
+        return {} if self.gossip is None else self.gossip.stats.as_dict()
 
     def connected(self) -> bool:
         """True while the registry (or the configured seed) is an alive member."""

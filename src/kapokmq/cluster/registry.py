@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from kapokmq.cluster.gossip_addr import advertise_for
+from kapokmq.cluster.gossip_addr import advertise_for, gossip_options, warn_if_unencrypted
 from kapokmq.cluster.nodes import broker_nodes, registry_name
 from kapokmq.cluster.settings import RegistryConfig
+from kapokmq.config import ConfigError
 from kapokmq.gossip import GossipConfig, Memberlist, NodeEvent
 from kapokmq.server.app import cors
 from kapokmq.server.auth import key_matches
@@ -51,7 +52,8 @@ async def get_nodes(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     gossip = request.app[REGISTRY].gossip
     members = 0 if gossip is None else gossip.num_members()
-    return json_response({"status": "ok", "members": members})
+    refused = {} if gossip is None else gossip.stats.as_dict()
+    return json_response({"status": "ok", "members": members, "gossipRefused": refused})
 
 
 def build_registry_app(registry: Registry) -> web.Application:
@@ -69,6 +71,7 @@ def gossip_config(config: RegistryConfig, http_port: int) -> GossipConfig:
         bind_addr=addr,
         bind_port=config.registry.gossipPort,
         advertise_addr=advertise_for(addr),
+        **gossip_options(config.registry, "registry"),
     )
 
 
@@ -106,7 +109,11 @@ async def run_registry(config: RegistryConfig, stop: asyncio.Event | None = None
             f"kapokmq registry: cannot listen on {addr}:{config.server.port}: {exc}"
         ) from None
     port = bound_port(site, config.server.port)
-    gossip = Memberlist(gossip_config(config, port))
+    try:
+        gossip = Memberlist(gossip_config(config, port))
+    except ConfigError as exc:
+        await runner.cleanup()
+        raise SystemExit(f"kapokmq registry: {exc}") from None
     try:
         await gossip.start()
     except OSError as exc:
@@ -116,6 +123,7 @@ async def run_registry(config: RegistryConfig, stop: asyncio.Event | None = None
         ) from None
     registry.gossip = gossip
     gossip.add_listener(log_membership)
+    warn_if_unencrypted({"keyring": gossip.config.keyring}, addr, "registry")
     if not is_loopback(addr) and config.registry.secretKey == "test":
         log.warning(
             "!!! registry listening on %s with the default secret key 'test'; "

@@ -1,7 +1,8 @@
 """The registry's configuration: its own application.yaml in the original (Serena).
 
     server:   addr 127.0.0.1 | port 8031
-    registry: secretKey test | gossipPort 8041
+    registry: secretKey test | gossipPort 8041 | gossipKey, gossipVerifyIncoming/Outgoing,
+              gossipMaxPushBytes, gossipMaxPushNodes (as the broker's cluster section)
 
 Same layering as the broker: defaults < yaml < KAPOKMQ_* environment < CLI flags
 (``KAPOKMQ_REGISTRY_SECRETKEY``, ``KAPOKMQ_SERVER_PORT``, ...).
@@ -27,6 +28,11 @@ class RegistryServerSection(ServerSection):
 class RegistrySection:
     secretKey: str = "test"
     gossipPort: int = field(default=8041, metadata={"min": 0, "max": 65535})
+    gossipKey: str = ""
+    gossipVerifyIncoming: int = field(default=1, metadata={"choices": (0, 1)})
+    gossipVerifyOutgoing: int = field(default=1, metadata={"choices": (0, 1)})
+    gossipMaxPushBytes: int = field(default=20 << 20, metadata={"min": 1024})
+    gossipMaxPushNodes: int = field(default=1024, metadata={"min": 1})
 
 
 @dataclass

@@ -375,13 +375,34 @@ def compress_payload(buf: bytes) -> bytes:
     return encode(Compress(algo=0, buf=lzw.compress(buf)))
 
 
+# LZW output is capped by what a real peer sends: memberlist's LZW shrinks a node table
+# about 10x, so more than LZW_RATIO times the input (or LZW_FLOOR for small inputs) is a
+# decompression bomb; and never more than the protocol's message size.
+LZW_RATIO: Final = 32
+LZW_FLOOR: Final = 64 << 10
+MAX_PACKET: Final = 65536  # the most a memberlist node reads from one datagram
+# A real peer builds packets of at most UDPBufferSize (1400) bytes, about 1,250 codes;
+# a packet needing more than this many codes is dropped, so none costs more than ~5 ms.
+PACKET_LZW_CODES: Final = 16384
+
+
+def lzw_limit(compressed: int, ceiling: int) -> int:
+    """The most output accepted from ``compressed`` bytes of LZW."""
+    return min(ceiling, max(LZW_FLOOR, LZW_RATIO * compressed))
+
+
 def decompress_body(body: Compress) -> bytes:
+    """Decompress a packet's ``[9]`` body, within the packet bounds above."""
     if body.algo != 0:
         raise CodecError(f"unknown compression algorithm {body.algo}")
+    data = body.buf or b""
     try:
-        return lzw.decompress(body.buf or b"")
+        out = lzw.Decoder(data, lzw_limit(len(data), MAX_PACKET)).step(PACKET_LZW_CODES)
     except lzw.LZWError as exc:
         raise CodecError(str(exc)) from exc
+    if out is None:
+        raise CodecError("compressed packet too large")
+    return out
 
 
 def strip_label(buf: bytes) -> bytes:
@@ -406,23 +427,32 @@ def unwrap_packet(buf: bytes) -> list[bytes]:
         if zlib.crc32(buf) != crc:
             raise CodecError("CRC mismatch")
     out: list[bytes] = []
-    _flatten(buf, out, depth=0)
+    _flatten(buf, out, depth=0, compressed=False)
     return out
 
 
-def _flatten(msg: bytes, out: list[bytes], depth: int) -> None:
+def _flatten(msg: bytes, out: list[bytes], depth: int, compressed: bool) -> bool:
+    """Append the single messages of ``msg``; returns whether it held a compressed layer.
+
+    A real peer compresses a packet once, as a whole, so a second compressed layer in one
+    packet is refused: nested layers would multiply the LZW bound per packet.
+    """
     if depth > 8:
         raise CodecError("message nesting too deep")
     if not msg:
-        return
+        return compressed
     kind = msg[0]
     if kind == MsgType.COMPOUND:
         for part in split_compound(msg[1:]):
-            _flatten(part, out, depth + 1)
+            compressed = _flatten(part, out, depth + 1, compressed)
     elif kind == MsgType.COMPRESS:
-        _flatten(decompress_body(unpack(Compress, msg[1:])), out, depth + 1)
+        if compressed:
+            raise CodecError("more than one compressed layer in a packet")
+        _flatten(decompress_body(unpack(Compress, msg[1:])), out, depth + 1, True)
+        return True
     else:
         out.append(msg)
+    return compressed
 
 
 # ---------------------------------------------------------------- helpers

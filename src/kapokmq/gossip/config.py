@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from kapokmq.gossip.crypto import Keyring
+
 PROTOCOL_VERSION_MIN = 1
 PROTOCOL_VERSION_MAX = 5
 
@@ -44,6 +46,21 @@ class GossipConfig:
     enable_compression: bool = True
     dead_node_reclaim_time: float = 0.0
     disable_tcp_pings: bool = False
+
+    # Encryption (memberlist's Keyring, GossipVerifyIncoming/Outgoing): with a keyring,
+    # packets and streams are encrypted with its first key; verify_incoming refuses
+    # plaintext, verify_outgoing sends encrypted (both off only while upshifting a live
+    # cluster from plaintext to encrypted gossip).
+    keyring: Keyring | None = None
+    gossip_verify_incoming: bool = True
+    gossip_verify_outgoing: bool = True
+    # Bounded work (docs/gossip.md): a push/pull stream's bytes (memberlist's 20 MiB
+    # maxPushStateBytes) and node states, and how fast names never seen before are added
+    # (a token bucket: a burst, then a rate per second).
+    max_push_pull_bytes: int = 20 << 20
+    max_push_pull_nodes: int = 1024
+    introduction_burst: int = 256
+    introduction_rate: float = 16.0
 
     @classmethod
     def lan(cls, name: str, **overrides: Any) -> GossipConfig:
@@ -91,6 +108,8 @@ class GossipConfig:
             raise ValueError("node meta exceeds memberlist's 512-byte limit")
         if not PROTOCOL_VERSION_MIN <= self.protocol_version <= PROTOCOL_VERSION_MAX:
             raise ValueError(f"protocol version {self.protocol_version} out of range")
+        if self.max_push_pull_bytes < 1024 or self.max_push_pull_nodes < 1:
+            raise ValueError("push/pull limits too small (at least 1024 bytes and 1 node)")
         dmin, dmax, dcur = self.delegate_versions
         if not 0 <= dmin <= dcur <= dmax <= 255:
             raise ValueError(f"bad delegate versions {self.delegate_versions}")

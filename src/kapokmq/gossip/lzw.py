@@ -90,57 +90,84 @@ def compress(data: bytes) -> bytes:
     return bw.flush()
 
 
-def decompress(data: bytes, max_size: int = 64 << 20) -> bytes:
-    """Decode a Go LZW (LSB, 8) stream; the EOF code is required, as in Go."""
-    out = bytearray()
-    entries: dict[int, bytes] = {}
-    width = _LIT_WIDTH + 1
-    hi = _EOF
-    overflow = 1 << width
-    last: bytes | None = None
-    bits = 0
-    nbits = 0
-    pos = 0
-    end = len(data)
-    while True:
-        while nbits < width:
-            if pos >= end:
-                raise LZWError("unexpected end of LZW stream")
-            bits |= data[pos] << nbits
-            pos += 1
-            nbits += 8
-        code = bits & ((1 << width) - 1)
-        bits >>= width
-        nbits -= width
+def decompress(data: bytes, max_size: int) -> bytes:
+    """Decode a Go LZW (LSB, 8) stream; the EOF code is required, as in Go.
 
-        if code < _CLEAR:
-            entry = bytes((code,))
-        elif code == _CLEAR:
-            width = _LIT_WIDTH + 1
-            hi = _EOF
-            overflow = 1 << width
-            last = None
-            continue
-        elif code == _EOF:
-            return bytes(out)
-        elif code < hi and code in entries:
-            entry = entries[code]
-        elif code == hi and last is not None:
-            entry = last + last[:1]
-        else:
-            raise LZWError(f"invalid LZW code {code}")
+    ``max_size`` caps the output: more than that raises LZWError (a decompression bomb).
+    """
+    decoder = Decoder(data, max_size)
+    out = decoder.step(len(data) * 8)
+    assert out is not None  # every code uses at least 9 of the input's bits
+    return out
 
-        out += entry
-        if len(out) > max_size:
-            raise LZWError("decompressed data too large")
-        if last is not None:
-            entries[hi] = last + entry[:1]
-        last = entry
-        hi += 1
-        if hi >= overflow:
-            if width == _MAX_WIDTH:
-                last = None
-                hi -= 1
-            else:
-                width += 1
-                overflow <<= 1
+
+class Decoder:
+    """A resumable decoder: ``step(n)`` decodes at most ``n`` codes, so a caller on an
+    event loop can decode a large stream in slices (docs/gossip.md, Bounded work)."""
+
+    def __init__(self, data: bytes, max_size: int) -> None:
+        self._data = data
+        self._max_size = max_size
+        self._out = bytearray()
+        self._entries: dict[int, bytes] = {}
+        self._width = _LIT_WIDTH + 1
+        self._hi = _EOF
+        self._overflow = 1 << self._width
+        self._last: bytes | None = None
+        self._bits = 0
+        self._nbits = 0
+        self._pos = 0
+
+    def step(self, max_codes: int) -> bytes | None:
+        """Decode up to ``max_codes`` codes; the output once EOF is reached, else None."""
+        data, out, entries = self._data, self._out, self._entries
+        width, hi, overflow, last = self._width, self._hi, self._overflow, self._last
+        bits, nbits, pos, end = self._bits, self._nbits, self._pos, len(data)
+        max_size = self._max_size
+        try:
+            for _ in range(max_codes):
+                while nbits < width:
+                    if pos >= end:
+                        raise LZWError("unexpected end of LZW stream")
+                    bits |= data[pos] << nbits
+                    pos += 1
+                    nbits += 8
+                code = bits & ((1 << width) - 1)
+                bits >>= width
+                nbits -= width
+
+                if code < _CLEAR:
+                    entry = bytes((code,))
+                elif code == _CLEAR:
+                    width = _LIT_WIDTH + 1
+                    hi = _EOF
+                    overflow = 1 << width
+                    last = None
+                    continue
+                elif code == _EOF:
+                    return bytes(out)
+                elif code < hi and code in entries:
+                    entry = entries[code]
+                elif code == hi and last is not None:
+                    entry = last + last[:1]
+                else:
+                    raise LZWError(f"invalid LZW code {code}")
+
+                out += entry
+                if len(out) > max_size:
+                    raise LZWError(f"decompressed data larger than {max_size} bytes")
+                if last is not None:
+                    entries[hi] = last + entry[:1]
+                last = entry
+                hi += 1
+                if hi >= overflow:
+                    if width == _MAX_WIDTH:
+                        last = None
+                        hi -= 1
+                    else:
+                        width += 1
+                        overflow <<= 1
+            return None
+        finally:
+            self._width, self._hi, self._overflow, self._last = width, hi, overflow, last
+            self._bits, self._nbits, self._pos = bits, nbits, pos

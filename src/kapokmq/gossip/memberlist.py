@@ -31,6 +31,7 @@ from kapokmq.gossip.codec import (
     MsgType,
     Nack,
     Ping,
+    PushNodeState,
     Suspect,
     add_crc,
     compress_payload,
@@ -42,9 +43,25 @@ from kapokmq.gossip.codec import (
     unwrap_packet,
 )
 from kapokmq.gossip.config import GossipConfig
-from kapokmq.gossip.state import Member, Membership, NodeEvent, NodeStatus, ProtocolMismatch
-from kapokmq.gossip.stream import PushPull, StreamMessage, UserStream, encode_stream
-from kapokmq.gossip.transport import Address, Transport, connect, read_message
+from kapokmq.gossip.crypto import DecryptError, encrypt_overhead, encryption_version
+from kapokmq.gossip.state import (
+    GossipStats,
+    Member,
+    Membership,
+    NodeEvent,
+    NodeStatus,
+    ProtocolMismatch,
+)
+from kapokmq.gossip.stream import (
+    PushPull,
+    StreamMessage,
+    StreamPolicy,
+    UserStream,
+    encode_stream,
+    read_stream,
+    seal_stream,
+)
+from kapokmq.gossip.transport import Address, Transport, connect
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +69,7 @@ Seed = tuple[str, int] | str
 EventCallback = Callable[[NodeEvent], None]
 _PUSH_PULL_SCALE_THRESHOLD = 32
 _MAX_PUSH_PULL_REQUESTS = 128  # memberlist's maxPushPullRequests
+_MERGE_SLICE = 256  # node states merged between two yields to the event loop
 
 
 class EventStream:
@@ -151,6 +169,19 @@ class Memberlist:
         self._running = False
         self._user_handler: Callable[[bytes], None] | None = None
         self._push_pulls_in_flight = 0
+        self._keyring = config.keyring
+        self._encrypt_out = config.keyring is not None and config.gossip_verify_outgoing
+        self._encryption_version = encryption_version(config.protocol_version)
+        self._stream_policy = StreamPolicy(
+            keyring=config.keyring,
+            verify_incoming=config.gossip_verify_incoming,
+            max_bytes=config.max_push_pull_bytes,
+            max_nodes=config.max_push_pull_nodes,
+        )
+        # Room a piggy-backing packet leaves for encryption (memberlist's sendMsg).
+        self._packet_room = config.udp_buffer_size - (
+            encrypt_overhead(self._encryption_version) if self._encrypt_out else 0
+        )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -259,6 +290,15 @@ class Memberlist:
     def health_score(self) -> int:
         return self._state.awareness.score
 
+    @property
+    def stats(self) -> GossipStats:
+        """Counters of refused packets, streams and introductions."""
+        return self._state.stats
+
+    @property
+    def encrypted(self) -> bool:
+        return self._keyring is not None
+
     def update_meta(self, meta: bytes) -> None:
         """Publish new node metadata (incarnation + 1, gossiped to everyone)."""
         self._require_running()
@@ -324,7 +364,7 @@ class Memberlist:
 
     def _send(self, addr: Address, msg: bytes, target: str | None = None) -> None:
         """Send one message, piggy-backing queued broadcasts in a compound."""
-        room = self.config.udp_buffer_size - len(msg) - COMPOUND_HEADER_OVERHEAD
+        room = self._packet_room - len(msg) - COMPOUND_HEADER_OVERHEAD
         extra = self._state.broadcasts.get(COMPOUND_OVERHEAD, room)
         if extra:
             msg = make_compound([msg, *extra])
@@ -337,7 +377,16 @@ class Memberlist:
                 payload = compressed
         if target is not None and self._state.pmax_of(target) >= 5:
             payload = add_crc(payload)
+        if self._encrypt_out:
+            assert self._keyring is not None
+            payload = self._keyring.encrypt(self._encryption_version, payload)
         self._transport.send(payload, addr)
+
+    def _seal(self, data: bytes) -> bytes:
+        """An encoded stream message as it goes on the wire (encrypted if configured)."""
+        if not self._encrypt_out:
+            return data
+        return seal_stream(data, self._keyring, self.config.protocol_version)
 
     def _self_ping(self, seq: int, target: str) -> Ping:
         return Ping(seq, target, ip_to_bytes(self._addr), self._port, self.name)
@@ -347,17 +396,27 @@ class Memberlist:
     def _on_packet(self, data: bytes, src: Address) -> None:
         if not self._running:
             return
+        if self._keyring is not None:
+            try:
+                data = self._keyring.decrypt(data)
+            except DecryptError as exc:
+                if self.config.gossip_verify_incoming:
+                    self.stats.packets_unencrypted += 1
+                    log.debug("decrypt packet failed: %s from %s:%d", exc, src[0], src[1])
+                    return
         try:
             messages = unwrap_packet(data)
         except CodecError as exc:
-            log.warning("dropping packet from %s:%d: %s", src[0], src[1], exc)
+            self.stats.packets_malformed += 1
+            log.debug("dropping packet from %s:%d: %s", src[0], src[1], exc)
             return
         changed = False
         for msg in messages:
             try:
                 changed |= self._handle_message(msg, src)
             except CodecError as exc:
-                log.warning("bad message type %d from %s:%d: %s", msg[0], src[0], src[1], exc)
+                self.stats.packets_malformed += 1
+                log.debug("bad message type %d from %s:%d: %s", msg[0], src[0], src[1], exc)
         if changed:
             self._reschedule_timer()
 
@@ -431,33 +490,37 @@ class Memberlist:
 
     async def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         compress = self.config.enable_compression
-        try:
-            msg = await read_message(reader, self.config.tcp_timeout)
-        except CodecError as exc:
-            writer.write(encode_stream(ErrResp(str(exc)), compress=compress))
-            await writer.drain()
+        if self._push_pulls_in_flight >= _MAX_PUSH_PULL_REQUESTS:
+            self.stats.streams_refused += 1
+            log.warning("too many pending push/pull requests")
             return
-        if isinstance(msg, PushPull):
-            if self._push_pulls_in_flight >= _MAX_PUSH_PULL_REQUESTS:
-                log.warning("too many pending push/pull requests")
-                return
-            self._push_pulls_in_flight += 1
+        # Counted from the first byte: a slow stream holds a slot like a finished one.
+        self._push_pulls_in_flight += 1
+        try:
             try:
-                reply = PushPull(join=msg.join, states=self._state.push_pull_states())
-                writer.write(encode_stream(reply, compress=compress))
+                msg = await read_stream(reader, self.config.tcp_timeout, self._stream_policy)
+            except CodecError as exc:
+                self.stats.streams_refused += 1
+                log.debug("refused gossip stream: %s", exc)
+                writer.write(self._seal(encode_stream(ErrResp(str(exc)), compress=compress)))
                 await writer.drain()
-            finally:
-                self._push_pulls_in_flight -= 1
-            try:
-                self._state.merge(msg.states)
-            except ProtocolMismatch as exc:
-                log.warning("failed push/pull merge: %s", exc)
-            self._reschedule_timer()
-        elif isinstance(msg, Ping):
+                return
+            if isinstance(msg, PushPull):
+                reply = PushPull(join=msg.join, states=self._state.push_pull_states())
+                writer.write(self._seal(encode_stream(reply, compress=compress)))
+                await writer.drain()
+                try:
+                    await self._merge(msg.states)
+                except ProtocolMismatch as exc:
+                    log.warning("failed push/pull merge: %s", exc)
+                return
+        finally:
+            self._push_pulls_in_flight -= 1
+        if isinstance(msg, Ping):
             if msg.node and msg.node != self.name:
                 log.warning("got TCP ping for unexpected node %r", msg.node)
                 return
-            writer.write(encode_stream(Ack(msg.seq_no, None), compress=compress))
+            writer.write(self._seal(encode_stream(Ack(msg.seq_no, None), compress=compress)))
             await writer.drain()
         elif isinstance(msg, UserStream):
             if self._user_handler is not None:
@@ -470,11 +533,23 @@ class Memberlist:
         timeout = deadline - self._now()
         reader, writer = await connect(addr, max(timeout, 0.001))
         try:
-            writer.write(encode_stream(msg, compress=self.config.enable_compression))
+            writer.write(self._seal(encode_stream(msg, compress=self.config.enable_compression)))
             await writer.drain()
-            return await read_message(reader, max(deadline - self._now(), 0.001))
+            timeout = max(deadline - self._now(), 0.001)
+            return await read_stream(reader, timeout, self._stream_policy)
         finally:
             writer.close()
+
+    async def _merge(self, states: list[PushNodeState]) -> None:
+        """Merge a remote table in slices, so a big one does not hold the event loop."""
+        try:
+            self._state.verify_protocol(states)
+            for start in range(0, len(states), _MERGE_SLICE):
+                if start:
+                    await asyncio.sleep(0)
+                self._state.apply_remote(states[start : start + _MERGE_SLICE])
+        finally:
+            self._reschedule_timer()
 
     async def _push_pull(self, addr: Address, *, join: bool) -> None:
         request = PushPull(join=join, states=self._state.push_pull_states())
@@ -483,10 +558,7 @@ class Memberlist:
             raise CodecError(f"unexpected push/pull reply {type(reply).__name__}")
         if not isinstance(reply, PushPull):
             raise ConnectionError(f"remote error: {reply.error}")
-        try:
-            self._state.merge(reply.states)
-        finally:
-            self._reschedule_timer()
+        await self._merge(reply.states)
 
     async def _tcp_ping(self, target: Member, seq: int, deadline: float) -> bool:
         try:
@@ -584,7 +656,7 @@ class Memberlist:
             await asyncio.sleep(cfg.gossip_interval)
 
     def _gossip_once(self) -> None:
-        room = self.config.udp_buffer_size - COMPOUND_HEADER_OVERHEAD
+        room = self._packet_room - COMPOUND_HEADER_OVERHEAD
         for target in self._state.gossip_targets():
             msgs = self._state.broadcasts.get(COMPOUND_OVERHEAD, room)
             if not msgs:

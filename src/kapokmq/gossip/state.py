@@ -70,6 +70,46 @@ class NodeEvent:
     member: Member
 
 
+@dataclass(slots=True)
+class GossipStats:
+    """Counters of refused input (exported as metrics by the broker and the registry)."""
+
+    packets_unencrypted: int = 0  # plaintext or undecryptable packets, a keyring being set
+    packets_malformed: int = 0  # bad framing, CRC, LZW bombs, undecodable bodies
+    streams_refused: int = 0  # streams refused: encryption mismatch, limits, bad framing
+    introductions_limited: int = 0  # new names dropped by the introduction rate limit
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "packets_unencrypted": self.packets_unencrypted,
+            "packets_malformed": self.packets_malformed,
+            "streams_refused": self.streams_refused,
+            "introductions_limited": self.introductions_limited,
+        }
+
+
+class _TokenBucket:
+    """``burst`` tokens, refilled at ``rate`` per second of ``clock``."""
+
+    def __init__(self, burst: int, rate: float, clock: Callable[[], float]) -> None:
+        self._burst = float(burst)
+        self._rate = rate
+        self._clock = clock
+        self._tokens = float(burst)
+        self._stamp: float | None = None
+
+    def take(self) -> bool:
+        now = self._clock()
+        if self._stamp is not None:
+            refill = (now - self._stamp) * self._rate
+            self._tokens = min(self._burst, self._tokens + refill)
+        self._stamp = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
 class ProtocolMismatch(Exception):
     """A push/pull merge was refused by memberlist's verifyProtocol rule."""
 
@@ -136,6 +176,12 @@ class Membership:
         self._incarnation = 0
         self._local_addr = b""
         self._local_port = 0
+        self.stats = GossipStats()
+        # One spoofed packet or push/pull must not add thousands of members: names never
+        # seen before are let in at a bounded rate (docs/gossip.md, Bounded work).
+        self._introductions = _TokenBucket(
+            config.introduction_burst, config.introduction_rate, clock
+        )
 
     # ------------------------------------------------------------ queries
 
@@ -222,6 +268,9 @@ class Membership:
         node = self._nodes.get(a.node)
         updates_addr = False
         if node is None:
+            if not bootstrap and not self._introductions.take():
+                self.stats.introductions_limited += 1
+                return
             vsn = _full_vsn(a.vsn) if len(a.vsn) > 5 else bytes(6)
             node = _Node(a.node, addr, a.port, a.meta or b"", 0, NodeStatus.DEAD, self.clock(), vsn)
             self._nodes[a.node] = node
@@ -385,6 +434,10 @@ class Membership:
     def merge(self, remote: list[PushNodeState]) -> None:
         """Merge a peer's node table (after verify_protocol)."""
         self.verify_protocol(remote)
+        self.apply_remote(remote)
+
+    def apply_remote(self, remote: list[PushNodeState]) -> None:
+        """The merge without the version check, for applying a big table in slices."""
         for r in remote:
             if r.state == NodeStatus.ALIVE:
                 self.on_alive(Alive(r.incarnation, r.name, r.addr, r.port, r.meta, r.vsn))

@@ -1,20 +1,25 @@
-"""TCP stream messages: push/pull, TCP ping/ack, user messages (sans-I/O).
+"""TCP stream messages: push/pull, TCP ping/ack, user messages.
 
-Streams carry no length prefix, and the peer keeps the connection open
-until it has our reply, so the reader must know when a message is complete.
-``parse_stream`` answers exactly that: call it on everything received so far
-and it returns the message, or ``None`` while more bytes are needed.
+Streams carry no length prefix, and the peer keeps the connection open until it has our
+reply, so ``read_stream`` parses msgpack values as the bytes arrive and stops when the
+message is complete. It also bounds the work one stream can cause (docs/gossip.md,
+Bounded work): the bytes read, the node states of a push/pull, the LZW output, and it
+decodes and parses in slices, yielding to the event loop in between.
 """
 
 from __future__ import annotations
 
+import asyncio
+import struct
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import msgpack
 
+from kapokmq.gossip import lzw
 from kapokmq.gossip.codec import (
     Ack,
+    B,
     CodecError,
     Compress,
     ErrResp,
@@ -24,14 +29,16 @@ from kapokmq.gossip.codec import (
     PushPullHeader,
     UserMsgHeader,
     compress_payload,
-    decompress_body,
     encode,
     from_wire_map,
+    lzw_limit,
     pack,
 )
+from kapokmq.gossip.crypto import Keyring, encryption_version
 
-MAX_PUSH_NODES: Final = 1 << 16
-MAX_STREAM_BYTES: Final = 20 << 20
+_CHUNK = 65536
+_CODES_PER_SLICE: Final = 16384  # ~5 ms of LZW decoding
+_STATES_PER_SLICE: Final = 256  # ~2 ms of parsing and merging
 
 
 @dataclass(slots=True)
@@ -74,58 +81,156 @@ def encode_stream(msg: StreamMessage, *, compress: bool) -> bytes:
     return compress_payload(raw) if compress else raw
 
 
-def parse_stream(buf: bytes) -> StreamMessage | None:
-    """Parse one stream message from ``buf``; ``None`` means "need more bytes"."""
-    if len(buf) > MAX_STREAM_BYTES:
-        raise CodecError("stream message too large")
-    return _parse(buf, nested=False)
+@dataclass(frozen=True, slots=True)
+class StreamPolicy:
+    """What a node accepts on a stream: its keyring and the caps of docs/gossip.md."""
+
+    keyring: Keyring | None = None
+    verify_incoming: bool = True
+    max_bytes: int = 20 << 20
+    max_nodes: int = 1024
 
 
-def _parse(buf: bytes, *, nested: bool) -> StreamMessage | None:
-    if not buf:
-        return None
-    kind = buf[0]
-    unpacker = msgpack.Unpacker(raw=True, strict_map_key=False, max_buffer_size=MAX_STREAM_BYTES)
-    unpacker.feed(buf[1:])
+class _Source:
+    """msgpack values and raw bytes from a stream (or, with no reader, from ``data``)."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader | None,
+        deadline: float,
+        max_bytes: int,
+        data: bytes = b"",
+    ) -> None:
+        self._reader = reader
+        self._deadline = deadline
+        self._max_bytes = max_bytes
+        self._unpacker = msgpack.Unpacker(
+            raw=True, strict_map_key=False, max_buffer_size=max(max_bytes, len(data), 1)
+        )
+        self._unpacker.feed(data)
+        self._total = len(data)
+
+    async def _more(self) -> None:
+        if self._reader is None:
+            raise CodecError("truncated stream message")
+        remaining = self._deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise TimeoutError("timed out reading gossip stream")
+        async with asyncio.timeout(remaining):
+            chunk = await self._reader.read(_CHUNK)
+        if not chunk:
+            raise ConnectionError("gossip stream closed before a complete message")
+        self._total += len(chunk)
+        if self._total > self._max_bytes:
+            raise CodecError(f"stream message larger than the limit ({self._max_bytes} bytes)")
+        self._unpacker.feed(chunk)
+
+    async def value(self) -> Any:
+        while True:
+            try:
+                return self._unpacker.unpack()
+            except msgpack.OutOfData:
+                await self._more()
+            except (ValueError, msgpack.UnpackException) as exc:
+                raise CodecError(f"malformed stream message: {exc}") from exc
+
+    async def raw(self, n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out += self._unpacker.read_bytes(n - len(out))
+            if len(out) == n:
+                return bytes(out)
+            await self._more()
+
+
+async def read_stream(
+    reader: asyncio.StreamReader, timeout: float, policy: StreamPolicy
+) -> StreamMessage:
+    """Read one stream message: decrypt (``[10]``), decompress (``[9]``), parse.
+
+    Raises CodecError for anything a Go node would refuse (memberlist's readStream
+    wording where it has one), ConnectionError/TimeoutError for a broken stream.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    src = _Source(reader, deadline, policy.max_bytes)
+    kind = (await src.raw(1))[0]
+    if kind == MsgType.ENCRYPT:
+        if policy.keyring is None:
+            raise CodecError("Remote state is encrypted and encryption is not configured")
+        size = await src.raw(4)
+        (length,) = struct.unpack(">I", size)
+        if length > policy.max_bytes:
+            raise CodecError(f"Remote node state is larger than limit ({length})")
+        payload = await src.raw(length)
+        plain = policy.keyring.decrypt(payload, bytes((kind,)) + size)
+        if not plain:
+            raise CodecError("empty encrypted stream message")
+        kind, src = plain[0], _Source(None, deadline, policy.max_bytes, plain[1:])
+    elif policy.keyring is not None and policy.verify_incoming:
+        raise CodecError("Encryption is configured but remote state is not encrypted")
+    if kind == MsgType.COMPRESS:
+        body = _typed(Compress, await src.value())
+        inner = await _decompress(body, policy.max_bytes)
+        if not inner:
+            raise CodecError("empty compressed stream message")
+        kind, src = inner[0], _Source(None, deadline, policy.max_bytes, inner[1:])
+    return await _parse(kind, src, policy)
+
+
+async def _decompress(body: Compress, ceiling: int) -> bytes:
+    if body.algo != 0:
+        raise CodecError(f"unknown compression algorithm {body.algo}")
+    data = body.buf or b""
+    decoder = lzw.Decoder(data, lzw_limit(len(data), ceiling))
     try:
-        if kind == MsgType.COMPRESS and not nested:
-            inner = decompress_body(from_wire_map(Compress, unpacker.unpack()))
-            msg = _parse(inner, nested=True)
-            if msg is None:
-                raise CodecError("truncated compressed stream message")
-            return msg
-        if kind == MsgType.PUSH_PULL:
-            header = from_wire_map(PushPullHeader, unpacker.unpack())
-            if header.nodes > MAX_PUSH_NODES or header.user_state_len > MAX_STREAM_BYTES:
-                raise CodecError("push/pull header out of range")
-            states = [from_wire_map(PushNodeState, unpacker.unpack()) for _ in range(header.nodes)]
-            user = _read_exact(unpacker, header.user_state_len)
-            if user is None:
-                return None
-            return PushPull(join=header.join, states=states, user_state=user)
-        if kind == MsgType.PING:
-            return from_wire_map(Ping, unpacker.unpack())
-        if kind == MsgType.ACK:
-            return from_wire_map(Ack, unpacker.unpack())
-        if kind == MsgType.ERR:
-            return from_wire_map(ErrResp, unpacker.unpack())
-        if kind == MsgType.USER:
-            uheader = from_wire_map(UserMsgHeader, unpacker.unpack())
-            payload = _read_exact(unpacker, uheader.user_msg_len)
-            return None if payload is None else UserStream(payload)
-        if kind == MsgType.ENCRYPT:
-            raise CodecError("remote sent an encrypted stream; encryption is not configured")
-    except msgpack.OutOfData:
-        return None
+        while (out := decoder.step(_CODES_PER_SLICE)) is None:
+            await asyncio.sleep(0)
+    except lzw.LZWError as exc:
+        raise CodecError(str(exc)) from exc
+    return out
+
+
+def _typed(cls: type[B], raw: Any) -> B:
+    try:
+        return from_wire_map(cls, raw)
     except CodecError:
         raise
-    except Exception as exc:  # msgpack format errors come in several types
+    except Exception as exc:
         raise CodecError(f"malformed stream message: {exc}") from exc
+
+
+async def _parse(kind: int, src: _Source, policy: StreamPolicy) -> StreamMessage:
+    if kind == MsgType.PUSH_PULL:
+        header = _typed(PushPullHeader, await src.value())
+        if header.nodes > policy.max_nodes:
+            raise CodecError(
+                f"push/pull with {header.nodes} nodes, more than the limit ({policy.max_nodes})"
+            )
+        if header.user_state_len > policy.max_bytes:
+            raise CodecError("push/pull user state larger than the limit")
+        states: list[PushNodeState] = []
+        for i in range(header.nodes):
+            states.append(_typed(PushNodeState, await src.value()))
+            if i % _STATES_PER_SLICE == _STATES_PER_SLICE - 1:
+                await asyncio.sleep(0)
+        user = await src.raw(header.user_state_len)
+        return PushPull(join=header.join, states=states, user_state=user)
+    if kind == MsgType.PING:
+        return _typed(Ping, await src.value())
+    if kind == MsgType.ACK:
+        return _typed(Ack, await src.value())
+    if kind == MsgType.ERR:
+        return _typed(ErrResp, await src.value())
+    if kind == MsgType.USER:
+        uheader = _typed(UserMsgHeader, await src.value())
+        if uheader.user_msg_len > policy.max_bytes:
+            raise CodecError("user message larger than the limit")
+        return UserStream(await src.raw(uheader.user_msg_len))
     raise CodecError(f"unexpected stream message type {kind}")
 
 
-def _read_exact(unpacker: msgpack.Unpacker, n: int) -> bytes | None:
-    if n == 0:
-        return b""
-    data: bytes = unpacker.read_bytes(n)
-    return data if len(data) == n else None
+def seal_stream(data: bytes, keyring: Keyring | None, protocol_version: int) -> bytes:
+    """Encrypt an encoded stream message when a keyring is in use (else as is)."""
+    if keyring is None:
+        return data
+    return keyring.seal_stream(encryption_version(protocol_version), data)

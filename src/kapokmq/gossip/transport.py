@@ -11,8 +11,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from kapokmq.gossip.stream import StreamMessage, parse_stream
-
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
@@ -96,22 +94,3 @@ Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 async def connect(addr: Address, timeout: float) -> Connection:
     async with asyncio.timeout(timeout):
         return await asyncio.open_connection(addr[0], addr[1])
-
-
-async def read_message(reader: asyncio.StreamReader, timeout: float) -> StreamMessage:
-    """Read one stream message (no length prefix: parse as bytes arrive)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    buf = b""
-    while True:
-        msg = parse_stream(buf)
-        if msg is not None:
-            return msg
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise TimeoutError("timed out reading gossip stream")
-        async with asyncio.timeout(remaining):
-            chunk = await reader.read(_MAX_DATAGRAM)
-        if not chunk:
-            raise ConnectionError("gossip stream closed before a complete message")
-        buf += chunk

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from kapokmq.cluster.node import cluster_node_for
 from kapokmq.cluster.replication import SlaveLink
-from kapokmq.config import Config
+from kapokmq.config import Config, ConfigError
 from kapokmq.server.app import build_app
 from kapokmq.server.banner import is_loopback as is_loopback  # the registry's too
 from kapokmq.server.banner import log_banner
@@ -108,9 +108,15 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
     except StorageError as exc:
         raise SystemExit(f"kapokmq: storage: {exc}") from None
     app = build_app(runtime)
-    cluster = cluster_node_for(config)
+    try:
+        cluster = cluster_node_for(config)
+    except ConfigError as exc:
+        if storage is not None:
+            await storage.close()
+        raise SystemExit(f"kapokmq: configuration error: {exc}") from None
     if cluster is not None:
         app[NODES] = cluster.nodes
+        runtime.gossip_refused = cluster.refused
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     try:

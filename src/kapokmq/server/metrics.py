@@ -96,6 +96,17 @@ class BrokerCollector(Collector):
         yield GaugeMetricFamily(
             "kapokmq_producers", "Connected producer sessions", value=len(broker.producers)
         )
+        gossip_refused = self.runtime.gossip_refused
+        if gossip_refused is not None:
+            refused = CounterMetricFamily(
+                "kapokmq_gossip_refused",
+                "Gossip input dropped: unencrypted or malformed packets, refused streams, "
+                "rate-limited introductions",
+                labels=["reason"],
+            )
+            for reason, count in gossip_refused().items():
+                refused.add_metric([reason], count)
+            yield refused
 
 
 def make_registry(runtime: BrokerRuntime) -> CollectorRegistry:

@@ -72,6 +72,8 @@ class BrokerRuntime:
         # Why writes are refused (None: accepted); see refuse_writes. Read on every publish.
         self.refusal: Refusal | None = None
         self._refusals: dict[str, Refusal] = {}
+        # Set in cluster mode, for /metrics: refused gossip input by reason (gossip/state.py).
+        self.gossip_refused: Callable[[], dict[str, int]] | None = None
         # live picows WebSocket connections, closed at shutdown (server/ws_picows.py)
         self.websockets: set[object] = set()
         self.rearm()

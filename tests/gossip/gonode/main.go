@@ -1,9 +1,10 @@
 // A memberlist 0.2.2 node configured like a KapokMQ Go node (DefaultLANConfig,
 // no delegate), used as an interop oracle by tests/gossip/test_interop_go.py.
-// It prints one JSON line with its member list every 100 ms.
+// -keys installs a keyring (memberlist's SecretKey / Keyring). It prints one JSON line with its member list every 100 ms.
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -26,6 +27,7 @@ func main() {
 	port := flag.Int("port", 7946, "bind port (UDP and TCP)")
 	join := flag.String("join", "", "comma-separated seeds host:port")
 	verbose := flag.Bool("v", false, "memberlist logs on stderr")
+	keys := flag.String("keys", "", "comma-separated base64 gossip keys, the first primary")
 	flag.Parse()
 
 	conf := memberlist.DefaultLANConfig()
@@ -38,6 +40,22 @@ func main() {
 		conf.LogOutput = os.Stderr
 	} else {
 		conf.LogOutput = ioutil.Discard
+	}
+
+	if *keys != "" {
+		var ring [][]byte
+		for _, k := range strings.Split(*keys, ",") {
+			raw, err := base64.StdEncoding.DecodeString(k)
+			if err != nil {
+				log.Fatalf("key: %v", err)
+			}
+			ring = append(ring, raw)
+		}
+		keyring, err := memberlist.NewKeyring(ring, ring[0])
+		if err != nil {
+			log.Fatalf("keyring: %v", err)
+		}
+		conf.Keyring = keyring
 	}
 
 	list, err := memberlist.Create(conf)
