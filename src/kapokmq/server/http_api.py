@@ -6,6 +6,7 @@ answers have sorted keys because Go sorts map keys when encoding.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import time
@@ -18,13 +19,14 @@ from multidict import MultiDictProxy
 from kapokmq.config import SECTIONS, Config
 from kapokmq.model import Message, Status, dumps
 from kapokmq.server.auth import key_matches
+from kapokmq.server.forms import KEY_MISMATCH as KEY_MISMATCH  # also for cluster/registry.py
+from kapokmq.server.forms import BadInput, field, int_field
 from kapokmq.server.keys import NODES, RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
-from kapokmq.storage import StorageError
+from kapokmq.server.send import accept_send, settled
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-KEY_MISMATCH = {"code": -1, "msg": "Secret key matching error"}
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 STATUS_FILTERS = {
     "3": None,
@@ -34,10 +36,6 @@ STATUS_FILTERS = {
     "2": Status.DEAD,
 }
 MAX_PAGE_SIZE = 10_000
-
-
-class BadInput(ValueError):
-    """A form value the API refuses; the text is returned as ``msg``."""
 
 
 def json_response(payload: Any) -> web.Response:
@@ -66,24 +64,13 @@ def authorised(handler: FormHandler) -> Handler:
     return _guarded(handler, console_key)
 
 
-def producer_authorised(handler: FormHandler) -> Handler:
-    """The HTTP producer route: same, but always with mq.secretKey."""
-    return _guarded(handler, lambda config: config.mq.secretKey)
-
-
 def _guarded(handler: FormHandler, key_of: Callable[[Config], str]) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         if not key_matches(request.headers.get("secretKey"), key_of(runtime_of(request).config)):
             return json_response(KEY_MISMATCH)
-        try:
-            form = await request.post()
-        except web.HTTPRequestEntityTooLarge:
-            return error(
-                f"request body is larger than {request.client_max_size} bytes "
-                "(messageData is limited by mq.maxMessageBytes)"
-            )
-        except ValueError as exc:
-            return error(f"cannot parse the form body: {exc}")
+        form = await read_form(request)
+        if isinstance(form, str):
+            return error(form)
         try:
             return await handler(request, form)
         except BadInput as exc:
@@ -93,23 +80,17 @@ def _guarded(handler: FormHandler, key_of: Callable[[Config], str]) -> Handler:
     return wrapped
 
 
-def field(form: MultiDictProxy[Any], name: str) -> str:
-    value = form.get(name, "")
-    if not isinstance(value, str):  # a file upload where a plain field was expected
-        raise BadInput(f"{name} must be a plain form field, not a file")
-    return value
-
-
-def int_field(form: MultiDictProxy[Any], name: str, default: int | None = None) -> int:
-    raw = field(form, name).strip()
-    if not raw:
-        if default is not None:
-            return default
-        raise BadInput(f"{name} is required and must be an integer")
+async def read_form(request: web.Request) -> MultiDictProxy[Any] | str:
+    """The request's form, or the text saying why its body cannot be read as one."""
     try:
-        return int(raw)
-    except ValueError:
-        raise BadInput(f"{name} must be an integer, got {raw!r}") from None
+        return await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        return (
+            f"request body is larger than {request.client_max_size} bytes "
+            "(messageData is limited by mq.maxMessageBytes)"
+        )
+    except ValueError as exc:
+        return f"cannot parse the form body: {exc}"
 
 
 def time_field(form: MultiDictProxy[Any], name: str, default: int) -> int:
@@ -125,31 +106,13 @@ def time_field(form: MultiDictProxy[Any], name: str, default: int) -> int:
 
 
 # ---------------------------------------------------------------------------- producer
-@producer_authorised
-async def producer_send(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
-    runtime = runtime_of(request)
-    delay = int_field(form, "delayTime")
-    if not -(1 << 63) <= delay < 1 << 63:
-        raise BadInput("delayTime is out of the 64-bit integer range")
-    data = field(form, "messageData")
-    topic = field(form, "topic")
-    if not data or not topic:
-        return error("Required data cannot be empty")
-    if len(data.encode()) > runtime.config.mq.maxMessageBytes:
-        return error(
-            f"messageData is larger than mq.maxMessageBytes ({runtime.config.mq.maxMessageBytes})"
-        )
-    if runtime.refusal is not None:
-        return error(runtime.refusal.http_text)
-    if runtime.broker.full:
-        return error("queue full")
-    msg = runtime.publish(topic, data, delay)
-    if runtime.durable_barrier is not None:
-        try:
-            await runtime.durable_barrier()
-        except StorageError as exc:  # its WAL batch did not reach the disk: no `ok`
-            return error(str(exc))
-    return json_response({"code": 0, "msg": msg.code})
+async def producer_send(request: web.Request) -> web.StreamResponse:
+    """The rules are accept_send's (server/send.py), shared with the lean path."""
+    form = await read_form(request)
+    answer = accept_send(runtime_of(request), request.headers.get("secretKey"), form)
+    if answer.durable is not None:
+        await asyncio.wait([answer.durable])  # shared: never cancelled here, never raises
+    return web.Response(body=settled(answer), content_type="application/json", charset="utf-8")
 
 
 # ---------------------------------------------------------------------------- console

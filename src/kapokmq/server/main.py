@@ -17,6 +17,7 @@ from kapokmq.config import Config, ConfigError
 from kapokmq.server.app import build_app
 from kapokmq.server.banner import is_loopback as is_loopback  # the registry's too
 from kapokmq.server.banner import log_banner
+from kapokmq.server.http_lean import LeanHttp
 from kapokmq.server.keys import NODES
 from kapokmq.server.listener import FirstRequestRouter
 from kapokmq.server.runtime import BrokerRuntime
@@ -49,15 +50,19 @@ async def listen(
     runtime: BrokerRuntime, runner: web.AppRunner, ssl_context: ssl.SSLContext | None
 ) -> asyncio.Server:
     """The main port: WebSocket clients on picows (unless server.wsEngine is aiohttp),
-    everything else on aiohttp (server/listener.py)."""
+    HTTP Send on the lean path (server/http_lean.py), everything else on aiohttp
+    (server/listener.py). With server.wsEngine aiohttp, aiohttp serves it all."""
     config = runtime.config
     http = runner.server
     assert http is not None
     if config.server.wsEngine == "picows":
         websocket = websocket_protocols(runtime)
 
+        def lean_http() -> asyncio.BaseProtocol:
+            return LeanHttp(runtime, http)
+
         def protocol() -> asyncio.BaseProtocol:
-            return FirstRequestRouter(websocket, http)
+            return FirstRequestRouter(websocket, lean_http)
 
     else:
         protocol = http

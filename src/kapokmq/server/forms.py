@@ -1,0 +1,39 @@
+"""Reading the HTTP API's form fields (DESIGN A5): a leaf module, so the aiohttp routes
+(server/http_api.py) and the lean Send path (server/http_lean.py) read fields the same way.
+
+A form is whatever aiohttp's ``request.post()`` returns (urlencoded or multipart) or the
+same MultiDict built by the lean path: the first value of a repeated field wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from multidict import MultiMapping
+
+Form = MultiMapping[Any]
+
+KEY_MISMATCH = {"code": -1, "msg": "Secret key matching error"}
+
+
+class BadInput(ValueError):
+    """A form value the API refuses; the text is returned as ``msg``."""
+
+
+def field(form: Form, name: str) -> str:
+    value = form.get(name, "")
+    if not isinstance(value, str):  # a file upload where a plain field was expected
+        raise BadInput(f"{name} must be a plain form field, not a file")
+    return value
+
+
+def int_field(form: Form, name: str, default: int | None = None) -> int:
+    raw = field(form, name).strip()
+    if not raw:
+        if default is not None:
+            return default
+        raise BadInput(f"{name} is required and must be an integer")
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadInput(f"{name} must be an integer, got {raw!r}") from None

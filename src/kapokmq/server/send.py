@@ -1,0 +1,74 @@
+"""HTTP Send's rules in one place, without I/O (DESIGN A5, docs/protocol.md "HTTP API").
+
+Two front ends serve ``POST /Producer/Send``: the aiohttp route (server/http_api.py) and
+the lean path (server/http_lean.py). Both call ``accept_send``, so the key check, the order
+in which fields are checked, delayTime parsing, the write gate, "queue full" and the
+fsync=always barrier cannot drift apart. The caller answers with ``settled(answer)`` once
+``answer.durable`` (if any) is done: never ``ok`` for a message whose WAL batch did not
+reach the disk (docs/protocol.md "Refused writes").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from kapokmq.model import dumps
+from kapokmq.server.auth import key_matches
+from kapokmq.server.forms import KEY_MISMATCH, BadInput, Form, field, int_field
+from kapokmq.server.runtime import BrokerRuntime
+
+KEY_MISMATCH_BODY = dumps(KEY_MISMATCH)
+INT64 = range(-(1 << 63), 1 << 63)
+
+
+@dataclass(slots=True)
+class SendAnswer:
+    """The JSON body to answer with; ``durable``: wait for it first (fsync ``always``)."""
+
+    body: bytes
+    durable: asyncio.Future[None] | None = None
+
+
+def error(reason: str) -> SendAnswer:
+    return SendAnswer(dumps({"code": -1, "msg": reason}))
+
+
+def settled(answer: SendAnswer) -> bytes:
+    """The body to send once ``answer.durable`` is done: the storage error if it failed."""
+    durable = answer.durable
+    if durable is None:
+        return answer.body
+    if durable.cancelled():
+        return error("storage unavailable: the write was cancelled").body
+    failure = durable.exception()
+    return answer.body if failure is None else error(str(failure)).body
+
+
+def accept_send(runtime: BrokerRuntime, key: str | bytes | None, form: Form | str) -> SendAnswer:
+    """Check and publish one Send. ``form`` is the parsed form, or the text saying why
+    the body could not be parsed (answered only to a caller with the right key)."""
+    if not key_matches(key, runtime.config.mq.secretKey):
+        return SendAnswer(KEY_MISMATCH_BODY)
+    if isinstance(form, str):
+        return error(form)
+    try:
+        delay = int_field(form, "delayTime")
+        if delay not in INT64:
+            raise BadInput("delayTime is out of the 64-bit integer range")
+        data = field(form, "messageData")
+        topic = field(form, "topic")
+    except BadInput as exc:
+        return error(str(exc))
+    if not data or not topic:
+        return error("Required data cannot be empty")
+    limit = runtime.config.mq.maxMessageBytes
+    if len(data.encode()) > limit:
+        return error(f"messageData is larger than mq.maxMessageBytes ({limit})")
+    if runtime.refusal is not None:
+        return error(runtime.refusal.http_text)
+    if runtime.broker.full:
+        return error("queue full")
+    msg = runtime.publish(topic, data, delay)
+    ticket = runtime.durable_ticket
+    return SendAnswer(dumps({"code": 0, "msg": msg.code}), ticket() if ticket else None)
