@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ from typing import Any
 import psutil
 
 from benchmarks.options import SCENARIOS, add_arguments
-from tests.harness import BrokerProcess
+from benchmarks.wrk import available as wrk_available
+from tests.harness import SECRET, BrokerProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LISTENING = re.compile(r"listening on https?://[^:]+:(\d+)")
@@ -128,6 +130,54 @@ def on_broker(
         broker.cleanup()
 
 
+def drive_wrk(pid: int, http: str, seconds: float, check_count: bool) -> dict[str, Any]:
+    """wrk against a running server (benchmarks/wrk.py); with ``check_count``, the broker
+    must hold at least as many messages as wrk got answers (errors are HTTP 200 too)."""
+    from benchmarks.wrk import run_wrk
+
+    ps = psutil.Process(pid)
+    cpu0 = cpu_of(ps)
+    result = run_wrk(http, threads=1, conns=16, seconds=seconds)
+    result["server_cpu_s"] = cpu_of(ps) - cpu0
+    result["server_peak_mb"] = peak_rss_mb(pid)
+    result["server_us_per_msg"] = result["server_cpu_s"] / result["n"] * 1e6
+    result["loadgen_us_per_msg"] = result["loadgen_cpu_s"] / result["n"] * 1e6
+    if result["socket_errors"] or result["non_2xx"]:
+        raise RuntimeError(f"wrk saw errors: {result}")
+    if check_count:
+        stored = stored_messages(http)
+        if stored < result["n"]:
+            raise RuntimeError(f"wrk got {result['n']} answers but only {stored} were stored")
+    return result
+
+
+def stored_messages(http: str) -> int:
+    request = urllib.request.Request(
+        f"{http}/Console/CountMessage", method="POST", headers={"secretKey": SECRET}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        count: int = json.loads(answer.read())["data"]["all"]
+    return count
+
+
+def wrk_on_broker(seconds: float) -> dict[str, Any]:
+    broker = BrokerProcess().start()
+    try:
+        assert broker.proc is not None
+        return drive_wrk(broker.proc.pid, broker.http, seconds, check_count=True)
+    finally:
+        broker.cleanup()
+
+
+def wrk_on_ceiling(kind: str, seconds: float) -> dict[str, Any]:
+    server = CeilingProcess(kind).start()
+    try:
+        assert server.proc is not None
+        return drive_wrk(server.proc.pid, f"http://127.0.0.1:{server.port}", seconds, False)
+    finally:
+        server.cleanup()
+
+
 def on_ceiling(kind: str, *loadgen_args: str) -> dict[str, Any]:
     server = CeilingProcess(kind).start()
     try:
@@ -166,16 +216,33 @@ def scenario_rows(args: argparse.Namespace) -> dict[str, Row]:
     if unknown:
         raise SystemExit(f"unknown scenario(s) {sorted(unknown)}; choose from {SCENARIOS}")
     rows: dict[str, Row] = {}
+    wrk_seconds = max(2.0, 8 * s)  # issue 15: wrk -d8s at full size
 
     def n(full: int) -> str:
         return str(max(1000, int(full * s)))
 
     def add(name: str, row: Row, unit: str = "msg/s", ceiling: str | None = None) -> None:
         row["unit"] = unit
+        line = f"  {name}: {row.get('msgs_per_s', 0):,.0f} {unit}"
         if ceiling is not None:
             row["vs"] = ceiling
+            ref, source = rows.get(ceiling), "this run"
+            if ref is None:  # not measured now: the newest saved run that has it
+                ref, source = saved_ceiling(ceiling)
+            if ref is not None and ref.get("msgs_per_s") and "msgs_per_s" in row:
+                row["fraction_of_ceiling"] = row["msgs_per_s"] / ref["msgs_per_s"]
+                row["ceiling_msgs_per_s"] = ref["msgs_per_s"]
+                row["ceiling_from"] = source
+                line += f" = {row['fraction_of_ceiling']:.0%} of {ceiling} ({source})"
+            else:
+                line += f" (no {ceiling} measured yet: run the ceiling scenario)"
+        if row.get("loadgen_us_per_msg", 0) > row.get("server_us_per_msg", float("inf")):
+            line += (
+                f"\n  WARNING: the load generator used more CPU than the server "
+                f"({row['loadgen_us_per_msg']:.1f} vs {row['server_us_per_msg']:.1f} µs per unit)"
+            )
         rows[name] = row
-        print(f"  {name}: {row.get('msgs_per_s', 0):,.0f} {unit}", file=sys.stderr, flush=True)
+        print(line, file=sys.stderr, flush=True)
 
     if "ceiling" in wanted:
         for kind in ("aiohttp", "picows"):
@@ -188,6 +255,13 @@ def scenario_rows(args: argparse.Namespace) -> dict[str, Row]:
 
             add(f"ceiling {kind} relay e2e", repeated(rep, relay))
             add(f"ceiling {kind} ingest", repeated(rep, ingest))
+        if wrk_available():
+            for kind in ("httptools", "aiohttp"):
+
+                def bare_http(kind: str = kind) -> Row:
+                    return wrk_on_ceiling(f"http-{kind}", wrk_seconds)
+
+                add(f"ceiling HTTP Send, bare {kind}", repeated(rep, bare_http), unit="req/s")
     e2e_ceiling = "ceiling picows relay e2e"  # the default WebSocket engine
     if "e2e" in wanted:
         add(
@@ -226,6 +300,16 @@ def scenario_rows(args: argparse.Namespace) -> dict[str, Row]:
             repeated(rep, lambda: on_broker({}, "http", "--n", n(30_000), "--conns", "16")),
             unit="req/s",
         )
+    if "wrk" in wanted:
+        if not wrk_available():
+            print("  skipped wrk: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        else:
+            add(
+                "5 HTTP Send, wrk -t1 -c16",
+                repeated(rep, lambda: wrk_on_broker(wrk_seconds)),
+                unit="req/s",
+                ceiling="ceiling HTTP Send, bare httptools",
+            )
     if "fill" in wanted:
         add(
             "ingest only (publish, no consumer)",
@@ -305,11 +389,20 @@ def scenario_rows(args: argparse.Namespace) -> dict[str, Row]:
                 lambda: on_broker({}, "delay", "--n", n(5_000), "--rate", "5000", "--delay", "1"),
             ),
         )
-    for row in rows.values():
-        ref = rows.get(row.get("vs", ""))
-        if ref is not None and "msgs_per_s" in row:
-            row["fraction_of_ceiling"] = row["msgs_per_s"] / ref["msgs_per_s"]
     return rows
+
+
+def saved_ceiling(name: str) -> tuple[Row | None, str]:
+    """The ceiling row ``name`` from the newest saved run that measured it."""
+    runs = sorted(RESULTS.glob("run-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in runs:
+        try:
+            row = json.loads(path.read_text())["rows"].get(name)
+        except (OSError, ValueError, KeyError, AttributeError):
+            continue
+        if row is not None and row.get("msgs_per_s"):
+            return row, path.name
+    return None, ""
 
 
 # ---------------------------------------------------------------------------- output
@@ -339,6 +432,8 @@ def table(rows: dict[str, Row]) -> str:
             )
         if "msgs_per_s_all" in r:
             other.append(f"runs {r['msgs_per_s_all']}")
+        if r.get("ceiling_from", "this run") != "this run":
+            other.append(f"ceiling from {r['ceiling_from']}")
         lines.append(
             f"| {name:40} | {fmt(r.get('msgs_per_s'), '9,.0f')} | {r.get('unit', ''):7} | "
             f"{fmt(r.get('p50_ms'), '7.1f')} | {fmt(r.get('p99_ms'), '7.1f')} | "
@@ -362,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.from_json:
+        return report(args, Path(args.from_json))
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
     if args.scale is None:
@@ -386,6 +483,19 @@ def run(args: argparse.Namespace) -> int:
     meta = {"argv": sys.argv[1:], "load_average": load, "cpus": psutil.cpu_count()}
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"results: {out}")
+    if args.report is not None:
+        return report(args, out)
+    return 0
+
+
+def report(args: argparse.Namespace, run_json: Path) -> int:
+    """Write the HTML report of ``run_json`` (benchmarks/report.py)."""
+    from benchmarks.report import previous_run, write_report
+
+    previous = Path(args.previous) if args.previous else previous_run(RESULTS, run_json)
+    out = Path(args.report) if args.report else RESULTS / f"report-{run_json.stem}.html"
+    write_report(run_json, out, previous)
+    print(f"report: {out}" + (f" (compared with {previous})" if previous else ""))
     return 0
 
 

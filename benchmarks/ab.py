@@ -6,7 +6,10 @@
 On a shared machine, suites run minutes apart drift by ±30 %; alternating single runs
 of each checkout puts both under the same conditions, so their difference is the
 change's. Each round runs ``python -m benchmarks --only SCENARIO --repeat 1`` with the
-checkout's own code (PYTHONPATH) and prints its rows.
+checkout's broker code (its src/ first on PYTHONPATH) and prints its rows. The runner and
+load generators are this checkout's, so both sides are driven by the same tools and a
+scenario added here can be run against an older commit; ``--own-tools`` runs each
+checkout's own benchmarks/ instead (to measure a change to the tools themselves).
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from pathlib import Path
 
 from benchmarks.options import SCENARIOS
 
+TOOLS = Path(__file__).resolve().parent.parent  # this checkout
 
-def run_once(tree: Path, scenario: str, scale: float) -> list[str]:
-    env = dict(os.environ, PYTHONPATH=f"{tree / 'src'}{os.pathsep}{tree}")
+
+def run_once(tree: Path, scenario: str, scale: float, own_tools: bool = False) -> list[str]:
+    tools = tree if own_tools else TOOLS
+    env = dict(os.environ, PYTHONPATH=f"{tree / 'src'}{os.pathsep}{tools}")
     command = [sys.executable, "-m", "benchmarks", "--only", scenario, "--repeat", "1"]
-    out = subprocess.run(
-        [*command, "--scale", str(scale)], cwd=tree, env=env, capture_output=True, text=True
-    )
+    command += ["--scale", str(scale), "--label", f"ab-{tree.name}"]
+    out = subprocess.run(command, cwd=tools, env=env, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"benchmarks.ab: the run in {tree} failed:\n{out.stderr[-2000:]}")
     return [line for line in out.stdout.splitlines() if line.startswith("| ") and "---" not in line]
@@ -37,6 +42,7 @@ def main() -> None:
     parser.add_argument("trees", nargs="+", type=Path, help="checkouts to compare")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scale", type=float, default=0.5)
+    parser.add_argument("--own-tools", action="store_true", help="each checkout's benchmarks/")
     args = parser.parse_args()
     trees = [tree.resolve() for tree in args.trees]
     for tree in trees:
@@ -45,7 +51,7 @@ def main() -> None:
     header_printed = False
     for round_no in range(1, args.rounds + 1):
         for tree in trees:
-            header, *rows = run_once(tree, args.scenario, args.scale)
+            header, *rows = run_once(tree, args.scenario, args.scale, args.own_tools)
             if not header_printed:
                 print(f"| round | checkout {header}", flush=True)
                 header_printed = True

@@ -1,8 +1,14 @@
-"""Transport ceiling: bare WebSocket servers that speak just enough of the protocol for the
-load generator and do no broker work at all.
+"""Transport ceiling: bare servers that speak just enough of the protocol for the load
+generator and do no broker work at all.
 
-    python -m benchmarks.ceiling {aiohttp,picows} [PORT]
+    python -m benchmarks.ceiling {aiohttp,picows,http-httptools,http-aiohttp} [PORT]
 
+HTTP (the wrk scenario): ``http-httptools`` parses each request with httptools, as the
+broker's lean Send path does, and ``http-aiohttp`` is a bare aiohttp route; both answer
+every request with the broker's Send answer (same headers, same size), in one write per
+read.
+
+WebSocket:
 Producer connections get the handshake and one `ok` per frame; every producer frame is
 relayed to a consumer connection (round-robin) as a constant push frame of the broker's
 size, and consumer acks are read and dropped. Writes are batched per loop iteration like
@@ -165,13 +171,70 @@ async def serve_picows(port: int) -> None:
     await asyncio.Event().wait()
 
 
+# ------------------------------------------------------------------------------- HTTP
+def send_answer() -> bytes:
+    from kapokmq.server.http_lean import response
+
+    return response(b'{"code":0,"msg":"%s"}' % (b"0" * 32))
+
+
+async def serve_http_httptools(port: int) -> None:
+    import httptools
+
+    answer = send_answer()
+
+    class Conn(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: Any = transport
+            self.parser = httptools.HttpRequestParser(self)
+            self.answers = 0
+
+        def on_message_complete(self) -> None:
+            self.answers += 1
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+            if self.answers:
+                self.transport.write(answer * self.answers)
+                self.answers = 0
+
+    server = await asyncio.get_running_loop().create_server(Conn, "127.0.0.1", port)
+    print(f"listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    await asyncio.Event().wait()
+
+
+async def serve_http_aiohttp(port: int) -> None:
+    body = send_answer().partition(b"\r\n\r\n")[2]
+
+    async def send(request: web.Request) -> web.Response:
+        await request.post()
+        return web.Response(body=body, content_type="application/json", charset="utf-8")
+
+    app = web.Application()
+    app.router.add_post("/Producer/Send", send)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    server: Any = site._server
+    print(f"listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    await asyncio.Event().wait()
+
+
+SERVERS = {
+    "aiohttp": serve_aiohttp,
+    "picows": serve_picows,
+    "http-httptools": serve_http_httptools,
+    "http-aiohttp": serve_http_aiohttp,
+}
+
+
 def main() -> None:
     import uvloop
 
     kind = sys.argv[1]
     port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-    serve = serve_aiohttp if kind == "aiohttp" else serve_picows
-    uvloop.run(serve(port))
+    uvloop.run(SERVERS[kind](port))
 
 
 if __name__ == "__main__":

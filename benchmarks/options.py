@@ -11,6 +11,7 @@ SCENARIOS = (
     "fanout",
     "topics",
     "http",
+    "wrk",
     "fill",
     "aiohttp",
     "persistence",
@@ -26,3 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="--scale 0.2 --repeat 1")
     parser.add_argument("--rate", type=float, default=20_000, help="latency scenario rate")
     parser.add_argument("--label", default="", help="name for the JSON file")
+    parser.add_argument(
+        "--report",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="HTML",
+        help="also write the HTML report (default benchmarks/results/report-<time>.html)",
+    )
+    parser.add_argument(
+        "--previous", metavar="JSON", help="run to compare with (default: the newest other)"
+    )
+    parser.add_argument("--from-json", metavar="JSON", help="run nothing: report on this saved run")

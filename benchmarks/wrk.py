@@ -27,19 +27,19 @@ from typing import Any
 BODY = "topic=bench&messageData=" + "x" * 100 + "&delayTime=0"
 SCRIPT = """
 wrk.method = "POST"
-wrk.body = "%s"
+wrk.body = "BODY"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["secretKey"] = "test"
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    '\\n{"requests":%%d,"duration_us":%%d,"socket_errors":%%d,"non_2xx":%%d,' ..
-    '"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,"p999_us":%%d,"max_us":%%d}\\n',
+    '\\n{"requests":%d,"duration_us":%d,"socket_errors":%d,"non_2xx":%d,' ..
+    '"p50_us":%d,"p90_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d}\\n',
     summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
     latency:percentile(99.9), latency.max))
 end
-""" % BODY
+""".replace("BODY", BODY)
 
 
 def available() -> bool:
@@ -54,7 +54,14 @@ def run_wrk(url: str, threads: int = 1, conns: int = 16, seconds: float = 8) -> 
     with tempfile.TemporaryDirectory(prefix="kmq-wrk-") as tmp:
         script = Path(tmp) / "send.lua"
         script.write_text(SCRIPT)
-        command = [wrk, f"-t{threads}", f"-c{conns}", f"-d{seconds:g}s", "-s", str(script)]
+        command = [
+            wrk,
+            f"-t{threads}",
+            f"-c{conns}",
+            f"-d{max(1, round(seconds))}s",
+            "-s",
+            str(script),
+        ]
         proc = subprocess.Popen(
             [*command, f"{url}/Producer/Send"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )

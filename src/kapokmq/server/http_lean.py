@@ -225,15 +225,17 @@ class LeanHttp(asyncio.Protocol):
 
     def _answer(self, answers: list[SendAnswer]) -> None:
         """Write the answers in one go, after the disk has them if any must wait."""
-        durable = [a.durable for a in answers if a.durable is not None and not a.durable.done()]
-        if not durable:
+        last = None  # the WAL makes batches durable in order: the last future covers all
+        for answer in answers:
+            if answer.durable is not None:
+                last = answer.durable
+        if last is None or last.done():
             self._write(answers)
             return
         assert self.transport is not None
         self.waiting = True
         self.transport.pause_reading()
-        # one WAL batch's future covers everything before it: wait for the last one
-        durable[-1].add_done_callback(lambda _: self._durable(answers))
+        last.add_done_callback(lambda _: self._durable(answers))
 
     def _durable(self, answers: list[SendAnswer]) -> None:
         self.waiting = False
@@ -253,7 +255,10 @@ class LeanHttp(asyncio.Protocol):
                 log.error("closing an HTTP producer: its messages could not be made durable")
                 self._abort()
                 return False
-        transport.write(b"".join([response(a.body) for a in answers]))
+        if len(answers) == 1:
+            transport.write(response(answers[0].body))
+        else:
+            transport.write(b"".join([response(a.body) for a in answers]))
         return True
 
     def _to_aiohttp(self, start: int, answers: list[SendAnswer]) -> None:
