@@ -325,10 +325,12 @@ async def test_no_ok_when_the_disk_fails(lean: tuple[LeanHttp, FakeTransport, Re
     protocol, transport, _ = lean
     disk: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     protocol.runtime.durable_ticket = lambda: disk
-    protocol.data_received(CASES["send"])
-    disk.set_exception(OSError("EIO"))
+    protocol.data_received(CASES["send"] * 2)
+    disk.set_exception(OSError("storage unavailable: EIO"))
     await asyncio.sleep(0)
-    assert transport.writes == [] and transport.aborted
+    failed = b'{"code":-1,"msg":"storage unavailable: EIO"}'
+    assert answers_in(transport.writes) == [failed, failed]  # the connection stays
+    assert not transport.aborted and transport.reading
 
 
 async def test_idle_connection_is_closed(

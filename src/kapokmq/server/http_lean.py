@@ -32,7 +32,7 @@ from yarl import query_to_pairs
 from kapokmq.server.app import CORS_HEADERS
 from kapokmq.server.listener import MAX_HEAD, hand_over
 from kapokmq.server.runtime import BrokerRuntime
-from kapokmq.server.send import SendAnswer, accept_send
+from kapokmq.server.send import SendAnswer, accept_send, settled
 
 log = logging.getLogger(__name__)
 
@@ -250,15 +250,10 @@ class LeanHttp(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return False
-        for a in answers:
-            if a.durable is not None and (a.durable.cancelled() or a.durable.exception()):
-                log.error("closing an HTTP producer: its messages could not be made durable")
-                self._abort()
-                return False
         if len(answers) == 1:
-            transport.write(response(answers[0].body))
+            transport.write(response(settled(answers[0])))
         else:
-            transport.write(b"".join([response(a.body) for a in answers]))
+            transport.write(b"".join([response(settled(a)) for a in answers]))
         return True
 
     def _to_aiohttp(self, start: int, answers: list[SendAnswer]) -> None:
