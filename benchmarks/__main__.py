@@ -130,14 +130,16 @@ def on_broker(
         broker.cleanup()
 
 
-def drive_wrk(pid: int, http: str, seconds: float, check_count: bool) -> dict[str, Any]:
+def drive_wrk(
+    pid: int, http: str, seconds: float, check_count: bool, batch: int = 0
+) -> dict[str, Any]:
     """wrk against a running server (benchmarks/wrk.py); with ``check_count``, the broker
     must hold at least as many messages as wrk got answers (errors are HTTP 200 too)."""
     from benchmarks.wrk import run_wrk
 
     ps = psutil.Process(pid)
     cpu0 = cpu_of(ps)
-    result = run_wrk(http, threads=1, conns=16, seconds=seconds)
+    result = run_wrk(http, threads=1, conns=16, seconds=seconds, batch=batch)
     result["server_cpu_s"] = cpu_of(ps) - cpu0
     result["server_peak_mb"] = peak_rss_mb(pid)
     result["server_us_per_msg"] = result["server_cpu_s"] / result["n"] * 1e6
@@ -160,11 +162,11 @@ def stored_messages(http: str) -> int:
     return count
 
 
-def wrk_on_broker(seconds: float) -> dict[str, Any]:
+def wrk_on_broker(seconds: float, batch: int = 0) -> dict[str, Any]:
     broker = BrokerProcess().start()
     try:
         assert broker.proc is not None
-        return drive_wrk(broker.proc.pid, broker.http, seconds, check_count=True)
+        return drive_wrk(broker.proc.pid, broker.http, seconds, check_count=True, batch=batch)
     finally:
         broker.cleanup()
 
@@ -309,6 +311,11 @@ def scenario_rows(args: argparse.Namespace) -> dict[str, Row]:
                 repeated(rep, lambda: wrk_on_broker(wrk_seconds)),
                 unit="req/s",
                 ceiling="ceiling HTTP Send, bare httptools",
+            )
+            add(
+                "5b HTTP SendBatch of 100, wrk -t1 -c16",
+                repeated(rep, lambda: wrk_on_broker(wrk_seconds, batch=100)),
+                unit="msg/s",
             )
     if "fill" in wanted:
         add(

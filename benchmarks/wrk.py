@@ -1,12 +1,13 @@
 """HTTP Send under wrk (Debian's `wrk`): the load the original was measured with (issue 15).
 
-    python -m benchmarks.wrk URL [--threads 1] [--conns 16] [--seconds 8]
+    python -m benchmarks.wrk URL [--threads 1] [--conns 16] [--seconds 8] [--batch N]
 
 wrk is a C load generator (one epoll loop per thread, keep-alive connections, one request
 in flight per connection), so it costs far less CPU per request than a Python client and
 the server is what is measured. Every request is the same `POST /Producer/Send` with a
 100-byte `messageData`, form-urlencoded. Prints one JSON line: requests, req/s, latency
 percentiles from wrk's own histogram (its Lua `done` hook), and wrk's CPU seconds.
+``--batch N`` sends ``POST /Producer/SendBatch`` with a JSON array of N such messages.
 
 Every answer is HTTP 200, errors included (DESIGN A5), so wrk cannot tell a refused Send
 from a stored one; the runner checks the broker's message count afterwards instead.
@@ -25,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 BODY = "topic=bench&messageData=" + "x" * 100 + "&delayTime=0"
+BATCH_ITEM = '{"topic":"bench","messageData":"%s","delayTime":0}' % ("x" * 100)
 SCRIPT = """
 wrk.method = "POST"
-wrk.body = "BODY"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.body = 'BODY'
+wrk.headers["Content-Type"] = "CONTENT_TYPE"
 wrk.headers["secretKey"] = "test"
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -39,21 +41,31 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
     latency:percentile(99.9), latency.max))
 end
-""".replace("BODY", BODY)
+"""
 
 
 def available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run_wrk(url: str, threads: int = 1, conns: int = 16, seconds: float = 8) -> dict[str, Any]:
-    """One wrk run against ``url`` (http://host:port); its figures and its own CPU time."""
+def run_wrk(
+    url: str, threads: int = 1, conns: int = 16, seconds: float = 8, batch: int = 0
+) -> dict[str, Any]:
+    """One wrk run against ``url`` (http://host:port); its figures and its own CPU time.
+    With ``batch``, each request is a ``/Producer/SendBatch`` of that many messages and
+    ``n`` counts messages."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
     with tempfile.TemporaryDirectory(prefix="kmq-wrk-") as tmp:
         script = Path(tmp) / "send.lua"
-        script.write_text(SCRIPT)
+        if batch:
+            path, body, content_type = "SendBatch", f"[{','.join([BATCH_ITEM] * batch)}]", "json"
+        else:
+            path, body, content_type = "Send", BODY, "x-www-form-urlencoded"
+        script.write_text(
+            SCRIPT.replace("BODY", body).replace("CONTENT_TYPE", f"application/{content_type}")
+        )
         command = [
             wrk,
             f"-t{threads}",
@@ -63,7 +75,7 @@ def run_wrk(url: str, threads: int = 1, conns: int = 16, seconds: float = 8) -> 
             str(script),
         ]
         proc = subprocess.Popen(
-            [*command, f"{url}/Producer/Send"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            [*command, f"{url}/Producer/{path}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         # wait4 gives the child's own CPU time, which Popen.wait() would throw away
         _, status, usage = os.wait4(proc.pid, 0)
@@ -75,9 +87,10 @@ def run_wrk(url: str, threads: int = 1, conns: int = 16, seconds: float = 8) -> 
         raise RuntimeError(f"wrk failed ({proc.returncode}): {err or out}")
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     elapsed = result["duration_us"] / 1e6
-    n = result["requests"]
+    n = result["requests"] * max(1, batch)
     return {
         "n": n,
+        "requests": result["requests"],
         "seconds": elapsed,
         "msgs_per_s": n / elapsed,
         "p50_ms": result["p50_us"] / 1000,
@@ -97,8 +110,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--conns", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--batch", type=int, default=0, help="SendBatch of this many")
     args = parser.parse_args()
-    json.dump(run_wrk(args.url, args.threads, args.conns, args.seconds), sys.stdout)
+    json.dump(run_wrk(args.url, args.threads, args.conns, args.seconds, args.batch), sys.stdout)
     print()
 
 

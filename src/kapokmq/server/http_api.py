@@ -23,7 +23,14 @@ from kapokmq.server.forms import KEY_MISMATCH as KEY_MISMATCH  # also for cluste
 from kapokmq.server.forms import BadInput, field, int_field
 from kapokmq.server.keys import NODES, RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
-from kapokmq.server.send import accept_send, settled
+from kapokmq.server.send import (
+    accept_batch,
+    accept_send,
+    batch_body,
+    last_durable,
+    parse_batch,
+    settled,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -80,15 +87,19 @@ def _guarded(handler: FormHandler, key_of: Callable[[Config], str]) -> Handler:
     return wrapped
 
 
+def too_large(request: web.Request) -> str:
+    return (
+        f"request body is larger than {request.client_max_size} bytes "
+        "(messageData is limited by mq.maxMessageBytes)"
+    )
+
+
 async def read_form(request: web.Request) -> MultiDictProxy[Any] | str:
     """The request's form, or the text saying why its body cannot be read as one."""
     try:
         return await request.post()
     except web.HTTPRequestEntityTooLarge:
-        return (
-            f"request body is larger than {request.client_max_size} bytes "
-            "(messageData is limited by mq.maxMessageBytes)"
-        )
+        return too_large(request)
     except ValueError as exc:
         return f"cannot parse the form body: {exc}"
 
@@ -113,6 +124,23 @@ async def producer_send(request: web.Request) -> web.StreamResponse:
     if answer.durable is not None:
         await asyncio.wait([answer.durable])  # shared: never cancelled here, never raises
     return web.Response(body=settled(answer), content_type="application/json", charset="utf-8")
+
+
+async def producer_send_batch(request: web.Request) -> web.StreamResponse:
+    """Extension: many Sends in one request (server/send.py accept_batch)."""
+    try:
+        items = parse_batch(await request.read())
+    except web.HTTPRequestEntityTooLarge:
+        items = too_large(request)
+    answer = accept_batch(runtime_of(request), request.headers.get("secretKey"), items)
+    if isinstance(answer, list):
+        durable = last_durable(answer)
+        if durable is not None:
+            await asyncio.wait([durable])  # shared: never cancelled here, never raises
+        body = batch_body(answer)
+    else:
+        body = answer.body
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 # ---------------------------------------------------------------------------- console
@@ -320,6 +348,7 @@ async def get_nodes(request: web.Request) -> web.StreamResponse:
 
 CONSOLE_ROUTES: dict[str, Handler] = {
     "/Producer/Send": producer_send,
+    "/Producer/SendBatch": producer_send_batch,
     "/Console/Ping": ping,
     "/Console/GetClients": get_clients,
     "/Console/GetConsumers": get_consumers,

@@ -32,7 +32,7 @@ from yarl import query_to_pairs
 from kapokmq.server.app import CORS_HEADERS
 from kapokmq.server.listener import MAX_HEAD, hand_over
 from kapokmq.server.runtime import BrokerRuntime
-from kapokmq.server.send import SendAnswer, accept_send, settled
+from kapokmq.server.send import SendAnswer, accept_send, last_durable, settled
 
 log = logging.getLogger(__name__)
 
@@ -225,10 +225,7 @@ class LeanHttp(asyncio.Protocol):
 
     def _answer(self, answers: list[SendAnswer]) -> None:
         """Write the answers in one go, after the disk has them if any must wait."""
-        last = None  # the WAL makes batches durable in order: the last future covers all
-        for answer in answers:
-            if answer.durable is not None:
-                last = answer.durable
+        last = last_durable(answers)
         if last is None or last.done():
             self._write(answers)
             return

@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import orjson
+from multidict import MultiDict
+
 from kapokmq.model import dumps, json_string
 from kapokmq.server.auth import key_matches
 from kapokmq.server.forms import KEY_MISMATCH, BadInput, Form, field, int_field
@@ -52,6 +55,11 @@ def accept_send(runtime: BrokerRuntime, key: str | bytes | None, form: Form | st
         return SendAnswer(KEY_MISMATCH_BODY)
     if isinstance(form, str):
         return error(form)
+    return publish_form(runtime, form)
+
+
+def publish_form(runtime: BrokerRuntime, form: Form) -> SendAnswer:
+    """Send's field rules, in the order the original checks them, then the publish."""
     try:
         delay = int_field(form, "delayTime")
         if delay not in INT64:
@@ -73,3 +81,65 @@ def accept_send(runtime: BrokerRuntime, key: str | bytes | None, form: Form | st
     ticket = runtime.durable_ticket
     # the same bytes as dumps({"code": 0, "msg": code}), without its regex pass per answer
     return SendAnswer(b'{"code":0,"msg":%s}' % json_string(msg.code), ticket() if ticket else None)
+
+
+# ---------------------------------------------------------------------------- SendBatch
+MAX_BATCH = 10_000
+Item = Form | str  # a message's fields, or why the item cannot be one
+
+
+def parse_batch(body: bytes) -> list[Item] | str:
+    """A SendBatch body: a JSON array of objects, or one JSON object per line (NDJSON).
+    Each object has Send's fields; a string or an integer value stands for the form text."""
+    try:
+        if body.lstrip()[:1] == b"[":
+            objects = orjson.loads(body)
+        else:
+            objects = [orjson.loads(line) for line in body.splitlines() if line.strip()]
+    except orjson.JSONDecodeError as exc:
+        return f"cannot parse the batch: {exc}"
+    if not isinstance(objects, list):
+        return "cannot parse the batch: expected a JSON array of objects"
+    if len(objects) > MAX_BATCH:
+        return f"a batch holds at most {MAX_BATCH} messages, got {len(objects)}"
+    return [_item(obj) for obj in objects]
+
+
+def _item(obj: object) -> Item:
+    if not isinstance(obj, dict):
+        return "each message must be a JSON object"
+    form: MultiDict[str] = MultiDict()
+    for name, value in obj.items():
+        if isinstance(value, str):
+            form.add(name, value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            form.add(name, str(value))
+        elif value is not None:
+            return f"{name} must be a string or an integer"
+    return form
+
+
+def accept_batch(
+    runtime: BrokerRuntime, key: str | bytes | None, items: list[Item] | str
+) -> list[SendAnswer] | SendAnswer:
+    """SendBatch (docs/protocol.md): the key once, then every item by Send's rules, in
+    order; one answer per item (see ``batch_body``), or one error for the whole request."""
+    if not key_matches(key, runtime.config.mq.secretKey):
+        return SendAnswer(KEY_MISMATCH_BODY)
+    if isinstance(items, str):
+        return error(items)
+    return [error(item) if isinstance(item, str) else publish_form(runtime, item) for item in items]
+
+
+def batch_body(answers: list[SendAnswer]) -> bytes:
+    """``{"code":0,"data":[<each item's Send answer>]}`` once the last durable is done."""
+    return b'{"code":0,"data":[%s]}' % b",".join([settled(a) for a in answers])
+
+
+def last_durable(answers: list[SendAnswer]) -> asyncio.Future[None] | None:
+    """The future to wait for: the WAL makes batches durable in order, so the last one."""
+    last = None
+    for answer in answers:
+        if answer.durable is not None:
+            last = answer.durable
+    return last
