@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import aiohttp
 import pytest
@@ -43,8 +44,20 @@ async def until(predicate, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
+MASTER = {"sync.isSync": 1}
+
+
+def slave_of(master: BrokerProcess) -> dict[str, object]:
+    return {
+        "sync.isSync": 1,
+        "sync.isSlave": 1,
+        "sync.masterAddr": "127.0.0.1",
+        "sync.masterPort": master.port,
+    }
+
+
 async def test_slave_mirrors_master_and_takes_over_when_it_dies(broker_factory):
-    master = broker_factory()
+    master = broker_factory(settings=MASTER)
     async with aiohttp.ClientSession() as session:
         before = [await send(session, master, f"before-{i}") for i in range(3)]
         slave = broker_factory(
@@ -94,14 +107,13 @@ async def test_slave_mirrors_master_and_takes_over_when_it_dies(broker_factory):
             return count >= 2
 
         await until(following_again)
-        await send(session, slave, "held back")
         with pytest.raises(asyncio.TimeoutError):
             await on_slave.receive(timeout=0.5)
         await on_slave.close()
 
 
 async def test_slave_with_wrong_key_gives_up_and_serves_alone(broker_factory):
-    master = broker_factory(settings={"mq.secretKey": "other"})
+    master = broker_factory(settings={"mq.secretKey": "other", **MASTER})
     slave = broker_factory(
         settings={
             "sync.isSync": 1,
@@ -111,9 +123,106 @@ async def test_slave_with_wrong_key_gives_up_and_serves_alone(broker_factory):
         }
     )
     async with aiohttp.ClientSession() as session:
+        await until(lambda: asyncio.sleep(0, "refused our key" in slave.log()))
         code = await send(session, slave, "local")
         consumer = await login(session, f"{slave.ws}/Consumers/Conn/t/c")
         push = json.loads(await consumer.receive_str(timeout=10))
         assert push["MessageCode"] == code
         await consumer.close()
     assert "refused our key" in slave.log()
+
+
+async def http_send(
+    session: aiohttp.ClientSession, broker: BrokerProcess, data: str
+) -> dict[str, Any]:
+    form = {"messageData": data, "topic": "t", "delayTime": "0"}
+    async with session.post(
+        f"{broker.http}/Producer/Send", data=form, headers={"secretKey": SECRET}
+    ) as resp:
+        body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def test_following_slave_is_read_only_and_says_so(broker_factory):
+    master = broker_factory(settings=MASTER)
+    slave = broker_factory(settings=slave_of(master))
+    where = f"127.0.0.1:{master.port}"
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: asyncio.sleep(0, "following master" in slave.log()))
+        assert await http_send(session, slave, "x") == {"code": -1, "msg": f"slave of {where}"}
+        producer = await login(session, f"{slave.ws}/Producers/Conn/t/p1")
+        for _ in range(2):  # refused, and the connection is kept
+            await producer.send_str('{"MessageData":"x","DelayTime":0}')
+            reply = await producer.receive_str(timeout=5)
+            assert reply == f"error: this broker is a slave of {where}; send to the master"
+        consumer = await login(session, f"{slave.ws}/Consumers/Conn/t/c1")  # may wait
+        # the master serves /Sync/Conn; the slave, and a broker without sync, do not
+        plain = broker_factory()
+        for broker in (slave, plain):
+            async with session.get(f"{broker.http}/Sync/Conn") as resp:
+                assert resp.status == 404
+        # after a takeover the slave accepts writes and pushes them
+        master.kill()
+        await until(lambda: asyncio.sleep(0, "takes over" in slave.log()))
+        body = await http_send(session, slave, "after takeover")
+        assert body["code"] == 0, body
+        push = json.loads(await consumer.receive_str(timeout=10))
+        assert push["MessageData"] == "after takeover"
+        await producer.send_str('{"MessageData":"ws","DelayTime":0}')
+        assert (await producer.receive_str(timeout=5)).startswith("ok")
+        await producer.close()
+        await consumer.close()
+
+
+async def test_hand_back_after_the_master_returns(broker_factory):
+    """A memory-only master dies; the slave takes writes and consumptions; the master comes
+    back empty: it gets every message, none stranded, none consumed twice."""
+    master = broker_factory(settings=MASTER)
+    slave = broker_factory(settings=slave_of(master))
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: asyncio.sleep(0, "following master" in slave.log()))
+        before = [await send(session, master, f"before-{i}") for i in range(3)]
+
+        async def mirrored() -> bool:
+            return all([await status_on(session, slave, c) == -1 for c in before])
+
+        await until(mirrored)
+        master.kill()
+        await until(lambda: asyncio.sleep(0, "takes over" in slave.log()))
+        during = [await send(session, slave, f"during-{i}") for i in range(4)]
+        consumer = await login(session, f"{slave.ws}/Consumers/Conn/t/c1")
+        consumed = set()
+        for _ in range(3):  # consume three of the seven on the slave
+            push = json.loads(await consumer.receive_str(timeout=10))
+            await consumer.send_str(push["MessageCode"])
+            consumed.add(push["MessageCode"])
+
+        async def acked_on_slave() -> bool:
+            return all([await status_on(session, slave, c) == 1 for c in consumed])
+
+        await until(acked_on_slave)
+        await consumer.close()
+        master.start()  # memory only: it comes back empty
+
+        async def handed_back() -> bool:
+            return "acknowledged the hand-back" in slave.log()
+
+        await until(handed_back, 15)
+        everything = set(before) | set(during)
+        for code in everything:
+            expected = 1 if code in consumed else -1
+            assert await status_on(session, master, code) == expected, (code, master.log())
+        # the master delivers exactly the four that were not consumed, once
+        on_master = await login(session, f"{master.ws}/Consumers/Conn/t/m1")
+        got = set()
+        for _ in range(4):
+            push = json.loads(await on_master.receive_str(timeout=10))
+            got.add(push["MessageCode"])
+            await on_master.send_str(push["MessageCode"])
+        assert got == everything - consumed
+        with pytest.raises(asyncio.TimeoutError):
+            await on_master.receive(timeout=0.5)
+        await on_master.close()
+        # and the slave is a read-only follower again
+        body = await http_send(session, slave, "x")
+        assert body["code"] == -1

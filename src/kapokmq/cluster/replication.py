@@ -6,8 +6,17 @@ ConsumedTime) per change and sends ``hi`` every second. Ours adds two things: a 
 first receives every stored message (the original only streamed later changes), and a
 deletion is sent as ``{"MessageCode":"…","Deleted":true}``.
 
-While connected to a live master a slave stores but does not push; when the master is
-unreachable it starts pushing, and stops again when the master is back.
+While connected to a live master a slave stores but neither pushes nor accepts writes
+(producers are told to send to the master, through the runtime's write gate); when the
+master is unreachable it takes over: it pushes and accepts writes. When the master is back,
+the slave first hands back what changed during the takeover (messages stored, consumed or
+deleted) and every message it holds that is not consumed yet (a master that restarted
+without storage has none of them), sent up the same connection as newline-separated
+records followed by ``{"HandBack": n}``. The master applies them monotonically (an unknown
+message is added, a consumed one marked consumed, never the reverse) and answers
+``{"HandBackAck": n}``; only then does the slave forget its takeover changes.
+``/Sync/Conn`` is served only by a master (``sync.isSync: 1``, not a slave).
+See docs/cluster.md, Master-slave sync.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT = b"hi"
 SNAPSHOT_CHUNK = 5000
+SLAVE_SOURCE = "slave"  # the write gate's source while a master is followed
+HAND_BACK_BATCH = 1000  # records per hand-back frame
 
 
 def encode_record(msg: Message) -> bytes:
@@ -94,9 +105,18 @@ class ReplicationHub:
 HUB = web.AppKey("replication_hub", ReplicationHub)
 
 
+def serves_sync(config: Config) -> bool:
+    """Only a master streams its store: ``sync.isSync: 1`` and not a slave."""
+    return config.sync.isSync == 1 and config.sync.isSlave == 0
+
+
 async def sync_endpoint(request: web.Request) -> web.StreamResponse:
-    """`GET /Sync/Conn`: a slave's stream of changes."""
+    """`GET /Sync/Conn`: a slave's stream of changes (and its hand-back, see above)."""
     runtime = request.app[RUNTIME]
+    if not serves_sync(runtime.config):
+        raise web.HTTPNotFound(
+            text="/Sync/Conn is served only by a master (sync.isSync: 1, sync.isSlave: 0)"
+        )
     hub = request.app.get(HUB)
     if hub is None:
         hub = request.app[HUB] = ReplicationHub(runtime)
@@ -108,15 +128,97 @@ async def sync_endpoint(request: web.Request) -> web.StreamResponse:
     writer = ReplyWriter(request.transport, runtime.loop)
     hub.attach(writer)
     log.info("%s connected; streaming %d stored messages", peer, len(runtime.broker.store))
+    handed_back = 0
     try:
-        async for msg in ws:  # heartbeats ("hi"); nothing else is expected
+        async for msg in ws:  # heartbeats ("hi") and a returning slave's hand-back
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
+            if msg.data in (HEARTBEAT, HEARTBEAT.decode()):
+                continue
+            handed_back = apply_hand_back(runtime, msg.data, handed_back, writer)
     finally:
         writer.flush()
         hub.detach(writer)
         log.info("%s disconnected", peer)
     return ws
+
+
+def apply_hand_back(
+    runtime: BrokerRuntime, raw: str | bytes, count: int, writer: ReplyWriter
+) -> int:
+    """Master side: apply one record a slave hands back; acknowledge its end marker."""
+    data = raw if isinstance(raw, bytes) else raw.encode()
+    if data.startswith(b'{"HandBack"'):
+        with contextlib.suppress(orjson.JSONDecodeError):
+            total: Any = orjson.loads(data).get("HandBack")
+            log.info("slave handed back %d records (of %s) from its takeover", count, total)
+            writer.send(text_frame(dumps({"HandBackAck": total}) + b"\n"))
+        return 0
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        try:
+            record = decode_record(line)
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            log.warning("ignoring malformed hand-back record: %s", exc)
+            continue
+        merge_handed_back(runtime, record)
+        count += 1
+    return count
+
+
+def merge_handed_back(runtime: BrokerRuntime, record: Message | str) -> None:
+    """Apply a slave's record only where it is news: an unknown message, a consumption or
+    a deletion; a message the master already consumed never comes back."""
+    broker = runtime.broker
+    if isinstance(record, str):
+        broker.delete(record)
+        return
+    known = broker.store.get(record.code)
+    if known is None or (record.status is Status.CONSUMED and known.status is not Status.CONSUMED):
+        broker.replicate(record)
+        if record.status is Status.DELAYED:
+            runtime.rearm()
+
+
+def apply_record(runtime: BrokerRuntime, raw: str | bytes) -> None:
+    """Apply another broker's view of one message (or its deletion); ValueError if bad."""
+    record = decode_record(raw)
+    broker = runtime.broker
+    if isinstance(record, str):
+        broker.delete(record)
+    else:
+        broker.replicate(record)
+        if record.status is Status.DELAYED:
+            runtime.rearm()
+
+
+class TakeoverChanges:
+    """A broker listener kept during a takeover: the codes whose state changed, in order."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, None] = {}
+
+    def _note(self, msg: Message) -> None:
+        self.codes.pop(msg.code, None)
+        self.codes[msg.code] = None
+
+    def message_added(self, msg: Message) -> None:
+        self._note(msg)
+
+    def message_updated(self, msg: Message) -> None:
+        self._note(msg)
+
+    def message_removed(self, msg: Message) -> None:
+        self._note(msg)
+
+    def messages_added(self, msgs: list[Message]) -> None:
+        for msg in msgs:
+            self._note(msg)
+
+    def messages_updated(self, msgs: list[Message]) -> None:
+        for msg in msgs:
+            self._note(msg)
 
 
 def decode_record(raw: str | bytes) -> Message | str:
@@ -141,18 +243,38 @@ def decode_record(raw: str | bytes) -> Message | str:
 
 
 class SlaveLink:
-    """Slave side: keep a sync connection to the master; pause pushing while it lives."""
+    """Slave side: keep a sync connection to the master; while it lives, neither push nor
+    accept writes; take over when it is gone; hand the takeover's changes back."""
 
     def __init__(self, runtime: BrokerRuntime, config: Config) -> None:
         self.runtime = runtime
         sync = config.sync
-        self.url = f"{sync.masterProtocol}://{sync.masterAddr}:{sync.masterPort}/Sync/Conn"
+        self.master = f"{sync.masterAddr}:{sync.masterPort}"
+        self.url = f"{sync.masterProtocol}://{self.master}/Sync/Conn"
         self.secret = config.mq.secretKey
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        self._changes: TakeoverChanges | None = None  # listening while taken over
+        self._to_hand_back: dict[str, None] = {}  # changed codes the master has not acked
+        self._taken_over = False  # since the master last acknowledged a hand-back
 
     def start(self) -> None:
+        """Follow the master; until we know whether it lives, act as a following slave."""
+        self._step_down()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="sync-slave")
+
+    def _step_down(self) -> None:
+        self.runtime.broker.set_paused(True)
+        self.runtime.refuse_writes(
+            SLAVE_SOURCE,
+            f"this broker is a slave of {self.master}; send to the master",
+            f"slave of {self.master}",
+        )
+        changes, self._changes = self._changes, None
+        if changes is not None:
+            with contextlib.suppress(ValueError):
+                self.runtime.broker.listeners.remove(changes)
+            self._to_hand_back.update(changes.codes)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -179,9 +301,30 @@ class SlaveLink:
 
     def _takeover(self) -> None:
         if self.connected.is_set():
-            log.warning("master lost: this slave starts pushing")
+            log.warning("master lost: this slave takes over (pushes and accepts writes)")
         self.connected.clear()
+        self._taken_over = True
+        if self._changes is None:
+            self._changes = TakeoverChanges()
+            self.runtime.broker.add_listener(self._changes)
         self.runtime.broker.set_paused(False)
+        self.runtime.accept_writes(SLAVE_SOURCE)
+
+    def _hand_back_records(self) -> list[bytes]:
+        """Takeover changes the master has not acknowledged, and every unconsumed message."""
+        broker = self.runtime.broker
+        if not self._taken_over:
+            return []
+        codes = dict(self._to_hand_back)
+        codes.update((m.code, None) for m in broker.messages() if m.status is not Status.CONSUMED)
+        records: list[bytes] = []
+        for code in codes:
+            msg = broker.store.get(code)
+            if msg is None:
+                records.append(dumps({"MessageCode": code, "Deleted": True}))
+            else:
+                records.append(dumps(msg.to_dict()))
+        return records
 
     async def _follow(self, session: aiohttp.ClientSession) -> None:
         timeout = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0)
@@ -194,15 +337,23 @@ class SlaveLink:
                     raise PermissionError("Secret key matching error")
                 elif text == MATCHED:
                     break
-            self.runtime.broker.set_paused(True)
+            self._step_down()
             self.connected.set()
-            log.info("following master %s; pushing paused", self.url)
+            log.info("following master %s; pushing paused, writes refused", self.url)
+            # Hand back before reading anything: the master's snapshot is older than us.
+            records = self._hand_back_records()
+            count = len(records)
+            if count:
+                log.info("handing %d records back to the master", count)
+                for start in range(0, count, HAND_BACK_BATCH):
+                    await ws.send_str(b"\n".join(records[start : start + HAND_BACK_BATCH]).decode())
+                await ws.send_str(dumps({"HandBack": count}).decode())
             beats = asyncio.get_running_loop().create_task(self._heartbeat(ws))
             try:
                 async for frame in ws:
                     if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                         break
-                    self._apply(frame.data)
+                    self._apply(frame.data, count)
             finally:
                 beats.cancel()
 
@@ -211,16 +362,13 @@ class SlaveLink:
             await ws.send_str(HEARTBEAT.decode())
             await asyncio.sleep(1.0)
 
-    def _apply(self, raw: str | bytes) -> None:
+    def _apply(self, raw: str | bytes, handed_back: int) -> None:
+        if (raw if isinstance(raw, bytes) else raw.encode()).startswith(b'{"HandBackAck"'):
+            log.info("master acknowledged the hand-back of %d changes", handed_back)
+            self._to_hand_back.clear()
+            self._taken_over = False
+            return
         try:
-            record = decode_record(raw)
+            apply_record(self.runtime, raw)
         except (ValueError, orjson.JSONDecodeError) as exc:
             log.warning("ignoring malformed sync record: %s", exc)
-            return
-        broker = self.runtime.broker
-        if isinstance(record, str):
-            broker.delete(record)
-        else:
-            broker.replicate(record)
-            if record.status is Status.DELAYED:
-                self.runtime.rearm()
