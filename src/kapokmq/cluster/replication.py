@@ -16,7 +16,7 @@ records followed by ``{"HandBack": n}``. The master applies them monotonically (
 message is added, a consumed one marked consumed, never the reverse) and answers
 ``{"HandBackAck": n}``; only then does the slave forget its takeover changes.
 ``/Sync/Conn`` is served only by a master (``sync.isSync: 1``, not a slave).
-See docs/cluster.md, Master-slave sync.
+See docs/protocol.md, Master-slave sync.
 """
 
 from __future__ import annotations
