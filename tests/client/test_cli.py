@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.harness import BrokerProcess
 
 KAPOKMQ = f"{shlex.quote(sys.executable)} -m kapokmq"
@@ -101,7 +103,8 @@ def test_user_errors_are_one_line(broker: BrokerProcess) -> None:
 
 
 def test_ctrl_c_while_reading_stdin_exits_130(broker: BrokerProcess) -> None:
-    env = dict(os.environ, KAPOKMQ_URL=broker.http)
+    # PYTHONFAULTHANDLER: if it does not exit, SIGABRT makes it print every thread's stack
+    env = dict(os.environ, KAPOKMQ_URL=broker.http, PYTHONFAULTHANDLER="1")
     args = [sys.executable, "-m", "kapokmq", "produce", "--topic", "int", "-"]
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     assert proc.stdin is not None and proc.stderr is not None
@@ -112,7 +115,13 @@ def test_ctrl_c_while_reading_stdin_exits_130(broker: BrokerProcess) -> None:
         while json.loads(sh(f"{KAPOKMQ} console count", broker).stdout)["all"] < 2:
             assert time.monotonic() < deadline, "lines never reached the broker"
         proc.send_signal(signal.SIGINT)  # stdin is still open: the reader is blocked
-        assert proc.wait(10) == 130
+        try:
+            code = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(10)
+            pytest.fail("no exit 20 s after SIGINT:\n" + proc.stderr.read().decode()[-6000:])
+        assert code == 130
         assert proc.stderr.read() == b""
     finally:
         if proc.poll() is None:
