@@ -154,7 +154,7 @@ def test_search_view_and_delete_a_message(console: Page, broker: BrokerProcess) 
     expect(page.locator("#msg-table tbody")).to_have_text("No message matches.")
 
     # time range (local time, as the API reads it): tomorrow onwards finds nothing ...
-    fmt = "%Y-%m-%dT%H:%M:%S"
+    fmt = "%Y-%m-%d %H:%M:%S"  # as the inputs show it (a T instead of the space works too)
     now = datetime.now()
     page.locator("#f-start").fill((now + timedelta(days=1)).strftime(fmt))
     search(page, topic="orders", status="3")

@@ -4,7 +4,7 @@
 
 window.KapokChart = (() => {
   const NS = "http://www.w3.org/2000/svg";
-  const W = 640, H = 240, PAD = { left: 48, right: 32, top: 24, bottom: 32 };
+  const H = 240, MIN_W = 280, PAD = { left: 48, right: 24, top: 24, bottom: 32 };
 
   function node(tag, attrs, text) {
     const e = document.createElementNS(NS, tag);
@@ -21,9 +21,12 @@ window.KapokChart = (() => {
     return 10 * magnitude;
   }
 
-  // points: [{label, value, key}]; replaces the content of `container` with a fresh chart.
-  // Numbers on the chart are compact ("12K", "1.2万"); each point's tooltip has the exact one.
+  // points: [{label, value, key}]; replaces the content of `container` with a fresh chart,
+  // drawn for the container's width (so it fills its card and its text keeps its size:
+  // redraw when the width changes). Numbers on the chart are compact ("12K", "1.2万");
+  // each point's tooltip has the exact one.
   function line(container, points, { title = "", locale = "en" } = {}) {
+    const W = Math.max(MIN_W, Math.floor(container.clientWidth));
     const short = new Intl.NumberFormat(locale, { notation: "compact", maximumFractionDigits: 1 });
     const step = niceStep(Math.max(...points.map((p) => p.value), 0), 4);
     const top = step * Math.max(1, Math.ceil(Math.max(...points.map((p) => p.value), 0) / step));
@@ -31,7 +34,7 @@ window.KapokChart = (() => {
     const x = (i) => PAD.left + (points.length > 1 ? (i * innerW) / (points.length - 1) : innerW / 2);
     const y = (v) => PAD.top + innerH - (v / top) * innerH;
 
-    const svg = node("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img" });
+    const svg = node("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "chart", role: "img" });
     svg.append(node("title", {}, title));
     for (let v = 0; v <= top; v += step) {
       svg.append(node("line", { x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v), class: "gridline" }));

@@ -42,12 +42,14 @@
       node.title = t(node.dataset.i18nTitle);
     }
     for (const select of document.querySelectorAll(".lang-select")) select.value = lang;
+    for (const table of document.querySelectorAll("table.reflow")) labelCells(table);
   }
 
   function setLanguage(value) {
     lang = value === "zh" ? "zh" : "en";
     localStorage.setItem(LANG_STORE, lang);
     applyLanguage();
+    overview.redrawChart(); // its title and number format follow the language
   }
 
   // ------------------------------------------------------------------ DOM helpers (text only)
@@ -74,13 +76,25 @@
 
   // A table body from rows of cells; numbers are right-aligned, Nodes are kept as they are.
   function fillTable(tbody, rows, emptyKey) {
-    const columns = tbody.parentElement.tHead.rows[0].cells.length;
+    const head = tbody.parentElement.tHead.rows;
+    const columns = head[head.length - 1].cells.length; // the last row names every column
     if (rows.length === 0) {
       tbody.replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: columns }, tr(emptyKey))));
       return;
     }
     tbody.replaceChildren(...rows.map((cells) => el("tr", {}, ...cells.map((cell) =>
       typeof cell === "number" ? el("td", { class: "num" }, cell.toLocaleString("en")) : el("td", {}, cell)))));
+    labelCells(tbody.parentElement);
+  }
+
+  // On a phone a table.reflow shows each row as a block of "column: value" lines; the
+  // column names come from the header (console.css, data-label).
+  function labelCells(table) {
+    const head = table.tHead.rows;
+    const names = [...head[head.length - 1].cells].map((th) => th.textContent);
+    for (const row of table.tBodies[0].rows) {
+      [...row.cells].forEach((td, i) => td.setAttribute("data-label", names[i] ?? ""));
+    }
   }
 
   const statusBadge = (status) => el("span", { class: `status s${status}` }, tr(`status.${status}`));
@@ -115,11 +129,22 @@
     return answer;
   }
 
+  // fetch() rejects with a TypeError when nothing answers, and AbortSignal.timeout with a
+  // TimeoutError: both mean the broker cannot be reached, not that it said no.
+  const unreachable = (error) => error instanceof TypeError || error?.name === "TimeoutError";
+
+  function reason(error) {
+    if (error?.name === "TimeoutError") return t("unreachable.timeout");
+    if (error instanceof TypeError) return t("unreachable.refused");
+    return error.message;
+  }
+
   function showError(error) {
     if (error instanceof AuthError) {
       logout("login.expired");
       return;
     }
+    if (unreachable(error)) return; // the health check shows the "Broker unreachable" banner
     console.error(error);
     const banner = $("page-error");
     label(banner, "common.error", { msg: error.message });
@@ -128,22 +153,52 @@
 
   // ------------------------------------------------------------------ health (Ping)
   let healthy = null;
+  let lastAnswer = null; // unix seconds of the last answer from the broker
 
   async function checkHealth() {
     const started = performance.now();
     try {
       await api("Console/Ping", {}, undefined, PING_TIMEOUT_MS);
       healthy = true;
+      lastAnswer = Date.now() / 1000;
       label($("ov-ping-detail"), "overview.ping", { ms: Math.round(performance.now() - started) });
     } catch (error) {
       if (error instanceof AuthError) throw error;
       healthy = false;
-      $("ov-ping-detail").textContent = error.message;
+      $("ov-ping-detail").textContent = reason(error);
+      label($("unreachable"), lastAnswer ? "unreachable.since" : "unreachable.banner", {
+        reason: reason(error), time: formatTime(lastAnswer),
+      });
+    }
+    $("unreachable").hidden = healthy;
+    // what the pages show is the last answer: greyed, and no rate can be computed
+    document.querySelector("main").classList.toggle("stale", !healthy);
+    if (!healthy) {
+      for (const id of ["rate-in", "rate-out", "rate-acked"]) $(id).textContent = t("common.none");
+      overview.previous = null;
     }
     for (const badge of [$("health"), $("ov-ping")]) {
       badge.className = `badge ${healthy ? "up" : "down"}`;
       label(badge, healthy ? "health.up" : "health.down");
     }
+  }
+
+  // GET /healthz answers 503 {"status":"degraded","storage":"<reason>"} while storage
+  // writes fail (docs/durability.md); the Overview says so.
+  async function checkStorage() {
+    let degraded = null;
+    try {
+      const response = await fetch("healthz", { cache: "no-store", signal: AbortSignal.timeout(PING_TIMEOUT_MS) });
+      if (response.status === 503) {
+        const answer = await response.json().catch(() => ({}));
+        if (answer.status === "degraded") degraded = String(answer.storage ?? answer.reason ?? "");
+      }
+    } catch {
+      return; // unreachable: the health check says so
+    }
+    const banner = $("ov-storage");
+    banner.hidden = degraded === null;
+    if (degraded !== null) label(banner, "storage.degraded", { reason: degraded });
   }
 
   // ------------------------------------------------------------------ pages
@@ -153,7 +208,7 @@
     chartKey: "",
 
     async load() {
-      const { data } = await api("Console/Stats");
+      const [{ data }] = await Promise.all([api("Console/Stats"), checkStorage()]);
       const now = performance.now();
       for (const name of ["all", "unconsumed", "delay", "consumed", "dead"]) {
         $(`count-${name}`).textContent = data.counts[name].toLocaleString("en");
@@ -195,19 +250,28 @@
       for (let i = 6; i >= 0; i--) {
         const d = new Date(today);
         d.setDate(today.getDate() - i);
-        days.push({ key: dayKey(d), label: `${pad(d.getMonth() + 1)}-${pad(d.getDate())}`, value: 0 });
+        days.push({ key: dayKey(d), date: d, value: 0 });
       }
       const byKey = new Map(days.map((day) => [day.key, day]));
       for (const [hour, count] of Object.entries(hourly)) {
         const day = byKey.get(dayKey(new Date(Number(hour) * 3600 * 1000)));
         if (day) day.value += count;
       }
-      const key = lang + JSON.stringify(days);
+      this.days = days;
+      this.redrawChart();
+    },
+
+    // drawn for the card's width: redrawn when the data, the language or the width change
+    redrawChart() {
+      const box = $("ov-chart");
+      if (!this.days || box.clientWidth === 0) return; // hidden: drawn when shown
+      const locale = lang === "zh" ? "zh-CN" : "en";
+      const short = new Intl.DateTimeFormat(locale, { month: "short", day: "numeric" }); // Dec 1, 12月1日
+      const days = this.days.map((day) => ({ ...day, label: short.format(day.date) }));
+      const key = lang + box.clientWidth + JSON.stringify(days);
       if (key === this.chartKey) return; // unchanged: keep the SVG as it is
       this.chartKey = key;
-      window.KapokChart.line($("ov-chart"), days, {
-        title: t("overview.chart"), locale: lang === "zh" ? "zh-CN" : "en",
-      });
+      window.KapokChart.line(box, days, { title: t("overview.chart"), locale });
     },
   };
 
@@ -258,14 +322,29 @@
   };
 
   const messages = {
+    every: 2, // auto-refresh (the toggle), paused while the user interacts with the list
     page: 1,
     current: null, // the message shown in the detail dialog
+    pointerInside: false,
 
-    // "2024-05-01T10:20" or "…T10:20:30" from <input type=datetime-local> → the API's format
-    apiTime(value) {
+    paused() {
+      const focus = document.activeElement; // typing in a filter field, not a pressed button
+      const typing = $("msg-form").contains(focus) && focus.matches("input, select");
+      const interacting = this.pointerInside || $("msg-detail").open || typing;
+      $("msg-paused").hidden = !($("f-auto").checked && interacting);
+      return !$("f-auto").checked || interacting;
+    },
+
+    // "2024-05-01", "2024-05-01 10:20" or "…10:20:30" (a T instead of the space is fine):
+    // the API's local-time format; a date alone is the start (or end) of that day
+    apiTime(input, endOfDay) {
+      const value = input.value.trim().replace("T", " ");
       if (!value) return "";
-      const [date, time] = value.split("T");
-      return `${date} ${time.length === 5 ? `${time}:00` : time}`;
+      const match = /^(\d{4}-\d{2}-\d{2})(?: (\d{2}:\d{2})(:\d{2})?)?$/.exec(value);
+      if (!match) throw new ApiError(t("msg.badTime", { value, format: t("msg.timeFormat") }));
+      const [, date, hm, sec] = match;
+      if (!hm) return `${date} ${endOfDay ? "23:59:59" : "00:00:00"}`;
+      return `${date} ${hm}${sec ?? ":00"}`;
     },
 
     load() {
@@ -275,8 +354,8 @@
     async search(page) {
       const size = Number($("f-size").value);
       const answer = await api("Console/GetMessageList", {
-        startTime: this.apiTime($("f-start").value),
-        endTime: this.apiTime($("f-end").value),
+        startTime: this.apiTime($("f-start"), false),
+        endTime: this.apiTime($("f-end"), true),
         status: $("f-status").value,
         topic: $("f-topic").value,
         page,
@@ -332,19 +411,26 @@
       }
       $("d-data").textContent = pretty ?? m.MessageData;
       label($("d-kind"), pretty === null ? "msg.text" : "msg.json");
-      $("d-requeue").hidden = !(m.Status === 2 || m.Status === 1);
+      // a dead message is re-queued; a consumed one can be delivered again, after a
+      // confirmation, since its consumers will see it a second time
+      $("d-requeue").hidden = m.Status !== 2;
+      $("d-again").hidden = m.Status !== 1;
       this.armDelete(false);
+      this.arm($("d-again"), false, "msg.again", "msg.confirmAgain");
       $("d-note").hidden = true;
       if (!dialog.open) dialog.showModal();
     },
 
-    // Delete asks twice (an in-page confirmation: no browser dialog).
-    armDelete(armed) {
-      const button = $("d-delete");
+    // Delete and Deliver again ask twice (an in-page confirmation: no browser dialog).
+    arm(button, armed, key, confirmKey) {
       button.classList.toggle("armed", armed);
-      label(button, armed ? "msg.confirmDelete" : "msg.delete");
-      clearTimeout(this.disarm);
-      if (armed) this.disarm = setTimeout(() => this.armDelete(false), 4000);
+      label(button, armed ? confirmKey : key);
+      clearTimeout(button.disarm);
+      if (armed) button.disarm = setTimeout(() => this.arm(button, false, key, confirmKey), 4000);
+    },
+
+    armDelete(armed) {
+      this.arm($("d-delete"), armed, "msg.delete", "msg.confirmDelete");
     },
 
     async remove() {
@@ -356,11 +442,19 @@
       await this.search(this.page);
     },
 
-    async requeue() {
+    // Console/Requeue serves both: a dead message gets another life, a consumed one is
+    // pushed again. The dialog and the list then show the message as it is now.
+    async requeue(noteKey) {
       await api("Console/Requeue", { messageCode: this.current.MessageCode });
-      this.note("msg.requeued");
+      this.note(noteKey);
       await this.open(this.current.MessageCode);
       await this.search(this.page);
+    },
+
+    async deliverAgain() {
+      const button = $("d-again");
+      if (!button.classList.contains("armed")) return this.arm(button, true, "msg.again", "msg.confirmAgain");
+      return this.requeue("msg.deliveredAgain");
     },
 
     bind() {
@@ -374,11 +468,17 @@
       $("pg-next").addEventListener("click", () => this.search(this.page + 1).catch(showError));
       $("d-close").addEventListener("click", () => $("msg-detail").close());
       $("d-delete").addEventListener("click", () => this.remove().catch((e) => this.dialogError(e)));
-      $("d-requeue").addEventListener("click", () => this.requeue().catch((e) => this.dialogError(e)));
+      $("d-requeue").addEventListener("click", () => this.requeue("msg.requeued").catch((e) => this.dialogError(e)));
+      $("d-again").addEventListener("click", () => this.deliverAgain().catch((e) => this.dialogError(e)));
+      const card = $("msg-card");
+      card.addEventListener("pointerenter", () => { this.pointerInside = true; });
+      card.addEventListener("pointerleave", () => { this.pointerInside = false; this.paused(); });
+      $("f-auto").addEventListener("change", () => this.paused());
     },
 
     dialogError(error) {
       if (error instanceof AuthError) return showError(error);
+      if (unreachable(error)) error = new Error(reason(error));
       label($("d-note"), "common.error", { msg: error.message }).hidden = false;
     },
   };
@@ -396,6 +496,7 @@
       else link.removeAttribute("aria-current");
     }
     $("page-error").hidden = true;
+    setMenu(false);
     if ($("msg-detail").open) $("msg-detail").close();
     PAGES[current].load().catch(showError);
   }
@@ -418,9 +519,15 @@
     }
   }
 
+  function setMenu(open) {
+    $("nav-toggle").setAttribute("aria-expanded", String(open));
+    document.querySelector(".top").classList.toggle("open", open);
+  }
+
   function tick() {
     const page = PAGES[current];
-    const refresh = healthy !== false && page.every && ticks % page.every === 0;
+    const due = healthy !== false && page.every && ticks % page.every === 0;
+    const refresh = due && !(page.paused && page.paused());
     ticks += 1;
     once("ping", checkHealth);
     if (refresh) {
@@ -479,6 +586,10 @@
     }
     $("login-form").addEventListener("submit", login);
     $("logout").addEventListener("click", () => logout(null));
+    $("nav-toggle").addEventListener("click", () => {
+      setMenu($("nav-toggle").getAttribute("aria-expanded") !== "true");
+    });
+    new ResizeObserver(() => overview.redrawChart()).observe($("ov-chart"));
     window.addEventListener("hashchange", () => {
       if (!$("app").hidden) route();
     });

@@ -1,0 +1,137 @@
+"""The console from phone to wide screen: no page scrolls sideways, the width is used.
+
+Each page is opened at 390×844 (a phone) and 1920×1080, with content that stretches it (a
+long topic name, a dead and a consumed message, connected clients, the detail dialog open);
+a screenshot of each is saved in artifacts/screenshots/layout-*.png.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser.conftest import Watched, log_in
+from tests.browser.helpers import connect_client, send, shoot
+from tests.harness import BrokerProcess
+
+VIEWPORTS = {"phone": (390, 844), "desktop": (1920, 1080)}
+PAGES = ("overview", "messages", "clients", "config", "cluster")
+LONG_TOPIC = "orders-europe-west-priority-settlements-2026"
+
+
+@pytest.fixture(scope="module")
+def filled(broker_module: BrokerProcess) -> BrokerProcess:
+    for i in range(30):
+        send(broker_module, f"payload {i} " + "x" * 200, topic=LONG_TOPIC)
+    send(broker_module, "later", topic="t", delay=3600)
+    return broker_module
+
+
+@pytest.fixture(scope="module")
+def broker_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    broker = BrokerProcess(cwd=tmp_path_factory.mktemp("layout")).start()
+    yield broker
+    broker.cleanup()
+
+
+def overflow(page: Page) -> int:
+    """How many CSS pixels the page is wider than the viewport (0: no sideways scroll)."""
+    width: int = page.evaluate(
+        "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+        " - document.documentElement.clientWidth"
+    )
+    return width
+
+
+def open_page(page: Page, name: str) -> None:
+    toggle = page.locator("#nav-toggle")
+    if toggle.is_visible():  # the collapsed menu of narrow screens
+        toggle.click()
+        expect(page.locator("nav")).to_be_visible()
+    page.locator(f"nav a[data-page={name}]").click()
+    expect(page.locator(f"#page-{name}")).to_be_visible()
+    expect(page.locator("nav a[aria-current=page]")).to_have_attribute("data-page", name)
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_no_page_scrolls_sideways(browser: Browser, filled: BrokerProcess, viewport: str) -> None:
+    width, height = VIEWPORTS[viewport]
+    context = browser.new_context(viewport={"width": width, "height": height}, locale="en-US")
+    page = context.new_page()
+    watched = Watched(page)
+    try:
+        clients = context.new_page()
+        connect_client(clients, filled, "Producers", LONG_TOPIC, "producer-with-a-long-id-1")
+        page.goto(filled.http + "/")
+        assert overflow(page) == 0, "login"
+        shoot(page, f"layout-{viewport}-login")
+        log_in(page, filled)
+        widths = {}
+        for name in PAGES:
+            open_page(page, name)
+            if name == "overview":
+                expect(page.locator("#ov-topics tbody")).to_contain_text(LONG_TOPIC)
+            if name == "messages":
+                expect(page.locator("#msg-table tbody tr")).to_have_count(20)
+            if name == "clients":
+                expect(page.locator("#producers tbody")).to_contain_text("producer-with")
+            if name == "config":
+                expect(page.locator("#config-sections > .card")).to_have_count(4)
+            if name == "cluster":
+                expect(page.locator("#cluster-off")).to_be_visible()
+            widths[name] = overflow(page)
+            shoot(page, f"layout-{viewport}-{name}")
+        assert widths == dict.fromkeys(PAGES, 0), widths
+        open_page(page, "messages")
+        page.locator("#msg-table tbody button").first.click()
+        expect(page.locator("#msg-detail")).to_be_visible()
+        assert overflow(page) == 0, "message dialog"
+        shoot(page, f"layout-{viewport}-message-dialog")
+    finally:
+        context.close()
+    assert watched.errors == []
+
+
+def test_wide_screen_uses_the_width(browser: Browser, filled: BrokerProcess) -> None:
+    context = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="en-US")
+    page = context.new_page()
+    try:
+        log_in(page, filled)
+        expect(page.locator("#ov-chart svg")).to_be_visible()
+        main = page.locator("main").bounding_box()
+        assert main is not None and main["width"] >= 0.9 * 1920, main
+        chart = page.locator("#ov-chart svg").bounding_box()
+        card = page.locator("#ov-chart").bounding_box()
+        assert chart is not None and card is not None
+        assert chart["width"] >= 0.98 * card["width"], (chart, card)
+        # the chart's labels keep their size: it is drawn for its width, not scaled
+        font = page.locator("#ov-chart svg text.axis").first.evaluate(
+            "e => e.getBoundingClientRect().height"
+        )
+        assert 9 <= font <= 20, font
+    finally:
+        context.close()
+
+
+def test_phone_menu_collapses_and_closes_after_a_choice(
+    browser: Browser, filled: BrokerProcess
+) -> None:
+    context = browser.new_context(viewport={"width": 360, "height": 740}, locale="en-US")
+    page = context.new_page()
+    try:
+        log_in(page, filled)
+        expect(page.locator("nav")).to_be_hidden()
+        expect(page.locator("#nav-toggle")).to_be_visible()
+        open_page(page, "clients")
+        expect(page.locator("nav")).to_be_hidden()
+        assert overflow(page) == 0
+        # the chart's labels stay readable on a phone
+        open_page(page, "overview")
+        font = page.locator("#ov-chart svg text.axis").first.evaluate(
+            "e => e.getBoundingClientRect().height"
+        )
+        assert font >= 9, font
+    finally:
+        context.close()

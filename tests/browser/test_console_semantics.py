@@ -1,0 +1,144 @@
+"""What the console's words and buttons mean: totals, Dead, Re-queue vs Deliver again, a broker
+that cannot be reached, degraded storage, auto-refresh, dates in the chosen language."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from playwright.sync_api import Page, Route, expect
+
+from tests.browser.helpers import connect_client, post, send, shoot
+from tests.harness import BrokerProcess
+
+
+def go(page: Page, name: str) -> None:
+    page.locator(f"nav a[data-page={name}]").click()
+    expect(page.locator(f"#page-{name}")).to_be_visible()
+
+
+def test_totals_say_since_start_and_dead_has_one_meaning(console: Page) -> None:
+    page = console
+    expect(page.locator("#ov-topics thead tr.group")).to_contain_text("Totals since start")
+    expect(page.locator("#ov-topics thead")).to_contain_text("Dead-lettered")
+    expect(page.locator("#ov-topics thead")).not_to_contain_text(re.compile(r"\bDead\b(?!-)"))
+    expect(page.locator("#ov-counts").locator("xpath=preceding-sibling::h2[1]")).to_have_text(
+        "Messages stored now, by status"
+    )
+    expect(page.locator("#count-dead").locator("xpath=..")).to_contain_text("stored now")
+
+
+def test_a_consumed_message_is_delivered_again_only_after_a_confirmation(
+    console: Page, broker: BrokerProcess
+) -> None:
+    page = console
+    code = send(broker, "paid", topic="billing")
+    consumer = page.context.new_page()
+    connect_client(consumer, broker, "Consumers", "billing", "acker", ack=True)
+    expect(page.locator("#count-consumed")).to_have_text("1")
+    consumer.close()  # nobody takes the redelivery: it stays waiting
+
+    go(page, "messages")
+    page.locator(f'#msg-table a[data-code="{code}"]').click()
+    expect(page.locator("#d-status")).to_have_text("Consumed")
+    expect(page.locator("#d-requeue")).to_be_hidden()  # Re-queue is for dead messages
+    again = page.locator("#d-again")
+    again.click()
+    expect(again).to_have_text("Click again: consumers will get it a second time")
+    assert post(broker, "/Console/GetMessage", messageCode=code)["data"]["Status"] == 1
+    again.click()
+    expect(page.locator("#msg-note")).to_have_text("Message queued to be delivered again.")
+    expect(page.locator("#d-status")).to_have_text("Unconsumed")  # the dialog shows it as it is
+    expect(again).to_be_hidden()
+    row = page.locator(f'#msg-table tr:has(a[data-code="{code}"])')
+    expect(row).to_contain_text("Unconsumed")
+    assert post(broker, "/Console/GetMessage", messageCode=code)["data"]["Status"] == -1
+
+
+def test_an_unreachable_broker_greys_what_is_shown(console: Page, broker: BrokerProcess) -> None:
+    page = console
+    send(broker, "one")
+    expect(page.locator("#count-all")).to_have_text("1")
+    expect(page.locator("#rate-in")).not_to_have_text("–")
+    broker.stop()
+    banner = page.locator("#unreachable")
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("Broker unreachable: no answer")
+    expect(banner).to_contain_text("The values shown are from")
+    expect(page.locator("#page-error")).to_be_hidden()  # not a bare "Failed to fetch"
+    for rate in ("#rate-in", "#rate-out", "#rate-acked"):
+        expect(page.locator(rate)).to_have_text("–")
+    expect(page.locator("main")).to_have_class(re.compile(r"\bstale\b"))
+    expect(page.locator("#count-all")).to_have_text("1")  # the last value, greyed
+    shoot(page, "13-broker-unreachable")
+
+
+def test_degraded_storage_is_shown_on_the_overview(console: Page) -> None:
+    page = console
+    expect(page.locator("#ov-storage")).to_be_hidden()
+    degraded = {"status": "degraded", "storage": "write failed: No space left on device"}
+
+    def answer(route: Route) -> None:
+        route.fulfill(status=503, content_type="application/json", body=json.dumps(degraded))
+
+    page.route("**/healthz", answer)
+    banner = page.locator("#ov-storage")
+    expect(banner).to_have_text(
+        "Storage degraded: write failed: No space left on device. "
+        "Producers are refused until writes succeed again."
+    )
+    shoot(page, "14-storage-degraded")
+    page.unroute("**/healthz")
+    expect(banner).to_be_hidden()  # the real /healthz says ok again
+
+
+def test_message_list_refresh_pauses_while_the_user_interacts(
+    console: Page, broker: BrokerProcess
+) -> None:
+    page = console
+    send(broker, "first", topic="live")
+    go(page, "messages")
+    rows = page.locator("#msg-table tbody tr")
+    expect(rows).to_have_count(1)
+    send(broker, "second", topic="live")
+    expect(rows).to_have_count(2)  # auto-refresh is on by default
+
+    def two_ticks() -> None:  # a refresh is due every 2 ticks of 1.5 s
+        for _ in range(2):
+            with page.expect_response("**/Console/Ping"):
+                pass
+
+    page.locator("#msg-summary").hover()  # the pointer is on the list: keep it still
+    expect(page.locator("#msg-paused")).to_be_visible()
+    send(broker, "third", topic="live")
+    two_ticks()
+    expect(rows).to_have_count(2)
+    page.mouse.move(5, 5)
+    page.locator("#f-topic").focus()  # typing a filter: keep still too
+    two_ticks()
+    expect(rows).to_have_count(2)
+    page.locator("#f-submit").click()  # focus on a button does not pause
+    page.mouse.move(5, 5)
+    expect(rows).to_have_count(3)
+    page.locator("#f-auto").uncheck()
+    page.mouse.move(5, 5)
+    send(broker, "fourth", topic="live")
+    two_ticks()
+    expect(rows).to_have_count(3)
+
+
+def test_dates_follow_the_language(console: Page, broker: BrokerProcess) -> None:
+    page = console
+    send(broker, "hello")
+    expect(page.locator("#ov-chart text.axis").last).to_have_text(re.compile(r"^[A-Z][a-z]{2} \d"))
+    page.locator("header .lang-select").select_option("zh")
+    expect(page.locator("#ov-chart text.axis").last).to_have_text(re.compile(r"^\d+月\d+日$"))
+    go(page, "messages")
+    expect(page.locator("#f-start")).to_have_attribute("placeholder", "年-月-日 时:分:秒")
+    expect(page.locator("#f-start")).to_have_attribute("type", "text")  # no browser mm/dd/yyyy
+    page.locator("#f-start").fill("12/01/2026")
+    page.locator("#f-submit").click()
+    expect(page.locator("#page-error")).to_contain_text("不是有效时间")
+    page.locator("#f-start").fill("2000-01-01")
+    page.locator("#f-submit").click()
+    expect(page.locator("#msg-table tbody tr")).to_have_count(1)
