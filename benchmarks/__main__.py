@@ -312,11 +312,12 @@ def scenario_rows(args: argparse.Namespace) -> dict[str, Row]:
                 unit="req/s",
                 ceiling="ceiling HTTP Send, bare httptools",
             )
-            add(
-                "5b HTTP SendBatch of 100, wrk -t1 -c16",
-                repeated(rep, lambda: wrk_on_broker(wrk_seconds, batch=100)),
-                unit="msg/s",
-            )
+    if "batch" in wanted and wrk_available():
+        add(
+            "5b HTTP SendBatch of 100, wrk -t1 -c16",
+            repeated(rep, lambda: wrk_on_broker(wrk_seconds, batch=100)),
+            unit="msg/s",
+        )
     if "fill" in wanted:
         add(
             "ingest only (publish, no consumer)",

@@ -173,9 +173,21 @@ async def serve_picows(port: int) -> None:
 
 # ------------------------------------------------------------------------------- HTTP
 def send_answer() -> bytes:
-    from kapokmq.server.http_lean import response
+    """An answer of the broker's size and headers (built here: it runs against old commits)."""
+    from aiohttp.http import SERVER_SOFTWARE
 
-    return response(b'{"code":0,"msg":"%s"}' % (b"0" * 32))
+    from kapokmq.server.app import CORS_HEADERS
+
+    body = b'{"code":0,"msg":"%s"}' % (b"0" * 32)
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        **CORS_HEADERS,
+        "Content-Length": str(len(body)),
+        "Date": "Tue, 01 Dec 2026 00:00:00 GMT",
+        "Server": SERVER_SOFTWARE,
+    }
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return f"HTTP/1.1 200 OK\r\n{head}\r\n".encode() + body
 
 
 async def serve_http_httptools(port: int) -> None:

@@ -12,6 +12,7 @@ SCENARIOS = (
     "topics",
     "http",
     "wrk",
+    "batch",
     "fill",
     "aiohttp",
     "persistence",

@@ -78,6 +78,11 @@ def scenario_section(name: str, row: Row, rows: dict[str, Row], before: Row | No
     if before is not None and before.get("msgs_per_s"):
         change = row["msgs_per_s"] / before["msgs_per_s"]
         notes.append(f"{change:.2f}× the previous run")
+    if "server_us_per_msg" in row:
+        cpu = f"server CPU {row['server_us_per_msg']:.1f} µs per {unit.split('/')[0] or 'unit'}"
+        if before is not None and before.get("server_us_per_msg"):
+            cpu += f" (previous {before['server_us_per_msg']:.1f})"
+        notes.append(cpu)
     if row.get("loadgen_us_per_msg", 0) > row.get("server_us_per_msg", float("inf")):
         notes.append('<b class="warn">the load generator used more CPU than the server</b>')
     return (

@@ -218,7 +218,7 @@ class LeanHttp(asyncio.Protocol):
         """What aiohttp's request.post() makes of an urlencoded body; None if it would
         refuse it (not UTF-8, too many fields), so that aiohttp words the answer."""
         try:
-            query = bytes(body).rstrip().decode()
+            query = body.rstrip().decode()
             return MultiDict(query_to_pairs(query, max_fields=MAX_FIELDS, encoding="utf-8"))
         except ValueError:
             return None
