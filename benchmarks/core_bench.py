@@ -15,30 +15,17 @@ import time
 
 from kapokmq.config import Config
 from kapokmq.core.broker import Broker
-from kapokmq.model import ClientInfo, Message
+from kapokmq.model import ClientInfo, Message, encode_pushes
 from kapokmq.protocol import parse_send_frame
-from kapokmq.server.ws_consumer import frame_writer
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-
-    def is_closing(self) -> bool:
-        return False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
 
 
 def run(n: int, batch: int = 500) -> float:
     broker = Broker(Config(), time.time, on_dirty=lambda: None)
-    sink = Sink()
-    deliver = frame_writer(sink, "bench")  # type: ignore[arg-type]
+    written: list[bytes] = []
     pushed: list[Message] = []
 
-    def record(msgs: list[Message]) -> None:
-        deliver(msgs)
+    def record(msgs: list[Message]) -> None:  # as a consumer session's deliver does
+        written.append(b"".join(encode_pushes(msgs)))
         pushed.extend(msgs)
 
     session = broker.attach_consumer(ClientInfo("c", "bench", "", 0), record)
@@ -56,7 +43,7 @@ def run(n: int, batch: int = 500) -> float:
         broker.dispatch()
         broker.ack_many(session, [msg.code for msg in pushed])
         pushed.clear()
-        sink.written.clear()
+        written.clear()
     return (time.process_time() - t0) / n * 1e6
 
 

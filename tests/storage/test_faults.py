@@ -15,11 +15,12 @@ import pytest
 from kapokmq.config import Config
 from kapokmq.model import ClientInfo
 from kapokmq.server.runtime import BrokerRuntime
+from kapokmq.server.session import ProducerWebSocket, State
 from kapokmq.storage import Storage, open_storage
-from kapokmq.storage.acks import OrderedReplies
 from kapokmq.storage.files import FileOps
 from kapokmq.storage.format import ADD, UPDATE
 from kapokmq.storage.wal import WalError
+from tests.server.test_session import FakeLink, FakeTransport, frames, send_frame
 from tests.storage.helpers import crash, make_config
 
 
@@ -185,33 +186,27 @@ async def test_a_failed_batch_is_answered_with_errors_and_the_connection_kept(
 ) -> None:
     files = FaultyFiles()
     runtime, storage = start(make_config(tmp_path, fsync="always"), files)
-    ticket = runtime.durable_ticket
-    assert ticket is not None
-
-    class Writer:
-        closed = False
-
-        def __init__(self) -> None:
-            self.out: list[bytes] = []
-
-        def send(self, data: bytes) -> None:
-            self.out.append(data)
-
-    writer = Writer()
-    replies = OrderedReplies(writer, None)
-    ok = b"\x81\x02ok"
-    runtime.publish("t", "0", 0)
-    replies.send(ok, ticket())
+    producer = ProducerWebSocket(runtime, FakeTransport(), FakeLink(), "t", "p1", "")
+    transport = producer.transport
+    assert isinstance(transport, FakeTransport)
+    producer.receive(b"test")
+    transport.out.clear()
+    producer.receive(send_frame("0"))
+    producer.end_of_read()
     await runtime.durable_barrier()  # type: ignore[misc]
+    await asyncio.sleep(0)
+    assert frames(b"".join(transport.out)) == [b"ok"]
+    transport.out.clear()
     files.failing.add("fsync")
     for i in range(3):
-        runtime.publish("t", str(i), 0)
-    replies.send(ok * 3, ticket())
-    replies.send(b"\x81\x05error", None)
+        producer.receive(send_frame(str(i)))
+    producer.receive(b"not json")
+    producer.end_of_read()
     await asyncio.sleep(0.05)
-    assert writer.out[0] == ok
-    refused = writer.out[1]
-    assert refused.count(b"error: storage unavailable: Input/output error") == 3
-    assert ok not in refused and writer.out[2] == b"\x81\x05error"
+    replies = frames(b"".join(transport.out))
+    assert len(set(replies[:3])) == 1
+    assert replies[0].startswith(b"error: storage unavailable: Input/output error")
+    assert replies[3].startswith(b"error: ") and b"storage" not in replies[3]
+    assert producer.state is State.OPEN
     await storage.close()
     runtime.close()

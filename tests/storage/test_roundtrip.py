@@ -241,37 +241,34 @@ async def test_second_broker_on_same_dir_refused(tmp_path: Path) -> None:
 async def test_tickets_share_one_future_per_batch_and_replies_stay_in_order(
     tmp_path: Path,
 ) -> None:
-    from kapokmq.storage.acks import OrderedReplies
+    from kapokmq.server.session import ProducerWebSocket
+    from tests.server.test_session import FakeLink, FakeTransport, frames, send_frame
 
     runtime, storage = start(make_config(tmp_path, fsync="always"))
     ticket = runtime.durable_ticket
     assert ticket is not None
+    runtime.publish("o", "first", 0)
+    assert ticket() is ticket()  # one write batch, one future
+    await asyncio.wait_for(asyncio.shield(ticket()), 5)  # type: ignore[arg-type]
 
-    class FakeWriter:
-        closed = False
-
-        def __init__(self) -> None:
-            self.out: list[bytes] = []
-
-        def send(self, data: bytes) -> None:
-            self.out.append(data)
-
-    transport = FakeWriter()
-    replies = OrderedReplies(transport, None)
-    futures = []
+    transport = FakeTransport()
+    producer = ProducerWebSocket(runtime, transport, FakeLink(), "o", "p1", "")
+    producer.receive(b"test")
+    transport.out.clear()
     for i in range(100):
-        runtime.publish("o", str(i), 0)
-        fut = ticket()
-        futures.append(fut)
-        replies.send(b"ok%d" % i, fut)
+        producer.receive(send_frame(str(i)))
         if i == 50:
-            replies.send(b"error: bad frame", None)  # must not overtake earlier oks
-    assert len({id(f) for f in futures}) == 1  # one write batch, one future
+            producer.receive(b"not json")  # its error must not overtake earlier oks
+    producer.end_of_read()
+    pending = ticket()
+    assert pending is not None
     assert transport.out == []  # nothing is acknowledged before the fsync
-    await asyncio.wait_for(asyncio.shield(futures[0]), 5)  # type: ignore[arg-type]
+    await asyncio.wait_for(asyncio.shield(pending), 5)
     await asyncio.sleep(0)
-    expected = [b"ok%d" % i for i in range(51)] + [b"error: bad frame"]
-    assert transport.out == expected + [b"ok%d" % i for i in range(51, 100)]
+    replies = frames(b"".join(transport.out))
+    assert replies[:51] == [b"ok"] * 51
+    assert replies[51].startswith(b"error: ")
+    assert replies[52:] == [b"ok"] * 49
     assert ticket() is None  # everything is on disk
     await storage.close()
     runtime.close()

@@ -32,8 +32,9 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from kapokmq.config import Config
+from kapokmq.login import MATCHED, MISMATCH, PROMPT
 from kapokmq.model import Message, Status, dumps
-from kapokmq.server.auth import MATCHED, MISMATCH, PROMPT, handshake
+from kapokmq.server.auth import handshake
 from kapokmq.server.frames import ReplyWriter, text_frame
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
@@ -176,21 +177,16 @@ def merge_handed_back(runtime: BrokerRuntime, record: Message | str) -> None:
         return
     known = broker.store.get(record.code)
     if known is None or (record.status is Status.CONSUMED and known.status is not Status.CONSUMED):
-        broker.replicate(record)
-        if record.status is Status.DELAYED:
-            runtime.rearm()
+        runtime.replicate(record)
 
 
 def apply_record(runtime: BrokerRuntime, raw: str | bytes) -> None:
     """Apply another broker's view of one message (or its deletion); ValueError if bad."""
     record = decode_record(raw)
-    broker = runtime.broker
     if isinstance(record, str):
-        broker.delete(record)
+        runtime.broker.delete(record)
     else:
-        broker.replicate(record)
-        if record.status is Status.DELAYED:
-            runtime.rearm()
+        runtime.replicate(record)
 
 
 class TakeoverChanges:

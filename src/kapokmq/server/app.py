@@ -12,8 +12,7 @@ from kapokmq.server import http_api
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.metrics import CONTENT_TYPE, make_registry, render
 from kapokmq.server.runtime import BrokerRuntime
-from kapokmq.server.ws_consumer import consumer_endpoint
-from kapokmq.server.ws_producer import producer_endpoint
+from kapokmq.server.ws_aiohttp import endpoint as websocket_endpoint
 
 METRICS = web.AppKey("metrics", CollectorRegistry)
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
@@ -87,8 +86,7 @@ def build_app(runtime: BrokerRuntime) -> web.Application:
     )
     app[RUNTIME] = runtime
     app[METRICS] = make_registry(runtime)
-    app.router.add_get("/Producers/Conn/{topic}/{producerId}", producer_endpoint)
-    app.router.add_get("/Consumers/Conn/{topic}/{consumerId}", consumer_endpoint)
+    app.router.add_get("/{role:Producers|Consumers}/Conn/{topic}/{id}", websocket_endpoint)
     app.router.add_get("/Sync/Conn", sync_endpoint)
     for path, handler in http_api.CONSOLE_ROUTES.items():
         app.router.add_post(path, handler)

@@ -8,10 +8,8 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-PROMPT = "Please enter the secret key"
-MATCHED = "Secret key matching succeeded"
-MISMATCH = "Secret key matching error"
-MAX_ATTEMPTS = 5
+from kapokmq.login import MATCHED, MAX_ATTEMPTS, MISMATCH, PROMPT
+
 POLICY_VIOLATION = 1008
 NO_KEY = b"no secret key in time"
 

@@ -21,7 +21,7 @@ from kapokmq.server.http_lean import LeanHttp
 from kapokmq.server.keys import NODES
 from kapokmq.server.listener import FirstRequestRouter
 from kapokmq.server.runtime import BrokerRuntime
-from kapokmq.server.ws_picows import close_all as close_websockets
+from kapokmq.server.session import close_all as close_websockets
 from kapokmq.server.ws_picows import websocket_protocols
 from kapokmq.storage import StorageError, open_storage
 

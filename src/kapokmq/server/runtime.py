@@ -2,7 +2,9 @@
 
 Dispatch runs once per loop iteration after any change (so a burst of publishes becomes
 one batched write per consumer), and one timer handle sleeps until the broker's next
-deadline (delay due, redelivery, expiry check).
+deadline (delay due, redelivery, expiry check). Every write enters here: ``publish``
+(HTTP Send), ``publish_many`` (a WebSocket producer's read) and ``replicate`` (a slave's
+copy) consult the write gate and arm the timer themselves, so no caller has to.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from kapokmq.config import Config
 from kapokmq.core.broker import Broker
-from kapokmq.model import Message
+from kapokmq.model import Message, Status
+
+if TYPE_CHECKING:
+    from kapokmq.server.session import Session
 
 
 class WalStats(Protocol):
@@ -48,17 +53,27 @@ class Refusal:
     http_text: str
 
 
+QUEUE_FULL = Refusal("queue full", "queue full")
+
+
+class WritesRefused(Exception):
+    """Raised by the publish entries while the write gate is closed."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.ws_text)
+        self.refusal = refusal
+
+
 class BrokerRuntime:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.loop = loop or asyncio.get_running_loop()
         self.config = config
         self.broker = Broker(config, time.time, on_dirty=self._schedule_dispatch)
         self.broker.on_room = self._wake_producers
+        self._room_waiters: list[Callable[[], None]] = []
         self._dispatch_pending = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._room = asyncio.Event()
-        self._room.set()
         self.started_at = time.time()
         # Set by durable storage (fsync policy `always`): awaited before HTTP Send answers.
         self.durable_barrier: Callable[[], Awaitable[None]] | None = None
@@ -74,9 +89,9 @@ class BrokerRuntime:
         self._refusals: dict[str, Refusal] = {}
         # Set in cluster mode, for /metrics: refused gossip input by reason (gossip/state.py).
         self.gossip_refused: Callable[[], dict[str, int]] | None = None
-        # live picows WebSocket connections, closed at shutdown (server/ws_picows.py)
-        self.websockets: set[object] = set()
-        self.rearm()
+        # live producer and consumer WebSocket sessions (server/session.py), closed at shutdown
+        self.sessions: set[Session] = set()
+        self._rearm()
 
     # ---------------------------------------------------------------- write gate
     def refuse_writes(self, source: str, ws_text: str, http_text: str | None = None) -> None:
@@ -95,19 +110,52 @@ class BrokerRuntime:
 
     # ---------------------------------------------------------------- publishing
     def publish(self, topic: str, data: str, delay: int) -> Message:
+        """One message (HTTP Send): refused while the gate is closed or the backlog is
+        full (a producer connection is held instead, see ``when_room``)."""
+        refusal = self.refusal
+        if refusal is not None:
+            raise WritesRefused(refusal)
+        if self.broker.full:
+            raise WritesRefused(QUEUE_FULL)
         msg = self.broker.publish(topic, data, delay)
         if delay > 0:
-            self.rearm()
+            self._rearm()
         return msg
 
-    async def wait_for_room(self) -> None:
-        """Block a producer while the backlog is at messageChanBuffer (back-pressure)."""
-        while self.broker.full:
-            self._room.clear()
-            await self._room.wait()
+    def publish_many(self, topic: str, items: list[tuple[str, int]]) -> int:
+        """A producer's (MessageData, DelayTime) frames of one read, oldest first, as far as
+        the backlog room allows; returns how many were taken."""
+        refusal = self.refusal
+        if refusal is not None:
+            raise WritesRefused(refusal)
+        taken, delayed = self.broker.publish_many(topic, items)
+        if delayed:
+            self._rearm()
+        return taken
+
+    def replicate(self, record: Message) -> None:
+        """A master's view of one message (the slave side of docs/protocol.md "Master-slave
+        sync"); not gated: it is the master's write, not a producer's."""
+        self.broker.replicate(record)
+        if record.status is Status.DELAYED:
+            self._rearm()
+
+    def restored(self) -> None:
+        """Storage has put recovered messages into the broker: their timers are due."""
+        self._rearm()
+
+    def when_room(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` soon once the backlog is below messageChanBuffer (a held
+        producer, docs/protocol.md "Producer session")."""
+        if self.broker.full:
+            self._room_waiters.append(callback)
+        else:
+            self.loop.call_soon(callback)
 
     def _wake_producers(self) -> None:
-        self._room.set()
+        waiters, self._room_waiters = self._room_waiters, []
+        for callback in waiters:  # soon, not now: the broker is inside an ack or a delete
+            self.loop.call_soon(callback)
 
     # ---------------------------------------------------------------- dispatch & timers
     def _schedule_dispatch(self) -> None:
@@ -118,10 +166,10 @@ class BrokerRuntime:
     def _run_dispatch(self) -> None:
         self._dispatch_pending = False
         if self.broker.dispatch():
-            self.rearm()
+            self._rearm()
 
-    def rearm(self) -> None:
-        """Make sure the timer fires by the broker's next deadline (call after restores)."""
+    def _rearm(self) -> None:
+        """Make sure the timer fires by the broker's next deadline."""
         deadline = self.broker.next_deadline()
         if deadline is None:
             return
@@ -139,7 +187,7 @@ class BrokerRuntime:
         self._timer_at = None
         self.broker.tick()
         self.broker.dispatch()
-        self.rearm()
+        self._rearm()
 
     def close(self) -> None:
         if self._timer is not None:

@@ -19,7 +19,7 @@ from multidict import MultiDict
 from kapokmq.model import dumps, json_string
 from kapokmq.server.auth import key_matches
 from kapokmq.server.forms import KEY_MISMATCH, BadInput, Form, field, int_field
-from kapokmq.server.runtime import BrokerRuntime
+from kapokmq.server.runtime import BrokerRuntime, WritesRefused
 
 KEY_MISMATCH_BODY = dumps(KEY_MISMATCH)
 INT64 = range(-(1 << 63), 1 << 63)
@@ -73,11 +73,10 @@ def publish_form(runtime: BrokerRuntime, form: Form) -> SendAnswer:
     limit = runtime.config.mq.maxMessageBytes
     if len(data.encode()) > limit:
         return error(f"messageData is larger than mq.maxMessageBytes ({limit})")
-    if runtime.refusal is not None:
-        return error(runtime.refusal.http_text)
-    if runtime.broker.full:
-        return error("queue full")
-    msg = runtime.publish(topic, data, delay)
+    try:
+        msg = runtime.publish(topic, data, delay)
+    except WritesRefused as exc:  # the write gate, or "queue full"
+        return error(exc.refusal.http_text)
     ticket = runtime.durable_ticket
     # the same bytes as dumps({"code": 0, "msg": code}), without its regex pass per answer
     return SendAnswer(b'{"code":0,"msg":%s}' % json_string(msg.code), ticket() if ticket else None)

@@ -232,7 +232,7 @@ class Storage:
         rec.messages.clear()
         self.broker.restore_many(kept)
         del kept
-        self.runtime.rearm()
+        self.runtime.restored()
         if len(self.broker.store) > 10_000:
             # long-lived and acyclic: keep the cyclic GC from re-scanning them (a full
             # collection over a million messages pauses the loop for ~100 ms). No collect

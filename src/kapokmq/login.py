@@ -1,0 +1,10 @@
+"""The secret-key login of every WebSocket endpoint (docs/protocol.md "Handshake"), the
+texts both sides compare byte for byte: the server (server/session.py), the Python client
+(client/connection.py) and a slave following its master (cluster/replication.py)."""
+
+from __future__ import annotations
+
+PROMPT = "Please enter the secret key"
+MATCHED = "Secret key matching succeeded"
+MISMATCH = "Secret key matching error"
+MAX_ATTEMPTS = 5  # wrong keys before the server closes with 1008

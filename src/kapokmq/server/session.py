@@ -1,0 +1,493 @@
+"""The producer and consumer WebSocket sessions, sans I/O: every rule of
+docs/protocol.md "WebSocket sessions" in one place, for both engines.
+
+An engine adapter (server/ws_picows.py, server/ws_aiohttp.py) turns bytes into whole
+messages and hands each to ``Session.receive``; the session answers through the
+connection's transport (``write``, one per read) and asks the adapter, through a
+``Link``, to close, pause or resume reading. The runtime (server/runtime.py) is the
+broker side: its publish entry, its write gate, and its loop for the clock and the
+scheduler (``time``/``call_soon``/``call_at``), a fake one in tests, so the machines run
+without sockets (tests/server/test_session.py).
+
+States and transitions (``State``; nothing else moves a session)::
+
+    AWAITING_KEY --right key--------------------------------> OPEN
+    AWAITING_KEY --5th wrong key / keyTimeout: close 1008---> CLOSING
+    OPEN --a read's frames exceed the backlog room----------> HOLDING   (producer)
+    HOLDING --room: held frames replayed as a fresh read----> OPEN
+    any --message above mq.maxMessageBytes: close 1009------> CLOSING
+    any --connection lost-----------------------------------> CLOSED
+
+A producer's frames of one read are parsed as they come and published together once the
+read is done (``loop.call_soon``), through the runtime's single publish entry; their
+replies go out in one write, in frame order, after the disk under fsync ``always``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Protocol
+
+from kapokmq.core.topics import ConsumerSession
+from kapokmq.login import MATCHED, MAX_ATTEMPTS, MISMATCH, PROMPT
+from kapokmq.model import ClientInfo, Message, encode_pushes
+from kapokmq.protocol import FrameError, parse_send_frame
+from kapokmq.server.auth import key_matches
+from kapokmq.server.frames import OK_FRAME, text_frame
+from kapokmq.server.runtime import BrokerRuntime, WritesRefused
+
+if TYPE_CHECKING:
+    from kapokmq.core.broker import ProducerSession
+
+log = logging.getLogger(__name__)
+
+
+class CloseCode(enum.IntEnum):
+    """The close codes a session sends (RFC 6455 7.4.1)."""
+
+    GOING_AWAY = 1001  # shutdown
+    PROTOCOL_ERROR = 1002  # broken fragmentation
+    POLICY_VIOLATION = 1008  # no right key (docs/protocol.md "Handshake")
+    MESSAGE_TOO_BIG = 1009  # above mq.maxMessageBytes
+
+
+class State(enum.Enum):
+    AWAITING_KEY = "awaiting key"
+    OPEN = "open"
+    HOLDING = "holding for backlog room"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+PROMPT_FRAME = text_frame(PROMPT.encode())
+MATCHED_FRAME = text_frame(MATCHED.encode())
+MISMATCH_FRAME = text_frame(MISMATCH.encode())
+NO_KEY = b"no secret key in time"
+TOO_MANY_KEYS = b"too many wrong secret keys"
+TOO_BIG = b"message too big"
+
+
+def error_frame(reason: str) -> bytes:
+    """A producer's `error: <reason>` reply (docs/protocol.md "Producer session")."""
+    return text_frame(f"error: {reason}".encode())
+
+
+# ---------------------------------------------------------------------------- what it drives
+class Transport(Protocol):
+    """The connection's byte stream (an asyncio transport): where replies and pushes go."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def abort(self) -> None: ...
+
+
+class Link(Protocol):
+    """What only the engine can do: the WebSocket closing handshake and read flow control."""
+
+    def close(self, code: int, reason: bytes) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------- the machines
+class Session:
+    """Handshake, size limit and fragments: what both roles share."""
+
+    role = "client"
+
+    def __init__(
+        self,
+        host: BrokerRuntime,
+        transport: Transport,
+        link: Link,
+        topic: str,
+        client_id: str,
+        ip: str,
+    ) -> None:
+        self.host = host
+        self.transport = transport
+        self.link = link
+        self.topic = topic
+        self.client_id = client_id
+        self.ip = ip
+        self.peer = f"{self.role} {client_id!r}@{topic!r} from {ip}"
+        mq = host.config.mq
+        self.secret_key = mq.secretKey
+        self.key_timeout = float(mq.keyTimeout)
+        self.limit = mq.maxMessageBytes
+        self.state = State.AWAITING_KEY
+        self.attempts = 0
+        self._fragments: list[bytes] | None = None
+        self._fragments_size = 0
+        loop = host.loop
+        self.deadline: float | None = loop.time() + self.key_timeout
+        self._key_timer: asyncio.TimerHandle | None = loop.call_at(
+            self.deadline, self._no_key_in_time
+        )
+        host.sessions.add(self)
+        transport.write(PROMPT_FRAME)
+
+    # ------------------------------------------------------------------ input
+    def receive(self, payload: bytes) -> None:
+        """One whole text or binary message from the client."""
+        if len(payload) > self.limit:
+            self._close(CloseCode.MESSAGE_TOO_BIG, TOO_BIG)
+        elif self.state is State.AWAITING_KEY:
+            self._handshake(payload)
+
+    @property
+    def fragmented(self) -> bool:
+        """Inside a fragmented message (engines that deliver raw frames ask this)."""
+        return self._fragments is not None
+
+    def receive_fragment(self, payload: bytes, continuation: bool, fin: bool) -> None:
+        """One frame of a fragmented message (RFC 6455 5.4); whole ones go to ``receive``."""
+        if continuation:
+            if self._fragments is None:
+                self._close(CloseCode.PROTOCOL_ERROR, b"continuation without a first frame")
+                return
+        else:
+            if self._fragments is not None:
+                self._close(CloseCode.PROTOCOL_ERROR, b"new message inside a fragmented one")
+                return
+            self._fragments = []
+            self._fragments_size = 0
+        self._fragments_size += len(payload)
+        if self._fragments_size > self.limit:
+            self._close(CloseCode.MESSAGE_TOO_BIG, TOO_BIG)
+            return
+        self._fragments.append(payload)
+        if fin:
+            whole = b"".join(self._fragments)
+            self._fragments = None
+            self.receive(whole)
+
+    def connection_lost(self) -> None:
+        """The connection is gone (either side closed it)."""
+        self._cancel_key_timer()
+        self.host.sessions.discard(self)
+        was_open = self.state is not State.AWAITING_KEY and self._attached()
+        self.state = State.CLOSED
+        if was_open:
+            self._detach()
+            log.info("%s disconnected", self.peer)
+
+    def close(self, code: int, reason: bytes) -> None:
+        """Close from the server side (shutdown: 1001)."""
+        self._close(code, reason)
+
+    # ------------------------------------------------------------------ handshake
+    def _handshake(self, payload: bytes) -> None:
+        if key_matches(payload, self.secret_key):
+            self._cancel_key_timer()
+            self.transport.write(MATCHED_FRAME)
+            self.state = State.OPEN
+            self._attach()
+            log.info("%s connected", self.peer)
+            return
+        self.attempts += 1
+        self.transport.write(MISMATCH_FRAME)
+        if self.attempts >= MAX_ATTEMPTS:
+            log.warning("closing %s after %d wrong secret keys", self.peer, MAX_ATTEMPTS)
+            self._close(CloseCode.POLICY_VIOLATION, TOO_MANY_KEYS)
+        else:
+            self.transport.write(PROMPT_FRAME)
+
+    def _no_key_in_time(self) -> None:
+        self._key_timer = None
+        if self.state is State.AWAITING_KEY:
+            log.warning("closing %s: no secret key within %g s", self.peer, self.key_timeout)
+            self._close(CloseCode.POLICY_VIOLATION, NO_KEY)
+
+    def _cancel_key_timer(self) -> None:
+        self.deadline = None
+        if self._key_timer is not None:
+            self._key_timer.cancel()
+            self._key_timer = None
+
+    def _close(self, code: int, reason: bytes) -> None:
+        if self.state is State.CLOSING or self.state is State.CLOSED:
+            return
+        self._before_close()
+        self.state = State.CLOSING
+        self.link.close(code, reason)
+
+    def _info(self) -> ClientInfo:
+        return ClientInfo(self.client_id, self.topic, self.ip, int(self.host.broker.clock()))
+
+    # ------------------------------------------------------------------ per role
+    def _attach(self) -> None:
+        raise NotImplementedError
+
+    def _attached(self) -> bool:
+        raise NotImplementedError
+
+    def _detach(self) -> None:
+        raise NotImplementedError
+
+    def _before_close(self) -> None:
+        """Last words before a close frame (a producer's pending replies)."""
+
+
+class ProducerWebSocket(Session):
+    """`/Producers/Conn/{topic}/{id}`: frames in, one `ok` or `error: …` each, in order."""
+
+    role = "producer"
+
+    def __init__(
+        self,
+        host: BrokerRuntime,
+        transport: Transport,
+        link: Link,
+        topic: str,
+        client_id: str,
+        ip: str,
+    ) -> None:
+        self.producer: ProducerSession | None = None
+        # frames of the current read, parsed, and as received (for a partial take)
+        self._pending: list[tuple[str, int]] = []
+        self._pending_raw: list[bytes] = []
+        self._held: deque[bytes] = deque()  # frames waiting for backlog room, in order
+        self._out: list[bytes] = []  # replies of the current read
+        self._read_pending = False  # end_of_read is scheduled
+        self._ordered: _DurableReplies | None = None
+        super().__init__(host, transport, link, topic, client_id, ip)
+
+    def receive(self, payload: bytes) -> None:
+        if self.state is State.OPEN and len(payload) <= self.limit:
+            self._accept(payload)
+        elif self.state is State.HOLDING and len(payload) <= self.limit:
+            self._held.append(payload)  # already in the read buffer when reading paused
+        else:
+            super().receive(payload)
+
+    def _accept(self, payload: bytes) -> None:
+        """Parse now; publish with the rest of the read once it is done."""
+        if not self._read_pending:  # the read's first: answer them all once it is done
+            self._read_pending = True
+            self.host.loop.call_soon(self.end_of_read)
+        try:
+            item = parse_send_frame(payload)
+        except FrameError as exc:
+            self._publish_pending()  # replies keep the order of the frames
+            if self.state is State.HOLDING:
+                self._held.append(payload)
+            else:
+                self._reply(error_frame(str(exc)), False)
+            return
+        self._pending.append(item)
+        self._pending_raw.append(payload)
+
+    def end_of_read(self) -> None:
+        """Publish the read's frames and answer them in one write."""
+        self._read_pending = False
+        self._publish_pending()
+        self._flush()
+
+    def _publish_pending(self) -> None:
+        items = self._pending
+        if not items:
+            return
+        raw = self._pending_raw
+        self._pending = []
+        self._pending_raw = []
+        try:
+            taken = self.host.publish_many(self.topic, items)
+        except WritesRefused as exc:
+            self._reply(error_frame(exc.refusal.ws_text) * len(items), False)
+            return
+        if taken:
+            self._reply(OK_FRAME * taken if taken > 1 else OK_FRAME, True)
+        if taken < len(items):  # backlog full: stop reading until there is room
+            self._held.extend(raw[taken:])
+            self._hold()
+
+    def _reply(self, frames: bytes, durable: bool) -> None:
+        """Replies wait for the disk under fsync ``always`` (docs/durability.md)."""
+        ticket = self.host.durable_ticket
+        if ticket is None and self._ordered is None:
+            self._out.append(frames)
+            return
+        if self._ordered is None:
+            self._ordered = _DurableReplies(self)
+        self._ordered.send(frames, ticket() if durable and ticket is not None else None)
+
+    def _flush(self) -> None:
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        if self.transport.is_closing():
+            return
+        self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    # ------------------------------------------------------------------ backlog hold
+    def _hold(self) -> None:
+        if self.transport.is_closing():  # disconnected: nobody to answer
+            return
+        self.state = State.HOLDING
+        self.link.pause_reading()
+        self.host.when_room(self.on_room)
+
+    def on_room(self) -> None:
+        """The backlog has room: the held frames go the way of a fresh read."""
+        if self.state is not State.HOLDING:
+            return
+        self.state = State.OPEN
+        held, self._held = self._held, deque()
+        for payload in held:
+            if self.state is State.OPEN:
+                self._accept(payload)
+            else:
+                self._held.append(payload)
+        self.end_of_read()
+        if self.state is State.OPEN:
+            self.link.resume_reading()
+
+    # ------------------------------------------------------------------ attach/detach
+    def _attach(self) -> None:
+        self.producer = self.host.broker.attach_producer(self._info())
+
+    def _attached(self) -> bool:
+        return self.producer is not None
+
+    def _detach(self) -> None:
+        self._publish_pending()  # received in full: stored even though no `ok` can go back
+        self._out = []
+        assert self.producer is not None
+        self.host.broker.detach_producer(self.producer)
+        self.producer = None
+
+    def _before_close(self) -> None:
+        self._publish_pending()
+        self._flush()
+
+
+class ConsumerWebSocket(Session):
+    """`/Consumers/Conn/{topic}/{id}`: pushes out, acks (message codes) in."""
+
+    role = "consumer"
+
+    def __init__(
+        self,
+        host: BrokerRuntime,
+        transport: Transport,
+        link: Link,
+        topic: str,
+        client_id: str,
+        ip: str,
+    ) -> None:
+        self.consumer: ConsumerSession | None = None
+        self._acks: list[str] = []  # the current read's
+        super().__init__(host, transport, link, topic, client_id, ip)
+
+    def receive(self, payload: bytes) -> None:
+        if self.state is State.OPEN and len(payload) <= self.limit:
+            code = payload.decode("utf-8", "replace")
+            if len(code) != 32:
+                code = code.strip()
+            acks = self._acks
+            if not acks:  # the read's first: apply them all once the read is done
+                self.host.loop.call_soon(self.end_of_read)
+            acks.append(code)
+        else:
+            super().receive(payload)
+
+    def end_of_read(self) -> None:
+        codes = self._acks
+        if codes and self.consumer is not None:
+            self._acks = []
+            self.host.broker.ack_many(self.consumer, codes)
+
+    def deliver(self, batch: list[Message]) -> None:
+        """The broker's push callback: all frames of a batch in one write.
+
+        Messages that could not be written stay in the in-flight table and go back to
+        the queue when the connection's loss detaches the session.
+        """
+        transport = self.transport
+        if transport.is_closing():
+            return
+        try:
+            transport.write(b"".join(encode_pushes(batch)))
+        except Exception:  # never let one broken connection stop dispatch for the others
+            log.exception("push to %s failed; closing it", self.peer)
+            transport.abort()
+
+    def _attach(self) -> None:
+        self.consumer = self.host.broker.attach_consumer(self._info(), self.deliver)
+
+    def _attached(self) -> bool:
+        return self.consumer is not None
+
+    def _detach(self) -> None:
+        self.end_of_read()
+        assert self.consumer is not None
+        self.host.broker.detach_consumer(self.consumer)
+        self.consumer = None
+
+
+ROLES: dict[str, type[ProducerWebSocket] | type[ConsumerWebSocket]] = {
+    "Producers": ProducerWebSocket,
+    "Consumers": ConsumerWebSocket,
+}
+
+
+def close_all(host: BrokerRuntime) -> None:
+    """Shutdown: close every session's connection with 1001 (going away)."""
+    for session in list(host.sessions):
+        session.close(CloseCode.GOING_AWAY, b"server shutting down")
+
+
+# ---------------------------------------------------------------------------- durable replies
+class _DurableReplies:
+    """A producer's replies that wait for the disk without stalling the connection.
+
+    Frames keep being read and published while earlier ones wait for their fsync; each
+    reply goes out, in order, once the WAL batch holding its message is on disk, so one
+    pipelined connection gets group commit instead of an fsync round trip per message.
+    A batch that cannot be made durable is answered ``error: storage unavailable: <reason>``
+    for each of its messages, and the connection stays open (docs/durability.md).
+    """
+
+    __slots__ = ("_queue", "_session", "_waiting")
+
+    def __init__(self, session: ProducerWebSocket) -> None:
+        self._session = session
+        self._queue: deque[tuple[asyncio.Future[None] | None, bytes]] = deque()
+        self._waiting = False
+
+    def send(self, reply: bytes, durable: asyncio.Future[None] | None) -> None:
+        """Send ``reply`` after every earlier one and once ``durable`` (if any) is done."""
+        self._queue.append((durable, reply))
+        if not self._waiting:
+            self._drain()
+
+    def _drain(self) -> None:
+        queue = self._queue
+        session = self._session
+        while queue:
+            durable, reply = queue[0]
+            if durable is not None and not durable.done():
+                self._waiting = True
+                durable.add_done_callback(self._done)
+                return
+            queue.popleft()
+            if durable is not None and (durable.cancelled() or durable.exception() is not None):
+                # never say `ok` for a message that did not reach the disk: each `ok` of the
+                # failed batch becomes `error: storage unavailable: ...`, the connection stays
+                reason = str(durable.exception()) if not durable.cancelled() else "cancelled"
+                reply = error_frame(reason) * (len(reply) // len(OK_FRAME))
+            session._out.append(reply)
+
+    def _done(self, _: object) -> None:
+        self._waiting = False
+        self._drain()
+        self._session._flush()

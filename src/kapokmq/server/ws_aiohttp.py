@@ -1,0 +1,94 @@
+"""The producer and consumer WebSockets served by aiohttp (``server.wsEngine: aiohttp``):
+whole messages in and out of the session machines of server/session.py, exactly as
+server/ws_picows.py does for picows.
+
+aiohttp joins fragments (the session checks their size); replies and pushes are written
+straight to the transport like on the picows engine. Messages aiohttp has already buffered
+are received without yielding, so a burst still ends in one ``end_of_read`` per loop
+iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import WSMsgType, web
+
+from kapokmq.server.keys import RUNTIME
+from kapokmq.server.runtime import BrokerRuntime
+from kapokmq.server.session import ROLES, Session
+
+_TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
+
+
+class _Link:
+    """The session's Link: closing through aiohttp, reading paused by not receiving."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.readable = asyncio.Event()
+        self.readable.set()
+        self.closer: asyncio.Task[bool] | None = None
+
+    def close(self, code: int, reason: bytes) -> None:
+        if self.closer is None:  # aiohttp wakes the receive() in progress
+            self.closer = asyncio.get_running_loop().create_task(
+                self.ws.close(code=code, message=reason)
+            )
+
+    def pause_reading(self) -> None:
+        self.readable.clear()
+
+    def resume_reading(self) -> None:
+        self.readable.set()
+
+
+async def serve(ws: web.WebSocketResponse, link: _Link, session: Session) -> None:
+    """Feed ``session`` every message until the connection or the session ends."""
+    receive = ws.receive
+    try:
+        while True:
+            if not link.readable.is_set():
+                await link.readable.wait()
+            msg = await receive()
+            kind = msg.type
+            if kind is _TEXT:
+                session.receive(msg.data.encode())
+            elif kind is _BINARY:
+                session.receive(msg.data)
+            else:  # CLOSE, CLOSING, CLOSED, ERROR (aiohttp has answered a close or 1009)
+                break
+    finally:
+        session.connection_lost()
+        if link.closer is not None:
+            await link.closer
+
+
+def open_websocket(limit: int) -> web.WebSocketResponse:
+    # The session checks the size itself (so the frames read before a too-big one are
+    # answered before its close 1009); aiohttp's own bound, with the same 1 KiB of slack
+    # as picows' (ws_picows.py), only stops it from buffering much more than that.
+    return web.WebSocketResponse(max_msg_size=limit + 1024, compress=False, autoping=True)
+
+
+async def endpoint(request: web.Request) -> web.StreamResponse:
+    """`GET /Producers/Conn/{topic}/{id}` and `GET /Consumers/Conn/{topic}/{id}`."""
+    runtime: BrokerRuntime = request.app[RUNTIME]
+    kind = ROLES[request.match_info["role"]]
+    ws = open_websocket(runtime.config.mq.maxMessageBytes)
+    await ws.prepare(request)
+    transport = request.transport
+    if transport is None:  # gone during the upgrade
+        return ws
+    link = _Link(ws)
+    session = kind(
+        runtime,
+        transport,
+        link,
+        request.match_info["topic"],
+        request.match_info["id"],
+        request.remote or "",
+    )
+    await serve(ws, link, session)
+    return ws

@@ -1,0 +1,423 @@
+"""The session machines of server/session.py, driven with raw messages and a fake clock:
+no sockets, no event loop (docs/protocol.md "WebSocket sessions")."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, cast
+
+import orjson
+import pytest
+
+from kapokmq.config import Config
+from kapokmq.login import MATCHED, MISMATCH, PROMPT
+from kapokmq.model import Status
+from kapokmq.server.runtime import BrokerRuntime
+from kapokmq.server.session import (
+    ConsumerWebSocket,
+    ProducerWebSocket,
+    Session,
+    State,
+    close_all,
+)
+
+KEY = b"test"
+
+
+# ---------------------------------------------------------------------------- fakes
+class FakeHandle:
+    def __init__(self, callback: Callable[..., object], args: tuple[Any, ...], when: float):
+        self.callback, self.args, self.when, self.cancelled = callback, args, when, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeLoop:
+    """The clock and scheduler a runtime and its sessions use; time moves only on advance."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.soon: list[FakeHandle] = []
+        self.timers: list[FakeHandle] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_soon(self, callback: Callable[..., object], *args: Any) -> FakeHandle:
+        handle = FakeHandle(callback, args, self.now)
+        self.soon.append(handle)
+        return handle
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> FakeHandle:
+        handle = FakeHandle(callback, args, when)
+        self.timers.append(handle)
+        return handle
+
+    def run(self) -> None:
+        """Run what was scheduled with call_soon, and what that schedules, until idle."""
+        while self.soon:
+            batch, self.soon = self.soon, []
+            for handle in batch:
+                if not handle.cancelled:
+                    handle.callback(*handle.args)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        due = [h for h in self.timers if h.when <= self.now and not h.cancelled]
+        self.timers = [h for h in self.timers if h not in due]
+        for handle in due:
+            handle.callback(*handle.args)
+        self.run()
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self.closing = False
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closing, "written after close"
+        self.out.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def abort(self) -> None:
+        self.aborted = self.closing = True
+
+
+class FakeLink:
+    def __init__(self, transport: FakeTransport | None = None) -> None:
+        self.transport = transport
+        self.closed: tuple[int, bytes] | None = None
+        self.reading = True
+
+    def close(self, code: int, reason: bytes) -> None:
+        self.closed = (code, reason)
+        if self.transport is not None:
+            self.transport.closing = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+class FakeFuture:
+    """What a durable ticket returns (an asyncio.Future in the broker)."""
+
+    def __init__(self) -> None:
+        self._done = False
+        self._exc: BaseException | None = None
+        self._callbacks: list[Callable[[object], None]] = []
+
+    def done(self) -> bool:
+        return self._done
+
+    def cancelled(self) -> bool:
+        return False
+
+    def exception(self) -> BaseException | None:
+        return self._exc
+
+    def add_done_callback(self, callback: Callable[[object], None]) -> None:
+        self._callbacks.append(callback)
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        self._done, self._exc = True, exc
+        for callback in self._callbacks:
+            callback(self)
+
+
+def frames(data: bytes) -> list[bytes]:
+    """Split unmasked server-to-client text frames (RFC 6455 5.2) into their payloads."""
+    out: list[bytes] = []
+    while data:
+        assert data[0] == 0x81, data[:2]
+        n, head = data[1], 2
+        if n == 126:
+            n, head = int.from_bytes(data[2:4], "big"), 4
+        elif n == 127:
+            n, head = int.from_bytes(data[2:10], "big"), 10
+        out.append(data[head : head + n])
+        data = data[head + n :]
+    return out
+
+
+def send_frame(data: str, delay: int = 0) -> bytes:
+    return orjson.dumps({"MessageData": data, "DelayTime": delay})
+
+
+class Harness:
+    def __init__(self, **mq: object) -> None:
+        config = Config()
+        for key, value in mq.items():
+            setattr(config.mq, key, value)
+        self.loop = FakeLoop()
+        self.runtime = BrokerRuntime(config, cast(asyncio.AbstractEventLoop, self.loop))
+
+    def connect(self, kind: type[Session], topic: str = "t") -> Client:
+        transport = FakeTransport()
+        link = FakeLink(transport)
+        session = kind(self.runtime, transport, link, topic, "c1", "127.0.0.1")
+        return Client(self, session, transport, link)
+
+    def login(self, kind: type[Session], topic: str = "t") -> Client:
+        client = self.connect(kind, topic)
+        client.session.receive(KEY)
+        assert client.texts() == [PROMPT.encode(), MATCHED.encode()]
+        return client
+
+
+class Client:
+    def __init__(
+        self, harness: Harness, session: Session, transport: FakeTransport, link: FakeLink
+    ) -> None:
+        self.harness, self.session, self.transport, self.link = harness, session, transport, link
+
+    def state(self) -> State:
+        return self.session.state
+
+    def texts(self) -> list[bytes]:
+        """Everything written since the last call, as frame payloads."""
+        written, self.transport.out = self.transport.out, []
+        return frames(b"".join(written))
+
+    def read(self, *payloads: bytes) -> list[bytes]:
+        """One read's messages; what the server wrote once the read is done."""
+        for payload in payloads:
+            self.session.receive(payload)
+        self.harness.loop.run()
+        return self.texts()
+
+
+@pytest.fixture
+def harness() -> Harness:
+    return Harness()
+
+
+# ---------------------------------------------------------------------------- handshake
+@pytest.mark.parametrize("kind", [ProducerWebSocket, ConsumerWebSocket])
+def test_prompt_then_right_key_opens(harness: Harness, kind: type[Session]) -> None:
+    client = harness.connect(kind)
+    assert client.texts() == [PROMPT.encode()]
+    assert client.state() is State.AWAITING_KEY
+    assert client.read(KEY) == [MATCHED.encode()]
+    assert client.state() is State.OPEN
+    consumers, producers = harness.runtime.broker.clients()
+    assert len(consumers if kind is ConsumerWebSocket else producers) == 1
+
+
+@pytest.mark.parametrize("kind", [ProducerWebSocket, ConsumerWebSocket])
+def test_five_wrong_keys_close_1008(harness: Harness, kind: type[Session]) -> None:
+    client = harness.connect(kind)
+    client.texts()
+    for _ in range(4):
+        assert client.read(b"wrong") == [MISMATCH.encode(), PROMPT.encode()]
+    assert client.link.closed is None
+    assert client.read(b"wrong") == [MISMATCH.encode()]  # the fifth: no prompt, a close
+    assert client.link.closed == (1008, b"too many wrong secret keys")
+    assert client.state() is State.CLOSING
+    client.session.receive(KEY)  # too late: ignored
+    assert client.link.closed == (1008, b"too many wrong secret keys")
+
+
+def test_no_key_within_key_timeout_closes_1008() -> None:
+    harness = Harness(keyTimeout=30)
+    client = harness.connect(ProducerWebSocket)
+    client.read(b"wrong")
+    harness.loop.advance(29.9)
+    assert client.link.closed is None
+    harness.loop.advance(0.2)
+    assert client.link.closed == (1008, b"no secret key in time")
+
+
+def test_key_timeout_stops_at_the_right_key() -> None:
+    harness = Harness(keyTimeout=30)
+    client = harness.login(ConsumerWebSocket)
+    harness.loop.advance(60)
+    assert client.link.closed is None and client.state() is State.OPEN
+
+
+def test_connection_lost_while_awaiting_key_attaches_nothing(harness: Harness) -> None:
+    client = harness.connect(ProducerWebSocket)
+    client.session.connection_lost()
+    assert client.state() is State.CLOSED
+    assert harness.runtime.broker.clients() == ([], [])
+    assert not harness.runtime.sessions
+
+
+# ---------------------------------------------------------------------------- sizes
+def test_message_above_limit_closes_1009_at_limit_passes() -> None:
+    harness = Harness(maxMessageBytes=100)
+    client = harness.login(ProducerWebSocket)
+    exact = b'{"MessageData":"' + b"x" * (100 - 32) + b'","DelayTime":0}'
+    assert len(exact) == 100
+    assert client.read(exact) == [b"ok"]
+    client.read(exact + b" ")
+    assert client.link.closed == (1009, b"message too big")
+
+
+def test_fragments_are_joined_and_bounded() -> None:
+    harness = Harness(maxMessageBytes=100)
+    client = harness.login(ProducerWebSocket)
+    whole = send_frame("joined")
+    session = client.session
+    session.receive_fragment(whole[:5], continuation=False, fin=False)
+    assert session.fragmented
+    session.receive_fragment(whole[5:], continuation=True, fin=True)
+    harness.loop.run()
+    assert client.texts() == [b"ok"]
+    assert not session.fragmented
+    session.receive_fragment(b"x" * 60, continuation=False, fin=False)
+    session.receive_fragment(b"x" * 60, continuation=True, fin=False)
+    assert client.link.closed == (1009, b"message too big")
+
+
+@pytest.mark.parametrize(
+    ("steps", "reason"),
+    [
+        ([(True, True)], b"continuation without a first frame"),
+        ([(False, False), (False, True)], b"new message inside a fragmented one"),
+    ],
+)
+def test_broken_fragmentation_closes_1002(
+    harness: Harness, steps: list[tuple[bool, bool]], reason: bytes
+) -> None:
+    client = harness.login(ConsumerWebSocket)
+    for continuation, fin in steps:
+        client.session.receive_fragment(b"x", continuation, fin)
+    assert client.link.closed == (1002, reason)
+
+
+# ---------------------------------------------------------------------------- producer
+def test_a_read_is_published_at_once_and_answered_in_one_write(harness: Harness) -> None:
+    client = harness.login(ProducerWebSocket)
+    for i in range(3):
+        client.session.receive(send_frame(f"m{i}"))
+    assert harness.runtime.broker.backlog == 0  # nothing before the read is done
+    harness.loop.run()
+    assert len(client.transport.out) == 1
+    assert client.texts() == [b"ok"] * 3
+    assert [m.data for m in harness.runtime.broker.messages()] == ["m0", "m1", "m2"]
+
+
+def test_bad_frames_are_answered_in_order_and_not_stored(harness: Harness) -> None:
+    client = harness.login(ProducerWebSocket)
+    replies = client.read(send_frame("a"), b"not json", b'{"DelayTime":"5"}', send_frame("b"))
+    assert replies[0] == b"ok" and replies[3] == b"ok"
+    assert replies[1].startswith(b"error: ") and replies[2].startswith(b"error: ")
+    assert [m.data for m in harness.runtime.broker.messages()] == ["a", "b"]
+    assert client.state() is State.OPEN
+
+
+def test_refused_writes_answer_error_and_keep_the_connection(harness: Harness) -> None:
+    client = harness.login(ProducerWebSocket)
+    harness.runtime.refuse_writes("storage", "storage unavailable: disk full")
+    assert (
+        client.read(send_frame("a"), send_frame("b"))
+        == [b"error: storage unavailable: disk full"] * 2
+    )
+    assert harness.runtime.broker.backlog == 0 and client.link.closed is None
+    harness.runtime.accept_writes("storage")
+    assert client.read(send_frame("c")) == [b"ok"]
+
+
+def test_delayed_message_arms_the_runtime_timer(harness: Harness) -> None:
+    client = harness.login(ProducerWebSocket)
+    assert client.read(send_frame("later", 5)) == [b"ok"]
+    assert any(not h.cancelled for h in harness.loop.timers)  # the broker's delay timer
+
+
+def test_full_backlog_holds_frames_until_room() -> None:
+    harness = Harness(messageChanBuffer=2)
+    producer = harness.login(ProducerWebSocket, "hold")
+    assert producer.read(send_frame("a"), send_frame("b"), send_frame("c")) == [b"ok", b"ok"]
+    assert producer.state() is State.HOLDING and not producer.link.reading
+    assert producer.read(send_frame("d")) == []  # still in the read buffer: held, in order
+    consumer = harness.login(ConsumerWebSocket, "hold")
+    harness.loop.run()
+    pushes = [orjson.loads(p) for p in consumer.texts()]
+    assert [p["MessageData"] for p in pushes] == ["a", "b"]
+    consumer.read(pushes[0]["MessageCode"].encode())  # one consumed: room for one
+    assert producer.texts() == [b"ok"]
+    assert producer.state() is State.HOLDING
+    consumer.read(pushes[1]["MessageCode"].encode())
+    assert producer.texts() == [b"ok"]
+    assert producer.state() is State.OPEN and producer.link.reading
+    data = [m.data for m in harness.runtime.broker.messages()]
+    assert data == ["a", "b", "c", "d"]
+
+
+def test_connection_lost_stores_what_was_received_in_full(harness: Harness) -> None:
+    client = harness.login(ProducerWebSocket)
+    client.session.receive(send_frame("last words"))
+    client.transport.closing = True
+    client.session.connection_lost()
+    harness.loop.run()
+    assert [m.data for m in harness.runtime.broker.messages()] == ["last words"]
+    assert harness.runtime.broker.clients() == ([], [])
+
+
+def test_durable_replies_wait_for_the_disk_in_order(harness: Harness) -> None:
+    tickets: list[FakeFuture] = []
+
+    def ticket() -> FakeFuture:
+        tickets.append(FakeFuture())
+        return tickets[-1]
+
+    harness.runtime.durable_ticket = ticket  # type: ignore[assignment]
+    client = harness.login(ProducerWebSocket)
+    assert client.read(send_frame("a"), b"bad", send_frame("b")) == []
+    assert len(tickets) == 2
+    tickets[1].finish()  # a later batch on disk first: still waits behind the first
+    assert client.texts() == []
+    tickets[0].finish()
+    replies = client.texts()
+    assert replies[0] == b"ok" and replies[1].startswith(b"error: ") and replies[2] == b"ok"
+
+
+def test_a_failed_fsync_never_answers_ok(harness: Harness) -> None:
+    future = FakeFuture()
+    harness.runtime.durable_ticket = lambda: future  # type: ignore[assignment]
+    client = harness.login(ProducerWebSocket)
+    client.read(send_frame("a"), send_frame("b"))
+    future.finish(OSError("storage unavailable: EIO"))
+    assert client.texts() == [b"error: storage unavailable: EIO"] * 2
+    assert client.state() is State.OPEN and not client.transport.aborted
+
+
+# ---------------------------------------------------------------------------- consumer
+def test_pushes_and_acks(harness: Harness) -> None:
+    consumer = harness.login(ConsumerWebSocket)
+    harness.runtime.publish("t", "hello", 0)
+    harness.loop.run()
+    (push,) = consumer.texts()
+    assert push.endswith(b"\n")
+    message = orjson.loads(push)
+    assert message["MessageData"] == "hello" and message["Status"] == -1
+    assert consumer.read(f"  {message['MessageCode']}\n".encode(), b"", b"unknown") == []
+    assert harness.runtime.broker.store.counts()[Status.CONSUMED] == 1  # no reply, still open
+    assert consumer.state() is State.OPEN
+
+
+def test_consumer_loss_gives_back_its_unacked_messages(harness: Harness) -> None:
+    first = harness.login(ConsumerWebSocket)
+    harness.runtime.publish("t", "m", 0)
+    harness.loop.run()
+    assert len(first.texts()) == 1
+    first.transport.closing = True
+    first.session.connection_lost()
+    second = harness.login(ConsumerWebSocket)
+    harness.loop.run()
+    assert [orjson.loads(p)["MessageData"] for p in second.texts()] == ["m"]
+
+
+def test_close_all_says_going_away(harness: Harness) -> None:
+    clients = [harness.login(ProducerWebSocket), harness.connect(ConsumerWebSocket)]
+    close_all(harness.runtime)
+    assert [c.link.closed for c in clients] == [(1001, b"server shutting down")] * 2
