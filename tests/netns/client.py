@@ -1,0 +1,64 @@
+"""A client run inside a test's namespace: ``send URL N PREFIX`` prints the codes of the
+messages answered ok (HTTP Send), ``drain URL TOPIC SECONDS`` consumes and acks until
+nothing came for SECONDS and prints the codes received."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import aiohttp
+import orjson
+
+SECRET = "test"
+
+
+async def send(url: str, n: int, prefix: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        for i in range(n):
+            form = {"messageData": f"{prefix}-{i}", "topic": "t", "delayTime": "0"}
+            try:
+                async with session.post(
+                    f"{url}/Producer/Send",
+                    data=form,
+                    headers={"secretKey": SECRET},
+                    timeout=aiohttp.ClientTimeout(total=5),
+                ) as resp:
+                    body = orjson.loads(await resp.read())
+            except (aiohttp.ClientError, TimeoutError):
+                continue
+            if body.get("code") == 0:
+                print(body["msg"])
+
+
+async def drain(url: str, topic: str, quiet: float) -> None:
+    ws_url = url.replace("http", "ws", 1) + f"/Consumers/Conn/{topic}/drain"
+    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:
+        await ws.receive_str(timeout=5)  # the key prompt
+        await ws.send_str(SECRET)
+        await ws.receive_str(timeout=5)  # matched
+        while True:
+            try:
+                msg = await ws.receive(timeout=quiet)
+            except TimeoutError:
+                return
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                return
+            for line in msg.data.splitlines():
+                code = orjson.loads(line)["MessageCode"]
+                await ws.send_str(code)
+                print(code)
+
+
+def main() -> None:
+    url, command, *rest = sys.argv[1:]
+    if command == "send":
+        asyncio.run(send(url, int(rest[0]), rest[1]))
+    elif command == "drain":
+        asyncio.run(drain(url, rest[0], float(rest[1])))
+    else:
+        raise SystemExit(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    main()

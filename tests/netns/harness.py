@@ -1,0 +1,149 @@
+"""Two network namespaces joined by a veth pair, for real partitions (tests run as root).
+
+Every name and address is private to one test: namespaces ``kmq<pid>-<n>a/b``, addresses
+10.213.<n>.1/2 exist only inside them. ``cut()`` and ``heal()`` set the link down and up;
+``close()`` deletes both namespaces (and with them the veth pair) whatever happened.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.harness import LISTENING
+
+_counter = itertools.count(1)
+
+
+def netns_unavailable() -> str | None:
+    """Why the namespace tests cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces (ip netns)"
+    if shutil.which("ip") is None:
+        return "iproute2 (ip) not installed"
+    return None
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+@dataclass
+class Pair:
+    """Namespaces ``a`` and ``b``, addresses ``addr_a`` and ``addr_b`` on one veth link."""
+
+    a: str = ""
+    b: str = ""
+    addr_a: str = ""
+    addr_b: str = ""
+    created: list[str] = field(default_factory=list)
+
+    def open(self) -> Pair:
+        n = next(_counter) + (os.getpid() % 200) * 10
+        subnet = f"10.213.{n % 250}"
+        self.a, self.b = f"kmq{os.getpid()}-{n}a", f"kmq{os.getpid()}-{n}b"
+        self.addr_a, self.addr_b = f"{subnet}.1", f"{subnet}.2"
+        for ns in (self.a, self.b):
+            _ip("netns", "add", ns)
+            self.created.append(ns)
+            _ip("-n", ns, "link", "set", "lo", "up")
+        _ip(
+            "link",
+            "add",
+            "kmqva",
+            "netns",
+            self.a,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "kmqvb",
+            "netns",
+            self.b,
+        )
+        for ns, dev, addr in ((self.a, "kmqva", self.addr_a), (self.b, "kmqvb", self.addr_b)):
+            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+            _ip("-n", ns, "link", "set", dev, "up")
+        return self
+
+    def cut(self) -> None:
+        _ip("-n", self.a, "link", "set", "kmqva", "down")
+        _ip("-n", self.b, "link", "set", "kmqvb", "down")
+
+    def heal(self) -> None:
+        _ip("-n", self.a, "link", "set", "kmqva", "up")
+        _ip("-n", self.b, "link", "set", "kmqvb", "up")
+
+    def close(self) -> None:
+        for ns in reversed(self.created):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+        self.created.clear()
+
+
+@dataclass
+class NsBroker:
+    """``kapokmq serve`` inside a namespace, on ``addr``."""
+
+    ns: str
+    addr: str
+    settings: dict[str, object] = field(default_factory=dict)
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self, timeout: float = 20.0) -> NsBroker:
+        args = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "kapokmq", "serve"]
+        args += ["--addr", self.addr, "--port", str(self.port)]
+        for key, value in self.settings.items():
+            args += ["--set", f"{key}={value}"]
+        fd, name = tempfile.mkstemp(prefix="kapokmq-ns-", suffix=".log")
+        self.log_path = Path(name)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(args, stdout=fd, stderr=fd, env=env)
+        os.close(fd)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = LISTENING.search(self.log())
+            if match:
+                self.port = int(match.group(1))
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"broker exited with {self.proc.returncode}:\n{self.log()}")
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"broker did not start within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return "" if self.log_path is None else self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
+
+    def client(self, *command: str, timeout: float = 30.0) -> list[str]:
+        """Run tests/netns/client.py inside this broker's namespace; its output lines."""
+        args = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "tests.netns.client"]
+        args += [f"http://{self.addr}:{self.port}", *command]
+        out = subprocess.run(
+            args, capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parents[2]
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"client {command} failed: {out.stderr[-2000:]}")
+        return out.stdout.split()
