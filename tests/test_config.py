@@ -98,6 +98,20 @@ def test_bad_values_name_the_key(tmp_path, monkeypatch, overrides, message):
         load_config(None, environ={}, overrides=overrides)
 
 
+def test_per_topic_ttl(tmp_path):
+    path = tmp_path / "application.yaml"
+    path.write_text("mq:\n  topics:\n    news: {pushType: 2, ttl: 60}\n    other: {ttl: '5'}\n")
+    config = load_config(path, environ={})
+    assert config.topic_ttl("news") == 60 and config.topic_ttl("other") == 5
+    assert config.topic_ttl("plain") == 0
+    path.write_text("mq:\n  topics:\n    news: {ttl: -1}\n")
+    with pytest.raises(ConfigError, match=r"mq.topics.news.ttl must be an integer >= 0"):
+        load_config(path, environ={})
+    path.write_text("mq:\n  topics:\n    news: {tll: 1}\n")
+    with pytest.raises(ConfigError, match=r"unknown setting.*allowed: pushType, ttl"):
+        load_config(path, environ={})
+
+
 def test_bad_topic_settings(tmp_path):
     path = tmp_path / "application.yaml"
     path.write_text("mq:\n  topics:\n    news: {pushType: 5}\n")

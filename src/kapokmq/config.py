@@ -122,6 +122,11 @@ class Config:
             return int(override["pushType"])
         return self.mq.pushType
 
+    def topic_ttl(self, topic: str) -> int:
+        """The default TTL (seconds, 0 = none) of one topic's messages (mq.topics)."""
+        override = self.mq.topics.get(topic)
+        return int(override.get("ttl", 0)) if override is not None else 0
+
     def push_throttle(self) -> tuple[int, float] | None:
         """(pushCount, pushMessagesSpeed) when the optional rate limit is on, else None.
 
@@ -190,19 +195,34 @@ def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
     return value
 
 
+# what mq.topics may set per topic: pushType; ttl, the default TTL in seconds of its
+# messages (0 = none)
+TOPIC_SETTINGS = ("pushType", "ttl")
+
+
 def _check_topics(key: str, raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]:
     topics: dict[str, dict[str, Any]] = {}
     for name, settings in raw.items():
         if not isinstance(settings, Mapping):
             raise ConfigError(f"{key}.{name} must be a mapping such as {{pushType: 2}}")
-        unknown = set(settings) - {"pushType"}
+        unknown = set(settings) - set(TOPIC_SETTINGS)
         if unknown:
             raise ConfigError(
-                f"{key}.{name}: unknown setting(s) {sorted(unknown)}; allowed: pushType"
+                f"{key}.{name}: unknown setting(s) {sorted(unknown)}; "
+                f"allowed: {', '.join(TOPIC_SETTINGS)}"
             )
         if "pushType" in settings and settings["pushType"] not in (1, 2, "1", "2"):
             raise ConfigError(f"{key}.{name}.pushType must be one of 1, 2")
-        topics[str(name)] = {k: int(v) for k, v in settings.items()}
+        checked: dict[str, Any] = {}
+        for setting, value in settings.items():
+            try:
+                number = int(value)
+            except (TypeError, ValueError):
+                number = -1
+            if isinstance(value, bool) or number < 0:
+                raise ConfigError(f"{key}.{name}.{setting} must be an integer >= 0, got {value!r}")
+            checked[setting] = number
+        topics[str(name)] = checked
     return topics
 
 

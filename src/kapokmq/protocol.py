@@ -3,12 +3,16 @@
 Keys match case-insensitively (the last matching key wins), unknown keys are ignored, a
 missing or null field keeps its zero value, and ``null`` or ``{}`` is an empty message.
 Anything else is a ``FrameError`` whose text becomes the ``error: ...`` reply.
+
+Our optional keys ``TTL`` and ``MessageId`` (docs/protocol.md, "Producer session") follow
+the same rules; a frame that has one parses to a ``SendItem`` of three, with ``Extras``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 import msgspec
 import orjson
@@ -18,6 +22,20 @@ INT64_MAX = (1 << 63) - 1
 
 _CANONICAL = frozenset(("MessageData", "DelayTime"))
 EXAMPLE = '{"MessageData":"hello","DelayTime":0}'
+MAX_MESSAGE_ID_BYTES = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Extras:
+    """What a producer may add to a message beyond data and delay: a TTL in seconds
+    (0 = none, the topic's default applies) and a dedup id ("" = none)."""
+
+    ttl: int = 0
+    message_id: str = ""
+
+
+# (MessageData, DelayTime), plus Extras when the frame had TTL or MessageId
+SendItem = tuple[str, int] | tuple[str, int, Extras]
 
 
 class FrameError(ValueError):
@@ -62,8 +80,8 @@ class _CanonicalFrame(msgspec.Struct, forbid_unknown_fields=True):
 _decode_canonical = msgspec.json.Decoder(_CanonicalFrame).decode
 
 
-def parse_send_frame(raw: str | bytes) -> tuple[str, int]:
-    """Return (MessageData, DelayTime) or raise FrameError."""
+def parse_send_frame(raw: str | bytes) -> SendItem:
+    """Return (MessageData, DelayTime[, Extras]) or raise FrameError."""
     # fast path: what the Go client sends, {"MessageData":"...","DelayTime":<int>};
     # msgspec decodes it straight into two fields (~3x cheaper than a dict and checks)
     try:
@@ -81,7 +99,7 @@ def parse_send_frame(raw: str | bytes) -> tuple[str, int]:
     return _parse_decoded(obj, False)
 
 
-def _parse_decoded(obj: object, lenient: bool) -> tuple[str, int]:
+def _parse_decoded(obj: object, lenient: bool) -> SendItem:
     if obj is None:
         return "", 0
     if not isinstance(obj, dict):
@@ -95,6 +113,8 @@ def _parse_decoded(obj: object, lenient: bool) -> tuple[str, int]:
             return data, delay
     data = ""
     delay = 0
+    ttl = 0
+    message_id = ""
     for key, value in obj.items():
         lowered = key.lower()
         if lowered == "messagedata":
@@ -113,7 +133,31 @@ def _parse_decoded(obj: object, lenient: bool) -> tuple[str, int]:
             if not INT64_MIN <= value <= INT64_MAX:
                 raise FrameError("DelayTime is out of the 64-bit integer range")
             delay = value
+        elif lowered == "ttl":
+            if value is None:
+                continue
+            if type(value) is not int or not 0 <= value <= INT64_MAX:
+                raise FrameError(
+                    f"TTL must be a whole number of seconds >= 0, got {_json_type(value)}"
+                )
+            ttl = value
+        elif lowered == "messageid":
+            if value is None:
+                continue
+            message_id = _message_id(value, lenient)
+    if ttl or message_id:
+        return data, delay, Extras(ttl, message_id)
     return data, delay
+
+
+def _message_id(value: object, lenient: bool) -> str:
+    if not isinstance(value, str):
+        raise FrameError(f"MessageId must be a string, got {_json_type(value)}")
+    if lenient:
+        value = _SURROGATE.sub("\ufffd", value)
+    if len(value.encode()) > MAX_MESSAGE_ID_BYTES:
+        raise FrameError(f"MessageId is longer than {MAX_MESSAGE_ID_BYTES} bytes")
+    return value
 
 
 def _json_type(value: object) -> str:

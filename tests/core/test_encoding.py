@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kapokmq.model import CodeGenerator, Message, Status, encode_push, encode_pushes
-from kapokmq.protocol import FrameError, _loads, _parse_decoded, parse_send_frame
+from kapokmq.protocol import (
+    Extras,
+    FrameError,
+    SendItem,
+    _loads,
+    _parse_decoded,
+    parse_send_frame,
+)
 from kapokmq.server.frames import text_frame
 
 
@@ -50,7 +57,7 @@ def test_send_frame_fast_path(data: str, delay: int) -> None:
     assert parse_send_frame(raw) == (data, delay)
 
 
-def general_path(raw: bytes) -> tuple[str, int] | str:
+def general_path(raw: bytes) -> SendItem | str:
     """parse_send_frame without its fast path: the result, or the FrameError text."""
     try:
         try:
@@ -62,14 +69,16 @@ def general_path(raw: bytes) -> tuple[str, int] | str:
         return str(exc)
 
 
-def outcome(raw: bytes) -> tuple[str, int] | str:
+def outcome(raw: bytes) -> SendItem | str:
     try:
         return parse_send_frame(raw)
     except FrameError as exc:
         return str(exc)
 
 
-_KEYS = st.sampled_from(["MessageData", "DelayTime", "messagedata", "DELAYTIME", "Other"])
+_KEYS = st.sampled_from(
+    ["MessageData", "DelayTime", "messagedata", "DELAYTIME", "Other", "TTL", "messageId"]
+)
 _VALUES = st.one_of(
     st.text(max_size=5).map(json.dumps),
     st.integers(-(2**64), 2**64).map(str),
@@ -88,3 +97,30 @@ def test_fast_path_agrees_with_the_general_path(pairs: list[tuple[str, str]], pa
     if pad:
         raw = b" " + raw + b"\n"
     assert outcome(raw) == general_path(raw)
+
+
+def test_ttl_and_message_id_follow_the_go_rules() -> None:
+    frame = b'{"MessageData":"x","DelayTime":2,"ttl":60,"MESSAGEID":"order-7"}'
+    assert parse_send_frame(frame) == ("x", 2, Extras(60, "order-7"))
+    assert parse_send_frame(b'{"MessageData":"x","TTL":5}') == ("x", 0, Extras(5, ""))
+    assert parse_send_frame(b'{"MessageData":"x","MessageId":"a"}') == ("x", 0, Extras(0, "a"))
+    # zero values and null are "none": the plain two-field item
+    assert parse_send_frame(b'{"MessageData":"x","TTL":0,"MessageId":""}') == ("x", 0)
+    assert parse_send_frame(b'{"MessageData":"x","TTL":null,"MessageId":null}') == ("x", 0)
+    assert parse_send_frame(b'{"MessageData":"x","TTL":1,"TTL":0}') == ("x", 0)  # last wins
+    id128 = "é" * 64  # 128 bytes
+    assert parse_send_frame(f'{{"MessageId":"{id128}"}}'.encode()) == ("", 0, Extras(0, id128))
+
+
+def test_bad_ttl_or_message_id_is_an_error() -> None:
+    too_long = b'{"MessageId":"' + b"a" * 129 + b'"}'
+    for frame, reason in [
+        (b'{"MessageData":"x","TTL":-1}', "TTL must be a whole number of seconds >= 0"),
+        (b'{"MessageData":"x","TTL":"5"}', "TTL must be"),
+        (b'{"MessageData":"x","TTL":1.5}', "TTL must be"),
+        (b'{"MessageData":"x","TTL":true}', "TTL must be"),
+        (b'{"MessageData":"x","MessageId":5}', "MessageId must be a string"),
+        (too_long, "MessageId is longer than 128 bytes"),
+    ]:
+        result = outcome(frame)
+        assert isinstance(result, str) and result.startswith(reason), (frame, result)

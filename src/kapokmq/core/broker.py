@@ -15,10 +15,12 @@ from typing import Protocol
 
 from kapokmq.config import Config
 from kapokmq.core.dispatch import FANOUT, dispatch
+from kapokmq.core.lifetimes import EXPIRED, MAX_DELIVERIES, DeadLetters, Lifetimes
 from kapokmq.core.schedule import Scheduler
 from kapokmq.core.store import MessageStore
 from kapokmq.core.topics import ConsumerSession, Deliver, Topic
 from kapokmq.model import ClientInfo, CodeGenerator, Message, Status
+from kapokmq.protocol import Extras, SendItem
 
 Clock = Callable[[], float]
 
@@ -65,6 +67,9 @@ class Broker:
         self.new_code = new_code or CodeGenerator().next_code
         self.store = MessageStore()
         self.scheduler = Scheduler()
+        self.lifetimes = Lifetimes()
+        self.dead_letters = DeadLetters()
+        self._topic_ttl: dict[str, int] = {}
         self.topics: dict[str, Topic] = {}
         self.producers: dict[int, ProducerSession] = {}
         self.listeners: list[MessageListener] = []
@@ -167,12 +172,13 @@ class Broker:
     def full(self) -> bool:
         return self.store.unconsumed() >= self.backlog_limit
 
-    def publish(self, topic_name: str, data: str, delay: int = 0) -> Message:
-        """One message. Unlike ``publish_many`` it does not check the backlog limit:
-        callers that must honour it check ``full`` first."""
-        return self._add(topic_name, [(data, delay)])[0][0]
+    def publish(self, topic_name: str, data: str, delay: int = 0, ttl: int = 0) -> Message:
+        """One message (``ttl`` seconds, 0 = the topic's default). Unlike ``publish_many``
+        it does not check the backlog limit: callers that must honour it check ``full``."""
+        item: SendItem = (data, delay, Extras(ttl)) if ttl else (data, delay)
+        return self._add(topic_name, [item])[0][0]
 
-    def publish_many(self, topic_name: str, items: list[tuple[str, int]]) -> tuple[int, bool]:
+    def publish_many(self, topic_name: str, items: list[SendItem]) -> tuple[int, bool]:
         """``publish`` for the (MessageData, DelayTime) frames a producer sent in one read,
         oldest first, as far as the backlog limit allows. Returns how many were taken and
         whether any was delayed (the caller's timer may need to fire sooner)."""
@@ -184,7 +190,7 @@ class Broker:
         msgs, delayed = self._add(topic_name, items)
         return len(msgs), delayed
 
-    def _add(self, topic_name: str, items: list[tuple[str, int]]) -> tuple[list[Message], bool]:
+    def _add(self, topic_name: str, items: list[SendItem]) -> tuple[list[Message], bool]:
         """New messages, queued or scheduled, stored and announced; and whether any is
         delayed. The clock, the topic and the dirty mark are looked at once per call."""
         now = self.clock()
@@ -195,7 +201,16 @@ class Broker:
         msgs: list[Message] = []
         append = msgs.append
         waiting = delayed = False
-        for data, delay in items:
+        default_ttl = self._topic_ttl.get(topic_name)
+        if default_ttl is None:
+            default_ttl = self._topic_ttl[topic_name] = self.config.topic_ttl(topic_name)
+        for item in items:
+            if len(item) == 2:
+                data, delay = item
+                ttl = default_ttl
+            else:
+                data, delay, extras = item
+                ttl = extras.ttl or default_ttl
             if delay > 0:
                 msg = Message(new_code(), data, topic_name, created, delay, _DELAYED, now)
                 self.scheduler.add_delay(msg, now + delay)
@@ -204,6 +219,8 @@ class Broker:
                 msg = Message(new_code(), data, topic_name, created, delay, _WAITING, now)
                 ready(msg)
                 waiting = True
+            if ttl:
+                self.lifetimes.track(msg, ttl, None if delay > 0 else now)
             append(msg)
         self.store.add_many(msgs)
         topic.stats.published += len(msgs)
@@ -386,10 +403,14 @@ class Broker:
         msg = self.store.get(code)
         if msg is None or msg.status not in (Status.DEAD, Status.CONSUMED):
             return False
+        now = self.clock()
+        if msg.status is Status.DEAD:
+            self.dead_letters.requeued(code, now)
         self.store.set_status(msg, Status.WAITING)
         msg.attempts = 0
         msg.consumed_time = 0
         msg.holder = None
+        self.lifetimes.start(msg, now)  # a new life: a TTL runs again from now
         topic = self.topic(msg.topic)
         topic.ready.append(msg)
         self._mark(topic)
@@ -403,8 +424,10 @@ class Broker:
         msg = self.store.get(code)
         if msg is None or msg.status is not Status.DELAYED:
             return False
+        now = self.clock()
         self.store.set_status(msg, Status.WAITING)
-        msg.delay_time = max(0, int(self.clock()) - msg.create_time)
+        msg.delay_time = max(0, int(now) - msg.create_time)
+        self.lifetimes.start(msg, now)
         topic = self.topic(msg.topic)
         topic.ready.append(msg)
         self._mark(topic)
@@ -415,6 +438,10 @@ class Broker:
     def _remove(self, msg: Message) -> None:
         self.store.remove(msg.code)
         self._release(msg)
+        if self.lifetimes:
+            self.lifetimes.forget(msg.code)
+        if self.dead_letters:
+            self.dead_letters.forget(msg.code)
         for listener in self.listeners:
             listener.message_removed(msg)
 
@@ -464,6 +491,10 @@ class Broker:
     # ------------------------------------------------------------------ time
     def next_deadline(self) -> float | None:
         deadline = self.scheduler.next_deadline()
+        if self.lifetimes:
+            dies = self.lifetimes.next_deadline()
+            if dies is not None and (deadline is None or dies < deadline):
+                deadline = dies
         if (
             self.retry_after is not None
             and self._sessions
@@ -478,17 +509,23 @@ class Broker:
         return deadline
 
     def tick(self) -> None:
-        """Fire every timer that is due: delays, redeliveries, expiry."""
+        """Fire every timer that is due: delays, TTLs, redeliveries, expiry."""
         now = self.clock()
+        lifetimes = self.lifetimes
         for msg in self.scheduler.due_delays(now):
             if msg.removed or msg.status is not Status.DELAYED:
                 continue
             self.store.set_status(msg, Status.WAITING)
+            if lifetimes:
+                lifetimes.start(msg, msg.arrival + msg.delay_time)  # from when it was due
             topic = self.topic(msg.topic)
             topic.ready.append(msg)
             self._mark(topic)
             for listener in self.listeners:
                 listener.message_updated(msg)
+        if lifetimes:
+            for msg in lifetimes.due(now):
+                self._die(msg, EXPIRED, now)
         if self.retry_after is not None and now >= self._next_sweep:
             self._next_sweep = now + self.sweep_every
             self._sweep(now, now - self.retry_after)
@@ -513,18 +550,24 @@ class Broker:
                         self._redeliver(msg, now)
                     in_flight.pop(msg.code, None)
 
+    def _die(self, msg: Message, reason: str, now: float) -> None:
+        """Dead-letter a waiting message (Status 2): never delivered again unless re-queued."""
+        self._release(msg)
+        was_full = self.full
+        self.store.set_status(msg, Status.DEAD)
+        self.dead_letters.died(msg.code, now, reason)
+        self.topic(msg.topic).stats.dead += 1
+        for listener in self.listeners:
+            listener.message_updated(msg)
+        if was_full:
+            self._room()
+
     def _redeliver(self, msg: Message, now: float) -> None:
         topic = self.topic(msg.topic)
-        self._release(msg)
         if self.max_deliveries and msg.attempts >= self.max_deliveries:
-            was_full = self.full
-            self.store.set_status(msg, Status.DEAD)
-            topic.stats.dead += 1
-            for listener in self.listeners:
-                listener.message_updated(msg)
-            if was_full:
-                self._room()
+            self._die(msg, MAX_DELIVERIES, now)
         else:
+            self._release(msg)
             # the original rewrites DelayTime so the next resend is one pushRetryTime later
             msg.delay_time = int(now) - msg.create_time
             topic.stats.redelivered += 1

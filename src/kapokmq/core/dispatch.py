@@ -23,6 +23,7 @@ class _Fanout:
 FANOUT = _Fanout()
 
 _WAITING = Status.WAITING
+_DEAD = Status.DEAD
 
 
 def _deliverable(msg: Message) -> bool:
@@ -125,7 +126,7 @@ def dispatch_pubsub(topic: Topic, now: float, limit: int = -1) -> int:
         batch: list[Message] = []
         while pending and room > 0 and pushed + len(batch) != limit:
             msg = pending.popleft()
-            if msg.removed:
+            if msg.removed or msg.status is _DEAD:  # dead: never pushed again (TTL)
                 continue
             in_flight[msg.code] = msg
             batch.append(msg)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from kapokmq.config import Config
 from kapokmq.core.broker import Broker
 from kapokmq.model import Message, Status
+from kapokmq.protocol import SendItem
 
 if TYPE_CHECKING:
     from kapokmq.server.session import Session
@@ -109,7 +110,7 @@ class BrokerRuntime:
         self.refusal = next(iter(self._refusals.values()), None)
 
     # ---------------------------------------------------------------- publishing
-    def publish(self, topic: str, data: str, delay: int) -> Message:
+    def publish(self, topic: str, data: str, delay: int, ttl: int = 0) -> Message:
         """One message (HTTP Send): refused while the gate is closed or the backlog is
         full (a producer connection is held instead, see ``when_room``)."""
         refusal = self.refusal
@@ -117,12 +118,12 @@ class BrokerRuntime:
             raise WritesRefused(refusal)
         if self.broker.full:
             raise WritesRefused(QUEUE_FULL)
-        msg = self.broker.publish(topic, data, delay)
+        msg = self.broker.publish(topic, data, delay, ttl)
         if delay > 0:
             self._rearm()
         return msg
 
-    def publish_many(self, topic: str, items: list[tuple[str, int]]) -> int:
+    def publish_many(self, topic: str, items: list[SendItem]) -> int:
         """A producer's (MessageData, DelayTime) frames of one read, oldest first, as far as
         the backlog room allows; returns how many were taken."""
         refusal = self.refusal

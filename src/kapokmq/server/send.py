@@ -64,6 +64,9 @@ def publish_form(runtime: BrokerRuntime, form: Form) -> SendAnswer:
         delay = int_field(form, "delayTime")
         if delay not in INT64:
             raise BadInput("delayTime is out of the 64-bit integer range")
+        ttl = int_field(form, "ttl", 0)
+        if not 0 <= ttl < 1 << 63:
+            raise BadInput("ttl must be a whole number of seconds >= 0")
         data = field(form, "messageData")
         topic = field(form, "topic")
     except BadInput as exc:
@@ -74,7 +77,7 @@ def publish_form(runtime: BrokerRuntime, form: Form) -> SendAnswer:
     if len(data.encode()) > limit:
         return error(f"messageData is larger than mq.maxMessageBytes ({limit})")
     try:
-        msg = runtime.publish(topic, data, delay)
+        msg = runtime.publish(topic, data, delay, ttl)
     except WritesRefused as exc:  # the write gate, or "queue full"
         return error(exc.refusal.http_text)
     ticket = runtime.durable_ticket

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 from kapokmq.core.topics import ConsumerSession
 from kapokmq.login import MATCHED, MAX_ATTEMPTS, MISMATCH, PROMPT
 from kapokmq.model import ClientInfo, Message, encode_pushes
-from kapokmq.protocol import FrameError, parse_send_frame
+from kapokmq.protocol import FrameError, SendItem, parse_send_frame
 from kapokmq.server.auth import key_matches
 from kapokmq.server.frames import OK_FRAME, text_frame
 from kapokmq.server.runtime import BrokerRuntime, WritesRefused
@@ -252,7 +252,7 @@ class ProducerWebSocket(Session):
     ) -> None:
         self.producer: ProducerSession | None = None
         # frames of the current read, parsed, and as received (for a partial take)
-        self._pending: list[tuple[str, int]] = []
+        self._pending: list[SendItem] = []
         self._pending_raw: list[bytes] = []
         self._held: deque[bytes] = deque()  # frames waiting for backlog room, in order
         self._out: list[bytes] = []  # replies of the current read

@@ -1,0 +1,82 @@
+"""TTL and dead-letter reasons against a real broker, on both WebSocket engines."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from kapokmq.client import ConsoleClient
+from tests.compat.wsclient import PUSH_RE, consumer, producer
+from tests.harness import BrokerProcess
+
+
+async def wait_status(console: ConsoleClient, code: str, status: int) -> dict[str, object]:
+    """Until the message has ``status`` (the TTL timer fires in the broker's own time)."""
+    async with asyncio.timeout(10):
+        while (msg := await console.get_message(code))["Status"] != status:
+            await asyncio.sleep(0.05)
+    return msg
+
+
+@pytest.mark.parametrize("engine", ["picows", "aiohttp"])
+async def test_ttl_expiry_reason_filter_and_requeue(
+    broker_factory: type[BrokerProcess], engine: str
+) -> None:
+    broker = broker_factory(settings={"server.wsEngine": engine})
+    async with aiohttp.ClientSession() as http, ConsoleClient(broker.http) as console:
+        ws = await producer(http, broker, "orders")
+        await ws.send_str('{"MessageData":"ws","DelayTime":0,"ttl":1}\n')
+        assert await ws.receive_str(timeout=5) == "ok"
+        await ws.send_str('{"MessageData":"bad","TTL":-1}')
+        assert (await ws.receive_str(timeout=5)).startswith("error: TTL must be")
+        await ws.send_str('{"MessageData":"plain","DelayTime":0}')
+        assert await ws.receive_str(timeout=5) == "ok"
+        over_http = await console.request(
+            "/Producer/Send",
+            {"topic": "orders", "messageData": "http", "delayTime": "0", "ttl": "1"},
+        )
+        http_code = over_http["msg"]
+        listed = (await console.request("/Console/GetMessageList", {"topic": "orders"}))["data"]
+        assert len(listed) == 3  # the refused frame was not stored
+        full = [await console.get_message(m["MessageCode"]) for m in listed]
+        ws_code = next(m["MessageCode"] for m in full if m["MessageData"] == "ws")
+        assert next(m for m in full if m["MessageData"] == "plain").keys() == {
+            "MessageCode", "MessageData", "Topic", "CreateTime", "ConsumedTime", "DelayTime",
+            "Status",
+        }  # fmt: skip
+        ttl_view = await console.get_message(http_code)
+        assert ttl_view["TTL"] == 1 and "ExpiresAt" in ttl_view
+
+        dead = await wait_status(console, http_code, 2)
+        assert dead["DeadReason"] == "expired"
+        assert [e["Event"] for e in dead["History"]] == ["dead: expired"]  # type: ignore[attr-defined]
+        await wait_status(console, ws_code, 2)
+        answer = await console.request(
+            "/Console/GetMessageList", {"status": "2", "reason": "expired"}
+        )
+        expired = {m["MessageCode"]: m for m in answer["data"]}
+        assert set(expired) == {http_code, ws_code}
+        assert all(m["DeadReason"] == "expired" for m in expired.values())
+        none = await console.request(
+            "/Console/GetMessageList", {"status": "2", "reason": "max deliveries"}
+        )
+        assert none["data"] == []
+
+        # a consumer gets the plain message only; the expired ones come back when re-queued
+        cws = await consumer(http, broker, "orders")
+        first = PUSH_RE.fullmatch(await cws.receive_str(timeout=5))
+        assert first is not None and first["data"] == '"plain"'
+        await cws.send_str(first["code"])
+        await console.request("/Console/Requeue", {"messageCode": http_code})
+        pushed = PUSH_RE.fullmatch(await cws.receive_str(timeout=5))  # A1: same keys, order
+        assert pushed is not None and pushed["code"] == http_code and pushed["status"] == "-1"
+        await cws.send_str(http_code)
+        consumed = await wait_status(console, http_code, 1)
+        assert [e["Event"] for e in consumed["History"]] == [  # type: ignore[attr-defined]
+            "dead: expired",
+            "requeued by console",
+        ]
+        await ws.close()
+        await cws.close()
