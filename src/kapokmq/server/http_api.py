@@ -278,8 +278,11 @@ async def get_scheduled(request: web.Request, form: MultiDictProxy[Any]) -> web.
 
 @authorised
 async def deliver_now(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
-    """Extension: a delayed message becomes due now."""
-    if runtime_of(request).broker.deliver_now(field(form, "messageCode").strip()):
+    """Extension: a delayed message becomes due now (on disk first under fsync always)."""
+    runtime = runtime_of(request)
+    if runtime.broker.deliver_now(field(form, "messageCode").strip()):
+        if runtime.durable_barrier is not None:
+            await runtime.durable_barrier()
         return json_response({"code": 0})
     return error("no delayed message with that messageCode")
 
