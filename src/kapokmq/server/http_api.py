@@ -17,6 +17,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from kapokmq.config import SECTIONS, Config
+from kapokmq.core.broker import Broker
 from kapokmq.model import Message, Status, dumps
 from kapokmq.server.auth import key_matches
 from kapokmq.server.forms import KEY_MISMATCH as KEY_MISMATCH  # also for cluster/registry.py
@@ -215,6 +216,31 @@ async def count_message(request: web.Request, form: MultiDictProxy[Any]) -> web.
     )
 
 
+def message_view(broker: Broker, msg: Message, with_data: bool = True) -> dict[str, Any]:
+    """A message as the original's JSON object, plus our keys where they apply: ``TTL``
+    and ``ExpiresAt`` (a TTL and, while it runs, when it dies), ``DeadReason`` (a dead
+    message), ``History`` (its dead / re-queued events, oldest first)."""
+    view = msg.to_dict(with_data)
+    code = msg.code
+    lifetimes = broker.lifetimes
+    if lifetimes:
+        ttl = lifetimes.ttl(code)
+        if ttl:
+            view["TTL"] = ttl
+            deadline = lifetimes.deadline(code)
+            if deadline is not None and msg.status is Status.WAITING:
+                view["ExpiresAt"] = math.ceil(deadline)
+    letters = broker.dead_letters
+    if letters:
+        if msg.status is Status.DEAD:
+            view["DeadReason"] = letters.reason(code) or ""
+        if with_data:
+            history = letters.history(code)
+            if history:
+                view["History"] = [{"Event": event, "Time": at} for at, event in history]
+    return view
+
+
 def _lookup(request: web.Request, form: MultiDictProxy[Any]) -> Message | None:
     return runtime_of(request).broker.store.get(field(form, "messageCode").strip())
 
@@ -224,7 +250,7 @@ async def get_message(request: web.Request, form: MultiDictProxy[Any]) -> web.Re
     msg = _lookup(request, form)
     if msg is None:
         return json_response({"code": -1, "data": "error"})
-    return json_response({"code": 0, "data": msg.to_dict()})
+    return json_response({"code": 0, "data": message_view(runtime_of(request).broker, msg)})
 
 
 @authorised
@@ -241,19 +267,24 @@ async def get_message_list(request: web.Request, form: MultiDictProxy[Any]) -> w
     if raw_status not in STATUS_FILTERS:
         raise BadInput(f"status must be one of 3 (all), -1, 0, 1, 2; got {raw_status!r}")
     topic = field(form, "topic") or None
-    found = runtime_of(request).broker.store.search(start, end, STATUS_FILTERS[raw_status], topic)
+    broker = runtime_of(request).broker
+    found = broker.store.search(start, end, STATUS_FILTERS[raw_status], topic)
+    reason = field(form, "reason").strip()
+    if reason:  # dead messages that died (last) for this reason
+        reason_of = broker.dead_letters.reason
+        found = [m for m in found if m.status is Status.DEAD and reason_of(m.code) == reason]
     page = int_field(form, "page", 0)
     size = int_field(form, "pageSize", 0)
     if page < 0 or size < 0 or size > MAX_PAGE_SIZE:
         raise BadInput(f"page must be >= 1 and pageSize between 1 and {MAX_PAGE_SIZE}")
     if not (page or size):
-        return json_response({"code": 0, "data": [m.to_dict(with_data=False) for m in found]})
+        return json_response({"code": 0, "data": [message_view(broker, m, False) for m in found]})
     # paged (extension): also say how many matched, so a console can draw its pager
     page = max(page, 1)
     size = size or 20
     window = found[(page - 1) * size : page * size]
     return json_response(
-        {"code": 0, "data": [m.to_dict(with_data=False) for m in window], "total": len(found)}
+        {"code": 0, "data": [message_view(broker, m, False) for m in window], "total": len(found)}
     )
 
 
@@ -272,7 +303,8 @@ async def get_scheduled(request: web.Request, form: MultiDictProxy[Any]) -> web.
     page, size = _page_of(form)
     topic = field(form, "topic") or None
     total, upcoming = runtime_of(request).broker.scheduler.upcoming(topic, (page - 1) * size, size)
-    data = [{**msg.to_dict(with_data=False), "DueTime": math.ceil(due)} for due, msg in upcoming]
+    broker = runtime_of(request).broker
+    data = [{**message_view(broker, m, False), "DueTime": math.ceil(due)} for due, m in upcoming]
     return json_response({"code": 0, "data": data, "now": int(time.time()), "total": total})
 
 
