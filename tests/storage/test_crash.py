@@ -188,3 +188,41 @@ async def test_corrupt_snapshot_stops_start_up_unless_told(tmp_path: Path) -> No
         assert "corrupt" in broker.log() or "checksum" in broker.log()
     finally:
         broker.cleanup()
+
+
+@pytest.mark.parametrize(("policy", "n"), [("everysec", 10_000), ("always", 3_000)])
+async def test_acked_messages_are_not_redelivered_after_sigkill(
+    tmp_path: Path, policy: str, n: int
+) -> None:
+    """Acks are logged under the fsync policy like publishes: once the broker has read
+    them, a SIGKILL does not bring the messages back."""
+    broker = BrokerProcess(
+        settings={"mq.maxInFlight": 1_000_000, "mq.isPersistent": 2, "mq.fsync": policy},
+        cwd=tmp_path,
+    ).start()
+    try:
+        producer, consumer = Producer(window=256), Consumer()
+        async with aiohttp.ClientSession() as session:
+            ptask = asyncio.create_task(producer.run(session, broker, TOPIC))
+            ctask = asyncio.create_task(consumer.run(session, broker, TOPIC))
+            await producer.reached(n, timeout=60)
+            ptask.cancel()
+            await consumer.received_at_least(producer.oks, timeout=30)
+            consumer.acking = False
+            acked = set(consumer.acked)
+            await wait_consumed(session, broker, len(acked), timeout=30)
+            broker.kill()
+            await asyncio.wait_for(asyncio.gather(ptask, ctask, return_exceptions=True), 10)
+        broker.start()
+        async with aiohttp.ClientSession() as session:
+            counts = await console(session, broker, "CountMessage")
+            after = Consumer(acking=False)
+            task = asyncio.create_task(after.run(session, broker, TOPIC))
+            await after.received_at_least(counts["unconsumed"])
+            task.cancel()
+        redelivered = set(after.received) & acked
+        print(f"{policy}: {len(acked)} acked, {len(redelivered)} redelivered")
+        assert counts["consumed"] >= len(acked) >= n
+        assert not redelivered
+    finally:
+        broker.cleanup()

@@ -61,7 +61,7 @@ FRAME_V1 = struct.Struct("<III")
 MAX_FRAME = 1 << 30  # a length beyond this is garbage, not a frame
 
 WAL_FRAME_RECORDS = 100
-CHUNK_RECORDS = 1000
+CHUNK_RECORDS = 500  # one bad byte in a 20,000-message snapshot costs at most 2.5 %
 CHUNK_BYTES = 64 << 10
 
 ADD = 1
