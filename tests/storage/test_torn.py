@@ -310,3 +310,35 @@ def test_files_of_the_previous_format_are_read(tmp_path: Path) -> None:
         f.write(b"\x10\x00")
     assert len(recover(d).messages) == 4
     assert d.wal_path(1).stat().st_size == ends[-1]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=frame_lists, data=st.data())
+def test_random_damage_in_a_snapshot_keeps_every_intact_chunk(
+    frames: list[list[int]], data: st.DataObject
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        d = DataDir(Path(tmp), "MQDATA")
+        path = d.snapshot_path(1)
+        ends = write_snapshot(path, 1, frames)
+        starts = [HEADER_SIZE, *ends[:-1]]
+        raw = bytearray(path.read_bytes())
+        flips = data.draw(
+            st.lists(st.integers(HEADER_SIZE, len(raw) - 1), min_size=1, max_size=3, unique=True),
+            label="at",
+        )
+        for where in flips:
+            raw[where] ^= data.draw(st.integers(1, 255), label="mask")
+        path.write_bytes(bytes(raw))
+        with pytest.raises(CorruptData, match=r"snapshot MQDATA\.000000000001\.snap"):
+            recover(d)
+        result = recover(d, skip_corrupt=True)
+        intact = [
+            i
+            for ids, start, end in zip(frames, starts, ends, strict=True)
+            if not any(start <= w < end for w in flips)
+            for i in ids
+        ]
+        assert set(result.messages) >= {code(i) for i in intact}
+        assert set(result.messages) <= {code(i) for ids in frames for i in ids}
+        assert len(result.kept_copies) == 1

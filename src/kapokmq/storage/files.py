@@ -26,17 +26,18 @@ class FileOps:
 
     def write(self, fd: int, parts: Sequence[Buffer]) -> None:
         """Write all of ``parts`` (raises, with the file possibly extended, if it cannot)."""
-        for start in range(0, len(parts), IOV_MAX):
-            group = parts[start : start + IOV_MAX]
-            total = sum(len(p) for p in group)
-            n = os.writev(fd, group)
-            if n < total:
-                rest = memoryview(b"".join(group))[n:]
-                while rest:
-                    written = os.write(fd, rest)
-                    if written == 0:  # pragma: no cover - a regular file never does this
-                        raise OSError(errno.EIO, "write made no progress")
-                    rest = rest[written:]
+        if len(parts) > IOV_MAX:
+            for start in range(0, len(parts), IOV_MAX):
+                self.write(fd, parts[start : start + IOV_MAX])
+            return
+        n = os.writev(fd, parts)  # the WAL's hot path: one call, nothing else, normally
+        if n != sum(map(len, parts)):
+            rest = memoryview(b"".join(parts))[n:]
+            while rest:
+                written = os.write(fd, rest)
+                if written == 0:  # pragma: no cover - a regular file never does this
+                    raise OSError(errno.EIO, "write made no progress")
+                rest = rest[written:]
 
     def datasync(self, fd: int) -> None:
         if hasattr(os, "fdatasync"):

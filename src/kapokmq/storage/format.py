@@ -120,14 +120,18 @@ def array_head(count: int) -> bytes:
     return b"\xdd" + count.to_bytes(4, "big")
 
 
+_ARRAY_HEADS = [array_head(n) for n in range(CHUNK_RECORDS + 1)]
+_pack_head = FRAME_HEAD.pack
+_pack_u32 = struct.Struct("<I").pack
+_crc32 = zlib.crc32
+
+
 def frame_head(records: bytes | bytearray | memoryview, count: int) -> bytes:
     """Frame header plus array header for ``count`` packed ``records``; write ``records``
-    right after it."""
-    array = array_head(count)
-    head = FRAME_HEAD.pack(
-        FRAME_MAGIC, len(array) + len(records), count, zlib.crc32(records, zlib.crc32(array))
-    )
-    return head + struct.pack("<I", zlib.crc32(head)) + array
+    right after it (on the WAL's hot path: once per frame)."""
+    array = _ARRAY_HEADS[count] if count <= CHUNK_RECORDS else array_head(count)
+    head = _pack_head(FRAME_MAGIC, len(array) + len(records), count, _crc32(records, _crc32(array)))
+    return head + _pack_u32(_crc32(head)) + array
 
 
 # ---------------------------------------------------------------------------- reading

@@ -68,6 +68,7 @@ class WalWriter:
         self.loop = loop
         self.datadir = datadir
         self.files = datadir.files
+        self._write = self.files.write
         self.policy = policy
         self.executor = executor
         self.on_failure = on_failure
@@ -191,24 +192,32 @@ class WalWriter:
     def flush(self) -> None:
         """Write every record appended so far, as frames, in one write."""
         self._flush_scheduled = False
-        if self._count:
-            self._seal()
-        parts = self._sealed
-        if not parts:
+        if self._sealed:
+            if self._count:
+                self._seal()
+            parts = self._sealed
+            total = self._sealed_bytes
+            self._sealed = []
+            self._sealed_bytes = 0
+        elif self._count:  # the usual case: one open frame, nothing sealed
+            buf = self._buf
+            head = frame_head(buf, self._count)
+            self._buf = bytearray()
+            self._count = 0
+            parts = [head, buf]
+            total = len(head) + len(buf)
+        else:
             return
-        self._sealed = []
-        total = self._sealed_bytes
-        self._sealed_bytes = 0
         if self.error is not None:
             return  # failed for good: the manager rebuilds the files from memory
         try:
-            self.files.write(self.fd, parts)
+            self._write(self.fd, parts)
         except OSError as exc:
             self._cut_back()
             self._fail(exc, f"writing {self.datadir.wal_path(self.seq).name}")
             return
         self.size += total
-        self.frames += len(parts) // 2
+        self.frames += len(parts) >> 1
         self.bytes_written += total
         self.written = self.appended
         if self._open_future is not None:
