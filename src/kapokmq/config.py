@@ -79,6 +79,10 @@ class MqSection:
     dataDir: str = "data"
     walCompactBytes: int = field(default=64 << 20, metadata=_at_least(4096))
     recoverSkipCorrupt: int = field(default=0, metadata=_choices(0, 1))
+    # producer dedup (docs/protocol.md, "Dedup"): seconds a MessageId is remembered per
+    # topic (0 = off), and how many ids at most (the oldest are forgotten first)
+    dedupWindow: int = field(default=86_400, metadata=_at_least(0))
+    dedupMaxIds: int = field(default=1_000_000, metadata=_at_least(1))
     topics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -126,6 +130,13 @@ class Config:
         """The default TTL (seconds, 0 = none) of one topic's messages (mq.topics)."""
         override = self.mq.topics.get(topic)
         return int(override.get("ttl", 0)) if override is not None else 0
+
+    def topic_dedup_window(self, topic: str) -> int:
+        """Seconds a MessageId is remembered on one topic (0 = no dedup)."""
+        override = self.mq.topics.get(topic)
+        if override is not None and "dedupWindow" in override:
+            return int(override["dedupWindow"])
+        return self.mq.dedupWindow
 
     def push_throttle(self) -> tuple[int, float] | None:
         """(pushCount, pushMessagesSpeed) when the optional rate limit is on, else None.
@@ -196,8 +207,8 @@ def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
 
 
 # what mq.topics may set per topic: pushType; ttl, the default TTL in seconds of its
-# messages (0 = none)
-TOPIC_SETTINGS = ("pushType", "ttl")
+# messages (0 = none); dedupWindow, overriding mq.dedupWindow
+TOPIC_SETTINGS = ("pushType", "ttl", "dedupWindow")
 
 
 def _check_topics(key: str, raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]:

@@ -153,10 +153,13 @@ def _parse_decoded(obj: object, lenient: bool) -> SendItem:
 def _message_id(value: object, lenient: bool) -> str:
     if not isinstance(value, str):
         raise FrameError(f"MessageId must be a string, got {_json_type(value)}")
-    if lenient:
-        value = _SURROGATE.sub("\ufffd", value)
-    if len(value.encode()) > MAX_MESSAGE_ID_BYTES:
-        raise FrameError(f"MessageId is longer than {MAX_MESSAGE_ID_BYTES} bytes")
+    return check_message_id(_SURROGATE.sub("\ufffd", value) if lenient else value)
+
+
+def check_message_id(value: str, name: str = "MessageId") -> str:
+    """A dedup id as given (frame key or form field), or FrameError if it is too long."""
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_ID_BYTES:
+        raise FrameError(f"{name} is longer than {MAX_MESSAGE_ID_BYTES} bytes")
     return value
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kapokmq.config import Config
+from kapokmq.core.dedup import DedupWindow, dedup_key
 from kapokmq.core.dispatch import FANOUT, dispatch
 from kapokmq.core.lifetimes import EXPIRED, MAX_DELIVERIES, DeadLetters, Lifetimes
 from kapokmq.core.schedule import Scheduler
@@ -70,6 +71,8 @@ class Broker:
         self.lifetimes = Lifetimes()
         self.dead_letters = DeadLetters()
         self._topic_ttl: dict[str, int] = {}
+        self.dedup = DedupWindow(config.mq.dedupMaxIds)
+        self._topic_window: dict[str, int] = {}
         self.topics: dict[str, Topic] = {}
         self.producers: dict[int, ProducerSession] = {}
         self.listeners: list[MessageListener] = []
@@ -178,21 +181,34 @@ class Broker:
         item: SendItem = (data, delay, Extras(ttl)) if ttl else (data, delay)
         return self._add(topic_name, [item])[0][0]
 
+    def publish_once(self, topic_name: str, item: SendItem) -> str:
+        """One message (HTTP Send); returns its code, or the first message's code when its
+        MessageId was seen within the topic's dedup window (nothing stored then)."""
+        msgs, _, _ = self._add(topic_name, [item])
+        if msgs:
+            return msgs[0].code
+        assert len(item) == 3  # only a dedup id makes _add skip an item
+        first = self.dedup.first(dedup_key(topic_name, item[2].message_id), self.clock())
+        assert first is not None
+        return first
+
     def publish_many(self, topic_name: str, items: list[SendItem]) -> tuple[int, bool]:
         """``publish`` for the (MessageData, DelayTime) frames a producer sent in one read,
-        oldest first, as far as the backlog limit allows. Returns how many were taken and
+        oldest first, as far as the backlog limit allows. Returns how many were taken
+        (duplicates within the dedup window included: they are answered as the first) and
         whether any was delayed (the caller's timer may need to fire sooner)."""
         room = self.backlog_limit - self.store.unconsumed()
         if room < len(items):
             if room <= 0:
                 return 0, False
             items = items[:room]
-        msgs, delayed = self._add(topic_name, items)
-        return len(msgs), delayed
+        _, delayed, taken = self._add(topic_name, items)
+        return taken, delayed
 
-    def _add(self, topic_name: str, items: list[SendItem]) -> tuple[list[Message], bool]:
-        """New messages, queued or scheduled, stored and announced; and whether any is
-        delayed. The clock, the topic and the dirty mark are looked at once per call."""
+    def _add(self, topic_name: str, items: list[SendItem]) -> tuple[list[Message], bool, int]:
+        """New messages, queued or scheduled, stored and announced; whether any is
+        delayed; how many items were taken (new or duplicates of a dedup id). The clock,
+        the topic and the dirty mark are looked at once per call."""
         now = self.clock()
         created = int(now)
         topic = self.topics.get(topic_name) or self.topic(topic_name)
@@ -204,13 +220,21 @@ class Broker:
         default_ttl = self._topic_ttl.get(topic_name)
         if default_ttl is None:
             default_ttl = self._topic_ttl[topic_name] = self.config.topic_ttl(topic_name)
+        duplicates = 0
         for item in items:
+            key = None
             if len(item) == 2:
                 data, delay = item
                 ttl = default_ttl
             else:
                 data, delay, extras = item
                 ttl = extras.ttl or default_ttl
+                if extras.message_id and self._dedup_window(topic_name):
+                    key = dedup_key(topic_name, extras.message_id)
+                    if self.dedup.first(key, now) is not None:
+                        duplicates += 1  # answered as the first, not stored again
+                        self.dedup.duplicates += 1
+                        continue
             if delay > 0:
                 msg = Message(new_code(), data, topic_name, created, delay, _DELAYED, now)
                 self.scheduler.add_delay(msg, now + delay)
@@ -221,6 +245,8 @@ class Broker:
                 waiting = True
             if ttl:
                 self.lifetimes.track(msg, ttl, None if delay > 0 else now)
+            if key is not None:
+                self.dedup.remember(key, msg.code, now + self._dedup_window(topic_name), now)
             append(msg)
         self.store.add_many(msgs)
         topic.stats.published += len(msgs)
@@ -228,7 +254,13 @@ class Broker:
             self._mark(topic)
         for listener in self.listeners:
             listener.messages_added(msgs)
-        return msgs, delayed
+        return msgs, delayed, len(msgs) + duplicates
+
+    def _dedup_window(self, topic_name: str) -> int:
+        window = self._topic_window.get(topic_name)
+        if window is None:
+            window = self._topic_window[topic_name] = self.config.topic_dedup_window(topic_name)
+        return window
 
     def restore(self, msg: Message) -> None:
         """Insert a recovered or replicated message without notifying listeners.

@@ -96,6 +96,20 @@ class BrokerCollector(Collector):
         yield GaugeMetricFamily(
             "kapokmq_producers", "Connected producer sessions", value=len(broker.producers)
         )
+        dedup = broker.dedup
+        yield GaugeMetricFamily(
+            "kapokmq_dedup_ids", "Producer dedup ids remembered (mq.dedupWindow)", value=len(dedup)
+        )
+        yield CounterMetricFamily(
+            "kapokmq_dedup_duplicates",
+            "Messages not stored again: their MessageId was seen within the window",
+            value=dedup.duplicates,
+        )
+        yield CounterMetricFamily(
+            "kapokmq_dedup_evicted",
+            "Dedup ids forgotten before their window ended because of mq.dedupMaxIds",
+            value=dedup.evicted,
+        )
         gossip_refused = self.runtime.gossip_refused
         if gossip_refused is not None:
             refused = CounterMetricFamily(

@@ -111,17 +111,29 @@ class BrokerRuntime:
 
     # ---------------------------------------------------------------- publishing
     def publish(self, topic: str, data: str, delay: int, ttl: int = 0) -> Message:
-        """One message (HTTP Send): refused while the gate is closed or the backlog is
+        """One message, refused like ``send``."""
+        self._check_gate()
+        msg = self.broker.publish(topic, data, delay, ttl)
+        if delay > 0:
+            self._rearm()
+        return msg
+
+    def send(self, topic: str, item: SendItem) -> str:
+        """One message (HTTP Send); returns its code (for a dedup id seen within the
+        window, the first message's). Refused while the gate is closed or the backlog is
         full (a producer connection is held instead, see ``when_room``)."""
+        self._check_gate()
+        code = self.broker.publish_once(topic, item)
+        if item[1] > 0:
+            self._rearm()
+        return code
+
+    def _check_gate(self) -> None:
         refusal = self.refusal
         if refusal is not None:
             raise WritesRefused(refusal)
         if self.broker.full:
             raise WritesRefused(QUEUE_FULL)
-        msg = self.broker.publish(topic, data, delay, ttl)
-        if delay > 0:
-            self._rearm()
-        return msg
 
     def publish_many(self, topic: str, items: list[SendItem]) -> int:
         """A producer's (MessageData, DelayTime) frames of one read, oldest first, as far as

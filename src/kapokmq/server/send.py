@@ -17,6 +17,7 @@ import orjson
 from multidict import MultiDict
 
 from kapokmq.model import dumps, json_string
+from kapokmq.protocol import Extras, FrameError, SendItem, check_message_id
 from kapokmq.server.auth import key_matches
 from kapokmq.server.forms import KEY_MISMATCH, BadInput, Form, field, int_field
 from kapokmq.server.runtime import BrokerRuntime, WritesRefused
@@ -67,22 +68,24 @@ def publish_form(runtime: BrokerRuntime, form: Form) -> SendAnswer:
         ttl = int_field(form, "ttl", 0)
         if not 0 <= ttl < 1 << 63:
             raise BadInput("ttl must be a whole number of seconds >= 0")
+        message_id = check_message_id(field(form, "messageId"), "messageId")
         data = field(form, "messageData")
         topic = field(form, "topic")
-    except BadInput as exc:
+    except (BadInput, FrameError) as exc:
         return error(str(exc))
     if not data or not topic:
         return error("Required data cannot be empty")
     limit = runtime.config.mq.maxMessageBytes
     if len(data.encode()) > limit:
         return error(f"messageData is larger than mq.maxMessageBytes ({limit})")
+    item: SendItem = (data, delay, Extras(ttl, message_id)) if ttl or message_id else (data, delay)
     try:
-        msg = runtime.publish(topic, data, delay, ttl)
+        code = runtime.send(topic, item)
     except WritesRefused as exc:  # the write gate, or "queue full"
         return error(exc.refusal.http_text)
     ticket = runtime.durable_ticket
     # the same bytes as dumps({"code": 0, "msg": code}), without its regex pass per answer
-    return SendAnswer(b'{"code":0,"msg":%s}' % json_string(msg.code), ticket() if ticket else None)
+    return SendAnswer(b'{"code":0,"msg":%s}' % json_string(code), ticket() if ticket else None)
 
 
 # ---------------------------------------------------------------------------- SendBatch
