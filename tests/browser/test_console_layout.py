@@ -1,8 +1,8 @@
 """The console from phone to wide screen: no page scrolls sideways, the width is used.
 
 Each page is opened at 390×844 (a phone) and 1920×1080, with content that stretches it (a
-long topic name, a dead and a consumed message, connected clients, the detail dialog open);
-a screenshot of each is saved in artifacts/screenshots/layout-*.png.
+long topic name, 31 messages, a producer with a long id, the detail dialog open); a screenshot
+of each is saved in artifacts/screenshots/layout-*.png.
 """
 
 from __future__ import annotations
