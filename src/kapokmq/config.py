@@ -108,6 +108,9 @@ class SyncSection:
     masterProtocol: str = field(default="ws", metadata=_choices("ws", "wss"))
     masterAddr: str = "127.0.0.1"
     masterPort: str = "8011"
+    # 1 = synchronous replication: a master answers ok only once its slave confirmed the
+    # message, and writes need both brokers (docs/cluster.md, sync.ack)
+    ack: int = field(default=0, metadata=_choices(0, 1))
 
 
 @dataclass

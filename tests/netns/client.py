@@ -1,5 +1,5 @@
-"""A client run inside a test's namespace: ``send URL N PREFIX`` prints the codes of the
-messages answered ok (HTTP Send), ``drain URL TOPIC SECONDS`` consumes and acks until
+"""A client run inside a test's namespace: ``send URL N PREFIX [TIMEOUT]`` prints the codes
+of the messages answered ok (HTTP Send), ``drain URL TOPIC SECONDS`` consumes and acks until
 nothing came for SECONDS and prints the codes received."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import orjson
 SECRET = "test"
 
 
-async def send(url: str, n: int, prefix: str) -> None:
+async def send(url: str, n: int, prefix: str, timeout: float) -> None:
     async with aiohttp.ClientSession() as session:
         for i in range(n):
             form = {"messageData": f"{prefix}-{i}", "topic": "t", "delayTime": "0"}
@@ -22,7 +22,7 @@ async def send(url: str, n: int, prefix: str) -> None:
                     f"{url}/Producer/Send",
                     data=form,
                     headers={"secretKey": SECRET},
-                    timeout=aiohttp.ClientTimeout(total=5),
+                    timeout=aiohttp.ClientTimeout(total=timeout),
                 ) as resp:
                     body = orjson.loads(await resp.read())
             except (aiohttp.ClientError, TimeoutError):
@@ -53,7 +53,7 @@ async def drain(url: str, topic: str, quiet: float) -> None:
 def main() -> None:
     url, command, *rest = sys.argv[1:]
     if command == "send":
-        asyncio.run(send(url, int(rest[0]), rest[1]))
+        asyncio.run(send(url, int(rest[0]), rest[1], float(rest[2]) if len(rest) > 2 else 5.0))
     elif command == "drain":
         asyncio.run(drain(url, rest[0], float(rest[1])))
     else:

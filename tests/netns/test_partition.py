@@ -85,3 +85,49 @@ async def test_partition_both_sides_write_then_converge(pair: Pair) -> None:
     finally:
         slave.cleanup()
         master.cleanup()
+
+
+@pytest.mark.timeout(120)
+async def test_partition_with_sync_ack_never_oks_one_side_only(pair: Pair) -> None:
+    settings: dict[str, object] = {"sync.isSync": 1, "sync.ack": 1}
+    master = NsBroker(pair.a, pair.addr_a, settings)
+    slave = NsBroker(
+        pair.b, pair.addr_b, {**settings, "sync.isSlave": 1, "sync.masterAddr": pair.addr_a}
+    )
+    try:
+        master.start()
+        slave.settings["sync.masterPort"] = master.port
+        slave.start()
+        await wait_log(master, "connected; streaming", 1, 10)
+        before = await asyncio.to_thread(run, master, "send", "20", "before")
+        assert len(before) == 20
+
+        pair.cut()
+        await wait_log(slave, "takes over", 1, 20)
+        # Neither side may answer ok now: the master cannot reach its slave, the slave
+        # cannot reach its master (the master's sends wait, then fail or are refused).
+        during_master = await asyncio.to_thread(run, master, "send", "4", "master-side", "2")
+        during_slave = await asyncio.to_thread(run, slave, "send", "4", "slave-side", "2")
+        assert during_master == [] and during_slave == []
+
+        pair.heal()
+        await wait_log(slave, "following master", 2, 30)
+
+        async def accepted_again() -> list[str]:
+            for _ in range(100):
+                oks = await asyncio.to_thread(run, master, "send", "1", "after", "2")
+                if oks:
+                    return oks
+                await asyncio.sleep(0.1)
+            raise AssertionError("the master never accepted writes again")
+
+        after = await accepted_again()
+        delivered = await asyncio.to_thread(run, master, "drain", "t", "2")
+        print(
+            f"partition with sync.ack 1: {len(before)} ok'ed before the cut, 0 of 8 during "
+            f"it, writes accepted again after healing; master delivered {len(delivered)}"
+        )
+        assert set(before) | set(after) <= set(delivered)
+    finally:
+        slave.cleanup()
+        master.cleanup()

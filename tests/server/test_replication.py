@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from typing import Any
 
@@ -226,3 +228,48 @@ async def test_hand_back_after_the_master_returns(broker_factory):
         # and the slave is a read-only follower again
         body = await http_send(session, slave, "x")
         assert body["code"] == -1
+
+
+async def test_sync_ack_oks_only_what_the_slave_holds_and_survives_kill_9(broker_factory):
+    master = broker_factory(settings={**MASTER, "sync.ack": 1})
+    async with aiohttp.ClientSession() as session:
+        alone = await http_send(session, master, "x")
+        assert alone == {"code": -1, "msg": "no slave connected (sync.ack: 1)"}
+        slave = broker_factory(settings={**slave_of(master), "sync.ack": 1})
+        await until(lambda: asyncio.sleep(0, "following master" in slave.log()))
+
+        async def accepted() -> bool:
+            return bool((await http_send(session, master, "first"))["code"] == 0)
+
+        await until(accepted)  # the master sees its slave a moment after the slave logs it
+        producer = await login(session, f"{master.ws}/Producers/Conn/t/p1")
+        for i in range(300):  # pipelined: all sent before the first ok is read
+            await producer.send_str(f'{{"MessageData":"m{i}","DelayTime":0}}')
+        oks = [await producer.receive_str(timeout=10) for _ in range(300)]
+        assert all(reply.startswith("ok") for reply in oks), set(oks)
+        # the ok waits for the slave: a stopped slave holds it back
+        assert slave.proc is not None
+        os.kill(slave.proc.pid, signal.SIGSTOP)
+        try:
+            await producer.send_str('{"MessageData":"held","DelayTime":0}')
+            with pytest.raises(asyncio.TimeoutError):
+                await producer.receive_str(timeout=1.0)
+        finally:
+            os.kill(slave.proc.pid, signal.SIGCONT)
+        assert (await producer.receive_str(timeout=10)).startswith("ok")
+        master.kill()  # right after the last ok: the slave must hold every ok'ed message
+        async with session.post(
+            f"{slave.http}/Console/CountMessage", headers={"secretKey": SECRET}
+        ) as resp:
+            counts = await resp.json()
+        assert counts["data"]["all"] == 302, counts
+        await until(lambda: asyncio.sleep(0, "takes over" in slave.log()))
+        # with sync.ack 1 the lone slave pushes but refuses writes (an ok needs both)
+        body = await http_send(session, slave, "x")
+        assert body == {
+            "code": -1,
+            "msg": f"master 127.0.0.1:{master.port} unreachable (sync.ack: 1)",
+        }
+        consumer = await login(session, f"{slave.ws}/Consumers/Conn/t/c1")
+        assert json.loads(await consumer.receive_str(timeout=10))["MessageData"] == "first"
+        await consumer.close()

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from typing import Any
 
 import aiohttp
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT = b"hi"
 SNAPSHOT_CHUNK = 5000
 SLAVE_SOURCE = "slave"  # the write gate's source while a master is followed
+ACK_SOURCE = "sync.ack"  # the write gate's source while sync.ack 1 has no slave
 HAND_BACK_BATCH = 1000  # records per hand-back frame
 
 
@@ -55,55 +57,131 @@ def encode_removal(msg: Message) -> bytes:
     return text_frame(dumps({"MessageCode": msg.code, "Deleted": True}) + b"\n")
 
 
+class ReplicaLost(ConnectionError):
+    """A slave went away before confirming a message (sync.ack 1): its ``ok`` is withheld."""
+
+
+class _Slave:
+    """One connected slave: frames sent to it, and how many it confirmed (``{"Acked":n}``)."""
+
+    __slots__ = ("acked", "sent", "writer")
+
+    def __init__(self, writer: ReplyWriter) -> None:
+        self.writer = writer
+        self.sent = 0
+        self.acked = 0
+
+    def send(self, frames: bytes, count: int) -> None:
+        self.writer.send(frames)
+        self.sent += count
+
+
 class ReplicationHub:
     """Master side: a message listener that fans changes out to the connected slaves.
 
     It is registered with the broker only while at least one slave is connected, so a
-    broker without slaves pays nothing per message.
+    broker without slaves pays nothing per message. With ``sync.ack: 1`` it also gives the
+    runtime a replica ticket, so an ``ok`` waits until every connected slave confirmed the
+    frames sent so far, and it refuses writes while no slave is connected.
     """
 
     def __init__(self, runtime: BrokerRuntime) -> None:
         self.runtime = runtime
-        self.slaves: list[ReplyWriter] = []
+        self.slaves: list[_Slave] = []
+        self.sync_ack = runtime.config.sync.ack == 1
+        self._waiting: deque[tuple[asyncio.Future[None], list[tuple[_Slave, int]]]] = deque()
+        if self.sync_ack:
+            runtime.replica_ticket = self.ticket
+            self._refuse_writes()
 
-    def attach(self, writer: ReplyWriter) -> None:
+    def _refuse_writes(self) -> None:
+        self.runtime.refuse_writes(
+            ACK_SOURCE,
+            "sync.ack is 1 and no slave is connected; writes need both brokers",
+            "no slave connected (sync.ack: 1)",
+        )
+
+    def attach(self, writer: ReplyWriter) -> _Slave:
         """Send the whole store, then every later change (one loop step: nothing between)."""
+        slave = _Slave(writer)
         messages = list(self.runtime.broker.messages())
         for start in range(0, len(messages), SNAPSHOT_CHUNK):
             chunk = messages[start : start + SNAPSHOT_CHUNK]
-            writer.send(b"".join([encode_record(m) for m in chunk]))
+            slave.send(b"".join([encode_record(m) for m in chunk]), len(chunk))
         if not self.slaves:
             self.runtime.broker.add_listener(self)
-        self.slaves.append(writer)
+        self.slaves.append(slave)
+        if self.sync_ack:
+            self.runtime.accept_writes(ACK_SOURCE)
+        return slave
 
-    def detach(self, writer: ReplyWriter) -> None:
+    def detach(self, slave: _Slave) -> None:
         with contextlib.suppress(ValueError):
-            self.slaves.remove(writer)
+            self.slaves.remove(slave)
         if not self.slaves:
             with contextlib.suppress(ValueError):
                 self.runtime.broker.listeners.remove(self)
+            if self.sync_ack:
+                self._refuse_writes()
+        lost = ReplicaLost("the slave disconnected before it confirmed this message")
+        for future, targets in self._waiting:
+            if not future.done() and any(s is slave for s, _ in targets):
+                future.set_exception(lost)
+        self._settle()
 
-    def _send(self, frame: bytes) -> None:
-        for writer in self.slaves:
-            writer.send(frame)
+    # ------------------------------------------------------------ sync.ack
+    def ticket(self) -> asyncio.Future[None] | None:
+        """Done once every connected slave confirmed all frames sent so far."""
+        targets = [(s, s.sent) for s in self.slaves if s.acked < s.sent]
+        if not targets:
+            return None
+        future: asyncio.Future[None] = self.runtime.loop.create_future()
+        self._waiting.append((future, targets))
+        return future
+
+    def acked(self, slave: _Slave, count: int) -> None:
+        slave.acked = max(slave.acked, count)
+        self._settle()
+
+    def _settle(self) -> None:
+        waiting = self._waiting
+        while waiting:
+            future, targets = waiting[0]
+            if not future.done():
+                if any(s.acked < n for s, n in targets):
+                    return
+                future.set_result(None)
+            waiting.popleft()
+
+    # ------------------------------------------------------------ listener
+    def _send(self, frames: bytes, count: int) -> None:
+        for slave in self.slaves:
+            slave.send(frames, count)
 
     def message_added(self, msg: Message) -> None:
-        self._send(encode_record(msg))
+        self._send(encode_record(msg), 1)
 
     def message_updated(self, msg: Message) -> None:
-        self._send(encode_record(msg))
+        self._send(encode_record(msg), 1)
 
     def message_removed(self, msg: Message) -> None:
-        self._send(encode_removal(msg))
+        self._send(encode_removal(msg), 1)
 
     def messages_added(self, msgs: list[Message]) -> None:
-        self._send(b"".join([encode_record(m) for m in msgs]))
+        self._send(b"".join([encode_record(m) for m in msgs]), len(msgs))
 
     def messages_updated(self, msgs: list[Message]) -> None:
-        self._send(b"".join([encode_record(m) for m in msgs]))
+        self._send(b"".join([encode_record(m) for m in msgs]), len(msgs))
 
 
 HUB = web.AppKey("replication_hub", ReplicationHub)
+
+
+def install_hub(app: web.Application, runtime: BrokerRuntime) -> None:
+    """A master's hub from the start: with sync.ack 1 it refuses writes until a slave is
+    connected (before the app is frozen; otherwise the first slave creates it)."""
+    if serves_sync(runtime.config):
+        app[HUB] = ReplicationHub(runtime)
 
 
 def serves_sync(config: Config) -> bool:
@@ -121,39 +199,43 @@ async def sync_endpoint(request: web.Request) -> web.StreamResponse:
     hub = request.app.get(HUB)
     if hub is None:
         hub = request.app[HUB] = ReplicationHub(runtime)
-    ws = web.WebSocketResponse(max_msg_size=1 << 16, compress=False, autoping=True)
+    # heartbeat: a slave cut off by a partition is noticed in seconds, not at TCP's timeout
+    ws = web.WebSocketResponse(max_msg_size=1 << 16, compress=False, autoping=True, heartbeat=3.0)
     await ws.prepare(request)
     peer = f"slave from {request.remote}"
     if not await handshake(ws, runtime.config.mq.secretKey, peer, runtime.config.mq.keyTimeout):
         return ws
     writer = ReplyWriter(request.transport, runtime.loop)
-    hub.attach(writer)
+    slave = hub.attach(writer)
     log.info("%s connected; streaming %d stored messages", peer, len(runtime.broker.store))
     handed_back = 0
     try:
         async for msg in ws:  # heartbeats ("hi") and a returning slave's hand-back
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
-            if msg.data in (HEARTBEAT, HEARTBEAT.decode()):
+            data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
+            if data == HEARTBEAT:
                 continue
-            handed_back = apply_hand_back(runtime, msg.data, handed_back, writer)
+            if data.startswith(b'{"Acked"'):
+                with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
+                    hub.acked(slave, int(orjson.loads(data).get("Acked")))
+                continue
+            handed_back = apply_hand_back(runtime, data, handed_back, slave)
     finally:
         writer.flush()
-        hub.detach(writer)
+        hub.detach(slave)
         log.info("%s disconnected", peer)
     return ws
 
 
-def apply_hand_back(
-    runtime: BrokerRuntime, raw: str | bytes, count: int, writer: ReplyWriter
-) -> int:
+def apply_hand_back(runtime: BrokerRuntime, raw: bytes, count: int, slave: _Slave) -> int:
     """Master side: apply one record a slave hands back; acknowledge its end marker."""
     data = raw if isinstance(raw, bytes) else raw.encode()
     if data.startswith(b'{"HandBack"'):
         with contextlib.suppress(orjson.JSONDecodeError):
             total: Any = orjson.loads(data).get("HandBack")
             log.info("slave handed back %d records (of %s) from its takeover", count, total)
-            writer.send(text_frame(dumps({"HandBackAck": total}) + b"\n"))
+            slave.send(text_frame(dumps({"HandBackAck": total}) + b"\n"), 1)
         return 0
     for line in data.split(b"\n"):
         if not line:
@@ -238,6 +320,42 @@ def decode_record(raw: str | bytes) -> Message | str:
     )
 
 
+class Confirmations:
+    """Slave side: tell the master how many frames we applied, ``{"Acked": n}``, after they
+    are on our disk when our storage says so (fsync ``always``); coalesced per loop step,
+    so a burst costs one small frame. The master's sync.ack 1 waits for these."""
+
+    def __init__(self, runtime: BrokerRuntime, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.runtime = runtime
+        self.ws = ws
+        self.count = 0
+        self.confirmed = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def received(self) -> None:
+        self.count += 1
+        if self._task is None or self._task.done():
+            self._task = self.runtime.loop.create_task(self._confirm())
+
+    async def _confirm(self) -> None:
+        await asyncio.sleep(0)  # the rest of this read is applied first
+        while self.confirmed < self.count and not self.ws.closed:
+            count = self.count
+            ticket = self.runtime.durable_ticket
+            durable = ticket() if ticket is not None else None
+            if durable is not None:
+                await asyncio.wait([durable])
+                if durable.cancelled() or durable.exception() is not None:
+                    return  # not on our disk: no confirmation (the master withholds its ok)
+            with contextlib.suppress(ConnectionError):
+                await self.ws.send_str(f'{{"Acked":{count}}}')
+            self.confirmed = count
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 class SlaveLink:
     """Slave side: keep a sync connection to the master; while it lives, neither push nor
     accept writes; take over when it is gone; hand the takeover's changes back."""
@@ -304,7 +422,14 @@ class SlaveLink:
             self._changes = TakeoverChanges()
             self.runtime.broker.add_listener(self._changes)
         self.runtime.broker.set_paused(False)
-        self.runtime.accept_writes(SLAVE_SOURCE)
+        if self.runtime.config.sync.ack == 1:  # an ok needs both brokers: push, refuse writes
+            self.runtime.refuse_writes(
+                SLAVE_SOURCE,
+                f"master {self.master} unreachable and sync.ack is 1; writes need both brokers",
+                f"master {self.master} unreachable (sync.ack: 1)",
+            )
+        else:
+            self.runtime.accept_writes(SLAVE_SOURCE)
 
     def _hand_back_records(self) -> list[bytes]:
         """Takeover changes the master has not acknowledged, and every unconsumed message."""
@@ -344,14 +469,18 @@ class SlaveLink:
                 for start in range(0, count, HAND_BACK_BATCH):
                     await ws.send_str(b"\n".join(records[start : start + HAND_BACK_BATCH]).decode())
                 await ws.send_str(dumps({"HandBack": count}).decode())
-            beats = asyncio.get_running_loop().create_task(self._heartbeat(ws))
+            loop = asyncio.get_running_loop()
+            beats = loop.create_task(self._heartbeat(ws))
+            confirm = Confirmations(self.runtime, ws)
             try:
                 async for frame in ws:
                     if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                         break
                     self._apply(frame.data, count)
+                    confirm.received()
             finally:
                 beats.cancel()
+                confirm.cancel()
 
     async def _heartbeat(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while not ws.closed:

@@ -12,7 +12,7 @@ import ssl
 from aiohttp import web
 
 from kapokmq.cluster.node import cluster_node_for
-from kapokmq.cluster.replication import SlaveLink
+from kapokmq.cluster.replication import SlaveLink, install_hub
 from kapokmq.config import Config, ConfigError
 from kapokmq.server.app import build_app
 from kapokmq.server.banner import is_loopback as is_loopback  # the registry's too
@@ -113,6 +113,7 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
     except StorageError as exc:
         raise SystemExit(f"kapokmq: storage: {exc}") from None
     app = build_app(runtime)
+    install_hub(app, runtime)
     try:
         cluster = cluster_node_for(config)
     except ConfigError as exc:

@@ -80,7 +80,11 @@ class BrokerRuntime:
         self.durable_barrier: Callable[[], Awaitable[None]] | None = None
         # Same policy, for pipelined producers: a future done once everything published so
         # far is on disk (None if it already is); replies wait on it without blocking reads.
-        self.durable_ticket: Callable[[], asyncio.Future[None] | None] | None = None
+        # Read through the ``durable_ticket`` property, which adds the replica's ticket.
+        self._storage_ticket: Callable[[], asyncio.Future[None] | None] | None = None
+        # Set by a master with sync.ack 1: done once the slaves confirmed everything
+        # published so far (cluster/replication.py).
+        self.replica_ticket: Callable[[], asyncio.Future[None] | None] | None = None
         # Set by durable storage in WAL mode, for /metrics.
         self.wal_stats: WalStats | None = None
         # Set by durable storage (any persistent mode), for /healthz and /metrics.
@@ -93,6 +97,48 @@ class BrokerRuntime:
         # live producer and consumer WebSocket sessions (server/session.py), closed at shutdown
         self.sessions: set[Session] = set()
         self._rearm()
+
+    # ---------------------------------------------------------------- durable replies
+    @property
+    def durable_ticket(self) -> Callable[[], asyncio.Future[None] | None] | None:
+        """What an ``ok`` waits for: the disk (fsync ``always``), the slaves (sync.ack 1),
+        both, or nothing (None)."""
+        if self.replica_ticket is None:
+            return self._storage_ticket
+        if self._storage_ticket is None:
+            return self.replica_ticket
+        return self._both_tickets
+
+    @durable_ticket.setter
+    def durable_ticket(self, ticket: Callable[[], asyncio.Future[None] | None] | None) -> None:
+        self._storage_ticket = ticket
+
+    def _both_tickets(self) -> asyncio.Future[None] | None:
+        assert self._storage_ticket is not None and self.replica_ticket is not None
+        disk, replica = self._storage_ticket(), self.replica_ticket()
+        if disk is None or replica is None:
+            return replica if disk is None else disk
+        both: asyncio.Future[None] = self.loop.create_future()
+
+        def settle(_: object) -> None:
+            if both.done():
+                return
+            for part in (disk, replica):
+                if not part.done():
+                    continue
+                if part.cancelled():
+                    both.cancel()
+                    return
+                failure = part.exception()
+                if failure is not None:
+                    both.set_exception(failure)
+                    return
+            if disk.done() and replica.done():
+                both.set_result(None)
+
+        disk.add_done_callback(settle)
+        replica.add_done_callback(settle)
+        return both
 
     # ---------------------------------------------------------------- write gate
     def refuse_writes(self, source: str, ws_text: str, http_text: str | None = None) -> None:
