@@ -355,3 +355,15 @@ async def test_a_client_that_does_not_read_is_not_read(
     assert not transport.reading
     protocol.resume_writing()
     assert transport.reading
+
+
+async def test_shutdown_closes_lean_connections_but_not_handed_over_ones() -> None:
+    runtime = BrokerRuntime(Config())
+    kept, handed = FakeTransport(), FakeTransport()
+    for transport, data in ((kept, CASES["send"]), (handed, CASES["ping"])):
+        protocol = LeanHttp(runtime, Recorder)
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol.data_received(data)
+    http_lean.close_all(runtime)
+    assert kept.closed and not handed.closed  # aiohttp's runner closes that one
+    runtime.close()

@@ -124,10 +124,12 @@ class LeanHttp(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.runtime.http_connections.add(self)
         self.last_read = self.runtime.loop.time()
         self.idle = self.runtime.loop.call_later(IDLE_TIMEOUT, self._check_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.runtime.http_connections.discard(self)
         if self.idle is not None:
             self.idle.cancel()
             self.idle = None
@@ -275,6 +277,7 @@ class LeanHttp(asyncio.Protocol):
 
     def _hand_over(self, start: int) -> None:
         assert self.transport is not None
+        self.runtime.http_connections.discard(self)  # aiohttp closes it at shutdown
         if self.idle is not None:
             self.idle.cancel()
             self.idle = None
@@ -295,3 +298,11 @@ class LeanHttp(asyncio.Protocol):
             self.transport.close()
         else:
             self.idle = loop.call_later(max(0.1, IDLE_TIMEOUT - quiet), self._check_idle)
+
+
+def close_all(runtime: BrokerRuntime) -> None:
+    """Shutdown: close every connection still on the lean path (aiohttp closes its own),
+    so no Send is accepted once storage has written its last snapshot."""
+    for connection in list(runtime.http_connections):
+        if isinstance(connection, LeanHttp) and connection.transport is not None:
+            connection.transport.close()

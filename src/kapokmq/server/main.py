@@ -18,6 +18,7 @@ from kapokmq.server.app import build_app
 from kapokmq.server.banner import is_loopback as is_loopback  # the registry's too
 from kapokmq.server.banner import log_banner
 from kapokmq.server.http_lean import LeanHttp
+from kapokmq.server.http_lean import close_all as close_http
 from kapokmq.server.keys import NODES
 from kapokmq.server.listener import FirstRequestRouter
 from kapokmq.server.runtime import BrokerRuntime
@@ -158,6 +159,7 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
             await slave.close()
         server.close()
         close_websockets(runtime)
+        close_http(runtime)
         await runner.cleanup()
         if storage is not None:
             await storage.close()  # final flush and snapshot, after the last client is gone

@@ -96,6 +96,8 @@ class BrokerRuntime:
         self.gossip_refused: Callable[[], dict[str, int]] | None = None
         # live producer and consumer WebSocket sessions (server/session.py), closed at shutdown
         self.sessions: set[Session] = set()
+        # live lean HTTP connections, closed at shutdown too (server/http_lean.py)
+        self.http_connections: set[object] = set()
         self._rearm()
 
     # ---------------------------------------------------------------- durable replies
