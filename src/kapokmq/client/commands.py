@@ -10,11 +10,13 @@ import argparse
 import asyncio
 import datetime as dt
 import os
+import signal
 import socket
 import stat
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
+from types import FrameType
 from typing import Any
 
 import orjson
@@ -36,6 +38,7 @@ Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 STATUS_NAMES = {"all": STATUS_ALL, "waiting": -1, "delayed": 0, "consumed": 1, "dead": 2}
 STATUS_LABELS = {-1: "waiting", 0: "delayed", 1: "consumed", 2: "dead"}
+INTERRUPT_GRACE = 2.0  # seconds the orderly exit after Ctrl-C may take before a hard exit
 PAGE_SIZE = 50  # `console list` without --all: a screenful, not the whole store
 MAX_ERRORS_SHOWN = 10
 
@@ -48,11 +51,23 @@ def _err(text: str) -> None:
     print(f"kapokmq: {text}", file=sys.stderr)
 
 
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C: unwind as KeyboardInterrupt (exit 130), and exit 130 anyway if the orderly
+    unwinding has not ended the process within INTERRUPT_GRACE. asyncio's own handler only
+    cancels the main task, which waits forever if one task loses that cancellation."""
+    watchdog = threading.Timer(INTERRUPT_GRACE, os._exit, (130,))
+    watchdog.daemon = True
+    watchdog.start()
+    signal.default_int_handler(signum, frame)
+
+
 def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
     """Run an async command, mapping expected failures to a message and an exit code."""
 
     def run(args: argparse.Namespace) -> int:
         try:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, _interrupted)
             return asyncio.run(command(args))
         except (AuthenticationError, ApiError) as exc:
             if isinstance(exc, ApiError) and exc.msg != KEY_ERROR:
