@@ -355,6 +355,9 @@ async def test_a_client_that_does_not_read_is_not_read(
     assert not transport.reading
     protocol.resume_writing()
     assert transport.reading
+    protocol.pause_writing()
+    protocol.data_received(CASES["ping"])  # handed over: aiohttp's flow control from now on
+    assert transport.protocol is not None and transport.reading
 
 
 async def test_shutdown_closes_lean_connections_but_not_handed_over_ones() -> None:

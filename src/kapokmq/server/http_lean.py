@@ -283,6 +283,8 @@ class LeanHttp(asyncio.Protocol):
             self.idle = None
         data = bytes(self.buffer[start:])
         self.buffer = bytearray()
+        if self.writing_paused:  # our pause: aiohttp never resumes what it did not pause
+            self.transport.resume_reading()
         hand_over(self.transport, self.aiohttp(), data)
 
     def _abort(self) -> None:
