@@ -47,6 +47,16 @@ class MessageListener(Protocol):
         """``message_updated`` for each of a batch (one consumer's acks), in order."""
 
 
+class Journal(Protocol):
+    """Keeps what storage must know beyond message state: TTLs, dead-letter history and
+    dedup ids (storage/manager.py in WAL mode)."""
+
+    def meta_changed(self, msg: Message) -> None:
+        """The message's TTL deadline or dead-letter history changed."""
+
+    def dedup_remembered(self, key: str, code: str, until: float) -> None: ...
+
+
 @dataclass(slots=True)
 class ProducerSession:
     session_id: int
@@ -72,6 +82,7 @@ class Broker:
         self.dead_letters = DeadLetters()
         self._topic_ttl: dict[str, int] = {}
         self.dedup = DedupWindow(config.mq.dedupMaxIds)
+        self.journal: Journal | None = None
         self._topic_window: dict[str, int] = {}
         self.topics: dict[str, Topic] = {}
         self.producers: dict[int, ProducerSession] = {}
@@ -245,8 +256,13 @@ class Broker:
                 waiting = True
             if ttl:
                 self.lifetimes.track(msg, ttl, None if delay > 0 else now)
+                if self.journal is not None:
+                    self.journal.meta_changed(msg)
             if key is not None:
-                self.dedup.remember(key, msg.code, now + self._dedup_window(topic_name), now)
+                until = now + self._dedup_window(topic_name)
+                self.dedup.remember(key, msg.code, until, now)
+                if self.journal is not None:
+                    self.journal.dedup_remembered(key, msg.code, until)
             append(msg)
         self.store.add_many(msgs)
         topic.stats.published += len(msgs)
@@ -443,6 +459,7 @@ class Broker:
         msg.consumed_time = 0
         msg.holder = None
         self.lifetimes.start(msg, now)  # a new life: a TTL runs again from now
+        self._meta_changed(msg)
         topic = self.topic(msg.topic)
         topic.ready.append(msg)
         self._mark(topic)
@@ -460,6 +477,8 @@ class Broker:
         self.store.set_status(msg, Status.WAITING)
         msg.delay_time = max(0, int(now) - msg.create_time)
         self.lifetimes.start(msg, now)
+        if self.lifetimes.ttl(code):
+            self._meta_changed(msg)
         topic = self.topic(msg.topic)
         topic.ready.append(msg)
         self._mark(topic)
@@ -548,8 +567,9 @@ class Broker:
             if msg.removed or msg.status is not Status.DELAYED:
                 continue
             self.store.set_status(msg, Status.WAITING)
-            if lifetimes:
+            if lifetimes and lifetimes.ttl(msg.code):
                 lifetimes.start(msg, msg.arrival + msg.delay_time)  # from when it was due
+                self._meta_changed(msg)
             topic = self.topic(msg.topic)
             topic.ready.append(msg)
             self._mark(topic)
@@ -582,12 +602,38 @@ class Broker:
                         self._redeliver(msg, now)
                     in_flight.pop(msg.code, None)
 
+    def _meta_changed(self, msg: Message) -> None:
+        if self.journal is not None:
+            self.journal.meta_changed(msg)
+
+    def restore_extras(
+        self,
+        meta: dict[str, tuple[int, float | None, list[tuple[int, str]]]],
+        dedup: dict[str, tuple[str, float]],
+    ) -> None:
+        """TTLs, dead-letter histories and dedup ids read back by storage (after
+        ``restore_many``); ids whose window ended are dropped."""
+        store = self.store
+        for code, (ttl, deadline, history) in meta.items():
+            msg = store.get(code)
+            if msg is None:
+                continue
+            if ttl:
+                self.lifetimes.restore(msg, ttl, deadline)
+            if history:
+                self.dead_letters.restore(code, history)
+        now = self.clock()
+        for key, (code, until) in sorted(dedup.items(), key=lambda item: item[1][1]):
+            if until > now:
+                self.dedup.restore(key, code, until)
+
     def _die(self, msg: Message, reason: str, now: float) -> None:
         """Dead-letter a waiting message (Status 2): never delivered again unless re-queued."""
         self._release(msg)
         was_full = self.full
         self.store.set_status(msg, Status.DEAD)
         self.dead_letters.died(msg.code, now, reason)
+        self._meta_changed(msg)
         self.topic(msg.topic).stats.dead += 1
         for listener in self.listeners:
             listener.message_updated(msg)

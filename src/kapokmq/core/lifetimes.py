@@ -36,6 +36,10 @@ class Lifetimes:
     def __bool__(self) -> bool:
         return bool(self._ttl)
 
+    def codes(self) -> list[str]:
+        """The messages that have a TTL."""
+        return list(self._ttl)
+
     def ttl(self, code: str) -> int:
         """The message's TTL in seconds, 0 if it has none."""
         return self._ttl.get(code, 0)
@@ -113,6 +117,10 @@ class DeadLetters:
             if event.startswith("dead: "):
                 return event[6:]
         return None
+
+    def codes(self) -> list[str]:
+        """The messages that have a history."""
+        return list(self._history)
 
     def history(self, code: str) -> list[tuple[int, str]]:
         return list(self._history.get(code, ()))

@@ -27,6 +27,10 @@ Records (msgpack arrays):
 * ``UPDATE`` ``[2, code, status, consumed_time, delay_time, attempts]`` — an ack, a delay
   coming due, a redelivery, a requeue, a message going dead
 * ``REMOVE`` ``[3, code]``
+* ``META``   ``[4, code, ttl, deadline or nil, [[time, event], ...]]`` — a message's TTL,
+  when it dies unless consumed (nil while delayed), its dead-letter history (WAL: whenever
+  one of them changes; snapshot: after the message's ADD, for messages that have any)
+* ``DEDUP``  ``[5, key, code, until]`` — a producer dedup id remembered until ``until``
 * ``END``    ``[9, message_count]`` — the last record of a complete snapshot
 
 All integers are little-endian.
@@ -67,6 +71,8 @@ CHUNK_BYTES = 64 << 10
 ADD = 1
 UPDATE = 2
 REMOVE = 3
+META = 4
+DEDUP = 5
 END = 9
 
 STATUS_OF = {int(s): s for s in Status}
@@ -343,6 +349,12 @@ def _frames_v1(buf: Buffer, pos: int, scan: Scan) -> Iterator[tuple[Record, ...]
 
 
 # ---------------------------------------------------------------------------- records
+def meta_record(
+    code: str, ttl: int, deadline: float | None, history: list[tuple[int, str]]
+) -> Record:
+    return (META, code, ttl, deadline, [list(event) for event in history])
+
+
 def message_record(msg: Message) -> Record:
     return (
         ADD,

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING
 
 from kapokmq.model import Message, Status
 from kapokmq.storage.files import REAL, FileOps, describe
-from kapokmq.storage.format import ADD, REMOVE, UPDATE
+from kapokmq.storage.format import ADD, DEDUP, REMOVE, UPDATE, meta_record
 from kapokmq.storage.layout import DataDir, StorageError, unavailable
 from kapokmq.storage.recovery import Recovered, recover
-from kapokmq.storage.snapshot import SnapshotStats, write_snapshot, write_snapshot_sync
+from kapokmq.storage.snapshot import Extras, SnapshotStats, write_snapshot, write_snapshot_sync
 from kapokmq.storage.wal import WalError, WalWriter
 
 if TYPE_CHECKING:
+    from kapokmq.core.broker import Broker
     from kapokmq.server.runtime import BrokerRuntime
 
 log = logging.getLogger("kapokmq.storage")
@@ -41,11 +42,13 @@ RETRY_MAX = 5.0
 
 
 class WalListener:
-    """Turns broker changes into WAL records (the hot path: keep it lean)."""
+    """Turns broker changes into WAL records (the hot path: keep it lean); also the
+    broker's journal of TTLs, dead-letter histories and dedup ids (META, DEDUP)."""
 
-    __slots__ = ("append", "append_many")
+    __slots__ = ("append", "append_many", "broker")
 
-    def __init__(self, wal: WalWriter) -> None:
+    def __init__(self, wal: WalWriter, broker: Broker) -> None:
+        self.broker = broker
         self.use(wal)
 
     def use(self, wal: WalWriter) -> None:
@@ -98,6 +101,29 @@ class WalListener:
         self.append_many(
             [(UPDATE, m.code, m.status, m.consumed_time, m.delay_time, m.attempts) for m in msgs]
         )
+
+    def meta_changed(self, msg: Message) -> None:
+        self.append(meta_of(self.broker, msg.code))
+
+    def dedup_remembered(self, key: str, code: str, until: float) -> None:
+        self.append((DEDUP, key, code, until))
+
+
+def meta_of(broker: Broker, code: str) -> tuple[object, ...]:
+    """The META record of one message, from the broker's TTLs and dead-letter history."""
+    lifetimes = broker.lifetimes
+    return meta_record(
+        code, lifetimes.ttl(code), lifetimes.deadline(code), broker.dead_letters.history(code)
+    )
+
+
+def snapshot_extras(broker: Broker) -> Extras:
+    """META records for the messages that need one, DEDUP records for the remembered ids."""
+    codes = set(broker.lifetimes.codes()) | set(broker.dead_letters.codes())
+    return Extras(
+        {code: meta_of(broker, code) for code in codes},
+        [(DEDUP, key, code, until) for key, code, until in broker.dedup.items()],
+    )
 
 
 class ChangeCounter:
@@ -177,8 +203,9 @@ class Storage:
                 self._discard()
             self.seq += 1
             if self.mode == 2:
-                self.listener = WalListener(self._new_wal(self.seq))
+                self.listener = WalListener(self._new_wal(self.seq), self.broker)
                 self.broker.add_listener(self.listener)
+                self.broker.journal = self.listener
             else:
                 self.broker.add_listener(self.counter)
         except BaseException:
@@ -232,6 +259,9 @@ class Storage:
         rec.messages.clear()
         self.broker.restore_many(kept)
         del kept
+        self.broker.restore_extras(rec.meta, rec.dedup)
+        rec.meta.clear()
+        rec.dedup.clear()
         self.runtime.restored()
         if len(self.broker.store) > 10_000:
             # long-lived and acyclic: keep the cyclic GC from re-scanning them (a full
@@ -301,10 +331,13 @@ class Storage:
             if self.wal is not None:
                 self.wal.rotate(seq)
             messages = list(self.broker.store)
+            extras = snapshot_extras(self.broker)
             changes = self.counter.changes
             self.last_snapshot_at = time.monotonic()
             log.info("snapshot %d started (%d messages)", seq, len(messages))
-            stats = await write_snapshot(self.loop, self.snap_executor, self.datadir, seq, messages)
+            stats = await write_snapshot(
+                self.loop, self.snap_executor, self.datadir, seq, messages, extras
+            )
             await self.loop.run_in_executor(self.snap_executor, self.datadir.remove_before, seq)
             self.counter.changes -= changes
             self.last_snapshot_bytes = stats.bytes
@@ -371,7 +404,14 @@ class Storage:
                 await failed.close()
             messages = list(self.broker.store)
             changes = self.counter.changes
-            stats = await write_snapshot(self.loop, self.snap_executor, self.datadir, seq, messages)
+            stats = await write_snapshot(
+                self.loop,
+                self.snap_executor,
+                self.datadir,
+                seq,
+                messages,
+                snapshot_extras(self.broker),
+            )
             if self.wal is not None and self.wal.error is not None:
                 raise self.wal.error
             await self.loop.run_in_executor(self.snap_executor, self.datadir.remove_before, seq)
@@ -424,9 +464,10 @@ class Storage:
         if dirty or self._snapshot_soon:
             seq = self.seq + 1
             messages = list(self.broker.store)
+            extras = snapshot_extras(self.broker)
             try:
                 stats = await self.loop.run_in_executor(
-                    self.snap_executor, write_snapshot_sync, self.datadir, seq, messages
+                    self.snap_executor, write_snapshot_sync, self.datadir, seq, messages, extras
                 )
                 await self.loop.run_in_executor(self.snap_executor, self.datadir.remove_before, seq)
                 self.seq = seq

@@ -28,10 +28,12 @@ from pathlib import Path
 from kapokmq.model import Message
 from kapokmq.storage.format import (
     ADD,
+    DEDUP,
     END,
     HEADER_SIZE,
     KIND_SNAPSHOT,
     KIND_WAL,
+    META,
     REMOVE,
     STATUS_OF,
     UPDATE,
@@ -61,6 +63,9 @@ class CorruptData(StorageError):
 @dataclass
 class Recovered:
     messages: dict[str, Message] = field(default_factory=dict)
+    # code -> (ttl, deadline, history) from META records; dedup key -> (code, until)
+    meta: dict[str, Meta] = field(default_factory=dict)
+    dedup: dict[str, tuple[str, float]] = field(default_factory=dict)
     snapshot_seq: int | None = None
     snapshot_messages: int = 0
     wal_segments: int = 0
@@ -102,9 +107,29 @@ class Progress:
 
 
 Apply = Callable[[Record], None]
+Meta = tuple[int, float | None, list[tuple[int, str]]]
 
 
-def _applier(msgs: dict[str, Message], topics: dict[str, str]) -> Apply:
+def _apply_extra(rec: Record, meta: dict[str, Meta], dedup: dict[str, tuple[str, float]]) -> bool:
+    """A META or DEDUP record (snapshot or WAL); False for any other record."""
+    op = rec[0]
+    if op == META:
+        _, code, ttl, deadline, history = rec
+        meta[code] = (ttl, deadline, [(int(t), str(event)) for t, event in history])
+    elif op == DEDUP:
+        _, key, code, until = rec
+        dedup[key] = (code, float(until))
+    else:
+        return False
+    return True
+
+
+def _applier(
+    msgs: dict[str, Message],
+    topics: dict[str, str],
+    meta: dict[str, Meta],
+    dedup: dict[str, tuple[str, float]],
+) -> Apply:
     def apply(rec: Record) -> None:
         op = rec[0]
         if op == ADD:
@@ -119,6 +144,9 @@ def _applier(msgs: dict[str, Message], topics: dict[str, str]) -> Apply:
                 old.attempts = rec[5]
         elif op == REMOVE:
             msgs.pop(rec[1], None)
+            meta.pop(rec[1], None)
+        else:
+            _apply_extra(rec, meta, dedup)
 
     return apply
 
@@ -148,7 +176,12 @@ class FileResult:
 
 
 def load_snapshot(
-    path: Path, msgs: dict[str, Message], topics: dict[str, str], progress: Progress
+    path: Path,
+    msgs: dict[str, Message],
+    topics: dict[str, str],
+    progress: Progress,
+    meta: dict[str, Meta] | None = None,
+    dedup: dict[str, tuple[str, float]] | None = None,
 ) -> FileResult:
     """Load a snapshot into ``msgs`` (``records`` = messages loaded)."""
     result = FileResult()
@@ -158,6 +191,8 @@ def load_snapshot(
     expected: int | None = None
     status_of = STATUS_OF
     intern = topics.setdefault
+    meta_of = meta if meta is not None else {}
+    dedup_of = dedup if dedup is not None else {}
     new = Message
     try:
         with _mapped(path, KIND_SNAPSHOT) as (buf, header):
@@ -168,6 +203,8 @@ def load_snapshot(
                     if rec[0] != ADD:
                         if rec[0] == END:
                             expected = rec[1]
+                            continue
+                        if _apply_extra(rec, meta_of, dedup_of):
                             continue
                         result.problem = f"unexpected record type {rec[0]}"
                         continue
@@ -235,11 +272,11 @@ def recover(datadir: DataDir, skip_corrupt: bool = False) -> Recovered:
     judge = _Judge(datadir, result, skip_corrupt)
     if base:
         path = listing.snapshots[base]
-        snap = load_snapshot(path, msgs, topics, progress)
+        snap = load_snapshot(path, msgs, topics, progress, result.meta, result.dedup)
         result.snapshot_seq = base
         result.snapshot_messages = snap.records
         judge.file(path, "snapshot", snap, torn_ok=False)
-    apply = _applier(msgs, topics)
+    apply = _applier(msgs, topics, result.meta, result.dedup)
     for seq in segments:
         path = listing.wals[seq]
         size = path.stat().st_size

@@ -9,8 +9,9 @@ began with the snapshot holds that change too and replaying it is idempotent.
 
 A snapshot file is a header (kind 2) followed by checksummed chunks of ADD records (at
 most ``CHUNK_RECORDS`` records or ``CHUNK_BYTES`` bytes each, so one damaged byte costs at
-most one chunk) and a final chunk holding the END record with the message count; a file
-without it is incomplete and counts as corrupt.
+most one chunk), each followed by its META record if the message has a TTL or a
+dead-letter history, then the DEDUP records, and a final chunk holding the END record with
+the message count; a file without it is incomplete and counts as corrupt.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgpack
 
@@ -48,6 +50,15 @@ THROTTLE_ENV = "KAPOKMQ_TEST_SNAPSHOT_THROTTLE"
 
 
 @dataclass(slots=True)
+class Extras:
+    """What a snapshot holds beside the messages: META records by message code, and the
+    DEDUP records (taken on the loop when the snapshot starts)."""
+
+    meta: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    dedup: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class SnapshotStats:
     seq: int
     messages: int
@@ -59,12 +70,18 @@ class SnapshotStats:
 class _Encoder:
     """Turns messages into checksummed chunks, a slice at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, extras: Extras | None = None) -> None:
         self.pack: Callable[[object], bytes] = msgpack.Packer().pack
         self.buf = bytearray()  # the open chunk's records
         self.count = 0
         self.out = bytearray()  # sealed chunks not yet taken
-        self.messages = 0  # in sealed chunks
+        self.records = 0  # in sealed chunks
+        self.others = 0  # of them, not messages (META, DEDUP)
+        self.extras = extras or Extras()
+
+    @property
+    def messages(self) -> int:
+        return self.records - self.others
 
     def add(self, batch: Sequence[Message]) -> None:
         pack = self.pack
@@ -82,17 +99,34 @@ class _Encoder:
             self.count += 1
             if self.count >= CHUNK_RECORDS:
                 self._seal()
+            meta = self.extras.meta
+            if meta:
+                extra = meta.get(msg.code)
+                if extra is not None:
+                    self._other(extra)
+
+    def _other(self, record: tuple[Any, ...]) -> None:
+        data = self.pack(record)
+        if self.count and len(self.buf) + len(data) > CHUNK_BYTES:
+            self._seal()
+        self.buf += data
+        self.count += 1
+        self.others += 1
+        if self.count >= CHUNK_RECORDS:
+            self._seal()
 
     def _seal(self) -> None:
         if self.count:
             self.out += frame_head(self.buf, self.count)
             self.out += self.buf
-            self.messages += self.count
+            self.records += self.count
             self.buf = bytearray()
             self.count = 0
 
     def take(self, final: bool = False) -> bytes | None:
         if final:  # the END record in a chunk of its own: damage elsewhere cannot hide it
+            for record in self.extras.dedup:
+                self._other(record)
             self._seal()
             messages = self.messages
             end = self.pack((END, messages))
@@ -164,13 +198,14 @@ async def write_snapshot(
     datadir: DataDir,
     seq: int,
     messages: Sequence[Message],
+    extras: Extras | None = None,
 ) -> SnapshotStats:
     """Write snapshot ``seq`` incrementally; the loop runs between slices."""
     started = time.perf_counter()
     file = await loop.run_in_executor(executor, SnapshotFile, datadir, seq)
     pending: asyncio.Future[None] | None = None
     slices = 0
-    enc = _Encoder()
+    enc = _Encoder(extras)
     try:
         for frame in encode_slices(messages, enc):
             slices += 1
@@ -192,11 +227,13 @@ async def write_snapshot(
     return SnapshotStats(seq, enc.messages, file.bytes, time.perf_counter() - started, slices)
 
 
-def write_snapshot_sync(datadir: DataDir, seq: int, messages: Sequence[Message]) -> SnapshotStats:
+def write_snapshot_sync(
+    datadir: DataDir, seq: int, messages: Sequence[Message], extras: Extras | None = None
+) -> SnapshotStats:
     """Write snapshot ``seq`` in one go (start-up, shutdown, tools, tests)."""
     started = time.perf_counter()
     file = SnapshotFile(datadir, seq)
-    enc = _Encoder()
+    enc = _Encoder(extras)
     try:
         for frame in encode_slices(messages, enc, slice_size=10_000):
             if frame is not None:
