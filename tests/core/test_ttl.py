@@ -126,3 +126,18 @@ def test_pubsub_copies_of_an_expired_message_are_not_pushed():
     broker.ack(session, first.code)
     broker.dispatch()
     assert rec.codes == [first.code]
+
+
+def test_a_ttl_that_ran_out_while_the_broker_was_down_ends_at_the_first_tick():
+    broker, clock = make_broker(isClean=0)
+    msg = Message("a" * 32, "x", "t", int(clock.now) - 100, 0, Status.WAITING, clock.now - 100)
+    delayed = Message("b" * 32, "y", "t", int(clock.now), 50, Status.DELAYED, clock.now)
+    broker.restore_many([msg, delayed])
+    broker.restore_extras({msg.code: (60, clock.now - 40, []), delayed.code: (5, None, [])}, {})
+    assert broker.next_deadline() == clock.now - 40
+    run(broker, clock, 0)
+    assert status(msg) is Status.DEAD and broker.dead_letters.reason(msg.code) == EXPIRED
+    run(broker, clock, 50)  # the delayed one's TTL starts when it comes due
+    assert status(delayed) is Status.WAITING
+    run(broker, clock, 5)
+    assert status(delayed) is Status.DEAD

@@ -452,14 +452,16 @@ class Broker:
         if msg is None or msg.status not in (Status.DEAD, Status.CONSUMED):
             return False
         now = self.clock()
-        if msg.status is Status.DEAD:
+        was_dead = msg.status is Status.DEAD
+        if was_dead:
             self.dead_letters.requeued(code, now)
         self.store.set_status(msg, Status.WAITING)
         msg.attempts = 0
         msg.consumed_time = 0
         msg.holder = None
         self.lifetimes.start(msg, now)  # a new life: a TTL runs again from now
-        self._meta_changed(msg)
+        if was_dead or self.lifetimes.ttl(code):
+            self._meta_changed(msg)
         topic = self.topic(msg.topic)
         topic.ready.append(msg)
         self._mark(topic)
