@@ -26,7 +26,7 @@ from typing import Any, Literal
 import aiohttp
 
 from kapokmq.client.backoff import Backoff
-from kapokmq.client.connection import DEFAULT_SECRET_KEY, KEY_ERROR
+from kapokmq.client.connection import DEFAULT_SECRET_KEY
 from kapokmq.client.consumer import Consumer
 from kapokmq.client.errors import (
     ApiError,
@@ -42,6 +42,7 @@ from kapokmq.client.lifecycle import Connectable, MessageStream
 from kapokmq.client.message import Message
 from kapokmq.client.producer import DataLike, Producer, encode_send
 from kapokmq.client.sync import _Closing, _SyncReceiver, run
+from kapokmq.login import MISMATCH
 
 log = logging.getLogger("kapokmq.client.cluster")
 
@@ -93,7 +94,7 @@ async def fetch_nodes(
         try:
             answer = await api.request(GET_NODES)
         except ApiError as exc:
-            if exc.msg == KEY_ERROR:
+            if exc.msg == MISMATCH:
                 raise AuthenticationError(
                     f"the registry rejected the secret key: {exc.msg}"
                 ) from exc

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from kapokmq.client.connection import DEFAULT_SECRET_KEY, DEFAULT_URL, KEY_ERROR
+from kapokmq.client.connection import DEFAULT_SECRET_KEY, DEFAULT_URL
 from kapokmq.client.consumer import Consumer
 from kapokmq.client.errors import (
     ApiError,
@@ -33,6 +33,7 @@ from kapokmq.client.errors import (
 from kapokmq.client.http import STATUS_ALL, TIME_FORMAT, ConsoleClient
 from kapokmq.client.producer import Producer
 from kapokmq.client.progress import Progress
+from kapokmq.login import MISMATCH
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -70,7 +71,7 @@ def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
                 signal.signal(signal.SIGINT, _interrupted)
             return asyncio.run(command(args))
         except (AuthenticationError, ApiError) as exc:
-            if isinstance(exc, ApiError) and exc.msg != KEY_ERROR:
+            if isinstance(exc, ApiError) and exc.msg != MISMATCH:
                 _err(exc.msg)
                 return 1
             _err("the broker rejected the secret key (set --secret-key or KAPOKMQ_SECRET_KEY)")

@@ -1,4 +1,5 @@
-"""Opening a WebSocket session: URL building and the secret-key handshake (contract A2, B3)."""
+"""Opening a WebSocket session: URL building and the secret-key handshake (texts in
+kapokmq/login.py; docs/protocol.md "Handshake")."""
 
 from __future__ import annotations
 
@@ -9,10 +10,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import aiohttp
 
 from kapokmq.client.errors import AuthenticationError, ConnectionLostError, ProtocolError
-
-KEY_PROMPT = "Please enter the secret key"
-KEY_OK = "Secret key matching succeeded"
-KEY_ERROR = "Secret key matching error"
+from kapokmq.login import MATCHED, MISMATCH, PROMPT
 
 DEFAULT_URL = "http://127.0.0.1:8011"
 DEFAULT_SECRET_KEY = "test"
@@ -62,13 +60,13 @@ async def _receive_text(ws: aiohttp.ClientWebSocketResponse, step: str) -> str:
 async def handshake(ws: aiohttp.ClientWebSocketResponse, secret_key: str) -> None:
     """Answer the broker's key prompt; raise AuthenticationError on a wrong key."""
     prompt = await _receive_text(ws, "the key prompt")
-    if prompt != KEY_PROMPT:
+    if prompt != PROMPT:
         raise ProtocolError(f"expected the key prompt, got {prompt[:80]!r}")
     await ws.send_str(secret_key)
     answer = await _receive_text(ws, "key check")
-    if answer == KEY_OK:
+    if answer == MATCHED:
         return
-    if answer == KEY_ERROR:
+    if answer == MISMATCH:
         raise AuthenticationError("the broker rejected the secret key")
     raise ProtocolError(f"unexpected handshake reply {answer[:80]!r}")
 

@@ -32,8 +32,9 @@ import aiohttp
 import orjson
 from aiohttp import WSMsgType, web
 
+from kapokmq.client.connection import handshake as login
+from kapokmq.client.errors import AuthenticationError, ConnectionLostError, ProtocolError
 from kapokmq.config import Config
-from kapokmq.login import MATCHED, MISMATCH, PROMPT
 from kapokmq.model import Message, Status, dumps
 from kapokmq.server.auth import handshake
 from kapokmq.server.frames import ReplyWriter, text_frame
@@ -450,14 +451,12 @@ class SlaveLink:
     async def _follow(self, session: aiohttp.ClientSession) -> None:
         timeout = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0)
         async with session.ws_connect(self.url, heartbeat=3.0, timeout=timeout) as ws:
-            while True:
-                text = await ws.receive_str(timeout=10)
-                if text == PROMPT:
-                    await ws.send_str(self.secret)
-                elif text == MISMATCH:
-                    raise PermissionError("Secret key matching error")
-                elif text == MATCHED:
-                    break
+            try:
+                await asyncio.wait_for(login(ws, self.secret), 10)
+            except AuthenticationError as exc:
+                raise PermissionError(str(exc)) from None
+            except (ProtocolError, ConnectionLostError) as exc:
+                raise aiohttp.ClientError(str(exc)) from None
             self._step_down()
             self.connected.set()
             log.info("following master %s; pushing paused, writes refused", self.url)

@@ -94,9 +94,6 @@ class MessageStore:
         """Messages per creation hour (unix time // 3600), for per-day charts in any zone."""
         return dict(self._by_hour)
 
-    def oldest_first(self) -> Iterator[Message]:
-        return iter(list(self._messages.values()))
-
     def search(
         self,
         start: int,

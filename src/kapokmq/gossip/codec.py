@@ -45,15 +45,6 @@ class CodecError(ValueError):
     """A message could not be decoded; Go would drop it too."""
 
 
-class NodeStateCode(IntEnum):
-    """``State`` values in push/pull node states."""
-
-    ALIVE = 0
-    SUSPECT = 1
-    DEAD = 2
-    LEFT = 3
-
-
 # Field kinds: how a Go type maps to msgpack.
 UINT: Final = "uint"
 STR: Final = "str"
@@ -474,8 +465,3 @@ def ip_from_bytes(raw: bytes | None) -> str:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     return str(ip)
-
-
-def vsn_bytes(protocol: tuple[int, int, int], delegate: tuple[int, int, int]) -> bytes:
-    """``[PMin, PMax, PCur, DMin, DMax, DCur]``."""
-    return bytes((*protocol, *delegate))

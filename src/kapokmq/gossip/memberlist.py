@@ -287,10 +287,6 @@ class Memberlist:
         return self._state.all_nodes()
 
     @property
-    def health_score(self) -> int:
-        return self._state.awareness.score
-
-    @property
     def stats(self) -> GossipStats:
         """Counters of refused packets, streams and introductions."""
         return self._state.stats

@@ -370,10 +370,6 @@ def message_record(msg: Message) -> Record:
     )
 
 
-def update_record(msg: Message) -> Record:
-    return (UPDATE, msg.code, int(msg.status), msg.consumed_time, msg.delay_time, msg.attempts)
-
-
 def clean_text(value: str) -> str:
     """Lone surrogates cannot be UTF-8 encoded; store U+FFFD as consumers would see it."""
     return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -243,10 +242,3 @@ def write_snapshot_sync(
         file.abort()
         raise
     return SnapshotStats(seq, enc.messages, file.bytes, time.perf_counter() - started, 1)
-
-
-def snapshot_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0

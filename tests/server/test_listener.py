@@ -1,0 +1,120 @@
+"""The first-request router of server/listener.py, without sockets: which engine gets a
+connection, and that the bytes read before the hand-over reach it unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import pytest
+
+from kapokmq.server import listener
+from kapokmq.server.listener import FirstRequestRouter, hand_over, websocket_path
+
+UPGRADE = (
+    b"GET /Producers/Conn/t/p1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("head", "path"),
+    [
+        (UPGRADE[:-4], "/Producers/Conn/t/p1"),
+        (b"GET /a HTTP/1.1\r\nupgrade:  WebSocket \r\n", "/a"),  # any case, any spaces
+        (b"GET /a HTTP/1.1\r\nHost: x\r\n", None),  # a plain GET
+        (b"POST /a HTTP/1.1\r\nUpgrade: websocket\r\n", None),  # not a GET
+        (b"GET /a\r\nUpgrade: websocket\r\n", None),  # not a request line
+        (b"GET /%E4%B8%AD HTTP/1.1\r\nUpgrade: websocket", "/%E4%B8%AD"),
+        ("GET /中 HTTP/1.1\r\nUpgrade: websocket".encode(), "/中"),  # raw UTF-8 path
+    ],
+)
+def test_websocket_path(head: bytes, path: str | None) -> None:
+    assert websocket_path(head) == path
+
+
+class Recorder(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: object = None
+        self.data = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+
+class BufferedRecorder(asyncio.BufferedProtocol):
+    """Hands out a small buffer, so the hand-over has to feed it in pieces."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(7)
+        self.data = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        pass
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data += bytes(self.buffer[:nbytes])
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.protocol: object = None
+        self.closed = False
+
+    def set_protocol(self, protocol: object) -> None:
+        self.protocol = protocol
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("kind", [Recorder, BufferedRecorder])
+def test_hand_over_replays_what_was_read(kind: type[Any]) -> None:
+    transport = FakeTransport()
+    protocol: Any = kind()
+    hand_over(cast(asyncio.BaseTransport, transport), protocol, UPGRADE + b"\x81\x02hi")
+    assert protocol.data == UPGRADE + b"\x81\x02hi"
+    assert transport.protocol is protocol
+
+
+def route(chunks: list[bytes]) -> tuple[FakeTransport, list[str], Recorder, Recorder]:
+    paths: list[str] = []
+    ws, http = Recorder(), Recorder()
+
+    def websocket(path: str) -> asyncio.BaseProtocol | None:
+        paths.append(path)
+        return ws if path.startswith("/Producers/") else None
+
+    transport = FakeTransport()
+    router = FirstRequestRouter(websocket, lambda: http)
+    router.transport = cast(asyncio.BaseTransport, transport)  # connection_made needs a loop
+    for chunk in chunks:
+        router.data_received(chunk)
+    return transport, paths, ws, http
+
+
+def test_an_upgrade_split_across_reads_goes_to_the_websocket_engine() -> None:
+    transport, paths, ws, http = route([UPGRADE[:10], UPGRADE[10:-2], UPGRADE[-2:] + b"rest"])
+    assert paths == ["/Producers/Conn/t/p1"]
+    assert transport.protocol is ws and ws.data == UPGRADE + b"rest" and not http.data
+
+
+def test_everything_else_goes_to_aiohttp() -> None:
+    plain = b"POST /Producer/Send HTTP/1.1\r\nHost: x\r\n\r\nbody"
+    transport, paths, _, http = route([plain])
+    assert paths == [] and transport.protocol is http and http.data == plain
+    sync = UPGRADE.replace(b"/Producers/Conn/t/p1", b"/Sync/Conn")
+    transport, paths, _, http = route([sync])  # an upgrade the engine does not serve
+    assert paths == ["/Sync/Conn"] and transport.protocol is http
+
+
+def test_an_oversized_head_goes_to_aiohttp_to_be_refused() -> None:
+    huge = b"GET / HTTP/1.1\r\nX: " + b"a" * listener.MAX_HEAD
+    transport, paths, _, http = route([huge])
+    assert paths == [] and transport.protocol is http and http.data == huge
