@@ -24,8 +24,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from kapokmq.frames import OK_FRAME, text_frame
 from kapokmq.model import Message, Status, encode_push
-from kapokmq.server.frames import OK_FRAME, text_frame
 
 PROMPT = b"Please enter the secret key"
 MATCHED = b"Secret key matching succeeded"
@@ -176,7 +176,7 @@ def send_answer() -> bytes:
     """An answer of the broker's size and headers (built here: it runs against old commits)."""
     from aiohttp.http import SERVER_SOFTWARE
 
-    from kapokmq.server.app import CORS_HEADERS
+    from kapokmq.httpbase import CORS_HEADERS
 
     body = b'{"code":0,"msg":"%s"}' % (b"0" * 32)
     headers = {

@@ -9,6 +9,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kapokmq.frames import text_frame
 from kapokmq.model import CodeGenerator, Message, Status, encode_push, encode_pushes
 from kapokmq.protocol import (
     Extras,
@@ -18,7 +19,6 @@ from kapokmq.protocol import (
     _parse_decoded,
     parse_send_frame,
 )
-from kapokmq.server.frames import text_frame
 
 
 @given(

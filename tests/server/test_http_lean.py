@@ -21,6 +21,7 @@ from kapokmq.server.listener import MAX_HEAD
 from kapokmq.server.main import listen
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.send import accept_send
+from tests.server.test_session import use_ticket
 
 CODE = re.compile(rb"[0-9a-f]{32}")
 FORM = b"topic=lean&messageData=hello%20world&delayTime=0"
@@ -308,7 +309,7 @@ async def test_fsync_always_answers_once_on_disk(
     protocol, transport, recorder = lean
     loop = asyncio.get_running_loop()
     disk: asyncio.Future[None] = loop.create_future()
-    protocol.runtime.durable_ticket = lambda: disk
+    use_ticket(protocol.runtime, lambda: disk)
     protocol.data_received(CASES["send"] * 2)
     protocol.data_received(CASES["send"] + CASES["ping"])  # read while waiting: held
     assert transport.writes == [] and not transport.reading
@@ -324,7 +325,7 @@ async def test_fsync_always_answers_once_on_disk(
 async def test_no_ok_when_the_disk_fails(lean: tuple[LeanHttp, FakeTransport, Recorder]) -> None:
     protocol, transport, _ = lean
     disk: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    protocol.runtime.durable_ticket = lambda: disk
+    use_ticket(protocol.runtime, lambda: disk)
     protocol.data_received(CASES["send"] * 2)
     disk.set_exception(OSError("storage unavailable: EIO"))
     await asyncio.sleep(0)

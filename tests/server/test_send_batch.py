@@ -18,6 +18,7 @@ from kapokmq.server.main import listen
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.send import MAX_BATCH
 from tests.harness import SECRET
+from tests.server.test_session import use_ticket
 
 KEY_MISMATCH = {"code": -1, "msg": "Secret key matching error"}
 
@@ -115,7 +116,7 @@ async def test_write_gate_and_durable_failure_per_item(served: tuple[BrokerRunti
     assert answer["data"] == [{"code": -1, "msg": "slave of m"}] * 2
     runtime.accept_writes("slave")
     disk: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    runtime.durable_ticket = lambda: disk
+    use_ticket(runtime, lambda: disk)
     pending = asyncio.ensure_future(batch(base, body))
     await asyncio.sleep(0.2)  # nothing may come back before the disk has answered
     assert not pending.done()

@@ -19,6 +19,7 @@ from kapokmq.server.session import (
     ProducerWebSocket,
     Session,
     State,
+    SyncWebSocket,
     close_all,
 )
 
@@ -131,6 +132,22 @@ class FakeFuture:
         self._done, self._exc = True, exc
         for callback in self._callbacks:
             callback(self)
+
+
+class FakeStorage:
+    """What the runtime reads from durable storage (storage/manager.py Storage)."""
+
+    def __init__(self, ticket: Callable[[], object]) -> None:
+        self.durable_ticket = ticket
+        self.durable_barrier = None
+        self.wal = None
+        self.fault = None
+        self.write_failures = 0
+
+
+def use_ticket(runtime: BrokerRuntime, ticket: Callable[[], object]) -> None:
+    """fsync `always` without a disk: every reply waits for ``ticket()``."""
+    runtime.storage_opened(cast(Any, FakeStorage(ticket)))
 
 
 def frames(data: bytes) -> list[bytes]:
@@ -370,7 +387,7 @@ def test_durable_replies_wait_for_the_disk_in_order(harness: Harness) -> None:
         tickets.append(FakeFuture())
         return tickets[-1]
 
-    harness.runtime.durable_ticket = ticket  # type: ignore[assignment]
+    use_ticket(harness.runtime, ticket)
     client = harness.login(ProducerWebSocket)
     assert client.read(send_frame("a"), b"bad", send_frame("b")) == []
     assert len(tickets) == 2
@@ -383,7 +400,7 @@ def test_durable_replies_wait_for_the_disk_in_order(harness: Harness) -> None:
 
 def test_a_failed_fsync_never_answers_ok(harness: Harness) -> None:
     future = FakeFuture()
-    harness.runtime.durable_ticket = lambda: future  # type: ignore[assignment]
+    use_ticket(harness.runtime, lambda: future)
     client = harness.login(ProducerWebSocket)
     client.read(send_frame("a"), send_frame("b"))
     future.finish(OSError("storage unavailable: EIO"))
@@ -421,3 +438,38 @@ def test_close_all_says_going_away(harness: Harness) -> None:
     clients = [harness.login(ProducerWebSocket), harness.connect(ConsumerWebSocket)]
     close_all(harness.runtime)
     assert [c.link.closed for c in clients] == [(1001, b"server shutting down")] * 2
+
+
+# ---------------------------------------------------------------------------- /Sync/Conn
+class RecordingFeed:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, bytes]] = []
+
+    def attach(self, writer: object) -> str:
+        self.events.append(("attach", b""))
+        return "handle"
+
+    def received(self, slave: Any, payload: bytes) -> None:
+        assert slave == "handle"
+        self.events.append(("received", payload))
+
+    def detach(self, slave: Any) -> None:
+        assert slave == "handle"
+        self.events.append(("detach", b""))
+
+
+def test_a_slave_logs_in_then_feeds_the_hand_back(harness: Harness) -> None:
+    feed = RecordingFeed()
+    transport = FakeTransport()
+    session = SyncWebSocket(harness.runtime, transport, FakeLink(transport), feed, "10.0.0.2")
+    client = Client(harness, session, transport, cast(FakeLink, session.link))
+    assert client.read(b"wrong") == [PROMPT.encode(), MISMATCH.encode(), PROMPT.encode()]
+    assert feed.events == []  # nothing streamed before the right key
+    assert client.read(KEY) == [MATCHED.encode()]
+    client.read(b"hi", b'{"MessageCode":"x","Deleted":true}\n', b"hi")
+    session.connection_lost()
+    assert feed.events == [
+        ("attach", b""),
+        ("received", b'{"MessageCode":"x","Deleted":true}\n'),
+        ("detach", b""),
+    ]

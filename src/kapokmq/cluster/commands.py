@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def registry_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from kapokmq.server.commands import flag_overrides
+    from kapokmq.service import flag_overrides
 
     return flag_overrides(
         args,
@@ -59,7 +59,7 @@ def registry_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run_registry_command(args: argparse.Namespace) -> int:
     from kapokmq.cluster.registry import run_registry
     from kapokmq.cluster.settings import load_registry_config
-    from kapokmq.server.commands import run_service
+    from kapokmq.service import run_service
 
     return run_service(
         args,

@@ -20,10 +20,7 @@ from kapokmq.cluster.nodes import broker_nodes, registry_name
 from kapokmq.cluster.settings import RegistryConfig
 from kapokmq.config import ConfigError
 from kapokmq.gossip import GossipConfig, Memberlist, NodeEvent
-from kapokmq.server.app import cors
-from kapokmq.server.auth import key_matches
-from kapokmq.server.http_api import KEY_MISMATCH, json_response
-from kapokmq.server.main import bound_port, is_loopback
+from kapokmq.httpbase import KEY_MISMATCH, bound_port, cors, is_loopback, json_response, key_matches
 
 log = logging.getLogger("kapokmq.registry")
 

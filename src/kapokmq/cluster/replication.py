@@ -26,24 +26,23 @@ import contextlib
 import logging
 import random
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType
 
 from kapokmq.client.connection import handshake as login
 from kapokmq.client.errors import AuthenticationError, ConnectionLostError, ProtocolError
 from kapokmq.config import Config
+from kapokmq.core.broker import Broker
+from kapokmq.frames import ReplyWriter, text_frame
+from kapokmq.login import HEARTBEAT
 from kapokmq.model import Message, Status, dumps
-from kapokmq.server.auth import handshake
-from kapokmq.server.frames import ReplyWriter, text_frame
-from kapokmq.server.keys import RUNTIME
-from kapokmq.server.runtime import BrokerRuntime
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT = b"hi"
 SNAPSHOT_CHUNK = 5000
 SLAVE_SOURCE = "slave"  # the write gate's source while a master is followed
 ACK_SOURCE = "sync.ack"  # the write gate's source while sync.ack 1 has no slave
@@ -62,15 +61,37 @@ class ReplicaLost(ConnectionError):
     """A slave went away before confirming a message (sync.ack 1): its ``ok`` is withheld."""
 
 
+class Replica(Protocol):
+    """What sync needs of the broker it runs in (server/runtime.py BrokerRuntime): the
+    broker and its loop, the replicate entry that arms timers, the write gate, and where
+    an ``ok`` finds what it waits for under sync.ack 1."""
+
+    config: Config
+    broker: Broker
+    loop: asyncio.AbstractEventLoop
+    replica_ticket: Callable[[], asyncio.Future[None] | None] | None
+
+    @property
+    def durable_ticket(self) -> Callable[[], asyncio.Future[None] | None] | None:
+        """What a slave's confirmation waits for: its own disk under fsync ``always``."""
+
+    def replicate(self, record: Message) -> None: ...
+
+    def refuse_writes(self, source: str, ws_text: str, http_text: str | None = None) -> None: ...
+
+    def accept_writes(self, source: str) -> None: ...
+
+
 class _Slave:
     """One connected slave: frames sent to it, and how many it confirmed (``{"Acked":n}``)."""
 
-    __slots__ = ("acked", "sent", "writer")
+    __slots__ = ("acked", "handed_back", "sent", "writer")
 
     def __init__(self, writer: ReplyWriter) -> None:
         self.writer = writer
         self.sent = 0
         self.acked = 0
+        self.handed_back = 0  # records of a hand-back in progress
 
     def send(self, frames: bytes, count: int) -> None:
         self.writer.send(frames)
@@ -86,7 +107,7 @@ class ReplicationHub:
     frames sent so far, and it refuses writes while no slave is connected.
     """
 
-    def __init__(self, runtime: BrokerRuntime) -> None:
+    def __init__(self, runtime: Replica) -> None:
         self.runtime = runtime
         self.slaves: list[_Slave] = []
         self.sync_ack = runtime.config.sync.ack == 1
@@ -115,6 +136,15 @@ class ReplicationHub:
         if self.sync_ack:
             self.runtime.accept_writes(ACK_SOURCE)
         return slave
+
+    def received(self, slave: _Slave, payload: bytes) -> None:
+        """A frame from the slave other than its heartbeat: ``{"Acked":n}`` (sync.ack 1)
+        or its hand-back (see above)."""
+        if payload.startswith(b'{"Acked"'):
+            with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
+                self.acked(slave, int(orjson.loads(payload).get("Acked")))
+            return
+        slave.handed_back = apply_hand_back(self.runtime, payload, slave.handed_back, slave)
 
     def detach(self, slave: _Slave) -> None:
         with contextlib.suppress(ValueError):
@@ -175,61 +205,12 @@ class ReplicationHub:
         self._send(b"".join([encode_record(m) for m in msgs]), len(msgs))
 
 
-HUB = web.AppKey("replication_hub", ReplicationHub)
-
-
-def install_hub(app: web.Application, runtime: BrokerRuntime) -> None:
-    """A master's hub from the start: with sync.ack 1 it refuses writes until a slave is
-    connected (before the app is frozen; otherwise the first slave creates it)."""
-    if serves_sync(runtime.config):
-        app[HUB] = ReplicationHub(runtime)
-
-
 def serves_sync(config: Config) -> bool:
     """Only a master streams its store: ``sync.isSync: 1`` and not a slave."""
     return config.sync.isSync == 1 and config.sync.isSlave == 0
 
 
-async def sync_endpoint(request: web.Request) -> web.StreamResponse:
-    """`GET /Sync/Conn`: a slave's stream of changes (and its hand-back, see above)."""
-    runtime = request.app[RUNTIME]
-    if not serves_sync(runtime.config):
-        raise web.HTTPNotFound(
-            text="/Sync/Conn is served only by a master (sync.isSync: 1, sync.isSlave: 0)"
-        )
-    hub = request.app.get(HUB)
-    if hub is None:
-        hub = request.app[HUB] = ReplicationHub(runtime)
-    # heartbeat: a slave cut off by a partition is noticed in seconds, not at TCP's timeout
-    ws = web.WebSocketResponse(max_msg_size=1 << 16, compress=False, autoping=True, heartbeat=3.0)
-    await ws.prepare(request)
-    peer = f"slave from {request.remote}"
-    if not await handshake(ws, runtime.config.mq.secretKey, peer, runtime.config.mq.keyTimeout):
-        return ws
-    writer = ReplyWriter(request.transport, runtime.loop)
-    slave = hub.attach(writer)
-    log.info("%s connected; streaming %d stored messages", peer, len(runtime.broker.store))
-    handed_back = 0
-    try:
-        async for msg in ws:  # heartbeats ("hi") and a returning slave's hand-back
-            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                break
-            data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
-            if data == HEARTBEAT:
-                continue
-            if data.startswith(b'{"Acked"'):
-                with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
-                    hub.acked(slave, int(orjson.loads(data).get("Acked")))
-                continue
-            handed_back = apply_hand_back(runtime, data, handed_back, slave)
-    finally:
-        writer.flush()
-        hub.detach(slave)
-        log.info("%s disconnected", peer)
-    return ws
-
-
-def apply_hand_back(runtime: BrokerRuntime, raw: bytes, count: int, slave: _Slave) -> int:
+def apply_hand_back(runtime: Replica, raw: bytes, count: int, slave: _Slave) -> int:
     """Master side: apply one record a slave hands back; acknowledge its end marker."""
     data = raw if isinstance(raw, bytes) else raw.encode()
     if data.startswith(b'{"HandBack"'):
@@ -251,7 +232,7 @@ def apply_hand_back(runtime: BrokerRuntime, raw: bytes, count: int, slave: _Slav
     return count
 
 
-def merge_handed_back(runtime: BrokerRuntime, record: Message | str) -> None:
+def merge_handed_back(runtime: Replica, record: Message | str) -> None:
     """Apply a slave's record only where it is news: an unknown message, a consumption or
     a deletion; a message the master already consumed never comes back."""
     broker = runtime.broker
@@ -263,7 +244,7 @@ def merge_handed_back(runtime: BrokerRuntime, record: Message | str) -> None:
         runtime.replicate(record)
 
 
-def apply_record(runtime: BrokerRuntime, raw: str | bytes) -> None:
+def apply_record(runtime: Replica, raw: str | bytes) -> None:
     """Apply another broker's view of one message (or its deletion); ValueError if bad."""
     record = decode_record(raw)
     if isinstance(record, str):
@@ -326,7 +307,7 @@ class Confirmations:
     are on our disk when our storage says so (fsync ``always``); coalesced per loop step,
     so a burst costs one small frame. The master's sync.ack 1 waits for these."""
 
-    def __init__(self, runtime: BrokerRuntime, ws: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, runtime: Replica, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.runtime = runtime
         self.ws = ws
         self.count = 0
@@ -361,7 +342,7 @@ class SlaveLink:
     """Slave side: keep a sync connection to the master; while it lives, neither push nor
     accept writes; take over when it is gone; hand the takeover's changes back."""
 
-    def __init__(self, runtime: BrokerRuntime, config: Config) -> None:
+    def __init__(self, runtime: Replica, config: Config) -> None:
         self.runtime = runtime
         sync = config.sync
         self.master = f"{sync.masterAddr}:{sync.masterPort}"

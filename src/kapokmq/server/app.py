@@ -7,48 +7,19 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from kapokmq.cluster.replication import sync_endpoint
+from kapokmq.httpbase import cors, json_response
 from kapokmq.server import http_api
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.metrics import CONTENT_TYPE, make_registry, render
 from kapokmq.server.runtime import BrokerRuntime
+from kapokmq.server.session import SyncFeed
+from kapokmq.server.ws_aiohttp import SYNC_FEED, sync_endpoint
 from kapokmq.server.ws_aiohttp import endpoint as websocket_endpoint
 
 METRICS = web.AppKey("metrics", CollectorRegistry)
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 # the browser client (docs/client.md, "Browser client"), served from the broker's own origin
 BROWSER_CLIENT = Path(__file__).resolve().parent.parent / "client" / "kapokmq.js"
-
-CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Headers": (
-        "Content-Type,AccessToken,X-CSRF-Token, Authorization, Token, secretKey"
-    ),
-    "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
-    "Access-Control-Expose-Headers": (
-        "Content-Length, Access-Control-Allow-Origin, Access-Control-Allow-Headers, Content-Type"
-    ),
-    "Access-Control-Allow-Credentials": "true",
-}
-
-
-@web.middleware
-async def cors(request: web.Request, handler: http_api.Handler) -> web.StreamResponse:
-    """CORS on every answer; any OPTIONS is 204; a wrong method is a 404 as in Gin."""
-    if request.method == "OPTIONS":
-        return web.Response(status=204, headers=CORS_HEADERS)
-    try:
-        response = await handler(request)
-    except web.HTTPMethodNotAllowed:
-        response = web.Response(status=404, text="404 page not found")
-    except web.HTTPNotFound:
-        response = web.Response(status=404, text="404 page not found")
-    except web.HTTPException as exc:
-        exc.headers.update(CORS_HEADERS)
-        raise
-    if not response.prepared:
-        response.headers.update(CORS_HEADERS)
-    return response
 
 
 async def console_index(request: web.Request) -> web.StreamResponse:
@@ -67,12 +38,12 @@ async def healthz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     storage = runtime.storage_health
     if storage is not None and storage.fault is not None:
-        response = http_api.json_response(
+        response = json_response(
             {"status": "degraded", "storage": storage.fault, "backlog": runtime.broker.backlog}
         )
         response.set_status(503)
         return response
-    return http_api.json_response({"status": "ok", "backlog": runtime.broker.backlog})
+    return json_response({"status": "ok", "backlog": runtime.broker.backlog})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -80,14 +51,16 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def build_app(runtime: BrokerRuntime) -> web.Application:
+def build_app(runtime: BrokerRuntime, sync_feed: SyncFeed | None = None) -> web.Application:
     app = web.Application(
         middlewares=[cors], client_max_size=runtime.config.mq.maxMessageBytes + 65536
     )
     app[RUNTIME] = runtime
     app[METRICS] = make_registry(runtime)
     app.router.add_get("/{role:Producers|Consumers}/Conn/{topic}/{id}", websocket_endpoint)
-    app.router.add_get("/Sync/Conn", sync_endpoint)
+    if sync_feed is not None:  # a master (docs/protocol.md "Master-slave sync")
+        app[SYNC_FEED] = sync_feed
+        app.router.add_get("/Sync/Conn", sync_endpoint)
     for path, handler in http_api.CONSOLE_ROUTES.items():
         app.router.add_post(path, handler)
     app.router.add_get("/", console_index)

@@ -8,25 +8,16 @@ test harness wait for: it stays the banner's last line.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from pathlib import Path
 
 from kapokmq import __version__
 from kapokmq.config import Config
+from kapokmq.httpbase import is_loopback
 
 log = logging.getLogger("kapokmq")
 
 DEFAULT_KEY = "test"
-
-
-def is_loopback(addr: str) -> bool:
-    if addr == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(addr).is_loopback
-    except ValueError:
-        return False
 
 
 def _browsable(addr: str) -> str:

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import sys
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from kapokmq.config import ConfigError, load_config
-
-T = TypeVar("T")
+from kapokmq.config import load_config
+from kapokmq.service import flag_overrides, run_service
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,21 +43,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=serve)
 
 
-def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> dict[str, Any]:
-    """``--set SECTION.KEY=VALUE`` items, then the named flags (attribute -> dotted key)."""
-    overrides: dict[str, Any] = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = value
-    for flag, key in flags.items():
-        value = getattr(args, flag)
-        if value is not None:
-            overrides[key] = value
-    return overrides
-
-
 def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides = flag_overrides(
         args,
@@ -76,37 +56,6 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "recover_skip_corrupt", False):
         overrides["mq.recoverSkipCorrupt"] = 1
     return overrides
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if level != "DEBUG":  # picows logs every connection at INFO; ours already does
-        logging.getLogger("picows").setLevel(logging.WARNING)
-
-
-def run_service(
-    args: argparse.Namespace,
-    load: Callable[[], T],
-    run: Callable[[T], Coroutine[Any, Any, None]],
-) -> int:
-    """Shared by `serve` and `registry`: logging, config (errors as one line), event loop."""
-    configure_logging(args.log_level)
-    try:
-        config = load()
-    except ConfigError as exc:
-        print(f"kapokmq: configuration error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(run(config))
-    else:
-        uvloop.run(run(config))
-    return 0
 
 
 def serve(args: argparse.Namespace) -> int:

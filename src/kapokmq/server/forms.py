@@ -13,8 +13,6 @@ from multidict import MultiMapping
 
 Form = MultiMapping[Any]
 
-KEY_MISMATCH = {"code": -1, "msg": "Secret key matching error"}
-
 
 class BadInput(ValueError):
     """A form value the API refuses; the text is returned as ``msg``."""

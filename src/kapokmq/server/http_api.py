@@ -18,9 +18,8 @@ from multidict import MultiDictProxy
 
 from kapokmq.config import SECTIONS, Config
 from kapokmq.core.broker import Broker
-from kapokmq.model import Message, Status, dumps
-from kapokmq.server.auth import key_matches
-from kapokmq.server.forms import KEY_MISMATCH as KEY_MISMATCH  # also for cluster/registry.py
+from kapokmq.httpbase import KEY_MISMATCH, json_response, key_matches
+from kapokmq.model import Message, Status
 from kapokmq.server.forms import BadInput, field, int_field
 from kapokmq.server.keys import NODES, RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
@@ -44,10 +43,6 @@ STATUS_FILTERS = {
     "2": Status.DEAD,
 }
 MAX_PAGE_SIZE = 10_000
-
-
-def json_response(payload: Any) -> web.Response:
-    return web.Response(body=dumps(payload), content_type="application/json", charset="utf-8")
 
 
 def error(reason: str) -> web.Response:

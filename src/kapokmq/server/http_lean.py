@@ -29,7 +29,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from multidict import MultiDict
 from yarl import query_to_pairs
 
-from kapokmq.server.app import CORS_HEADERS
+from kapokmq.httpbase import CORS_HEADERS
 from kapokmq.server.listener import MAX_HEAD, hand_over
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.send import SendAnswer, accept_send, last_durable, settled

@@ -12,10 +12,9 @@ import ssl
 from aiohttp import web
 
 from kapokmq.cluster.node import cluster_node_for
-from kapokmq.cluster.replication import SlaveLink, install_hub
+from kapokmq.cluster.replication import ReplicationHub, SlaveLink, serves_sync
 from kapokmq.config import Config, ConfigError
 from kapokmq.server.app import build_app
-from kapokmq.server.banner import is_loopback as is_loopback  # the registry's too
 from kapokmq.server.banner import log_banner
 from kapokmq.server.http_lean import LeanHttp
 from kapokmq.server.http_lean import close_all as close_http
@@ -35,16 +34,6 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-
-
-def bound_port(site: web.TCPSite, configured: int) -> int:
-    """The real port (differs from the configured one when that is 0)."""
-    server = site._server
-    sockets = getattr(server, "sockets", None)
-    if sockets:
-        port: int = sockets[0].getsockname()[1]
-        return port
-    return configured
 
 
 async def listen(
@@ -113,8 +102,8 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
         storage = open_storage(runtime)  # recovery happens here, before we listen
     except StorageError as exc:
         raise SystemExit(f"kapokmq: storage: {exc}") from None
-    app = build_app(runtime)
-    install_hub(app, runtime)
+    # a master's hub from the start: under sync.ack 1 it refuses writes until a slave is in
+    app = build_app(runtime, ReplicationHub(runtime) if serves_sync(config) else None)
     try:
         cluster = cluster_node_for(config)
     except ConfigError as exc:

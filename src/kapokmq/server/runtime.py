@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from kapokmq.config import Config
 from kapokmq.core.broker import Broker
@@ -22,25 +22,8 @@ from kapokmq.protocol import SendItem
 
 if TYPE_CHECKING:
     from kapokmq.server.session import Session
-
-
-class WalStats(Protocol):
-    """What /metrics reads from the write-ahead log."""
-
-    appended: int
-    syncs: int
-    sync_seconds: float
-    max_sync_seconds: float
-
-
-class StorageHealth(Protocol):
-    """What /healthz and /metrics read from durable storage (storage/manager.py)."""
-
-    @property
-    def fault(self) -> str | None: ...  # why storage is unavailable now; None when healthy
-
-    @property
-    def write_failures(self) -> int: ...
+    from kapokmq.storage import Storage
+    from kapokmq.storage.wal import WalWriter
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,19 +59,11 @@ class BrokerRuntime:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.started_at = time.time()
-        # Set by durable storage (fsync policy `always`): awaited before HTTP Send answers.
-        self.durable_barrier: Callable[[], Awaitable[None]] | None = None
-        # Same policy, for pipelined producers: a future done once everything published so
-        # far is on disk (None if it already is); replies wait on it without blocking reads.
-        # Read through the ``durable_ticket`` property, which adds the replica's ticket.
-        self._storage_ticket: Callable[[], asyncio.Future[None] | None] | None = None
+        # durable storage (storage/manager.py) once open: see storage_opened
+        self.storage: Storage | None = None
         # Set by a master with sync.ack 1: done once the slaves confirmed everything
         # published so far (cluster/replication.py).
         self.replica_ticket: Callable[[], asyncio.Future[None] | None] | None = None
-        # Set by durable storage in WAL mode, for /metrics.
-        self.wal_stats: WalStats | None = None
-        # Set by durable storage (any persistent mode), for /healthz and /metrics.
-        self.storage_health: StorageHealth | None = None
         # Why writes are refused (None: accepted); see refuse_writes. Read on every publish.
         self.refusal: Refusal | None = None
         self._refusals: dict[str, Refusal] = {}
@@ -100,24 +75,46 @@ class BrokerRuntime:
         self.http_connections: set[object] = set()
         self._rearm()
 
+    # ---------------------------------------------------------------- storage
+    def storage_opened(self, storage: Storage) -> None:
+        """Storage's hook (storage/manager.py StorageHost): read its state from now on."""
+        self.storage = storage
+
+    @property
+    def durable_barrier(self) -> Callable[[], Awaitable[None]] | None:
+        """fsync `always`: awaited before HTTP Send answers."""
+        storage = self.storage
+        return storage.durable_barrier if storage is not None else None
+
+    @property
+    def wal_stats(self) -> WalWriter | None:
+        """WAL mode, for /metrics."""
+        storage = self.storage
+        return storage.wal if storage is not None else None
+
+    @property
+    def storage_health(self) -> Storage | None:
+        """Any persistent mode, for /healthz and /metrics (``fault``, ``write_failures``)."""
+        return self.storage
+
     # ---------------------------------------------------------------- durable replies
     @property
     def durable_ticket(self) -> Callable[[], asyncio.Future[None] | None] | None:
         """What an ``ok`` waits for: the disk (fsync ``always``), the slaves (sync.ack 1),
         both, or nothing (None)."""
+        storage = self.storage
+        disk = storage.durable_ticket if storage is not None else None
         if self.replica_ticket is None:
-            return self._storage_ticket
-        if self._storage_ticket is None:
+            return disk
+        if disk is None:
             return self.replica_ticket
         return self._both_tickets
 
-    @durable_ticket.setter
-    def durable_ticket(self, ticket: Callable[[], asyncio.Future[None] | None] | None) -> None:
-        self._storage_ticket = ticket
-
     def _both_tickets(self) -> asyncio.Future[None] | None:
-        assert self._storage_ticket is not None and self.replica_ticket is not None
-        disk, replica = self._storage_ticket(), self.replica_ticket()
+        storage = self.storage
+        assert storage is not None and storage.durable_ticket is not None
+        assert self.replica_ticket is not None
+        disk, replica = storage.durable_ticket(), self.replica_ticket()
         if disk is None or replica is None:
             return replica if disk is None else disk
         both: asyncio.Future[None] = self.loop.create_future()

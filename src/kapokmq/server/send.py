@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import orjson
 from multidict import MultiDict
 
+from kapokmq.httpbase import KEY_MISMATCH, key_matches
 from kapokmq.model import dumps, json_string
 from kapokmq.protocol import Extras, FrameError, SendItem, check_message_id
-from kapokmq.server.auth import key_matches
-from kapokmq.server.forms import KEY_MISMATCH, BadInput, Form, field, int_field
+from kapokmq.server.forms import BadInput, Form, field, int_field
 from kapokmq.server.runtime import BrokerRuntime, WritesRefused
 
 KEY_MISMATCH_BODY = dumps(KEY_MISMATCH)

@@ -11,7 +11,7 @@ without sockets (tests/server/test_session.py).
 
 States and transitions (``State``; nothing else moves a session)::
 
-    AWAITING_KEY --right key--------------------------------> OPEN
+    AWAITING_KEY --right key--------------------------------> OPEN (attached)
     AWAITING_KEY --5th wrong key / keyTimeout: close 1008---> CLOSING
     OPEN --a read's frames exceed the backlog room----------> HOLDING   (producer)
     HOLDING --room: held frames replayed as a fresh read----> OPEN
@@ -29,14 +29,14 @@ import asyncio
 import enum
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from kapokmq.core.topics import ConsumerSession
-from kapokmq.login import MATCHED, MAX_ATTEMPTS, MISMATCH, PROMPT
+from kapokmq.frames import OK_FRAME, ReplyWriter, text_frame
+from kapokmq.httpbase import key_matches
+from kapokmq.login import HEARTBEAT, MATCHED, MAX_ATTEMPTS, MISMATCH, PROMPT
 from kapokmq.model import ClientInfo, Message, encode_pushes
 from kapokmq.protocol import FrameError, SendItem, parse_send_frame
-from kapokmq.server.auth import key_matches
-from kapokmq.server.frames import OK_FRAME, text_frame
 from kapokmq.server.runtime import BrokerRuntime, WritesRefused
 
 if TYPE_CHECKING:
@@ -432,6 +432,57 @@ class ConsumerWebSocket(Session):
         assert self.consumer is not None
         self.host.broker.detach_consumer(self.consumer)
         self.consumer = None
+
+
+class SyncFeed(Protocol):
+    """The master's side of docs/protocol.md "Master-slave sync" (cluster/replication.py
+    ReplicationHub), injected into the app by server/main.py."""
+
+    def attach(self, writer: ReplyWriter) -> Any:
+        """Stream the store, then every change, to a slave that just logged in; returns
+        the feed's handle for that slave."""
+
+    def received(self, slave: Any, payload: bytes) -> None:
+        """A frame from the slave other than its heartbeat (acks, hand-back)."""
+
+    def detach(self, slave: Any) -> None: ...
+
+
+class SyncWebSocket(Session):
+    """`/Sync/Conn`: a slave logs in like a client, then receives the feed."""
+
+    role = "slave"
+
+    def __init__(
+        self, host: BrokerRuntime, transport: Transport, link: Link, feed: SyncFeed, ip: str
+    ) -> None:
+        self.feed = feed
+        self.writer: ReplyWriter | None = None
+        self.slave: Any = None  # the feed's handle, once logged in
+        super().__init__(host, transport, link, "", "", ip)
+        self.peer = f"slave from {ip}"
+        self.limit = 1 << 16  # heartbeats and hand-back frames (HAND_BACK_BATCH records)
+
+    def receive(self, payload: bytes) -> None:
+        writer = self.writer
+        if self.state is State.OPEN and writer is not None and len(payload) <= self.limit:
+            if payload != HEARTBEAT:
+                self.feed.received(self.slave, payload)
+        else:
+            super().receive(payload)
+
+    def _attach(self) -> None:
+        self.writer = ReplyWriter(cast(asyncio.Transport, self.transport), self.host.loop)
+        self.slave = self.feed.attach(self.writer)
+
+    def _attached(self) -> bool:
+        return self.writer is not None
+
+    def _detach(self) -> None:
+        assert self.writer is not None
+        self.writer.flush()
+        self.feed.detach(self.slave)
+        self.writer = None
 
 
 ROLES: dict[str, type[ProducerWebSocket] | type[ConsumerWebSocket]] = {

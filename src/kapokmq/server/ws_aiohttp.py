@@ -1,6 +1,6 @@
-"""The producer and consumer WebSockets served by aiohttp (``server.wsEngine: aiohttp``):
-whole messages in and out of the session machines of server/session.py, exactly as
-server/ws_picows.py does for picows.
+"""The WebSockets aiohttp serves: producers and consumers when ``server.wsEngine`` is
+``aiohttp``, and a master's ``/Sync/Conn``; whole messages in and out of the session
+machines of server/session.py, exactly as server/ws_picows.py does for picows.
 
 aiohttp joins fragments (the session checks their size); replies and pushes are written
 straight to the transport like on the picows engine. Messages aiohttp has already buffered
@@ -11,12 +11,13 @@ iteration.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
-from kapokmq.server.session import ROLES, Session
+from kapokmq.server.session import ROLES, Session, SyncFeed, SyncWebSocket
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
@@ -65,30 +66,52 @@ async def serve(ws: web.WebSocketResponse, link: _Link, session: Session) -> Non
             await link.closer
 
 
-def open_websocket(limit: int) -> web.WebSocketResponse:
+def open_websocket(limit: int, heartbeat: float | None = None) -> web.WebSocketResponse:
     # The session checks the size itself (so the frames read before a too-big one are
     # answered before its close 1009); aiohttp's own bound, with the same 1 KiB of slack
     # as picows' (ws_picows.py), only stops it from buffering much more than that.
-    return web.WebSocketResponse(max_msg_size=limit + 1024, compress=False, autoping=True)
+    return web.WebSocketResponse(
+        max_msg_size=limit + 1024, compress=False, autoping=True, heartbeat=heartbeat
+    )
 
 
 async def endpoint(request: web.Request) -> web.StreamResponse:
     """`GET /Producers/Conn/{topic}/{id}` and `GET /Consumers/Conn/{topic}/{id}`."""
-    runtime: BrokerRuntime = request.app[RUNTIME]
     kind = ROLES[request.match_info["role"]]
-    ws = open_websocket(runtime.config.mq.maxMessageBytes)
+    topic, client_id = request.match_info["topic"], request.match_info["id"]
+
+    def session(runtime: BrokerRuntime, transport: asyncio.Transport, link: _Link) -> Session:
+        return kind(runtime, transport, link, topic, client_id, request.remote or "")
+
+    return await _run(request, session)
+
+
+SYNC_HEARTBEAT = 3.0  # pings: a slave cut off by a partition is noticed in seconds, not TCP's
+
+SYNC_FEED: web.AppKey[SyncFeed] = web.AppKey("sync_feed")
+
+
+async def sync_endpoint(request: web.Request) -> web.StreamResponse:
+    """`GET /Sync/Conn` on a master: the feed is injected with the app (SYNC_FEED)."""
+    feed = request.app[SYNC_FEED]
+
+    def session(runtime: BrokerRuntime, transport: asyncio.Transport, link: _Link) -> Session:
+        return SyncWebSocket(runtime, transport, link, feed, request.remote or "")
+
+    return await _run(request, session, SYNC_HEARTBEAT)
+
+
+async def _run(
+    request: web.Request,
+    make: Callable[[BrokerRuntime, asyncio.Transport, _Link], Session],
+    heartbeat: float | None = None,
+) -> web.WebSocketResponse:
+    runtime: BrokerRuntime = request.app[RUNTIME]
+    ws = open_websocket(runtime.config.mq.maxMessageBytes, heartbeat)
     await ws.prepare(request)
     transport = request.transport
     if transport is None:  # gone during the upgrade
         return ws
     link = _Link(ws)
-    session = kind(
-        runtime,
-        transport,
-        link,
-        request.match_info["topic"],
-        request.match_info["id"],
-        request.remote or "",
-    )
-    await serve(ws, link, session)
+    await serve(ws, link, make(runtime, transport, link))
     return ws

@@ -18,10 +18,13 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from kapokmq.config import Config
+from kapokmq.core.broker import Broker
 from kapokmq.model import Message, Status
 from kapokmq.storage.files import REAL, FileOps, describe
 from kapokmq.storage.format import ADD, DEDUP, REMOVE, UPDATE, meta_record
@@ -29,10 +32,6 @@ from kapokmq.storage.layout import DataDir, StorageError, unavailable
 from kapokmq.storage.recovery import Recovered, recover
 from kapokmq.storage.snapshot import Extras, SnapshotStats, write_snapshot, write_snapshot_sync
 from kapokmq.storage.wal import WalError, WalWriter
-
-if TYPE_CHECKING:
-    from kapokmq.core.broker import Broker
-    from kapokmq.server.runtime import BrokerRuntime
 
 log = logging.getLogger("kapokmq.storage")
 
@@ -150,8 +149,27 @@ class ChangeCounter:
         self.changes += len(msgs)
 
 
+class StorageHost(Protocol):
+    """What storage needs of the broker it keeps (server/runtime.py BrokerRuntime)."""
+
+    config: Config
+    broker: Broker
+    loop: asyncio.AbstractEventLoop
+
+    def restored(self) -> None:
+        """Recovered messages are in the broker: their timers are due."""
+
+    def storage_opened(self, storage: Storage) -> None:
+        """Read ``durable_barrier``, ``durable_ticket``, ``wal`` and the health (``fault``,
+        ``write_failures``) from ``storage`` from now on."""
+
+    def refuse_writes(self, source: str, ws_text: str, http_text: str | None = None) -> None: ...
+
+    def accept_writes(self, source: str) -> None: ...
+
+
 class Storage:
-    def __init__(self, runtime: BrokerRuntime, files: FileOps = REAL) -> None:
+    def __init__(self, runtime: StorageHost, files: FileOps = REAL) -> None:
         mq = runtime.config.mq
         self.runtime = runtime
         self.broker = runtime.broker
@@ -164,6 +182,10 @@ class Storage:
         self.wal_executor = ThreadPoolExecutor(1, thread_name_prefix="kapokmq-wal")
         self.snap_executor = ThreadPoolExecutor(1, thread_name_prefix="kapokmq-snapshot")
         self.wal: WalWriter | None = None
+        # fsync `always`: awaited before HTTP Send answers, and, for pipelined producers, a
+        # future done once everything published so far is on disk (None if it already is)
+        self.durable_barrier: Callable[[], Awaitable[None]] | None = None
+        self.durable_ticket: Callable[[], asyncio.Future[None] | None] | None = None
         self.listener: WalListener | None = None
         self.counter = ChangeCounter()
         self.fault: str | None = None  # why storage is unavailable right now
@@ -212,7 +234,7 @@ class Storage:
             self.datadir.close()
             raise
         self._timer = self.loop.call_later(1.0, self._tick)
-        self.runtime.storage_health = self
+        self.runtime.storage_opened(self)
         where = self.datadir.path.resolve()
         if self.mode == 2:
             log.info("storage: WAL + snapshots in %s (fsync %s)", where, self.policy)
@@ -227,10 +249,9 @@ class Storage:
         self.wal = wal
         if self.listener is not None:
             self.listener.use(wal)
-        self.runtime.wal_stats = wal
         if self.policy == "always":  # stable callables: connections may keep them
-            self.runtime.durable_barrier = self._barrier
-            self.runtime.durable_ticket = self._ticket
+            self.durable_barrier = self._barrier
+            self.durable_ticket = self._ticket
         return wal
 
     def _ticket(self) -> asyncio.Future[None] | None:
@@ -459,8 +480,8 @@ class Storage:
         if self.wal is not None:
             dirty = dirty or self.wal.bytes_written > 0 or self.wal.appended > 0
             await self.wal.close()
-            self.runtime.durable_barrier = None
-            self.runtime.durable_ticket = None
+            self.durable_barrier = None
+            self.durable_ticket = None
         if dirty or self._snapshot_soon:
             seq = self.seq + 1
             messages = list(self.broker.store)
@@ -488,7 +509,7 @@ def _reason(exc: BaseException, doing: str) -> str:
     return f"{describe(exc)} ({doing})"
 
 
-def open_storage(runtime: BrokerRuntime, files: FileOps = REAL) -> Storage | None:
+def open_storage(runtime: StorageHost, files: FileOps = REAL) -> Storage | None:
     """Start durable storage per ``mq.isPersistent`` (None for memory only)."""
     if runtime.config.mq.isPersistent == 0:
         return None
@@ -497,4 +518,4 @@ def open_storage(runtime: BrokerRuntime, files: FileOps = REAL) -> Storage | Non
     return storage
 
 
-__all__ = ["Storage", "StorageError", "open_storage"]
+__all__ = ["Storage", "StorageError", "StorageHost", "open_storage"]

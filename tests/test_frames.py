@@ -1,4 +1,4 @@
-"""server/frames.py: hand-built server frames (RFC 6455 5.2) and the batched writer."""
+"""frames.py: hand-built server frames (RFC 6455 5.2) and the batched writer."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aiohttp import WSMsgType
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_websocket import WebSocketWriter
 
-from kapokmq.server.frames import OK_FRAME, ReplyWriter, text_frame
+from kapokmq.frames import OK_FRAME, ReplyWriter, text_frame
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
