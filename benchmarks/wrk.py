@@ -9,8 +9,9 @@ the server is what is measured. Every request is the same `POST /Producer/Send` 
 percentiles from wrk's own histogram (its Lua `done` hook), and wrk's CPU seconds.
 ``--batch N`` sends ``POST /Producer/SendBatch`` with a JSON array of N such messages.
 
-Every answer is HTTP 200, errors included (DESIGN A5), so wrk cannot tell a refused Send
-from a stored one; the runner checks the broker's message count afterwards instead.
+Every answer is HTTP 200, errors included (docs/protocol.md "HTTP API"), so wrk cannot tell a
+refused Send from a stored one; the runner checks the broker's message count afterwards
+instead.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Start a real `kapokmq serve` process on 127.0.0.1 and talk to it."""
+"""Start a real `kapokmq serve` process on 127.0.0.1 and talk to it.
+
+The process inherits the environment, so ``KAPOKMQ_SERVER_WSENGINE=aiohttp pytest
+tests/compat tests/interop`` runs the black-box suites on the other WebSocket engine (as
+scripts/test.sh does after the default run); a test's own ``server.wsEngine`` setting wins.
+"""
 
 from __future__ import annotations
 

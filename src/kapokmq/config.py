@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,21 @@ import yaml
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "KAPOKMQ_"
+
+
+class PushType(IntEnum):
+    """mq.pushType (and per topic, mq.topics.<name>.pushType)."""
+
+    POINT_TO_POINT = 1
+    PUBLISH_SUBSCRIBE = 2
+
+
+class Persistence(IntEnum):
+    """mq.isPersistent (docs/durability.md)."""
+
+    MEMORY = 0
+    SNAPSHOTS = 1
+    WAL = 2  # snapshots + write-ahead log
 
 
 class ConfigError(ValueError):
@@ -122,12 +138,12 @@ class Config:
     # where the values came from, for the start-up banner (not a yaml section)
     source: str = field(default="embedded defaults", compare=False, metadata={"section": False})
 
-    def topic_push_type(self, topic: str) -> int:
+    def topic_push_type(self, topic: str) -> PushType:
         """pushType for one topic: the per-topic override if any, else the global one."""
         override = self.mq.topics.get(topic)
         if override is not None and "pushType" in override:
-            return int(override["pushType"])
-        return self.mq.pushType
+            return PushType(int(override["pushType"]))
+        return PushType(self.mq.pushType)
 
     def topic_ttl(self, topic: str) -> int:
         """The default TTL (seconds, 0 = none) of one topic's messages (mq.topics)."""

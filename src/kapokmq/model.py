@@ -1,4 +1,5 @@
-"""Messages, client records and their wire encodings (DESIGN A1, A5).
+"""Messages, client records and their wire encodings (docs/protocol.md "Consumer session",
+"HTTP API").
 
 The original server serialises with Go's encoding/json, so our JSON must look the same:
 compact, struct fields in declaration order, map keys sorted, and the HTML-sensitive

@@ -1,4 +1,4 @@
-"""A tiny in-process broker speaking contract A2-A5, for client unit tests.
+"""A tiny in-process broker speaking docs/protocol.md, for client unit tests.
 
 Only what the client needs: the key handshake, producer replies (with a hook to force
 `error:` replies), point-to-point push with acks, and two HTTP routes.

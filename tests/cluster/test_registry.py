@@ -1,4 +1,4 @@
-"""Loopback cluster: a registry and three brokers as real processes (issue 6, DESIGN A5/A7)."""
+"""Loopback cluster: a registry and three brokers as real processes (issue 6, docs/cluster.md)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tests.cluster.harness import (
 )
 from tests.harness import BrokerProcess
 
-# DESIGN A5: the registry answers with exactly the broker's CORS headers.
+# docs/cluster.md "HTTP": the registry answers with exactly the broker's CORS headers.
 CORS_EXPECTED = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": (

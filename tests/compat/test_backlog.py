@@ -1,4 +1,5 @@
-"""DESIGN B4: bounded backlog (mq.messageChanBuffer): HTTP says `queue full`, WS waits."""
+"""docs/protocol.md "Producer session": bounded backlog (mq.messageChanBuffer): HTTP says
+`queue full`, WS waits."""
 
 from __future__ import annotations
 

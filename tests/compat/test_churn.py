@@ -1,4 +1,5 @@
-"""DESIGN B1: consumers joining and leaving while messages flow never wedge the broker.
+"""docs/protocol.md "Consumer session": consumers joining and leaving while messages flow
+never wedge the broker.
 
 The original deadlocks or crashes here. Ten consumers connect, take a few messages (acking
 some), and leave (cleanly or by dropping the TCP connection) over and over while 3,000

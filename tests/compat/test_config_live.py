@@ -1,4 +1,5 @@
-"""DESIGN A6 on a live broker: an original application.yaml, environment and flag overrides."""
+"""Configuration (README "Configuration") on a live broker: an original application.yaml,
+environment and flag overrides."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN A1, A4, B1: pushes on the wire, acks, redistribution on disconnect."""
+"""docs/protocol.md "Consumer session": pushes on the wire, acks, redistribution on disconnect."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""DESIGN A3 and B2: delayed messages are held (Status 0) and delivered on time, never early."""
+"""docs/protocol.md "Delayed messages": delayed messages are held (Status 0) and delivered
+on time, never early."""
 
 from __future__ import annotations
 

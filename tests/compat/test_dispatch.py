@@ -1,4 +1,5 @@
-"""DESIGN A4, B1, B4: point-to-point vs publish/subscribe, per-topic pushType, in-flight window."""
+"""docs/protocol.md "Consumer session": point-to-point vs publish/subscribe, per-topic
+pushType, in-flight window."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""DESIGN A3 and B3 under fuzzing: every producer frame gets exactly one reply, in order.
+"""docs/protocol.md "Producer session" under fuzzing: every producer frame gets exactly one
+reply, in order.
 
 Frames are random bytes, random text, and JSON-ish documents built from raw JSON fragments
 (so that big numbers, exponents and lone surrogate escapes appear). For valid JSON the

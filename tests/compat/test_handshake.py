@@ -1,4 +1,5 @@
-"""DESIGN A2 and B3: the secret-key handshake, byte for byte, and the WebSocket paths."""
+"""docs/protocol.md "Handshake": the secret-key handshake, byte for byte, and the WebSocket
+paths."""
 
 from __future__ import annotations
 

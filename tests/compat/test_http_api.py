@@ -1,4 +1,4 @@
-"""DESIGN A5 (and B3, B7): every HTTP route, its exact answer, keys, CORS, 404s."""
+"""docs/protocol.md "HTTP API": every HTTP route, its exact answer, keys, CORS, 404s."""
 
 from __future__ import annotations
 
@@ -672,7 +672,7 @@ async def test_metrics(mb):
             if s.labels.get("topic") == topic and s.value >= 1
         }
         # messages in / out / acked per topic, redelivered per topic, backlog, in-flight,
-        # connections (B7)
+        # connections
         for pattern in (r"in\b", r"out\b", r"ack"):
             assert any(re.search(pattern, n) for n in per_topic), (pattern, per_topic)
         assert any("redeliver" in n for n in names)

@@ -1,4 +1,5 @@
-"""DESIGN A3 and B3: the producer session, frame parsing like Go's encoding/json, bad input."""
+"""docs/protocol.md "Producer session": the producer session, frame parsing like Go's
+encoding/json, bad input."""
 
 from __future__ import annotations
 

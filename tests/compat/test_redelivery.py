@@ -1,4 +1,5 @@
-"""DESIGN A4 redelivery and B6 max delivery attempts (pushRetryTime 1 s, maxDeliveries 3)."""
+"""Redelivery and max delivery attempts (docs/protocol.md "Consumer session"; pushRetryTime
+1 s, maxDeliveries 3)."""
 
 from __future__ import annotations
 

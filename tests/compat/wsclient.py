@@ -64,7 +64,8 @@ async def publish(ws: aiohttp.ClientWebSocketResponse, data: str, delay: int = 0
 
 
 async def recv_push(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5) -> dict[str, Any]:
-    """Receive one pushed message, checking its exact wire form (A1, A4)."""
+    """Receive one pushed message, checking its exact wire form (docs/protocol.md
+    "Consumer session")."""
     msg = await ws.receive(timeout=timeout)
     assert msg.type is aiohttp.WSMsgType.TEXT, msg
     raw: str = msg.data

@@ -218,7 +218,7 @@ def test_delete_in_flight_message_releases_window():
 def test_backlog_limit_and_room_callback():
     broker, _ = make_broker(messageChanBuffer=2)
     woken: list[bool] = []
-    broker.on_room = lambda: woken.append(True)
+    broker.on_room = lambda: woken.append(True)  # what the constructor's on_room sets
     session, _ = attach(broker)
     m1 = broker.publish("t", "1", 0)
     broker.publish("t", "2", 0)

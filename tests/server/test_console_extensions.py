@@ -1,4 +1,5 @@
-"""The Console API extensions the web console relies on (beyond DESIGN A5)."""
+"""The Console API extensions the web console relies on (beyond the original's,
+docs/protocol.md "HTTP API")."""
 
 from __future__ import annotations
 

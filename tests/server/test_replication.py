@@ -1,4 +1,4 @@
-"""Master-slave sync (DESIGN A7) between two real broker processes."""
+"""Master-slave sync (docs/protocol.md "Master-slave sync") between two real broker processes."""
 
 from __future__ import annotations
 

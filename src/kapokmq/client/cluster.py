@@ -1,4 +1,5 @@
-"""Cluster clients (DESIGN A7, B9): follow a registry's broker list and use every broker.
+"""Cluster clients (docs/client.md, docs/cluster.md): follow a registry's broker list and
+use every broker.
 
 * `fetch_nodes` asks a registry (`POST /Registry/GetNodes`) for the live brokers.
 * `ClusterProducer` keeps a `Producer` open to every broker and sends each message to one

@@ -15,7 +15,7 @@ from kapokmq.login import MATCHED, MISMATCH, PROMPT
 DEFAULT_URL = "http://127.0.0.1:8011"
 DEFAULT_SECRET_KEY = "test"
 
-# Consumers may receive large messages; the broker's own limit (B3) is smaller.
+# Consumers may receive large messages; the broker's own limit (mq.maxMessageBytes) is smaller.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 Role = Literal["Producers", "Consumers"]

@@ -1,4 +1,5 @@
-"""Consumer (contract A4): messages pushed one per frame, acked by sending their MessageCode."""
+"""Consumer (docs/protocol.md "Consumer session"): messages pushed one per frame, acked by
+sending their MessageCode."""
 
 from __future__ import annotations
 

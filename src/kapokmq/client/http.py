@@ -1,4 +1,5 @@
-"""The HTTP API (contract A5): `send_http` for /Producer/Send and `ConsoleClient` for /Console/*."""
+"""The HTTP API (docs/protocol.md "HTTP API"): `send_http` for /Producer/Send and
+`ConsoleClient` for /Console/*."""
 
 from __future__ import annotations
 

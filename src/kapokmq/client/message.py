@@ -1,4 +1,5 @@
-"""The message a consumer receives, typed; wire JSON (contract A1) mapped field by field."""
+"""The message a consumer receives, typed; wire JSON (docs/protocol.md "Consumer session")
+mapped field by field."""
 
 from __future__ import annotations
 

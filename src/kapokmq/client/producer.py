@@ -1,4 +1,5 @@
-"""Pipelined producer (contract A3): many frames in flight, replies paired with sends by order."""
+"""Pipelined producer (docs/protocol.md "Producer session"): many frames in flight, replies
+paired with sends by order."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from kapokmq.client.errors import ConnectionLostError, KapokMQError, ProtocolErr
 from kapokmq.client.session import Session, log
 
 DataLike = str | bytes | bytearray | memoryview
-TOO_BIG = aiohttp.WSCloseCode.MESSAGE_TOO_BIG  # 1009, the broker's max frame size (B3)
+TOO_BIG = aiohttp.WSCloseCode.MESSAGE_TOO_BIG  # 1009, above the broker's mq.maxMessageBytes
 MAX_RESENDS = 3
 
 

@@ -1,4 +1,4 @@
-"""A broker's cluster membership (``cluster.isCluster: 1``, DESIGN A7).
+"""A broker's cluster membership (``cluster.isCluster: 1``, docs/cluster.md).
 
 The broker runs a gossip node named ``mq:{server.addr}:{httpPort}`` bound to
 ``server.addr:cluster.gossipPort`` and joins the registry at

@@ -1,4 +1,4 @@
-"""Node names and the GetNodes list shared by the registry and the brokers (DESIGN A7).
+"""Node names and the GetNodes list shared by the registry and the brokers (docs/cluster.md "HTTP").
 
 A broker's gossip name is ``mq:{addr}:{httpPort}`` and the registry's ``r:{addr}:{httpPort}``;
 clients learn where to connect from the name alone, as in the original.

@@ -1,4 +1,4 @@
-"""`kapokmq registry`: the Serena-compatible registry (DESIGN A5, A7).
+"""`kapokmq registry`: the Serena-compatible registry (docs/cluster.md).
 
 A gossip node named ``r:{addr}:{httpPort}`` that brokers join, and an HTTP endpoint
 ``POST /Registry/GetNodes`` (header ``secretKey``) listing the live brokers, with the

@@ -1,7 +1,8 @@
-"""Master-slave sync (DESIGN A7): the master streams every message change to its slaves.
+"""Master-slave sync (docs/protocol.md "Master-slave sync"): the master streams every
+message change to its slaves.
 
 Wire format, as the original: a slave opens ``GET /Sync/Conn`` on the master, does the
-usual secret-key handshake, then receives one message JSON (A1 layout, real Status and
+usual secret-key handshake, then receives one message JSON (the push layout, real Status and
 ConsumedTime) per change and sends ``hi`` every second. Ours adds two things: a new slave
 first receives every stored message (the original only streamed later changes), and a
 deletion is sent as ``{"MessageCode":"…","Deleted":true}``.
@@ -150,8 +151,7 @@ class ReplicationHub:
         with contextlib.suppress(ValueError):
             self.slaves.remove(slave)
         if not self.slaves:
-            with contextlib.suppress(ValueError):
-                self.runtime.broker.listeners.remove(self)
+            self.runtime.broker.remove_listener(self)
             if self.sync_ack:
                 self._refuse_writes()
         lost = ReplicaLost("the slave disconnected before it confirmed this message")
@@ -368,8 +368,7 @@ class SlaveLink:
         )
         changes, self._changes = self._changes, None
         if changes is not None:
-            with contextlib.suppress(ValueError):
-                self.runtime.broker.listeners.remove(changes)
+            self.runtime.broker.remove_listener(changes)
             self._to_hand_back.update(changes.codes)
 
     async def close(self) -> None:

@@ -1,4 +1,4 @@
-// KapokMQ web console: a hash-routed single page over the Console HTTP API (DESIGN A5).
+// KapokMQ web console: a hash-routed single page over the Console HTTP API (docs/protocol.md "HTTP API").
 // Rule: broker data (message data, ids, topics, config values) only ever reaches the page
 // through textContent / text nodes / setAttribute, never through innerHTML.
 "use strict";

@@ -8,6 +8,7 @@ replication subscribe to message changes through ``MessageListener``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -70,11 +71,15 @@ class Broker:
         clock: Clock,
         on_dirty: Callable[[], None] | None = None,
         new_code: Callable[[], str] | None = None,
+        on_room: Callable[[], None] | None = None,
     ) -> None:
+        """``on_dirty``: something can be dispatched, call ``dispatch`` soon. ``on_room``:
+        the backlog went below messageChanBuffer. Message changes go to the listeners of
+        ``add_listener``."""
         self.config = config
         self.clock = clock
         self.on_dirty = on_dirty
-        self.on_room: Callable[[], None] | None = None
+        self.on_room = on_room
         self.new_code = new_code or CodeGenerator().next_code
         self.store = MessageStore()
         self.scheduler = Scheduler()
@@ -689,6 +694,11 @@ class Broker:
 
     def add_listener(self, listener: MessageListener) -> None:
         self.listeners.append(listener)
+
+    def remove_listener(self, listener: MessageListener) -> None:
+        """Stop telling ``listener``; nothing if it was not listening."""
+        with contextlib.suppress(ValueError):
+            self.listeners.remove(listener)
 
     def messages(self) -> Iterable[Message]:
         return iter(self.store)

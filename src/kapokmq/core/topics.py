@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
+from kapokmq.config import PushType
 from kapokmq.model import ClientInfo, Message
 
 Deliver = Callable[[list[Message]], None]
@@ -51,7 +52,7 @@ class TopicStats:
 class Topic:
     __slots__ = ("consumers", "name", "push_type", "ready", "rr", "stats")
 
-    def __init__(self, name: str, push_type: int) -> None:
+    def __init__(self, name: str, push_type: PushType) -> None:
         self.name = name
         self.push_type = push_type
         # waiting messages not in flight to anyone, oldest first
@@ -62,7 +63,7 @@ class Topic:
 
     @property
     def pubsub(self) -> bool:
-        return self.push_type == 2
+        return self.push_type is PushType.PUBLISH_SUBSCRIBE
 
     def in_flight(self) -> int:
         return sum(len(c.in_flight) for c in self.consumers)

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from kapokmq import __version__
-from kapokmq.config import Config
+from kapokmq.config import Config, Persistence, PushType
 from kapokmq.httpbase import is_loopback
 
 log = logging.getLogger("kapokmq")
@@ -30,9 +30,9 @@ def _browsable(addr: str) -> str:
 def persistence(config: Config) -> str:
     mq = config.mq
     where = Path(mq.dataDir).resolve()
-    if mq.isPersistent == 1:
+    if mq.isPersistent == Persistence.SNAPSHOTS:
         return f"snapshots every {mq.persistentTime} s in {where}"
-    if mq.isPersistent == 2:
+    if mq.isPersistent == Persistence.WAL:
         return f"write-ahead log + snapshots (fsync {mq.fsync}) in {where}"
     return "memory only (mq.isPersistent 0): messages are lost on restart"
 
@@ -58,7 +58,8 @@ def role(config: Config) -> str:
 def banner_lines(config: Config, port: int, tls: bool) -> list[str]:
     scheme = "https" if tls else "http"
     addr = config.server.addr
-    mode = "publish/subscribe" if config.mq.pushType == 2 else "point-to-point"
+    pubsub = config.mq.pushType == PushType.PUBLISH_SUBSCRIBE
+    mode = "publish/subscribe" if pubsub else "point-to-point"
     host = f"{_browsable(addr)}:{port}"
     console = f"{scheme}://{host}/"
     ws = "wss" if tls else "ws"

@@ -1,5 +1,6 @@
-"""Reading the HTTP API's form fields (DESIGN A5): a leaf module, so the aiohttp routes
-(server/http_api.py) and the lean Send path (server/http_lean.py) read fields the same way.
+"""Reading the HTTP API's form fields (docs/protocol.md "HTTP API"): a leaf module, so the
+aiohttp routes (server/http_api.py) and the lean Send path (server/http_lean.py) read fields
+the same way.
 
 A form is whatever aiohttp's ``request.post()`` returns (urlencoded or multipart) or the
 same MultiDict built by the lean path: the first value of a repeated field wins.

@@ -1,4 +1,4 @@
-"""The HTTP producer and Console API (DESIGN A5), plus our extensions.
+"""The HTTP producer and Console API (docs/protocol.md "HTTP API"), plus our extensions.
 
 Every JSON answer is HTTP 200 with ``code`` 0 or -1, as in the original; map-shaped
 answers have sorted keys because Go sorts map keys when encoding.
@@ -58,7 +58,7 @@ FormHandler = Callable[[web.Request, MultiDictProxy[Any]], Awaitable[web.Respons
 
 
 def console_key(config: Config) -> str:
-    """The key the Console API wants: mq.consoleKey if set, else mq.secretKey (B8)."""
+    """The key the Console API wants: mq.consoleKey if set, else mq.secretKey."""
     return config.mq.consoleKey or config.mq.secretKey
 
 

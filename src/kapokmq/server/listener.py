@@ -2,7 +2,7 @@
 
 aiohttp's per-frame cost was the largest part of the broker's hot path (issue 7,
 docs/performance.md); picows handles the same frames for about half of it. Clients must
-keep finding everything on one port (DESIGN A), so the listener reads the head of each
+keep finding everything on one port (docs/protocol.md), so the listener reads the head of each
 connection's first request and then hands the connection, with the bytes already read,
 to the engine that serves it: a WebSocket upgrade of ``/Producers/Conn/{topic}/{id}`` or
 ``/Consumers/Conn/{topic}/{id}`` goes to picows (server/ws_picows.py), everything else

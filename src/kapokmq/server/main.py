@@ -66,7 +66,7 @@ async def listen(
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
-    """https/wss when server.tlsCert and server.tlsKey are set (B8)."""
+    """https/wss when server.tlsCert and server.tlsKey are set (README "Configuration")."""
     if not config.server.tlsCert:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -78,7 +78,8 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
 
 
 def start_slave(runtime: BrokerRuntime) -> SlaveLink | None:
-    """Follow a master when sync.isSync and sync.isSlave are set (DESIGN A7)."""
+    """Follow a master when sync.isSync and sync.isSlave are set (docs/protocol.md
+    "Master-slave sync")."""
     sync = runtime.config.sync
     if not (sync.isSync and sync.isSlave):
         return None

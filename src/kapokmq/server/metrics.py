@@ -1,4 +1,4 @@
-"""Prometheus exposition for `/metrics` (DESIGN B7).
+"""Prometheus exposition for `/metrics` (README "Observability").
 
 The broker keeps plain integer counters on its hot path; this collector reads them only
 when scraped, so metrics cost nothing per message.

@@ -52,8 +52,9 @@ class BrokerRuntime:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.loop = loop or asyncio.get_running_loop()
         self.config = config
-        self.broker = Broker(config, time.time, on_dirty=self._schedule_dispatch)
-        self.broker.on_room = self._wake_producers
+        self.broker = Broker(
+            config, time.time, on_dirty=self._schedule_dispatch, on_room=self._wake_producers
+        )
         self._room_waiters: list[Callable[[], None]] = []
         self._dispatch_pending = False
         self._timer: asyncio.TimerHandle | None = None

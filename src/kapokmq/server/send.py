@@ -1,4 +1,4 @@
-"""HTTP Send's rules in one place, without I/O (DESIGN A5, docs/protocol.md "HTTP API").
+"""HTTP Send's rules in one place, without I/O (docs/protocol.md "HTTP API").
 
 Two front ends serve ``POST /Producer/Send``: the aiohttp route (server/http_api.py) and
 the lean path (server/http_lean.py). Both call ``accept_send``, so the key check, the order

@@ -1,4 +1,4 @@
-"""The producer and consumer WebSocket sessions, sans I/O: every rule of
+"""The producer, consumer and /Sync WebSocket sessions, sans I/O: every rule of
 docs/protocol.md "WebSocket sessions" in one place, for both engines.
 
 An engine adapter (server/ws_picows.py, server/ws_aiohttp.py) turns bytes into whole

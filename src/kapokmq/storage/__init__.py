@@ -1,4 +1,4 @@
-"""Durable storage: snapshots and a write-ahead log (DESIGN A8, B5; docs/durability.md)."""
+"""Durable storage: snapshots and a write-ahead log (docs/durability.md)."""
 
 from kapokmq.storage.layout import StorageError
 from kapokmq.storage.manager import Storage, open_storage

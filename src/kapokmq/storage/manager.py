@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-from kapokmq.config import Config
+from kapokmq.config import Config, Persistence
 from kapokmq.core.broker import Broker
 from kapokmq.model import Message, Status
 from kapokmq.storage.files import REAL, FileOps, describe
@@ -224,7 +224,7 @@ class Storage:
             else:
                 self._discard()
             self.seq += 1
-            if self.mode == 2:
+            if self.mode == Persistence.WAL:
                 self.listener = WalListener(self._new_wal(self.seq), self.broker)
                 self.broker.add_listener(self.listener)
                 self.broker.journal = self.listener
@@ -236,7 +236,7 @@ class Storage:
         self._timer = self.loop.call_later(1.0, self._tick)
         self.runtime.storage_opened(self)
         where = self.datadir.path.resolve()
-        if self.mode == 2:
+        if self.mode == Persistence.WAL:
             log.info("storage: WAL + snapshots in %s (fsync %s)", where, self.policy)
         else:
             log.info("storage: snapshots every %gs in %s", self.persist_every, where)
@@ -511,7 +511,7 @@ def _reason(exc: BaseException, doing: str) -> str:
 
 def open_storage(runtime: StorageHost, files: FileOps = REAL) -> Storage | None:
     """Start durable storage per ``mq.isPersistent`` (None for memory only)."""
-    if runtime.config.mq.isPersistent == 0:
+    if runtime.config.mq.isPersistent == Persistence.MEMORY:
         return None
     storage = Storage(runtime, files)
     storage.open()
