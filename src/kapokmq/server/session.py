@@ -189,8 +189,7 @@ class Session:
             self._cancel_key_timer()
             self.transport.write(MATCHED_FRAME)
             self.state = State.OPEN
-            self._attach()
-            log.info("%s connected", self.peer)
+            log.info("%s connected%s", self.peer, self._attach())
             return
         self.attempts += 1
         self.transport.write(MISMATCH_FRAME)
@@ -223,7 +222,8 @@ class Session:
         return ClientInfo(self.client_id, self.topic, self.ip, int(self.host.broker.clock()))
 
     # ------------------------------------------------------------------ per role
-    def _attach(self) -> None:
+    def _attach(self) -> str:
+        """Join the broker (or the feed); returns what the "connected" log line adds."""
         raise NotImplementedError
 
     def _attached(self) -> bool:
@@ -352,8 +352,9 @@ class ProducerWebSocket(Session):
             self.link.resume_reading()
 
     # ------------------------------------------------------------------ attach/detach
-    def _attach(self) -> None:
+    def _attach(self) -> str:
         self.producer = self.host.broker.attach_producer(self._info())
+        return ""
 
     def _attached(self) -> bool:
         return self.producer is not None
@@ -421,8 +422,9 @@ class ConsumerWebSocket(Session):
             log.exception("push to %s failed; closing it", self.peer)
             transport.abort()
 
-    def _attach(self) -> None:
+    def _attach(self) -> str:
         self.consumer = self.host.broker.attach_consumer(self._info(), self.deliver)
+        return ""
 
     def _attached(self) -> bool:
         return self.consumer is not None
@@ -471,9 +473,10 @@ class SyncWebSocket(Session):
         else:
             super().receive(payload)
 
-    def _attach(self) -> None:
+    def _attach(self) -> str:
         self.writer = ReplyWriter(cast(asyncio.Transport, self.transport), self.host.loop)
         self.slave = self.feed.attach(self.writer)
+        return f"; streaming {len(self.host.broker.store)} stored messages"
 
     def _attached(self) -> bool:
         return self.writer is not None
