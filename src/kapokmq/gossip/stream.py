@@ -131,7 +131,8 @@ class _Source:
                 return self._unpacker.unpack()
             except msgpack.OutOfData:
                 await self._more()
-            except (ValueError, msgpack.UnpackException) as exc:
+            except (ValueError, TypeError, msgpack.UnpackException) as exc:
+                # TypeError: a map key msgpack cannot hash (an array), from a hostile peer
                 raise CodecError(f"malformed stream message: {exc}") from exc
 
     async def raw(self, n: int) -> bytes:
