@@ -73,6 +73,9 @@ class FakeLoop:
         self.run()
 
 
+WRITES: list[tuple[FakeTransport, bytes]] = []  # every fake transport's writes, in order
+
+
 class FakeTransport:
     def __init__(self) -> None:
         self.out: list[bytes] = []
@@ -82,6 +85,7 @@ class FakeTransport:
     def write(self, data: bytes) -> None:
         assert not self.closing, "written after close"
         self.out.append(data)
+        WRITES.append((self, data))
 
     def is_closing(self) -> bool:
         return self.closing
@@ -321,6 +325,17 @@ def test_a_read_is_published_at_once_and_answered_in_one_write(harness: Harness)
     assert len(client.transport.out) == 1
     assert client.texts() == [b"ok"] * 3
     assert [m.data for m in harness.runtime.broker.messages()] == ["m0", "m1", "m2"]
+
+
+def test_pushes_go_out_before_the_replies_of_the_read_that_caused_them(
+    harness: Harness,
+) -> None:
+    """Answering a producer first lets it outrun delivery (docs/performance.md)."""
+    consumer = harness.login(ConsumerWebSocket)
+    producer = harness.login(ProducerWebSocket)
+    WRITES.clear()
+    producer.read(send_frame("a"), send_frame("b"))
+    assert [t for t, _ in WRITES] == [consumer.transport, producer.transport]
 
 
 def test_bad_frames_are_answered_in_order_and_not_stored(harness: Harness) -> None:

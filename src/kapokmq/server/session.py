@@ -257,6 +257,7 @@ class ProducerWebSocket(Session):
         self._held: deque[bytes] = deque()  # frames waiting for backlog room, in order
         self._out: list[bytes] = []  # replies of the current read
         self._read_pending = False  # end_of_read is scheduled
+        self._flush_pending = False  # _flush is scheduled
         self._ordered: _DurableReplies | None = None
         super().__init__(host, transport, link, topic, client_id, ip)
 
@@ -286,10 +287,14 @@ class ProducerWebSocket(Session):
         self._pending_raw.append(payload)
 
     def end_of_read(self) -> None:
-        """Publish the read's frames and answer them in one write."""
+        """Publish the read's frames; answer them in one write once the dispatch they
+        caused has run (pushes before replies: a producer that is answered first floods
+        the broker faster than it delivers, e2e p50 6 ms -> 260 ms)."""
         self._read_pending = False
         self._publish_pending()
-        self._flush()
+        if self._out and not self._flush_pending:
+            self._flush_pending = True
+            self.host.loop.call_soon(self._flush)
 
     def _publish_pending(self) -> None:
         items = self._pending
@@ -320,6 +325,7 @@ class ProducerWebSocket(Session):
         self._ordered.send(frames, ticket() if durable and ticket is not None else None)
 
     def _flush(self) -> None:
+        self._flush_pending = False
         out = self._out
         if not out:
             return
