@@ -31,6 +31,7 @@ from kapokmq.server.send import (
     parse_batch,
     settled,
 )
+from kapokmq.storage import StorageError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -309,7 +310,10 @@ async def deliver_now(request: web.Request, form: MultiDictProxy[Any]) -> web.Re
     runtime = runtime_of(request)
     if runtime.broker.deliver_now(field(form, "messageCode").strip()):
         if runtime.durable_barrier is not None:
-            await runtime.durable_barrier()
+            try:
+                await runtime.durable_barrier()
+            except StorageError as exc:  # not on disk: say so (docs/durability.md)
+                return error(str(exc))
         return json_response({"code": 0})
     return error("no delayed message with that messageCode")
 
