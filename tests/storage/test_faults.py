@@ -36,6 +36,10 @@ class FaultyFiles(FileOps):
         if name in self.failing:
             raise OSError(errno.EIO, "Input/output error")
 
+    def create(self, path: Path, exclusive: bool = False) -> int:
+        self._check("create", path.name)
+        return super().create(path, exclusive)
+
     def write(self, fd: int, parts: Sequence[bytes | bytearray | memoryview]) -> None:
         self._check("write", b"".join(bytes(p) for p in parts))
         super().write(fd, parts)
@@ -208,5 +212,25 @@ async def test_a_failed_batch_is_answered_with_errors_and_the_connection_kept(
     assert replies[0].startswith(b"error: storage unavailable: Input/output error")
     assert replies[3].startswith(b"error: ") and b"storage" not in replies[3]
     assert producer.state is State.OPEN
+    await storage.close()
+    runtime.close()
+
+
+async def test_storage_that_fails_at_start_starts_refusing_writes(tmp_path: Path) -> None:
+    """Recovery only reads; if the new segment cannot be written, the broker still starts
+    and delivers what it recovered, refusing writes until storage works."""
+    runtime, storage = start(make_config(tmp_path), FileOps())
+    kept = runtime.publish("t", "kept", 0)
+    crash(runtime, storage)
+
+    files = FaultyFiles()
+    files.failing.add("create")
+    runtime, storage = start(make_config(tmp_path), files)
+    assert storage.fault is not None and "Input/output error (creating" in storage.fault
+    assert runtime.refusal is not None
+    assert runtime.broker.store.get(kept.code) is not None
+    files.failing.clear()
+    await asyncio.wait_for(storage.available.wait(), 5)
+    assert runtime.refusal is None
     await storage.close()
     runtime.close()

@@ -70,7 +70,10 @@ class DataDir:
         except OSError as exc:
             raise StorageError(f"cannot create data directory {self.path}: {exc}") from None
         lock = self.path / f"{self.stem}.lock"
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StorageError(f"cannot open {lock}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -225,9 +225,12 @@ class Storage:
                 self._discard()
             self.seq += 1
             if self.mode == Persistence.WAL:
-                self.listener = WalListener(self._new_wal(self.seq), self.broker)
+                wal = self._new_wal(self.seq)
+                self.listener = WalListener(wal, self.broker)
                 self.broker.add_listener(self.listener)
                 self.broker.journal = self.listener
+                if wal.error is not None:  # e.g. still no space: start, refusing writes
+                    self._failed(wal.error.reason)
             else:
                 self.broker.add_listener(self.counter)
         except BaseException:
@@ -421,8 +424,10 @@ class Storage:
             seq = self.seq
             failed = self.wal
             if failed is not None:
-                self._new_wal(seq)  # from here on, changes go to the new segment
+                wal = self._new_wal(seq)  # from here on, changes go to the new segment
                 await failed.close()
+                if wal.error is not None:
+                    raise wal.error
             messages = list(self.broker.store)
             changes = self.counter.changes
             stats = await write_snapshot(

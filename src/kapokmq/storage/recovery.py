@@ -297,7 +297,10 @@ def recover(datadir: DataDir, skip_corrupt: bool = False) -> Recovered:
             result.problems.append(f"WAL segment {path.name}: torn tail at {torn.offset}")
             result.truncated_bytes += torn.bytes
             result.dropped_records += torn.records
-            _truncate(path, torn.offset)
+            try:
+                _truncate(path, torn.offset)
+            except OSError as exc:  # read-only, say: the tail is simply skipped again
+                log.warning("could not truncate %s (%s)", path.name, exc.strerror or exc)
     result.seconds = time.perf_counter() - started
     return result
 

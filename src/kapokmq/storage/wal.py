@@ -96,7 +96,11 @@ class WalWriter:
         self.error: WalError | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
-        self.fd = self._create(seq)
+        try:
+            self.fd = self._create(seq)
+        except WalError as exc:  # born failed (a full disk at start): the caller checks .error
+            self.fd = -1
+            self.error = exc
         if policy == "everysec":
             self._timer = loop.call_later(1.0, self._every_second)
 
@@ -107,7 +111,7 @@ class WalWriter:
         try:
             fd = files.create(path, exclusive=True)
         except OSError as exc:
-            raise StorageError(f"cannot create WAL segment {path}: {exc}") from None
+            raise WalError(f"{describe(exc)} (creating {path.name})") from None
         header = encode_header(KIND_WAL, seq, time.time())
         try:
             files.write(fd, [header])
@@ -116,7 +120,7 @@ class WalWriter:
                 files.close(fd)
             with contextlib.suppress(OSError):
                 path.unlink()
-            raise StorageError(f"cannot create WAL segment {path}: {exc}") from None
+            raise WalError(f"{describe(exc)} (creating {path.name})") from None
         self.size = len(header)
         self._dir_dirty = True
         return fd
@@ -128,7 +132,7 @@ class WalWriter:
             raise self.error
         try:
             new_fd = self._create(seq)
-        except StorageError as exc:
+        except WalError as exc:
             self._fail(exc, f"starting segment {seq}")
             raise
         self._retired.append(self.fd)
@@ -378,6 +382,7 @@ class WalWriter:
         await self.drain()
         self._closed = True
         for fd in [*self._retired, self.fd]:
-            with contextlib.suppress(OSError):
-                self.files.close(fd)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    self.files.close(fd)
         self._retired = []
