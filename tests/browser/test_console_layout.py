@@ -17,7 +17,7 @@ from tests.browser.helpers import connect_client, send, shoot
 from tests.harness import BrokerProcess
 
 VIEWPORTS = {"phone": (390, 844), "desktop": (1920, 1080)}
-PAGES = ("overview", "messages", "clients", "config", "cluster")
+PAGES = ("overview", "messages", "schedule", "clients", "config", "cluster")
 LONG_TOPIC = "orders-europe-west-priority-settlements-2026"
 
 
@@ -78,6 +78,7 @@ def sized(
 READY = {
     "overview": ("#ov-topics tbody", LONG_TOPIC),
     "messages": ("#msg-table tbody", "Unconsumed"),
+    "schedule": ("#sched-table tbody", "Deliver now"),
     "clients": ("#producers tbody", "producer-with"),
     "config": ("#config-sections", "mq.pushType"),
     "cluster": ("#cluster-off", "Not clustered"),

@@ -97,6 +97,11 @@
     }
   }
 
+  // a dead message's status with why it died (its latest death)
+  const deadBadge = (m) => (m.DeadReason
+    ? el("span", {}, statusBadge(m.Status), " ", el("span", { class: "muted small reason" }, tr(`reason.${m.DeadReason}`)))
+    : statusBadge(m.Status));
+
   const statusBadge = (status) => el("span", { class: `status s${status}` }, tr(`status.${status}`));
 
   // ------------------------------------------------------------------ API
@@ -358,6 +363,7 @@
         endTime: this.apiTime($("f-end"), true),
         status: $("f-status").value,
         topic: $("f-topic").value,
+        reason: $("f-reason").value, // dead messages whose latest death had this reason
         page,
         pageSize: size,
       });
@@ -369,7 +375,7 @@
       fillTable($("msg-table").tBodies[0], list.map((m) => [
         el("a", { href: "#/messages", class: "mono code", "data-code": m.MessageCode,
           onclick: (ev) => { ev.preventDefault(); this.open(m.MessageCode).catch(showError); } }, m.MessageCode),
-        m.Topic, statusBadge(m.Status), formatTime(m.CreateTime), formatTime(m.ConsumedTime), m.DelayTime,
+        m.Topic, deadBadge(m), formatTime(m.CreateTime), formatTime(m.ConsumedTime), m.DelayTime,
         el("button", { type: "button", class: "small", onclick: () => this.open(m.MessageCode).catch(showError) },
           tr("msg.view")),
       ]), "msg.none");
@@ -402,6 +408,19 @@
       $("d-created").textContent = formatTime(m.CreateTime);
       $("d-consumed").textContent = formatTime(m.ConsumedTime);
       $("d-delay").textContent = String(m.DelayTime);
+      // ours, present only where they apply (docs/protocol.md "TTL and dead letters")
+      const show = (name, value) => {
+        for (const node of document.querySelectorAll(`#msg-detail .d-${name}`)) node.hidden = value === undefined;
+      };
+      show("ttl", m.TTL);
+      $("d-ttl").textContent = String(m.TTL ?? "");
+      show("expires", m.ExpiresAt);
+      $("d-expires").textContent = m.ExpiresAt ? formatTime(m.ExpiresAt) : "";
+      show("reason", m.DeadReason);
+      $("d-reason").replaceChildren(m.DeadReason ? tr(`reason.${m.DeadReason}`) : "");
+      show("history", m.History);
+      $("d-history").replaceChildren(...(m.History || []).map((e) =>
+        el("li", {}, `${formatTime(e.Time)} `, tr(`event.${e.Event}`))));
       let pretty = null;
       try {
         const parsed = JSON.parse(m.MessageData);
@@ -483,7 +502,10 @@
     },
   };
 
-  const PAGES = { overview, messages, clients, config, cluster };
+  // pages kept in files of their own (schedule.js) register in window.KAPOK_PAGES and use
+  // these helpers
+  window.KapokConsole = { api, el, fillTable, formatTime, label, showError, statusBadge, t, tr };
+  const PAGES = { overview, messages, clients, config, cluster, ...(window.KAPOK_PAGES || {}) };
   let current = "overview";
 
   // ------------------------------------------------------------------ routing and timer

@@ -1,0 +1,96 @@
+"""The console's Schedule page and dead-letter reasons in a real Chromium (issue 17)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from playwright.sync_api import Page, expect
+
+from tests.browser.helpers import post, send, shoot
+from tests.harness import BrokerProcess
+
+DAY = 86_400
+
+
+def go(page: Page, name: str) -> None:
+    page.locator(f"nav a[data-page={name}]").click()
+    expect(page.locator(f"#page-{name}")).to_be_visible()
+
+
+def test_schedule_lists_counts_down_delivers_now_and_cancels(
+    console: Page, broker: BrokerProcess
+) -> None:
+    later = send(broker, "in a month", topic="orders", delay=30 * DAY)
+    soon = send(broker, "soon", topic="orders", delay=90)
+    other = send(broker, "audit", topic="audit", delay=3600)
+    send(broker, "now", topic="orders")  # not delayed: not listed
+    go(console, "schedule")
+    rows = console.locator("#sched-table tbody tr")
+    expect(rows).to_have_count(3)
+    expect(console.locator("#sched-summary")).to_have_text("3 delayed messages, soonest first")
+    expect(rows.nth(0)).to_contain_text(soon)
+    expect(rows.nth(2)).to_contain_text(later)
+    countdown = rows.nth(0).locator(".countdown")
+    expect(countdown).to_have_text(re.compile(r"^00:01:[0-3]\d$"))
+    first = countdown.text_content()
+    expect(countdown).not_to_have_text(first or "")  # it moves by itself, second by second
+    expect(rows.nth(2).locator(".countdown")).to_have_text(re.compile(r"^(29|30)d \d\d:\d\d:\d\d$"))
+    shoot(console, "20-schedule")
+
+    console.locator("#s-topic").fill("audit")
+    console.locator("#s-submit").click()
+    expect(rows).to_have_count(1)
+    expect(rows.nth(0)).to_contain_text(other)
+    console.locator("#s-topic").fill("")
+    console.locator("#s-submit").click()
+    expect(rows).to_have_count(3)
+
+    rows.nth(0).locator("button[data-code]").click()  # deliver "soon" now
+    expect(console.locator("#sched-note")).to_have_text(f"Message {soon} is due now.")
+    expect(rows).to_have_count(2)
+    assert post(broker, "/Console/GetMessage", messageCode=soon)["data"]["Status"] == -1
+
+    cancel = rows.nth(0).locator("button[data-cancel]")  # "audit": asks twice
+    cancel.click()
+    expect(cancel).to_have_text("Click again to cancel")
+    cancel.click()
+    expect(console.locator("#sched-note")).to_have_text(f"Message {other} cancelled (deleted).")
+    expect(rows).to_have_count(1)
+    assert post(broker, "/Console/GetMessage", messageCode=other) == {"code": -1, "data": "error"}
+
+
+def test_dead_reasons_are_shown_and_filtered(console: Page, broker: BrokerProcess) -> None:
+    expired = post(
+        broker, "/Producer/Send", messageData="short", topic="orders", delayTime=0, ttl=1
+    )["msg"]
+    send(broker, "plain", topic="orders")
+    deadline = time.monotonic() + 10
+    while post(broker, "/Console/GetMessage", messageCode=expired)["data"]["Status"] != 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    go(console, "messages")
+    console.locator("#f-status").select_option("2")
+    console.locator("#f-reason").select_option("expired")
+    console.locator("#f-submit").click()
+    rows = console.locator("#msg-table tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.nth(0)).to_contain_text("Dead expired")
+    console.locator("#f-reason").select_option("max deliveries")
+    console.locator("#f-submit").click()
+    expect(rows.nth(0)).to_have_class("empty")
+
+    console.locator("#f-reason").select_option("expired")
+    console.locator("#f-submit").click()
+    rows.nth(0).locator("a.code").click()
+    dialog = console.locator("#msg-detail")
+    expect(dialog.locator("#d-reason")).to_have_text("expired")
+    expect(dialog.locator("#d-ttl")).to_have_text("1")
+    expect(dialog.locator("#d-history li")).to_have_count(1)
+    expect(dialog.locator("#d-history li")).to_contain_text("dead: expired")
+    expect(dialog.locator("#d-expires")).to_be_hidden()
+    shoot(console, "21-dead-reason")
+    dialog.locator("#d-requeue").click()
+    expect(dialog.locator("#d-history li")).to_have_count(2)
+    expect(dialog.locator("#d-history li").nth(1)).to_contain_text("re-queued from the console")
+    expect(dialog.locator("#d-reason")).to_be_hidden()  # waiting again
