@@ -1,6 +1,10 @@
-"""A client run inside a test's namespace: ``send URL N PREFIX [TIMEOUT]`` prints the codes
-of the messages answered ok (HTTP Send), ``drain URL TOPIC SECONDS`` consumes and acks until
-nothing came for SECONDS and prints the codes received."""
+"""A client run inside a test's namespace, one command per run:
+
+* ``send URL N PREFIX [TIMEOUT]``: the codes of the messages answered ok (HTTP Send);
+* ``drain URL TOPIC SECONDS``: consume and ack until nothing came for SECONDS; the codes;
+* ``nodes URL``: a registry's GetNodes names;
+* ``cluster-send URL N INTERVAL``: the broker (or ERR) of each message a ClusterProducer sent.
+"""
 
 from __future__ import annotations
 
@@ -50,12 +54,38 @@ async def drain(url: str, topic: str, quiet: float) -> None:
                 print(code)
 
 
+async def nodes(url: str) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/Registry/GetNodes", headers={"secretKey": SECRET}) as resp,
+    ):
+        for node in orjson.loads(await resp.read()) or []:
+            print(node["Name"])
+
+
+async def cluster_send(url: str, n: int, interval: float) -> None:
+    """Send n messages through a ClusterProducer; one line per message: the broker or ERR."""
+    from kapokmq.client import ClusterProducer
+
+    async with ClusterProducer(url, "t", "cp", SECRET, check_interval=1.0, send_timeout=20) as p:
+        for i in range(n):
+            try:
+                print(await p.send(f"c{i}"), flush=True)
+            except Exception as exc:
+                print(f"ERR:{type(exc).__name__}", flush=True)
+            await asyncio.sleep(interval)
+
+
 def main() -> None:
     url, command, *rest = sys.argv[1:]
     if command == "send":
         asyncio.run(send(url, int(rest[0]), rest[1], float(rest[2]) if len(rest) > 2 else 5.0))
     elif command == "drain":
         asyncio.run(drain(url, rest[0], float(rest[1])))
+    elif command == "nodes":
+        asyncio.run(nodes(url))
+    elif command == "cluster-send":
+        asyncio.run(cluster_send(url, int(rest[0]), float(rest[1])))
     else:
         raise SystemExit(f"unknown command {command}")
 

@@ -98,8 +98,10 @@ class NsBroker:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
+    subcommand: str = "serve"
+
     def start(self, timeout: float = 20.0) -> NsBroker:
-        args = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "kapokmq", "serve"]
+        args = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "kapokmq", self.subcommand]
         args += ["--addr", self.addr, "--port", str(self.port)]
         for key, value in self.settings.items():
             args += ["--set", f"{key}={value}"]
@@ -137,7 +139,7 @@ class NsBroker:
         if self.log_path is not None:
             self.log_path.unlink(missing_ok=True)
 
-    def client(self, *command: str, timeout: float = 30.0) -> list[str]:
+    def client(self, *command: str, timeout: float = 60.0) -> list[str]:
         """Run tests/netns/client.py inside this broker's namespace; its output lines."""
         args = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "tests.netns.client"]
         args += [f"http://{self.addr}:{self.port}", *command]
@@ -147,3 +149,74 @@ class NsBroker:
         if out.returncode != 0:
             raise RuntimeError(f"client {command} failed: {out.stderr[-2000:]}")
         return out.stdout.split()
+
+    def client_process(self, *command: str) -> subprocess.Popen[str]:
+        """tests/netns/client.py in the background, in this broker's namespace."""
+        args = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "tests.netns.client"]
+        args += [f"http://{self.addr}:{self.port}", *command]
+        return subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).parents[2],
+        )
+
+
+@dataclass
+class Star:
+    """Namespaces ``n1..nK`` on one bridge (in its own namespace); ``cut(i)`` takes node i
+    off the bridge, ``heal(i)`` puts it back. Addresses 10.214.<n>.<i>."""
+
+    size: int
+    hub: str = ""
+    names: list[str] = field(default_factory=list)
+    addrs: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+
+    def open(self) -> Star:
+        n = next(_counter) + (os.getpid() % 200) * 10
+        prefix = f"kmq{os.getpid()}-{n}"
+        self.hub = f"{prefix}h"
+        _ip("netns", "add", self.hub)
+        self.created.append(self.hub)
+        _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
+        _ip("-n", self.hub, "link", "set", "br0", "up")
+        for i in range(1, self.size + 1):
+            ns, addr = f"{prefix}n{i}", f"10.214.{n % 250}.{i}"
+            _ip("netns", "add", ns)
+            self.created.append(ns)
+            self.names.append(ns)
+            self.addrs.append(addr)
+            _ip("-n", ns, "link", "set", "lo", "up")
+            port = f"kmqp{i}"
+            _ip(
+                "link",
+                "add",
+                port,
+                "netns",
+                self.hub,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                ns,
+            )
+            _ip("-n", self.hub, "link", "set", port, "master", "br0")
+            _ip("-n", self.hub, "link", "set", port, "up")
+            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+        return self
+
+    def cut(self, i: int) -> None:
+        _ip("-n", self.hub, "link", "set", f"kmqp{i}", "down")
+
+    def heal(self, i: int) -> None:
+        _ip("-n", self.hub, "link", "set", f"kmqp{i}", "up")
+
+    def close(self) -> None:
+        for ns in reversed(self.created):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+        self.created.clear()

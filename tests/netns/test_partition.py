@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.netns.harness import NsBroker, Pair, netns_unavailable
+from tests.netns.harness import NsBroker, Pair, Star, netns_unavailable
 
 _reason = netns_unavailable()
 pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
@@ -131,3 +131,68 @@ async def test_partition_with_sync_ack_never_oks_one_side_only(pair: Pair) -> No
     finally:
         slave.cleanup()
         master.cleanup()
+
+
+@pytest.fixture
+def star() -> Iterator[Star]:
+    s = Star(4)
+    try:
+        yield s.open()
+    finally:
+        s.close()
+
+
+@pytest.mark.timeout(150)
+async def test_registry_and_three_brokers_kill_and_partition(star: Star) -> None:
+    """GetNodes converges after a SIGKILL and a cut link, a healed broker comes back, and a
+    ClusterProducer (in the registry's namespace) keeps getting every message stored."""
+    registry = NsBroker(star.names[0], star.addrs[0], {"registry.gossipPort": 8041})
+    registry.subcommand = "registry"
+    brokers = [
+        NsBroker(
+            star.names[i],
+            star.addrs[i],
+            {"cluster.isCluster": 1, "cluster.registryAddr": star.addrs[0]},
+            port=8011,
+        )
+        for i in (1, 2, 3)
+    ]
+    names = [f"mq:{b.addr}:8011" for b in brokers]
+
+    async def listed(expected: set[str], timeout: float) -> float:
+        start = time.monotonic()
+        while set(await asyncio.to_thread(registry.client, "nodes")) != expected:
+            assert time.monotonic() - start < timeout, f"GetNodes never became {expected}"
+            await asyncio.sleep(0.2)
+        return time.monotonic() - start
+
+    producer = None
+    try:
+        registry.start()
+        await asyncio.gather(*(asyncio.to_thread(b.start) for b in brokers))
+        await listed(set(names), 15)
+        producer = registry.client_process("cluster-send", "300", "0.05")
+        await asyncio.sleep(2)  # deliberately: let the producer run on all three first
+        assert brokers[0].proc is not None
+        brokers[0].proc.kill()
+        killed = await listed(set(names[1:]), 20)
+        star.cut(3)  # broker 2 (namespace n3) loses the network
+        cut = await listed({names[2]}, 20)
+        star.heal(3)
+        healed = await listed(set(names[1:]), 30)
+        out, err = await asyncio.to_thread(producer.communicate, timeout=90)
+        lines = out.split()
+        print(
+            f"3 brokers: SIGKILL -> gone from GetNodes in {killed:.1f}s, cut link -> "
+            f"{cut:.1f}s, healed -> listed again in {healed:.1f}s; cluster producer: "
+            f"{len(lines)} sends, {sum(1 for line in lines if line.startswith('ERR'))} "
+            f"errors, per broker {dict((n, lines.count(n)) for n in names)}"
+        )
+        assert len(lines) == 300, err[-2000:]
+        assert not [line for line in lines if line.startswith("ERR")], err[-2000:]
+    finally:
+        if producer is not None and producer.poll() is None:
+            producer.kill()
+        for b in brokers:
+            b.cleanup()
+        registry.cleanup()
