@@ -174,3 +174,31 @@ async def test_serf_node_with_key_gossips_encrypted(serf_encrypted: SerfAgent) -
     assert not [e for e in (*PROTOCOL_ERRORS, "Decrypt packet failed") if e in log_text], log_text[
         -3000:
     ]
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize(
+    ("serf_key", "failure"),
+    [
+        (SERF_KEY, "delegate protocol version (0) is incompatible"),
+        (None, "Remote state is encrypted and encryption is not configured"),
+    ],
+    ids=["serf-with-key", "serf-without-key"],
+)
+async def test_serf_joining_an_encrypted_kapokmq_node(serf_key: str | None, failure: str) -> None:
+    """serf with the key gets past decryption to the delegate-version refusal; serf without
+    it is refused at decryption (serf's join failure is fatal: the agent exits)."""
+    node = await start_node("mq:127.0.0.1:k", keyring=Keyring.parse(SERF_KEY))
+    agent = SerfAgent("s9")
+    try:
+        agent.start(join=f"127.0.0.1:{node.port}", encrypt=serf_key)
+        assert agent.proc is not None
+        proc = agent.proc
+        assert await asyncio.wait_for(asyncio.to_thread(proc.wait), 20) != 0
+        log_text = agent.log_text()
+        assert "Failed to join 127.0.0.1" in log_text and failure in log_text, log_text
+        assert names(node) == {node.name}
+        assert node.stats.streams_refused == (0 if serf_key else 1)
+    finally:
+        agent.stop()
+        await node.shutdown()
