@@ -50,13 +50,15 @@ def client_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", 0x81, 0x80 | 127, n) + b"\0\0\0\0" + payload
 
 
-def payload(i: int, delay: int = 0, size: int = 100) -> bytes:
+def payload(i: int, delay: int = 0, size: int = 100, message_id: bool = False) -> bytes:
     data = f"{i:010d}".encode() + b"x" * (size - 10)  # 100-byte MessageData by default
+    if message_id:  # a producer dedup id per message (docs/protocol.md "Dedup")
+        return b'{"MessageData":"%s","DelayTime":%d,"MessageId":"id-%d"}' % (data, delay, i)
     return b'{"MessageData":"' + data + b'","DelayTime":%d}' % delay
 
 
-def frames(n: int, delay: int = 0, size: int = 100) -> list[bytes]:
-    return [client_frame(payload(i, delay, size)) for i in range(n)]
+def frames(n: int, delay: int = 0, size: int = 100, message_id: bool = False) -> list[bytes]:
+    return [client_frame(payload(i, delay, size, message_id)) for i in range(n)]
 
 
 def cpu_seconds() -> float:
@@ -229,7 +231,7 @@ def disconnect(*clients: Client) -> None:
 
 async def e2e(args: argparse.Namespace) -> dict[str, Any]:
     """1 producer, K consumers; with K > 1 against a pub/sub broker every consumer gets all."""
-    producer = Producer(frames(args.n), args.window)
+    producer = Producer(frames(args.n, message_id=args.message_ids), args.window)
     consumers = [
         Consumer(args.n, producer.sent_at, check_order=not args.ceiling)
         for _ in range(args.consumers)
@@ -428,6 +430,7 @@ def main() -> None:
     parser.add_argument("--delay", type=int, default=1)
     parser.add_argument("--conns", type=int, default=16)
     parser.add_argument("--ceiling", action="store_true", help="server sends constant pushes")
+    parser.add_argument("--message-ids", action="store_true", help="e2e: a MessageId per frame")
     args = parser.parse_args()
     import uvloop
 

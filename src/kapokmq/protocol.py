@@ -80,6 +80,19 @@ class _CanonicalFrame(msgspec.Struct, forbid_unknown_fields=True):
 _decode_canonical = msgspec.json.Decoder(_CanonicalFrame).decode
 
 
+class _ExtendedFrame(msgspec.Struct, forbid_unknown_fields=True):
+    """The same with our optional keys, exactly spelled (a producer using TTL or dedup
+    ids); a missing key is its zero value, anything unusual takes the general path."""
+
+    MessageData: str = ""
+    DelayTime: int = 0
+    TTL: int = 0
+    MessageId: str = ""
+
+
+_decode_extended = msgspec.json.Decoder(_ExtendedFrame).decode
+
+
 def parse_send_frame(raw: str | bytes) -> SendItem:
     """Return (MessageData, DelayTime[, Extras]) or raise FrameError."""
     # fast path: what the Go client sends, {"MessageData":"...","DelayTime":<int>};
@@ -92,6 +105,20 @@ def parse_send_frame(raw: str | bytes) -> SendItem:
         delay = frame.DelayTime
         if INT64_MIN <= delay <= INT64_MAX:
             return frame.MessageData, delay
+    try:
+        extended = _decode_extended(raw)
+    except (msgspec.DecodeError, ValueError):
+        pass
+    else:
+        delay, ttl, message_id = extended.DelayTime, extended.TTL, extended.MessageId
+        if (
+            INT64_MIN <= delay <= INT64_MAX
+            and 0 <= ttl <= INT64_MAX
+            and len(message_id.encode("utf-8", "surrogatepass")) <= MAX_MESSAGE_ID_BYTES
+        ):
+            if ttl or message_id:
+                return extended.MessageData, delay, Extras(ttl, message_id)
+            return extended.MessageData, delay
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -77,12 +77,16 @@ def outcome(raw: bytes) -> SendItem | str:
 
 
 _KEYS = st.sampled_from(
-    ["MessageData", "DelayTime", "messagedata", "DELAYTIME", "Other", "TTL", "messageId"]
+    [
+        *("MessageData", "DelayTime", "messagedata", "DELAYTIME", "Other"),
+        *("TTL", "ttl", "MessageId", "messageId"),  # ours, exact and folded
+    ]
 )
 _VALUES = st.one_of(
     st.text(max_size=5).map(json.dumps),
     st.integers(-(2**64), 2**64).map(str),
     st.sampled_from(['"a"', '"b"', "0", "7"]),  # valid for one of the two fields
+    st.sampled_from(['"' + "i" * 128 + '"', '"' + "i" * 129 + '"', '"\\udfff"', "-1"]),
     st.floats(allow_nan=False, allow_infinity=False).map(json.dumps),
     st.sampled_from(["null", "true", "[]", "[1]", "{}", '"\\ud800"', "1e400", "-0", "1.0"]),
 )
