@@ -78,6 +78,15 @@ def test_produce_consume_ack(page: Page, broker: BrokerProcess) -> None:
         }"""
     )
     assert [m["MessageData"] for m in got] == ["one", "<b>&</b>", "three"]
+    # a dedup id: the second send is answered ok and not stored again; a TTL is accepted
+    page.evaluate(
+        """async () => {
+          await window.producer.send("once", { messageId: "m-1", ttl: 600 });
+          await window.producer.send("once", { messageId: "m-1" });
+        }"""
+    )
+    stored = post(broker, "/Console/GetMessageList", topic="js")["data"]
+    assert len(stored) == 4 and any(m.get("TTL") == 600 for m in stored)
     assert all(list(m) == [*A1_KEYS, "Status"] for m in got)  # the push frame of A1
     assert got[2]["DelayTime"] == 1
     wait_consumed(broker, "js", 3)  # autoAck acked each one

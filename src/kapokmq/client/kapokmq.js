@@ -164,7 +164,7 @@ class Session extends EventTarget {
  * Publishes to one topic. `send()` resolves on the broker's "ok" and rejects with SendError
  * on "error: ...". Sends made while disconnected wait for the connection. After a reconnect,
  * messages sent but not confirmed are sent again (at-least-once: a message whose reply was
- * lost may be stored twice).
+ * lost may be stored twice, unless it has a `messageId`).
  */
 export class Producer extends Session {
   constructor(topic, producerId, options = {}) {
@@ -177,12 +177,21 @@ export class Producer extends Session {
     return this.pending.length;
   }
 
-  /** Publish one message; `delay` is whole seconds (delivered once due). */
-  send(data, { delay = 0 } = {}) {
+  /**
+   * Publish one message; `delay` is whole seconds (delivered once due), `ttl` seconds it
+   * may wait to be consumed once due (0 = none), `messageId` a dedup id: a resend with the
+   * same id within the broker's mq.dedupWindow is not stored twice (docs/protocol.md).
+   */
+  send(data, { delay = 0, ttl = 0, messageId = "" } = {}) {
     if (typeof data !== "string") return Promise.reject(new TypeError("message data must be a string"));
     if (!Number.isSafeInteger(delay)) return Promise.reject(new TypeError("delay must be whole seconds"));
+    if (!Number.isSafeInteger(ttl) || ttl < 0) return Promise.reject(new TypeError("ttl must be whole seconds >= 0"));
+    if (typeof messageId !== "string") return Promise.reject(new TypeError("messageId must be a string"));
     if (this.closing) return Promise.reject(this.error ?? new ClosedError("client is closed"));
-    const frame = JSON.stringify({ MessageData: data, DelayTime: delay });
+    const body = { MessageData: data, DelayTime: delay };
+    if (ttl) body.TTL = ttl;
+    if (messageId) body.MessageId = messageId;
+    const frame = JSON.stringify(body);
     return new Promise((resolve, reject) => {
       const item = { frame, resolve, reject, tries: 0 };
       this.pending.push(item);
