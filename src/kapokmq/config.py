@@ -87,6 +87,9 @@ class MqSection:
     checkSpeed: int = 5
     cleanTime: int = 172_800
     maxInFlight: int = field(default=1000, metadata=_at_least(1))
+    # bytes the broker holds for one consumer connection: one push batch, and a pub/sub
+    # subscriber's queued copies (over it: closed 1008 "slow consumer")
+    maxPendingBytes: int = field(default=8 << 20, metadata=_at_least(65536))
     maxDeliveries: int = field(default=0, metadata=_at_least(0))
     maxMessageBytes: int = field(default=1 << 20, metadata=_at_least(64))
     # seconds a new WebSocket connection has to send the right secret key (then 1008)

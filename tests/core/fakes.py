@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
+
 from kapokmq.config import Config
 from kapokmq.core.broker import Broker
 from kapokmq.core.topics import ConsumerSession
@@ -42,7 +45,13 @@ def make_broker(**mq: object) -> tuple[Broker, FakeClock]:
     for key, value in mq.items():
         setattr(config.mq, key, value)
     clock = FakeClock()
-    return Broker(config, clock), clock
+    return Broker(config, clock, new_code=sequential_codes()), clock
+
+
+def sequential_codes() -> Callable[[], str]:
+    """Codes that are the same on every run (hypothesis replays need it; real codes are
+    random)."""
+    return (f"{n:032x}" for n in itertools.count(1)).__next__
 
 
 def attach(broker: Broker, topic: str = "t", name: str = "c") -> tuple[ConsumerSession, Recorder]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kapokmq.model import Message, Status
-from tests.core.fakes import attach, make_broker
+from kapokmq.model import ClientInfo, Message, Status
+from tests.core.fakes import Recorder, attach, make_broker
 
 
 def status(msg: Message) -> Status:
@@ -166,8 +166,104 @@ def test_pubsub_fans_out_and_one_ack_consumes():
     assert ra.codes == rb.codes == [msg.code]
     assert broker.ack(a, msg.code)
     assert msg.status is Status.CONSUMED
-    assert not b.in_flight  # the other subscriber's window is released too
+    assert msg.code in b.in_flight  # b's copy counts against b's window until b acks it
     assert not broker.ack(b, msg.code)
+    assert not b.in_flight
+
+
+def test_pubsub_other_subscribers_acks_do_not_open_a_window():
+    broker, _ = make_broker(pushType=2, maxInFlight=2)
+    fast, rf = attach(broker, name="fast")
+    slow, rs = attach(broker, name="slow")
+    for i in range(5):
+        broker.publish("t", f"m{i}", 0)
+        broker.dispatch()
+        for msg in rf.take():
+            broker.ack(fast, msg.code)
+    assert len(rs.pushed) == 2  # its window, though all five were consumed by the fast one
+    assert [m.data for m in slow.pending] == ["m2", "m3", "m4"]
+    broker.ack_many(slow, rs.codes)
+    broker.dispatch()
+    assert [m.data for m in rs.pushed] == ["m0", "m1", "m2", "m3"]
+
+
+def test_pubsub_copies_of_cleaned_messages_still_reach_every_subscriber():
+    broker, _ = make_broker(pushType=2, maxInFlight=1, isCleanConsumed=1)
+    fast, rf = attach(broker, name="fast")
+    slow, rs = attach(broker, name="slow")
+    for i in range(3):
+        broker.publish("t", f"m{i}", 0)
+        broker.dispatch()
+        for msg in rf.take():
+            broker.ack(fast, msg.code)
+    assert len(broker.store) == 0
+    for _ in range(3):
+        broker.ack_many(slow, [m.code for m in rs.pushed[-1:]])
+        broker.dispatch()
+    assert [m.data for m in rs.pushed] == ["m0", "m1", "m2"]
+
+
+def test_slow_subscriber_is_cut_over_max_pending_bytes():
+    broker, _ = make_broker(pushType=2, maxInFlight=10, maxPendingBytes=65536)
+    fast, rf = attach(broker, name="fast")
+    cut: list[str] = []
+    slow = broker.attach_consumer(
+        ClientInfo("slow", "t", "", 0), Recorder(), lambda: cut.append("x")
+    )
+    never = broker.attach_consumer(ClientInfo("never", "t", "", 0), Recorder())  # no overflow
+    data = "x" * 1000
+    for _ in range(100):  # 100 x 1,128 weighed bytes > 64 KiB queued for the slow one
+        broker.publish("t", data, 0)
+        broker.dispatch()
+        broker.ack_many(fast, [m.code for m in rf.take()])
+    assert cut == ["x"]
+    assert slow not in broker.topic("t").consumers and not slow.pending
+    assert broker.topic("t").stats.slow_consumers == 1
+    assert never in broker.topic("t").consumers  # a session without a transport hook stays
+
+
+def test_a_paused_session_is_skipped_until_resumed():
+    broker, _ = make_broker(maxInFlight=100)
+    a, ra = attach(broker, name="a")
+    b, rb = attach(broker, name="b")
+    broker.pause_pushes(a)
+    for i in range(4):
+        broker.publish("t", f"m{i}", 0)
+    broker.dispatch()
+    assert not ra.pushed and len(rb.pushed) == 4
+    broker.pause_pushes(b)
+    broker.publish("t", "later", 0)
+    broker.dispatch()
+    assert not ra.pushed
+    broker.resume_pushes(a)
+    broker.dispatch()
+    assert [m.data for m in ra.pushed] == ["later"]
+
+
+def test_one_push_batch_weighs_at_most_max_pending_bytes():
+    broker, _ = make_broker(maxInFlight=1000, maxPendingBytes=65536)
+    session, rec = attach(broker)
+    for _ in range(100):
+        broker.publish("t", "y" * 4000, 0)
+    broker.dispatch()
+    assert len(rec.pushed) == 16  # 16 x (4,000 + 128) >= 64 KiB: the batch stops there
+    broker.ack_many(session, rec.codes)
+    broker.dispatch()
+    assert len(rec.pushed) == 32
+
+
+def test_acks_apply_only_to_the_consumers_own_topic():
+    broker, _ = make_broker()
+    a, ra = attach(broker, "a", "ca")
+    b, _ = attach(broker, "b", "cb")
+    msg = broker.publish("a", "for a", 0)
+    broker.dispatch()
+    assert ra.codes == [msg.code]
+    assert not broker.ack(b, msg.code)
+    broker.ack_many(b, [msg.code, "f" * 32])
+    assert msg.status is Status.WAITING and msg.code in a.in_flight
+    assert broker.topic("b").stats.unknown_acks == 3
+    assert broker.ack(a, msg.code)
 
 
 def test_per_topic_push_type_override():

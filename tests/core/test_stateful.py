@@ -123,7 +123,10 @@ class BrokerMachine(RuleBasedStateMachine):
             c for c in codes if (m := self.published.get(c)) is not None and not m.removed
         }
         consumable = {
-            c for c in candidates if self.published[c].status in (Status.WAITING, Status.DEAD)
+            c
+            for c in candidates
+            if self.published[c].status in (Status.WAITING, Status.DEAD)
+            and self.published[c].topic == session.topic.name  # acks are topic-scoped
         }
         self.broker.ack_many(session, codes)
         for code in consumable:
@@ -133,7 +136,9 @@ class BrokerMachine(RuleBasedStateMachine):
         self._settle()
 
     def _ack(self, session: ConsumerSession, code: str) -> None:
+        msg = self.published.get(code)
         if self.broker.ack(session, code):
+            assert msg is not None and msg.topic == session.topic.name, "cross-topic ack"
             assert code not in self.consumed
             self.consumed.add(code)
         self._settle()

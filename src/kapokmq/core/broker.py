@@ -93,6 +93,7 @@ class Broker:
         self.producers: dict[int, ProducerSession] = {}
         self.listeners: list[MessageListener] = []
         self._dirty: set[Topic] = set()
+        self._overflowed: list[ConsumerSession] = []  # slow consumers found by dispatch
         self.paused = False
         self._sessions = 0  # consumer sessions, all topics
         self._ids = itertools.count(1)
@@ -119,9 +120,16 @@ class Broker:
             topic = self.topics[name] = Topic(name, self.config.topic_push_type(name))
         return topic
 
-    def attach_consumer(self, info: ClientInfo, deliver: Deliver) -> ConsumerSession:
+    def attach_consumer(
+        self, info: ClientInfo, deliver: Deliver, overflow: Callable[[], None] | None = None
+    ) -> ConsumerSession:
+        """A new consumer session. ``overflow`` closes its connection when the broker cuts
+        it as a slow consumer (without one it is never cut)."""
         topic = self.topic(info.topic)
-        session = ConsumerSession(next(self._ids), info, topic, self.config.mq.maxInFlight, deliver)
+        mq = self.config.mq
+        session = ConsumerSession(
+            next(self._ids), info, topic, mq.maxInFlight, deliver, mq.maxPendingBytes, overflow
+        )
         topic.consumers.append(session)
         self._sessions += 1
         if topic.ready:
@@ -148,10 +156,31 @@ class Broker:
             msg.holder = None
         session.in_flight.clear()
         session.pending.clear()
+        session.pending_bytes = 0
         if back:
             back.sort(key=lambda m: m.arrival)
             topic.ready.extendleft(reversed(back))
             self._mark(topic)
+
+    def pause_pushes(self, session: ConsumerSession) -> None:
+        """The session's socket buffer is full (the transport's ``pause_writing``)."""
+        session.paused = True
+
+    def resume_pushes(self, session: ConsumerSession) -> None:
+        """The socket buffer drained (``resume_writing``): push again."""
+        if session.paused:
+            session.paused = False
+            self._mark(session.topic)
+
+    def _cut(self, session: ConsumerSession) -> None:
+        """A slow consumer: detached at once (its point-to-point messages go back to the
+        queue, its queued copies are dropped) and its transport told to close it."""
+        if session not in session.topic.consumers:
+            return
+        session.topic.stats.slow_consumers += 1
+        self.detach_consumer(session)
+        if session.overflow is not None:
+            session.overflow()
 
     def _orphaned_copies(self, session: ConsumerSession) -> list[Message]:
         """Pub/sub: the leaving session's messages that no remaining subscriber holds."""
@@ -399,27 +428,27 @@ class Broker:
 
     def _ack_other(self, session: ConsumerSession, code: str, msg: Message | None) -> bool:
         """The uncommon acks: not in this session's window (``msg`` None), pub/sub copies,
-        messages redelivered to someone else, or already consumed, dead or deleted."""
+        messages redelivered to someone else, or already consumed, dead or deleted.
+
+        An ack only ever applies to a message of the session's own topic; any other code
+        is ignored and counted as unknown (docs/protocol.md, "Consumer session")."""
+        topic = session.topic
         if msg is None:
             msg = self.store.get(code)
-            if msg is None:
+            if msg is None or msg.topic != topic.name:
+                topic.stats.unknown_acks += 1
                 return False
         if msg.removed or msg.status is Status.CONSUMED or msg.status is Status.DELAYED:
             return False
-        msg_topic = session.topic if msg.topic == session.topic.name else self.topic(msg.topic)
         holder = msg.holder
-        if isinstance(holder, ConsumerSession):
-            if holder is not session:
-                holder.in_flight.pop(code, None)
-                self._mark(msg_topic)
-        elif holder is FANOUT:
-            # release every subscriber's window: a subscriber that does not ack copies
-            # already consumed elsewhere must not stall
-            for other in msg_topic.consumers:
-                other.in_flight.pop(code, None)
-            self._mark(msg_topic)
+        if isinstance(holder, ConsumerSession) and holder is not session:
+            holder.in_flight.pop(code, None)
+            self._mark(topic)
+        # pub/sub (holder FANOUT): the message is consumed, but every other subscriber's
+        # copy stays in that subscriber's window until it acks it or leaves, so a
+        # subscriber that does not read cannot be pushed past its window
         msg.holder = None
-        return self._consumed(msg, msg_topic)
+        return self._consumed(msg, topic)
 
     def _consumed_many(self, msgs: list[Message], topic: Topic) -> None:
         """Mark messages consumed: one ack's, or every ack of a consumer's read."""
@@ -525,10 +554,18 @@ class Broker:
             return self._dispatch_throttled(self.throttle)
         pushed = 0
         now = self.clock()
+        overflowed = self._overflowed
         while self._dirty:
             topic = self._dirty.pop()
-            pushed += dispatch(topic, now)
+            pushed += dispatch(topic, now, -1, overflowed)
+        if overflowed:
+            self._cut_overflowed()
         return pushed
+
+    def _cut_overflowed(self) -> None:
+        overflowed, self._overflowed = self._overflowed, []
+        for session in overflowed:
+            self._cut(session)
 
     def _dispatch_throttled(self, throttle: tuple[int, float]) -> int:
         count, period = throttle
@@ -539,11 +576,13 @@ class Broker:
         pushed = 0
         while self._dirty and self._budget > 0:
             topic = self._dirty.pop()
-            n = dispatch(topic, now, self._budget)
+            n = dispatch(topic, now, self._budget, self._overflowed)
             self._budget -= n
             pushed += n
             if self._budget == 0:
                 self._dirty.add(topic)  # may have more; retried when the budget resets
+        if self._overflowed:
+            self._cut_overflowed()
         return pushed
 
     # ------------------------------------------------------------------ time

@@ -5,11 +5,18 @@ Publish/subscribe: each message is fanned out to every session present at that m
 per-session ``pending`` queues hold copies until that session's window has room.
 Every push is collected per session and delivered as one batch, so the transport can
 write many frames with one system call.
+
+A session takes a push only while its window (``mq.maxInFlight`` unacked copies) has
+room and its transport is not paused (its socket buffer is full); one batch weighs at
+most ``mq.maxPendingBytes`` (``copy_bytes``), so what sits in a socket's buffer stays
+bounded too. A pub/sub session whose queued copies weigh more than that is a slow
+consumer: it is reported in ``overflowed`` and the broker cuts it (docs/protocol.md,
+"Slow consumers").
 """
 
 from __future__ import annotations
 
-from kapokmq.core.topics import ConsumerSession, Topic
+from kapokmq.core.topics import COPY_OVERHEAD, ConsumerSession, Topic
 from kapokmq.model import Message, Status
 
 
@@ -23,6 +30,7 @@ class _Fanout:
 FANOUT = _Fanout()
 
 _WAITING = Status.WAITING
+_CONSUMED = Status.CONSUMED
 _DEAD = Status.DEAD
 
 
@@ -40,6 +48,7 @@ def dispatch_p2p(topic: Topic, now: float, limit: int = -1) -> int:
     if n == 1:
         return _dispatch_to_one(topic, consumers[0], now, limit)
     batches: dict[ConsumerSession, list[Message]] = {}
+    weights: dict[ConsumerSession, int] = {}
     idx = topic.rr
     skipped = 0
     pushed = 0
@@ -47,7 +56,11 @@ def dispatch_p2p(topic: Topic, now: float, limit: int = -1) -> int:
         session = consumers[idx % n]
         idx += 1
         in_flight = session.in_flight
-        if len(in_flight) >= session.window:
+        if (
+            len(in_flight) >= session.window
+            or session.paused
+            or weights.get(session, 0) >= session.max_bytes
+        ):
             skipped += 1
             continue
         skipped = 0
@@ -62,8 +75,10 @@ def dispatch_p2p(topic: Topic, now: float, limit: int = -1) -> int:
         batch = batches.get(session)
         if batch is None:
             batches[session] = [msg]
+            weights[session] = len(msg.data) + COPY_OVERHEAD
         else:
             batch.append(msg)
+            weights[session] += len(msg.data) + COPY_OVERHEAD
         pushed += 1
     topic.rr = idx % n
     for session, batch in batches.items():
@@ -74,10 +89,13 @@ def dispatch_p2p(topic: Topic, now: float, limit: int = -1) -> int:
 
 def _dispatch_to_one(topic: Topic, session: ConsumerSession, now: float, limit: int) -> int:
     """``dispatch_p2p`` with a single consumer, the common case: no round-robin."""
+    if session.paused:
+        return 0
     in_flight = session.in_flight
     room = session.window - len(in_flight)
     if 0 <= limit < room:
         room = limit
+    room_bytes = session.max_bytes
     ready = topic.ready
     batch: list[Message] = []
     append = batch.append
@@ -91,20 +109,27 @@ def _dispatch_to_one(topic: Topic, session: ConsumerSession, now: float, limit: 
         msg.pushed_at = now
         append(msg)
         room -= 1
+        room_bytes -= len(msg.data) + COPY_OVERHEAD
+        if room_bytes <= 0:
+            break
     if batch:
         session.deliver(batch)
         topic.stats.pushed += len(batch)
     return len(batch)
 
 
-def dispatch_pubsub(topic: Topic, now: float, limit: int = -1) -> int:
+def dispatch_pubsub(
+    topic: Topic, now: float, limit: int = -1, overflowed: list[ConsumerSession] | None = None
+) -> int:
     """Fan ready messages out to all sessions, then drain each session's pending copies
-    (at most ``limit`` copies in all if >= 0)."""
+    (at most ``limit`` copies in all if >= 0). Sessions whose queued copies now weigh
+    more than their ``max_bytes`` are appended to ``overflowed`` (if they can be cut)."""
     consumers = topic.consumers
     if not consumers:
         return 0
     ready = topic.ready
     fanned: list[Message] = []
+    weight = 0
     while ready:
         msg = ready.popleft()
         if not _deliverable(msg):
@@ -113,32 +138,54 @@ def dispatch_pubsub(topic: Topic, now: float, limit: int = -1) -> int:
         msg.attempts += 1
         msg.pushed_at = now
         fanned.append(msg)
+        weight += len(msg.data)
     if fanned:
+        weight += COPY_OVERHEAD * len(fanned)
         for session in consumers:
             session.pending.extend(fanned)
+            session.pending_bytes += weight
     pushed = 0
     for session in consumers:
         pending = session.pending
         if not pending:
             continue
-        in_flight = session.in_flight
-        room = session.window - len(in_flight)
-        batch: list[Message] = []
-        while pending and room > 0 and pushed + len(batch) != limit:
-            msg = pending.popleft()
-            if msg.removed or msg.status is _DEAD:  # dead: never pushed again (TTL)
-                continue
-            in_flight[msg.code] = msg
-            batch.append(msg)
-            room -= 1
-        if batch:
-            pushed += len(batch)
-            session.deliver(batch)
+        if not session.paused:
+            in_flight = session.in_flight
+            room = session.window - len(in_flight)
+            room_bytes = session.max_bytes
+            drained = 0
+            batch: list[Message] = []
+            while pending and room > 0 and room_bytes > 0 and pushed + len(batch) != limit:
+                msg = pending.popleft()
+                size = len(msg.data) + COPY_OVERHEAD
+                drained += size
+                # a copy is owed to every subscriber even when another one's ack already
+                # consumed (and, with isCleanConsumed, removed) the message; not when it
+                # was deleted or expired, or is dead (TTL): never pushed again
+                status = msg.status
+                if (msg.removed and status is not _CONSUMED) or status is _DEAD:
+                    continue
+                in_flight[msg.code] = msg
+                batch.append(msg)
+                room -= 1
+                room_bytes -= size
+            session.pending_bytes -= drained
+            if batch:
+                pushed += len(batch)
+                session.deliver(batch)
+        if (
+            session.pending_bytes > session.max_bytes
+            and session.overflow is not None
+            and overflowed is not None
+        ):
+            overflowed.append(session)
     topic.stats.pushed += pushed
     return pushed
 
 
-def dispatch(topic: Topic, now: float, limit: int = -1) -> int:
+def dispatch(
+    topic: Topic, now: float, limit: int = -1, overflowed: list[ConsumerSession] | None = None
+) -> int:
     if topic.pubsub:
-        return dispatch_pubsub(topic, now, limit)
+        return dispatch_pubsub(topic, now, limit, overflowed)
     return dispatch_p2p(topic, now, limit)

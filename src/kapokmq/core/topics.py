@@ -15,22 +15,60 @@ from kapokmq.model import ClientInfo, Message
 
 Deliver = Callable[[list[Message]], None]
 
+# What one queued or pushed copy costs beyond its MessageData, in the byte bounds of
+# mq.maxPendingBytes: the push frame's JSON envelope and header, roughly.
+COPY_OVERHEAD = 128
+
+
+def copy_bytes(msg: Message) -> int:
+    """A message's weight in mq.maxPendingBytes (MessageData characters + envelope)."""
+    return len(msg.data) + COPY_OVERHEAD
+
 
 class ConsumerSession:
-    __slots__ = ("deliver", "in_flight", "info", "pending", "session_id", "topic", "window")
+    __slots__ = (
+        "deliver",
+        "in_flight",
+        "info",
+        "max_bytes",
+        "overflow",
+        "paused",
+        "pending",
+        "pending_bytes",
+        "session_id",
+        "topic",
+        "window",
+    )
 
     def __init__(
-        self, session_id: int, info: ClientInfo, topic: Topic, window: int, deliver: Deliver
+        self,
+        session_id: int,
+        info: ClientInfo,
+        topic: Topic,
+        window: int,
+        deliver: Deliver,
+        max_bytes: int = 8 << 20,
+        overflow: Callable[[], None] | None = None,
     ) -> None:
         self.session_id = session_id
         self.info = info
         self.topic = topic
         self.window = window
         self.deliver = deliver
-        # code -> message pushed to this session and not yet acked by it
+        # code -> message pushed to this session and not yet acked by it (in pub/sub too:
+        # another subscriber's ack does not take a copy out of this window)
         self.in_flight: dict[str, Message] = {}
-        # pub/sub only: messages fanned out to this session, waiting for window room
+        # pub/sub only: messages fanned out to this session, waiting for window room,
+        # and their weight (copy_bytes); over max_bytes the session is a slow consumer
         self.pending: deque[Message] = deque()
+        self.pending_bytes = 0
+        # mq.maxPendingBytes: also the most one push batch may weigh
+        self.max_bytes = max_bytes
+        # the transport's buffer is full (pause_writing): nothing is pushed until resumed
+        self.paused = False
+        # called once when the broker cuts this session as a slow consumer (the transport
+        # closes the connection); None: the session is never cut
+        self.overflow = overflow
 
     def __repr__(self) -> str:
         return f"ConsumerSession({self.session_id}, {self.info.client_id!r}@{self.topic.name!r})"
@@ -39,7 +77,15 @@ class ConsumerSession:
 class TopicStats:
     """Monotonic counters per topic, exported by /metrics."""
 
-    __slots__ = ("acked", "dead", "published", "pushed", "redelivered")
+    __slots__ = (
+        "acked",
+        "dead",
+        "published",
+        "pushed",
+        "redelivered",
+        "slow_consumers",
+        "unknown_acks",
+    )
 
     def __init__(self) -> None:
         self.published = 0
@@ -47,6 +93,10 @@ class TopicStats:
         self.acked = 0
         self.redelivered = 0
         self.dead = 0
+        # acks of codes no message of this topic has (unknown, or another topic's)
+        self.unknown_acks = 0
+        # consumer sessions cut for holding more than mq.maxPendingBytes
+        self.slow_consumers = 0
 
 
 class Topic:
