@@ -63,6 +63,10 @@ class ServerSection:
     # who serves the producer/consumer WebSockets on the main port: picows (faster) or
     # aiohttp (the engine of everything else on the port); same protocol either way
     wsEngine: str = field(default="picows", metadata=_choices("picows", "aiohttp"))
+    # /metrics: per-topic series for this many busiest topics (the rest as topic="_other"),
+    # and whether it is served without the key
+    metricsTopics: int = field(default=1000, metadata=_at_least(0))
+    metricsPublic: int = field(default=0, metadata=_choices(0, 1))
 
 
 @dataclass

@@ -29,7 +29,7 @@ from tests.compat.wsclient import (
     wait_for,
     wait_status,
 )
-from tests.harness import BrokerProcess
+from tests.harness import SECRET, BrokerProcess
 
 # The broker runs in a zone that is nobody's local time, so a UTC/local mix-up shows.
 BROKER_TZ = "KMQ-8:30"
@@ -231,6 +231,44 @@ BAD_BODIES: list[tuple[str, dict[str, Any]]] = [
         {
             "data": b"--xx\r\ngarbage",
             "headers": {"Content-Type": "multipart/form-data; boundary=zz"},
+        },
+    ),
+    *(
+        (
+            f"multipart-{name}",
+            {
+                "data": b"--zz\r\n" + part + b"\r\n--zz--\r\n",
+                "headers": {"Content-Type": "multipart/form-data; boundary=zz"},
+            },
+        )
+        for name, part in (
+            ("bad-header", b"garbage\r\n\r\nx"),
+            (
+                "charset",
+                b'Content-Disposition: form-data; name="topic"\r\n'
+                b"Content-Type: text/plain; charset=nope\r\n\r\nx",
+            ),
+            (
+                "transfer-encoding",
+                b'Content-Disposition: form-data; name="topic"\r\n'
+                b"Content-Transfer-Encoding: nope\r\n\r\nx",
+            ),
+            ("no-name", b"Content-Disposition: form-data\r\n\r\nx"),
+            ("truncated", b'Content-Disposition: form-data; name="topic"'),
+        )
+    ),
+    (
+        "urlencoded-charset",
+        {
+            "data": b"messageData=a&topic=t&delayTime=0",
+            "headers": {"Content-Type": "application/x-www-form-urlencoded; charset=nope"},
+        },
+    ),
+    (
+        "urlencoded-bad-utf8",
+        {
+            "data": b"messageData=\xff&topic=t&delayTime=0",
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
         },
     ),
     ("json-body", {"json": {"messageData": "a", "topic": "t", "delayTime": 0}}),
@@ -659,7 +697,7 @@ async def test_metrics(mb):
         await c.send_str(code)
 
         await wait_status(session, mb, code, 1)
-        async with session.get(f"{mb.http}/metrics") as resp:
+        async with session.get(f"{mb.http}/metrics", headers={"secretKey": SECRET}) as resp:
             assert resp.status == 200
             assert resp.headers["Content-Type"].startswith("text/plain")
             text = await resp.text()

@@ -5,18 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from kapokmq.httpbase import cors, json_response
 from kapokmq.server import http_api
 from kapokmq.server.keys import RUNTIME
-from kapokmq.server.metrics import CONTENT_TYPE, make_registry, render
+from kapokmq.server.metrics import CONTENT_TYPE, MetricsPage
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.session import SyncFeed
 from kapokmq.server.ws_aiohttp import SYNC_FEED, sync_endpoint
 from kapokmq.server.ws_aiohttp import endpoint as websocket_endpoint
 
-METRICS = web.AppKey("metrics", CollectorRegistry)
+METRICS = web.AppKey("metrics", MetricsPage)
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 # the browser client (docs/client.md, "Browser client"), served from the broker's own origin
 BROWSER_CLIENT = Path(__file__).resolve().parent.parent / "client" / "kapokmq.js"
@@ -47,7 +46,19 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = render(request.app[METRICS])
+    """Prometheus text; wants the console key (``secretKey`` header or ``Authorization:
+    Bearer``, as Prometheus' ``authorization`` setting sends it) unless
+    server.metricsPublic is 1."""
+    config = request.app[RUNTIME].config
+    if not config.server.metricsPublic and not await http_api.key_accepted(
+        request, http_api.console_key(config), bearer=True
+    ):
+        return web.Response(
+            status=401,
+            text="401 Unauthorized: /metrics wants the secret key\n",
+            headers={"WWW-Authenticate": 'Bearer realm="kapokmq"'},
+        )
+    body = await request.app[METRICS].body()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -56,7 +67,7 @@ def build_app(runtime: BrokerRuntime, sync_feed: SyncFeed | None = None) -> web.
         middlewares=[cors], client_max_size=runtime.config.mq.maxMessageBytes + 65536
     )
     app[RUNTIME] = runtime
-    app[METRICS] = make_registry(runtime)
+    app[METRICS] = MetricsPage(runtime)
     app.router.add_get("/{role:Producers|Consumers}/Conn/{topic}/{id}", websocket_endpoint)
     if sync_feed is not None:  # a master (docs/protocol.md "Master-slave sync")
         app[SYNC_FEED] = sync_feed

@@ -24,6 +24,7 @@ from kapokmq.server.forms import BadInput, field, int_field
 from kapokmq.server.keys import NODES, RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.send import (
+    KEY_MISMATCH_BODY,
     accept_batch,
     accept_send,
     batch_body,
@@ -68,9 +69,31 @@ def authorised(handler: FormHandler) -> Handler:
     return _guarded(handler, console_key)
 
 
+async def key_accepted(request: web.Request, secret: str, bearer: bool = False) -> bool:
+    """Does the request carry ``secret`` (the ``secretKey`` header, or with ``bearer``
+    also ``Authorization: Bearer <key>``)? A wrong or missing key is answered only after
+    the per-address throttle's delay (server/guard.py); a right one at once."""
+    given = request.headers.get("secretKey")
+    if given is None and bearer:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            given = token.strip()
+    if key_matches(given, secret):
+        return True
+    await wrong_key(request)
+    return False
+
+
+async def wrong_key(request: web.Request) -> None:
+    """Wait as long as the per-address throttle wants before a wrong-key answer."""
+    delay = runtime_of(request).key_guard.wrong_key(request.remote or "")
+    if delay:
+        await asyncio.sleep(delay)
+
+
 def _guarded(handler: FormHandler, key_of: Callable[[Config], str]) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        if not key_matches(request.headers.get("secretKey"), key_of(runtime_of(request).config)):
+        if not await key_accepted(request, key_of(runtime_of(request).config)):
             return json_response(KEY_MISMATCH)
         form = await read_form(request)
         if isinstance(form, str):
@@ -97,8 +120,10 @@ async def read_form(request: web.Request) -> MultiDictProxy[Any] | str:
         return await request.post()
     except web.HTTPRequestEntityTooLarge:
         return too_large(request)
-    except ValueError as exc:
-        return f"cannot parse the form body: {exc}"
+    except Exception as exc:  # aiohttp raises ValueError, LookupError (charset),
+        # RuntimeError (transfer encoding), InvalidHeader...: all mean a bad body
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        return f"cannot parse the form body: {reason}"
 
 
 def time_field(form: MultiDictProxy[Any], name: str, default: int) -> int:
@@ -118,6 +143,8 @@ async def producer_send(request: web.Request) -> web.StreamResponse:
     """The rules are accept_send's (server/send.py), shared with the lean path."""
     form = await read_form(request)
     answer = accept_send(runtime_of(request), request.headers.get("secretKey"), form)
+    if answer.body is KEY_MISMATCH_BODY:
+        await wrong_key(request)
     if answer.durable is not None:
         await asyncio.wait([answer.durable])  # shared: never cancelled here, never raises
     return web.Response(body=settled(answer), content_type="application/json", charset="utf-8")
@@ -130,6 +157,8 @@ async def producer_send_batch(request: web.Request) -> web.StreamResponse:
     except web.HTTPRequestEntityTooLarge:
         items = too_large(request)
     answer = accept_batch(runtime_of(request), request.headers.get("secretKey"), items)
+    if not isinstance(answer, list) and answer.body is KEY_MISMATCH_BODY:
+        await wrong_key(request)
     if isinstance(answer, list):
         durable = last_durable(answer)
         if durable is not None:
@@ -372,7 +401,7 @@ async def stats(request: web.Request, form: MultiDictProxy[Any]) -> web.Response
 
 async def get_nodes(request: web.Request) -> web.StreamResponse:
     """Cluster members; an empty body when the broker is not clustered (as the original)."""
-    if not key_matches(request.headers.get("secretKey"), console_key(runtime_of(request).config)):
+    if not await key_accepted(request, console_key(runtime_of(request).config)):
         return json_response(KEY_MISMATCH)
     nodes_provider = request.app.get(NODES)
     if nodes_provider is None:

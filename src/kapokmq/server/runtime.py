@@ -19,6 +19,7 @@ from kapokmq.config import Config
 from kapokmq.core.broker import Broker
 from kapokmq.model import Message, Status
 from kapokmq.protocol import SendItem
+from kapokmq.server.guard import KeyGuard
 
 if TYPE_CHECKING:
     from kapokmq.server.session import Session
@@ -70,6 +71,8 @@ class BrokerRuntime:
         self._refusals: dict[str, Refusal] = {}
         # Set in cluster mode, for /metrics: refused gossip input by reason (gossip/state.py).
         self.gossip_refused: Callable[[], dict[str, int]] | None = None
+        # wrong secret keys per source address, WebSocket and HTTP (server/guard.py)
+        self.key_guard = KeyGuard(time.monotonic)
         # live producer and consumer WebSocket sessions (server/session.py), closed at shutdown
         self.sessions: set[Session] = set()
         # live lean HTTP connections, closed at shutdown too (server/http_lean.py)
