@@ -145,12 +145,18 @@ async def test_in_flight_window_is_per_subscriber_in_pubsub_override(p2p):
         for ws in (a, b):
             assert [m["MessageCode"] for m in await recv_many(ws, WINDOW)] == codes[:WINDOW]
             await expect_silence(ws, 0.3)
-        # one ack marks a message consumed for everybody and frees a slot for both
+        # a's ack consumes the message for everybody but frees a slot in a's window only:
+        # b's copy counts against b until b acks it
         await a.send_str(codes[0])
-        for ws in (a, b):
-            assert (await recv_push(ws, timeout=2))["MessageCode"] == codes[WINDOW]
+        assert (await recv_push(a, timeout=2))["MessageCode"] == codes[WINDOW]
+        await expect_silence(b, 0.3)
+        await b.send_str(codes[0])
+        assert (await recv_push(b, timeout=2))["MessageCode"] == codes[WINDOW]
         for code in codes[1:]:
             await a.send_str(code)
+        assert (await recv_push(a, timeout=2))["MessageCode"] == codes[WINDOW + 1]
+        await expect_silence(b, 0.3)
+        await b.send_str(codes[1])
         assert (await recv_push(b, timeout=2))["MessageCode"] == codes[WINDOW + 1]
         await a.close()
         await b.close()
