@@ -67,6 +67,9 @@ class ServerSection:
     # and whether it is served without the key
     metricsTopics: int = field(default=1000, metadata=_at_least(0))
     metricsPublic: int = field(default=0, metadata=_choices(0, 1))
+    # web origins (scheme://host[:port]) whose pages may use the API and WebSockets; "*" = any
+    # (docs/protocol.md "Origins")
+    allowedOrigins: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -203,7 +206,7 @@ def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     value: object
     if raw is None:  # `key:` with no value: the type's zero value, as the original's viper
-        raw = "" if kind == "str" else 0 if kind == "int" else {}
+        raw = "" if kind == "str" else 0 if kind == "int" else [] if kind == "list[str]" else {}
     if kind == "int":
         if isinstance(raw, bool) or not isinstance(raw, int | str):
             raise ConfigError(f"{key} must be an integer, got {raw!r}")
@@ -215,6 +218,11 @@ def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
         if isinstance(raw, bool) or not isinstance(raw, str | int):
             raise ConfigError(f"{key} must be a string, got {raw!r}")
         value = str(raw)
+    elif kind == "list[str]":  # a yaml list, or comma-separated in the environment or a flag
+        items = raw.split(",") if isinstance(raw, str) else raw
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{key} must be a list of strings, got {raw!r}")
+        value = [i.strip() for i in items if i.strip()]
     else:  # the topics mapping
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{key} must be a mapping of topic name to settings")

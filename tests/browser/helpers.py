@@ -40,7 +40,7 @@ def shoot(page: Page, name: str) -> Path:
     return path
 
 
-# Opens a WebSocket client from a blank page (so no console code is involved) and completes
+# Opens a WebSocket client from a page with no console code on it and completes
 # the handshake; resolves once the broker said the key matched. A consumer acks what it gets
 # only when `ack` is true.
 WS_CLIENT = """
@@ -61,5 +61,9 @@ WS_CLIENT = """
 def connect_client(
     page: Page, broker: BrokerProcess, kind: str, topic: str, client_id: str, ack: bool = False
 ) -> None:
-    """Connect a producer or consumer (kind "Producers" or "Consumers") from `page`."""
+    """Connect a producer or consumer (kind "Producers" or "Consumers") from `page`.
+    A blank page is first taken to the broker's origin: with the default key the broker
+    refuses WebSocket upgrades from other origins (docs/protocol.md "Origins")."""
+    if page.url == "about:blank":
+        page.goto(broker.http + "/healthz")
     page.evaluate(WS_CLIENT, [f"{broker.ws}/{kind}/Conn/{topic}/{client_id}", SECRET, ack])

@@ -15,6 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import cast
+
+from kapokmq.server.origins import forbidden_response
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +29,30 @@ HEAD_TIMEOUT = 30.0
 # path of a WebSocket upgrade -> the protocol serving it, or None to leave it to aiohttp
 WebSocketFactory = Callable[[str], asyncio.BaseProtocol | None]
 HttpFactory = Callable[[], asyncio.BaseProtocol]
+# (Origin, Host) of an upgrade -> may it go ahead (server/origins.py)
+OriginCheck = Callable[[str | None, str | None], bool]
 
 
-def websocket_path(head: bytes) -> str | None:
-    """The request path if ``head`` is a ``GET`` with ``Upgrade: websocket``, else None."""
+def websocket_upgrade(head: bytes) -> tuple[str, str | None, str | None] | None:
+    """(path, Origin, Host) if ``head`` is a ``GET`` with ``Upgrade: websocket``, else None."""
     line_end = head.find(b"\r\n")
     request_line = head[:line_end] if line_end >= 0 else head
     parts = request_line.split(b" ")
     if len(parts) != 3 or parts[0] != b"GET":
         return None
+    upgrade = False
+    found: dict[bytes, str] = {}
     for header in head[line_end + 2 :].split(b"\r\n"):
         name, _, value = header.partition(b":")
-        if name.strip().lower() == b"upgrade" and value.strip().lower() == b"websocket":
-            return parts[1].decode("utf-8", "replace")  # as aiohttp decodes a raw path
-    return None
+        name = name.strip().lower()
+        if name == b"upgrade" and value.strip().lower() == b"websocket":
+            upgrade = True
+        elif name in (b"origin", b"host"):
+            found[name] = value.strip().decode("latin-1")
+    if not upgrade:
+        return None
+    # the path as aiohttp decodes a raw one
+    return parts[1].decode("utf-8", "replace"), found.get(b"origin"), found.get(b"host")
 
 
 def hand_over(
@@ -66,9 +79,12 @@ def hand_over(
 class FirstRequestRouter(asyncio.Protocol):
     """Buffers a new connection until its first request head is complete, then hands over."""
 
-    def __init__(self, websocket: WebSocketFactory, http: HttpFactory) -> None:
+    def __init__(
+        self, websocket: WebSocketFactory, http: HttpFactory, origin_ok: OriginCheck
+    ) -> None:
         self.websocket = websocket
         self.http = http
+        self.origin_ok = origin_ok
         self.transport: asyncio.BaseTransport | None = None
         self.buffer = bytearray()
         self.timer: asyncio.TimerHandle | None = None
@@ -86,10 +102,25 @@ class FirstRequestRouter(asyncio.Protocol):
             return
         protocol = None
         if end >= 0:
-            path = websocket_path(bytes(buffer[:end]))
-            if path is not None:
+            upgrade = websocket_upgrade(bytes(buffer[:end]))
+            if upgrade is not None:
+                path, origin, host = upgrade
                 protocol = self.websocket(path)
+                if protocol is not None and not self.origin_ok(origin, host):
+                    self._refuse(origin)
+                    return
         self._hand_over(protocol or self.http())
+
+    def _refuse(self, origin: str | None) -> None:
+        """A picows upgrade from a page the Origin rule refuses: 403, closed."""
+        assert self.transport is not None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        log.info("refused a WebSocket upgrade from Origin %r (server.allowedOrigins)", origin)
+        transport = cast(asyncio.Transport, self.transport)  # uvloop's: not a subclass
+        transport.write(forbidden_response())
+        transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:

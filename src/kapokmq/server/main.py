@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import signal
@@ -20,6 +21,7 @@ from kapokmq.server.http_lean import LeanHttp
 from kapokmq.server.http_lean import close_all as close_http
 from kapokmq.server.keys import NODES
 from kapokmq.server.listener import FirstRequestRouter
+from kapokmq.server.origins import origin_allowed
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.session import close_all as close_websockets
 from kapokmq.server.ws_picows import websocket_protocols
@@ -47,12 +49,13 @@ async def listen(
     assert http is not None
     if config.server.wsEngine == "picows":
         websocket = websocket_protocols(runtime)
+        origin_ok = functools.partial(origin_allowed, config)
 
         def lean_http() -> asyncio.BaseProtocol:
             return LeanHttp(runtime, http)
 
         def protocol() -> asyncio.BaseProtocol:
-            return FirstRequestRouter(websocket, lean_http)
+            return FirstRequestRouter(websocket, lean_http, origin_ok)
 
     else:
         protocol = http

@@ -1,0 +1,46 @@
+"""Which web pages may talk to the broker: the ``Origin`` rule (docs/protocol.md, "Origins").
+
+A browser adds ``Origin`` to every cross-site API request and WebSocket upgrade, and any
+page the operator opens could otherwise drive a broker that still has the default key
+``test``. The rule, for a request that carries ``Origin`` (clients that are not browsers
+send none and are never affected):
+
+* ``server.allowedOrigins`` lists origins (``*``: all): the broker's own origin and the
+  listed ones are allowed, any other gets HTTP 403;
+* no list and the default key: only the broker's own origin (its console);
+* no list and a key of one's own: every origin, as the original.
+
+"The broker's own origin" is the one whose host[:port] is the request's ``Host``: the
+console page the broker served. Checked by the listener for the WebSocket upgrades it
+hands to picows and by the aiohttp middleware for everything else, with this function.
+"""
+
+from __future__ import annotations
+
+from kapokmq.config import Config
+
+DEFAULT_KEY = "test"
+FORBIDDEN = b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"
+FORBIDDEN_TEXT = "403 Forbidden: this Origin may not use the broker (server.allowedOrigins)\n"
+
+
+def origin_allowed(config: Config, origin: str | None, host: str | None) -> bool:
+    if origin is None:
+        return True
+    origin = origin.strip().lower().rstrip("/")
+    allowed = config.server.allowedOrigins
+    if "*" in allowed:
+        return True
+    if host is not None:
+        _, _, netloc = origin.partition("://")
+        if netloc == host.strip().lower():
+            return True
+    if allowed:
+        return origin in {a.lower().rstrip("/") for a in allowed}
+    return config.mq.secretKey != DEFAULT_KEY
+
+
+def forbidden_response() -> bytes:
+    """The whole 403 answer, for a connection the listener refuses before any engine."""
+    body = FORBIDDEN_TEXT.encode()
+    return FORBIDDEN + b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
