@@ -2,10 +2,11 @@
 
 The broker keeps plain integer counters on its hot path; this module reads them only when
 scraped, so metrics cost nothing per message. A scrape costs the event loop little too:
-the per-topic figures are copied on the loop (a few ms at 10,000 topics), the text is
-rendered in a worker thread, and one rendering serves every scrape for ``MAX_AGE``
-seconds. Only the ``server.metricsTopics`` busiest topics get their own series; the rest
-are summed under ``topic="_other"`` (docs/protocol.md, "Metrics").
+the figures are copied on the loop (a few ms at 10,000 topics; new whole-broker figures
+belong in ``broker_families``), the text is rendered in a worker thread, and one
+rendering serves every scrape for ``MAX_AGE`` seconds. Only the ``server.metricsTopics``
+busiest topics get their own series; the rest are summed under ``topic="_other"``
+(docs/protocol.md, "Other routes").
 """
 
 from __future__ import annotations
@@ -76,16 +77,15 @@ def busiest(rows: list[TopicRow], limit: int) -> list[TopicRow]:
 
 
 class BrokerCollector(Collector):
-    """Reads ``rows`` (set on the loop before each rendering) and a few whole-broker
-    figures that are safe to read from the rendering thread."""
+    """Yields what was copied on the loop before a rendering: the topic rows (their
+    families are built here, in the rendering thread) and the whole-broker families."""
 
-    def __init__(self, runtime: BrokerRuntime, max_topics: int) -> None:
-        self.runtime = runtime
+    def __init__(self, max_topics: int) -> None:
         self.max_topics = max_topics
         self.rows: list[TopicRow] = []
+        self.families: list[Metric] = []
 
     def collect(self) -> Iterator[Metric]:
-        broker = self.runtime.broker
         rows = busiest(self.rows, self.max_topics)
         for index, (name, doc, is_counter) in enumerate(TOPIC_SERIES):
             family: CounterMetricFamily | GaugeMetricFamily
@@ -96,71 +96,78 @@ class BrokerCollector(Collector):
             for topic, values in rows:
                 family.add_metric([topic], values[index])
             yield family
-        stored = GaugeMetricFamily(
-            "kapokmq_messages_stored", "Stored messages by status", labels=["status"]
+        yield from self.families
+
+
+def broker_families(runtime: BrokerRuntime) -> Iterator[Metric]:
+    """The whole-broker figures (a few dozen samples); built on the event loop, because
+    what they read (broker, storage, gossip) is not thread-safe."""
+    broker = runtime.broker
+    stored = GaugeMetricFamily(
+        "kapokmq_messages_stored", "Stored messages by status", labels=["status"]
+    )
+    for status, count in broker.store.counts().items():
+        stored.add_metric([status.name.lower()], count)
+    yield stored
+    wal = runtime.wal_stats
+    if wal is not None:
+        yield CounterMetricFamily(
+            "kapokmq_wal_records", "Records appended to the write-ahead log", value=wal.appended
         )
-        for status, count in broker.store.counts().items():
-            stored.add_metric([status.name.lower()], count)
-        yield stored
-        wal = self.runtime.wal_stats
-        if wal is not None:
-            yield CounterMetricFamily(
-                "kapokmq_wal_records", "Records appended to the write-ahead log", value=wal.appended
-            )
-            yield CounterMetricFamily("kapokmq_wal_fsyncs", "WAL fsync calls", value=wal.syncs)
-            yield CounterMetricFamily(
-                "kapokmq_wal_fsync_seconds", "Time spent in WAL fsync", value=wal.sync_seconds
-            )
-            yield GaugeMetricFamily(
-                "kapokmq_wal_fsync_max_seconds",
-                "Slowest WAL fsync so far",
-                value=wal.max_sync_seconds,
-            )
-        storage = self.runtime.storage_health
-        if storage is not None:
-            yield GaugeMetricFamily(
-                "kapokmq_storage_available",
-                "1 while storage writes succeed, 0 while producer writes are refused for it",
-                value=0 if storage.fault is not None else 1,
-            )
-            yield CounterMetricFamily(
-                "kapokmq_storage_write_failures",
-                "Failed storage writes, fsyncs and rebuild attempts",
-                value=storage.write_failures,
-            )
-        yield GaugeMetricFamily(
-            "kapokmq_backlog",
-            "Unconsumed messages (bounded by messageChanBuffer)",
-            value=broker.backlog,
+        yield CounterMetricFamily("kapokmq_wal_fsyncs", "WAL fsync calls", value=wal.syncs)
+        yield CounterMetricFamily(
+            "kapokmq_wal_fsync_seconds", "Time spent in WAL fsync", value=wal.sync_seconds
         )
         yield GaugeMetricFamily(
-            "kapokmq_producers", "Connected producer sessions", value=len(broker.producers)
+            "kapokmq_wal_fsync_max_seconds",
+            "Slowest WAL fsync so far",
+            value=wal.max_sync_seconds,
         )
-        dedup = broker.dedup
+    storage = runtime.storage_health
+    if storage is not None:
         yield GaugeMetricFamily(
-            "kapokmq_dedup_ids", "Producer dedup ids remembered (mq.dedupWindow)", value=len(dedup)
+            "kapokmq_storage_available",
+            "1 while storage writes succeed, 0 while producer writes are refused for it",
+            value=0 if storage.fault is not None else 1,
         )
         yield CounterMetricFamily(
-            "kapokmq_dedup_duplicates",
-            "Messages not stored again: their MessageId was seen within the window",
-            value=dedup.duplicates,
+            "kapokmq_storage_write_failures",
+            "Failed storage writes, fsyncs and rebuild attempts",
+            value=storage.write_failures,
         )
-        yield CounterMetricFamily(
-            "kapokmq_dedup_evicted",
-            "Dedup ids forgotten before their window ended because of mq.dedupMaxIds",
-            value=dedup.evicted,
+    yield GaugeMetricFamily(
+        "kapokmq_backlog",
+        "Unconsumed messages (bounded by messageChanBuffer)",
+        value=broker.backlog,
+    )
+    yield GaugeMetricFamily(
+        "kapokmq_producers", "Connected producer sessions", value=len(broker.producers)
+    )
+    dedup = broker.dedup
+    yield GaugeMetricFamily(
+        "kapokmq_dedup_ids", "Producer dedup ids remembered (mq.dedupWindow)", value=len(dedup)
+    )
+    yield CounterMetricFamily(
+        "kapokmq_dedup_duplicates",
+        "Messages not stored again: their MessageId was seen within the window",
+        value=dedup.duplicates,
+    )
+    yield CounterMetricFamily(
+        "kapokmq_dedup_evicted",
+        "Dedup ids forgotten before their window ended because of mq.dedupMaxIds",
+        value=dedup.evicted,
+    )
+    gossip_refused = runtime.gossip_refused
+    if gossip_refused is not None:
+        refused = CounterMetricFamily(
+            "kapokmq_gossip_refused",
+            "Gossip input dropped: unencrypted or malformed packets, refused streams, "
+            "rate-limited introductions",
+            labels=["reason"],
         )
-        gossip_refused = self.runtime.gossip_refused
-        if gossip_refused is not None:
-            refused = CounterMetricFamily(
-                "kapokmq_gossip_refused",
-                "Gossip input dropped: unencrypted or malformed packets, refused streams, "
-                "rate-limited introductions",
-                labels=["reason"],
-            )
-            for reason, count in gossip_refused().items():
-                refused.add_metric([reason], count)
-            yield refused
+        for reason, count in gossip_refused().items():
+            refused.add_metric([reason], count)
+        yield refused
 
 
 class MetricsPage:
@@ -169,7 +176,7 @@ class MetricsPage:
 
     def __init__(self, runtime: BrokerRuntime) -> None:
         self.runtime = runtime
-        self.collector = BrokerCollector(runtime, runtime.config.server.metricsTopics)
+        self.collector = BrokerCollector(runtime.config.server.metricsTopics)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
         self._body = b""
@@ -182,6 +189,7 @@ class MetricsPage:
             return self._body
         if self._rendering is None:
             self.collector.rows = topic_rows(self.runtime.broker)
+            self.collector.families = list(broker_families(self.runtime))
             self._rendering = asyncio.ensure_future(
                 asyncio.to_thread(generate_latest, self.registry)
             )
@@ -191,6 +199,7 @@ class MetricsPage:
     def _rendered(self, rendering: asyncio.Future[bytes]) -> None:
         self._rendering = None
         self.collector.rows = []
+        self.collector.families = []
         if not rendering.cancelled() and rendering.exception() is None:
             self._body = rendering.result()
             self._rendered_at = self.runtime.loop.time()
