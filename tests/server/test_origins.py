@@ -42,6 +42,19 @@ async def api_status(broker: BrokerProcess, origin: str | None, key: str = SECRE
         return resp.status
 
 
+async def send_status(broker: BrokerProcess, origin: str) -> int:
+    """An urlencoded HTTP Send, the request the lean path serves (server/http_lean.py)."""
+    form = {"messageData": "m", "topic": "t", "delayTime": "0"}
+    headers = {"secretKey": SECRET, "Origin": origin}
+    url = f"{broker.http}/Producer/Send"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(2):  # the second on a kept-alive connection
+            async with session.post(url, data=form, headers=headers) as resp:
+                await resp.read()
+                status = resp.status
+    return status
+
+
 async def preflight(broker: BrokerProcess, origin: str) -> None:
     headers = {"Origin": origin, "Access-Control-Request-Method": "POST"}
     url = f"{broker.http}/Console/Ping"
@@ -56,6 +69,7 @@ async def test_default_key_refuses_foreign_pages(broker_factory, engine):
     own = f"http://127.0.0.1:{broker.port}"
     assert await upgrade_status(broker, FOREIGN) == 403
     assert await api_status(broker, FOREIGN) == 403
+    assert await send_status(broker, FOREIGN) == 403
     assert await upgrade_status(broker, "null") == 403  # a file:// page
     assert await upgrade_status(broker, own) == 101  # the console the broker serves
     assert await api_status(broker, own) == 200

@@ -11,8 +11,10 @@ one write, in order.
 Anything else is not re-implemented here: at the first request this path does not serve
 (another route or method, multipart or any other body type, chunked or compressed bodies,
 ``Expect``, upgrades, HTTP/1.0 or ``Connection: close``, bodies over MAX_BODY, a head it
-cannot parse, a form yarl will not read) the connection, with that request's bytes, is
-handed to aiohttp for good (server/listener.py ``hand_over``), which answers as always.
+cannot parse, a form yarl will not read, a wrong key (its answer waits for the key-guess
+throttle), an ``Origin`` header (the Origin rule)) the connection, with that request's
+bytes, is handed to aiohttp for good (server/listener.py ``hand_over``), which answers as
+always.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from multidict import MultiDict
 from yarl import query_to_pairs
 
-from kapokmq.httpbase import CORS_HEADERS
+from kapokmq.httpbase import CORS_HEADERS, key_matches
 from kapokmq.server.listener import MAX_HEAD, hand_over
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.send import SendAnswer, accept_send, last_durable, settled
@@ -44,7 +46,10 @@ MAX_FIELDS = 1000  # aiohttp's client_max_fields: more is its "too large" answer
 # aiohttp's keep-alive timeout: an idle connection is closed after this many seconds.
 IDLE_TIMEOUT = 75.0
 # A header that makes a request one this path does not serve (aiohttp handles them).
-AIOHTTP_ONLY = frozenset((b"transfer-encoding", b"content-encoding", b"expect", b"upgrade"))
+# (Origin: a browser's request, judged by the Origin rule in aiohttp's middleware.)
+AIOHTTP_ONLY = frozenset(
+    (b"transfer-encoding", b"content-encoding", b"expect", b"upgrade", b"origin")
+)
 
 _HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
@@ -174,7 +179,7 @@ class LeanHttp(asyncio.Protocol):
             if not self._parse_body(buffer[body_start:end]):
                 return self._to_aiohttp(start, answers)
             form = self._form(buffer[body_start:end])
-            if form is None:
+            if form is None or not key_matches(self.key, self.runtime.config.mq.secretKey):
                 return self._to_aiohttp(start, answers)
             try:
                 answers.append(accept_send(self.runtime, self.key, form))
