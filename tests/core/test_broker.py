@@ -204,22 +204,35 @@ def test_pubsub_copies_of_cleaned_messages_still_reach_every_subscriber():
 
 
 def test_slow_subscriber_is_cut_over_max_pending_bytes():
-    broker, _ = make_broker(pushType=2, maxInFlight=10, maxPendingBytes=65536)
+    broker, clock = make_broker(pushType=2, maxInFlight=10, maxPendingBytes=65536)
     fast, rf = attach(broker, name="fast")
     cut: list[str] = []
+    lagging: list[str] = []
     slow = broker.attach_consumer(
         ClientInfo("slow", "t", "", 0), Recorder(), lambda: cut.append("x")
     )
+    behind, rb = attach(broker, name="behind")  # acks, but one message every 0.4 s
+    behind.overflow = lambda: lagging.append("x")
     never = broker.attach_consumer(ClientInfo("never", "t", "", 0), Recorder())  # no overflow
     data = "x" * 1000
-    for _ in range(100):  # 100 x 1,128 weighed bytes > 64 KiB queued for the slow one
+    for i in range(100):  # 100 x 1,128 weighed bytes > 64 KiB queued for the slow one
+        clock.advance(0.1)
         broker.publish("t", data, 0)
         broker.dispatch()
         broker.ack_many(fast, [m.code for m in rf.take()])
-    assert cut == ["x"]
+        if i % 4 == 0:
+            broker.ack(behind, rb.take()[0].code)
+        if i == 60:  # over the bound, but it acked less than STALLED_AFTER (1 s) ago
+            assert not cut
+    assert cut == ["x"]  # once it had acked nothing for a second
     assert slow not in broker.topic("t").consumers and not slow.pending
     assert broker.topic("t").stats.slow_consumers == 1
+    assert not lagging and behind.pending_bytes > 65536  # behind, but it keeps acking
     assert never in broker.topic("t").consumers  # a session without a transport hook stays
+    for _ in range(500):  # lagging past HARD_LIMIT (8x) is cut whatever it acks
+        broker.publish("t", data, 0)
+        broker.dispatch()
+    assert lagging == ["x"]
 
 
 def test_a_paused_session_is_skipped_until_resumed():

@@ -4,13 +4,23 @@ keys"): against real broker processes, on both WebSocket engines."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import json
+import os
+import socket
+import struct
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import aiohttp
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.compat.wsclient import consumer, recv_push
+from tests.compat.wsclient import MATCHED, PROMPT, consumer, frame, producer, recv_push
 from tests.harness import SECRET, BrokerProcess
 
 ENGINES = ["picows", "aiohttp"]
@@ -67,3 +77,246 @@ async def test_an_ack_for_another_topics_message_is_ignored(broker_factory, engi
             await asyncio.sleep(0.05)
         await a.close()
         await b.close()
+
+
+# ---------------------------------------------------------------------------- key guessing
+GUESSERS = 50
+GUESS_SECONDS = 4.0
+
+
+async def guess_over_websocket(broker: BrokerProcess, answers: list[float]) -> None:
+    """Reconnects after every 1008 and keeps sending wrong keys; records each answer."""
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.ws_connect(f"{broker.ws}/Consumers/Conn/t/guesser") as ws:
+                async for msg in ws:
+                    if msg.data == "Please enter the secret key":
+                        await ws.send_str("wrong")
+                    elif msg.data == "Secret key matching error":
+                        answers.append(time.monotonic())
+
+
+async def guess_over_http(broker: BrokerProcess, answers: list[float]) -> None:
+    """Alternates a Console route and HTTP Send (whose common form the lean path serves)."""
+    form = {"messageData": "m", "topic": "t", "delayTime": "0"}
+    async with aiohttp.ClientSession() as session:
+        while True:
+            for path in ("/Console/Ping", "/Producer/Send"):
+                async with session.post(
+                    f"{broker.http}{path}", data=form, headers={"secretKey": "wrong"}
+                ) as resp:
+                    assert (await resp.json())["code"] == -1
+                    answers.append(time.monotonic())
+
+
+async def right_key_delay(broker: BrokerProcess) -> float:
+    """Seconds for a WebSocket handshake and an HTTP request with the right key."""
+    start = time.monotonic()
+    async with aiohttp.ClientSession() as session:
+        ws = await consumer(session, broker, "t", "honest")
+        await ws.close()
+        async with session.post(f"{broker.http}/Console/Ping", headers={"secretKey": SECRET}) as r:
+            assert await r.json() == {"code": 0}
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_key_guessing_is_throttled_per_address(broker_factory, engine):
+    """50 connections from one address guess for 4 s over WebSocket and HTTP together:
+    20 answers are free, then at most one per second; the right key is never held up."""
+    broker = broker_factory(settings={"server.wsEngine": engine})
+    answers: list[float] = []
+    start = time.monotonic()
+    guessers = [
+        asyncio.create_task(guess(broker, answers))
+        for guess in [guess_over_websocket, guess_over_http] * (GUESSERS // 2)
+    ]
+    await asyncio.sleep(1.0)  # well into the throttle by now
+    honest = await right_key_delay(broker)
+    await asyncio.sleep(start + GUESS_SECONDS - time.monotonic())
+    counted = len([t for t in answers if t - start <= GUESS_SECONDS])
+    for task in guessers:
+        task.cancel()
+    await asyncio.gather(*guessers, return_exceptions=True)
+    print(
+        f"{engine}: {counted} wrong-key answers in {GUESS_SECONDS:g} s to {GUESSERS} "
+        f"guessers; right key answered in {honest * 1000:.0f} ms"
+    )
+    assert 20 <= counted <= 20 + GUESS_SECONDS + 2
+    assert honest < 1.0
+
+
+# ---------------------------------------------------------------------------- slow consumers
+REPO = Path(__file__).resolve().parents[2]
+
+
+class RawSubscriber:
+    """A consumer on a bare socket that logs in and then reads nothing until told to (a
+    small receive buffer, so the broker sees a full socket soon)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, broker: BrokerProcess, topic: str, cid: str) -> RawSubscriber:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", broker.port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
+        key = base64.b64encode(os.urandom(16))
+        writer.write(
+            b"GET /Consumers/Conn/%s/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            % (topic.encode(), cid.encode(), key)
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        self = cls(reader, writer)
+        assert await self.frame() == (1, PROMPT.encode())
+        writer.write(bytes((0x81, 0x80 | len(SECRET))) + b"\0\0\0\0" + SECRET.encode())
+        assert await self.frame() == (1, MATCHED.encode())
+        return self
+
+    async def frame(self) -> tuple[int, bytes]:
+        """(opcode, payload) of the next frame."""
+        head = await asyncio.wait_for(self.reader.readexactly(2), 10)
+        n = head[1] & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", await self.reader.readexactly(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", await self.reader.readexactly(8))[0]
+        return head[0] & 0x0F, await self.reader.readexactly(n)
+
+    async def until_close(self) -> tuple[int, int, bytes]:
+        """Read everything: (pushes seen, close code, close reason)."""
+        pushes = 0
+        while True:
+            opcode, payload = await self.frame()
+            if opcode == 8:
+                return pushes, struct.unpack("!H", payload[:2])[0], payload[2:]
+            pushes += 1
+
+
+async def wait_for_log(broker: BrokerProcess, text: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in broker.log():
+        assert time.monotonic() < deadline, f"no {text!r} in the broker's log"
+        await asyncio.sleep(0.05)
+    return next(line for line in broker.log().splitlines() if text in line)
+
+
+async def run_loadgen(broker: BrokerProcess, *args: str, timeout: float) -> dict[str, float]:
+    """benchmarks/loadgen.py against the broker; its result line, as a dict."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "benchmarks.loadgen",
+        *args,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
+    result: dict[str, float] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
+async def sample_rss(pid: int, until: asyncio.Future[Any]) -> int:
+    """Peak RSS of ``pid`` until ``until`` is done, sampled every 50 ms."""
+    process = psutil.Process(pid)
+    peak = 0
+    while not until.done():
+        peak = max(peak, process.memory_info().rss)
+        await asyncio.sleep(0.05)
+    return peak
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_pubsub_subscriber_that_does_not_read_is_cut(broker_factory, engine):
+    """200,000 100-byte messages fanned out to a subscriber that acks each (loadgen) and
+    one that never reads: the silent one is closed 1008 `slow consumer` once what is
+    queued for it passes mq.maxPendingBytes; the other gets every message."""
+    broker = broker_factory(
+        settings={"server.wsEngine": engine, "mq.pushType": 2, "mq.isCleanConsumed": 1}
+    )
+    n = 200_000
+    slow = await RawSubscriber.connect(broker, "fan", "silent-1")
+    pid = broker.proc.pid
+    before = psutil.Process(pid).memory_info().rss
+    started = time.monotonic()
+    run = asyncio.ensure_future(
+        run_loadgen(broker, "e2e", broker.ws, "--n", str(n), "--topic", "fan", timeout=60)
+    )
+    peak = await sample_rss(pid, run)
+    result = await run
+    seconds = time.monotonic() - started
+    line = await wait_for_log(broker, "slow consumer", 10)
+    assert "silent-1" in line
+    pushes, code, reason = await slow.until_close()
+    assert (code, reason) == (1008, b"slow consumer")
+    async with aiohttp.ClientSession() as session:
+        cut = await metric(session, broker, "kapokmq_slow_consumers_total", topic="fan")
+    assert cut == 1
+    grew = (peak - before) / 2**20
+    print(
+        f"{engine}: {n} fanned out in {seconds:.1f} s; RSS {before / 2**20:.0f} MB -> peak "
+        f"{peak / 2**20:.0f} MB (+{grew:.0f}); the acking subscriber's latency p50 "
+        f"{result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms; the silent one got "
+        f"{pushes} pushes before its close"
+    )
+    assert result["deliveries"] == n  # loadgen's subscriber got every message
+    assert grew < 40, f"RSS grew {grew:.0f} MB"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_p2p_consumer_that_does_not_read_gets_no_more_and_its_messages_move(
+    broker_factory, engine
+):
+    """Point-to-point, 64 KiB messages, one consumer that never reads and one that acks:
+    once the silent one's socket is full the broker stops pushing to it (instead of
+    buffering up to its whole window, 1000 x 64 KiB), so the other gets the rest at once;
+    when the silent one leaves, what it held goes to the other too."""
+    broker = broker_factory(settings={"server.wsEngine": engine})
+    n = 250
+    data = "x" * (64 * 1024)
+    slow = await RawSubscriber.connect(broker, "work", "silent-2")
+    received: set[str] = set()
+    async with aiohttp.ClientSession() as session:
+        fast = await consumer(session, broker, "work", "reader")
+        p = await producer(session, broker, "work")
+        started = time.monotonic()
+        for _ in range(n):
+            await p.send_str(frame(data))
+        for _ in range(n):
+            assert (await p.receive_str(timeout=20)) == "ok"
+
+        async def read_until(count: int, timeout: float) -> None:
+            while len(received) < count:
+                push = await recv_push(fast, timeout=timeout)
+                received.add(push["MessageCode"])
+                await fast.send_str(push["MessageCode"])
+
+        # the silent one holds what fits in the socket buffers (a few MB), not its window
+        with contextlib.suppress(TimeoutError):
+            await read_until(n, 1.0)
+        before_leaving = len(received)
+        seconds = time.monotonic() - started
+        slow.writer.close()
+        await read_until(n, 10.0)
+        print(
+            f"{engine}: the reading consumer got {before_leaving} of {n} 64 KiB messages "
+            f"in {seconds:.1f} s while the silent one held the rest; all {len(received)} "
+            "after it left"
+        )
+        assert before_leaving >= n - 100  # round-robin alone: n / 2
+        assert len(received) == n
+        await fast.close()
+        await p.close()

@@ -81,6 +81,10 @@ class FakeTransport:
         self.out: list[bytes] = []
         self.closing = False
         self.aborted = False
+        self.buffered = 0  # what get_write_buffer_size says (the socket never fills)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
 
     def write(self, data: bytes) -> None:
         assert not self.closing, "written after close"
@@ -488,3 +492,61 @@ def test_a_slave_logs_in_then_feeds_the_hand_back(harness: Harness) -> None:
         ("received", b'{"MessageCode":"x","Deleted":true}\n'),
         ("detach", b""),
     ]
+
+
+# ---------------------------------------------------------------------------- overload
+def test_wrong_keys_from_one_address_are_answered_one_per_second(harness: Harness) -> None:
+    clients = [harness.connect(ConsumerWebSocket) for _ in range(5)]
+    for client in clients[:4]:  # 20 wrong keys: answered at once
+        client.texts()
+        for _ in range(5):
+            assert client.read(b"wrong")[0] == MISMATCH.encode()
+    late = clients[4]
+    late.texts()
+    assert late.read(b"wrong") == [MISMATCH.encode(), PROMPT.encode()]  # the 21st: at once
+    assert late.read(b"wrong", b"wrong again") == []  # held, and so is what follows
+    assert not late.link.reading
+    harness.loop.advance(0.5)
+    assert late.texts() == []
+    harness.loop.advance(0.5)
+    assert late.texts() == [MISMATCH.encode(), PROMPT.encode()]  # 1 s after the 21st
+    harness.loop.advance(1.0)
+    assert late.texts() == [MISMATCH.encode(), PROMPT.encode()]  # and 1 s later
+    assert late.link.reading
+    assert late.read(KEY) == [MATCHED.encode()]  # the right key: at once
+    assert late.state() is State.OPEN
+
+
+def test_a_consumer_with_a_full_socket_gets_no_pushes_until_it_drains(harness: Harness) -> None:
+    client = harness.login(ConsumerWebSocket)
+    broker = harness.runtime.broker
+    broker.publish("t", "first", 0)
+    client.transport.buffered = 100_000  # the client stopped reading
+    harness.loop.run()
+    assert len(client.texts()) == 1
+    broker.publish("t", "second", 0)
+    harness.loop.run()
+    assert client.texts() == []  # paused
+    harness.loop.advance(0.05)
+    assert client.texts() == []  # still full
+    client.transport.buffered = 0
+    harness.loop.advance(0.2)
+    assert [orjson.loads(p)["MessageData"] for p in client.texts()] == ["second"]
+
+
+def test_a_pubsub_subscriber_over_max_pending_bytes_is_closed_1008() -> None:
+    harness = Harness(pushType=2, maxInFlight=1, maxPendingBytes=65536)
+    fast = harness.login(ConsumerWebSocket)
+    slow = harness.login(ConsumerWebSocket)
+    broker = harness.runtime.broker
+    assert isinstance(slow.session, ConsumerWebSocket) and slow.session.consumer is not None
+    slow.session.consumer.acked_at -= 10  # it has acked nothing for a while (broker clock)
+    for _ in range(100):
+        broker.publish("t", "x" * 1000, 0)
+        harness.loop.run()
+        for push in fast.texts():
+            fast.read(orjson.loads(push)["MessageCode"].encode())
+    assert slow.link.closed == (1008, b"slow consumer")
+    assert len(broker.topic("t").consumers) == 1 and broker.topic("t").stats.slow_consumers == 1
+    harness.loop.advance(2.0)
+    assert slow.transport.aborted  # it never read its close frame: cut off

@@ -128,7 +128,14 @@ class Broker:
         topic = self.topic(info.topic)
         mq = self.config.mq
         session = ConsumerSession(
-            next(self._ids), info, topic, mq.maxInFlight, deliver, mq.maxPendingBytes, overflow
+            next(self._ids),
+            info,
+            topic,
+            mq.maxInFlight,
+            deliver,
+            mq.maxPendingBytes,
+            overflow,
+            self.clock(),
         )
         topic.consumers.append(session)
         self._sessions += 1
@@ -388,6 +395,7 @@ class Broker:
 
     def ack(self, session: ConsumerSession, code: str) -> bool:
         """Mark a message consumed; unknown or already consumed codes are ignored."""
+        session.acked_at = self.clock()
         msg = session.in_flight.pop(code, None)
         if msg is None:
             return self._ack_other(session, code, None)
@@ -407,6 +415,7 @@ class Broker:
     def ack_many(self, session: ConsumerSession, codes: list[str]) -> None:
         """``ack`` for every code a consumer sent in one read, with the per-ack
         bookkeeping (clock, counters, window, backlog room) done once per batch."""
+        session.acked_at = self.clock()
         pop = session.in_flight.pop
         done: list[Message] = []
         opened = False

@@ -9,14 +9,14 @@ write many frames with one system call.
 A session takes a push only while its window (``mq.maxInFlight`` unacked copies) has
 room and its transport is not paused (its socket buffer is full); one batch weighs at
 most ``mq.maxPendingBytes`` (``copy_bytes``), so what sits in a socket's buffer stays
-bounded too. A pub/sub session whose queued copies weigh more than that is a slow
-consumer: it is reported in ``overflowed`` and the broker cuts it (docs/protocol.md,
-"Slow consumers").
+bounded too. A pub/sub session whose queued copies weigh more than that and that has
+stopped acking is a slow consumer: it is reported in ``overflowed`` and the broker cuts
+it (docs/protocol.md, "Slow consumers").
 """
 
 from __future__ import annotations
 
-from kapokmq.core.topics import COPY_OVERHEAD, ConsumerSession, Topic
+from kapokmq.core.topics import COPY_OVERHEAD, HARD_LIMIT, STALLED_AFTER, ConsumerSession, Topic
 from kapokmq.model import Message, Status
 
 
@@ -123,7 +123,9 @@ def dispatch_pubsub(
 ) -> int:
     """Fan ready messages out to all sessions, then drain each session's pending copies
     (at most ``limit`` copies in all if >= 0). Sessions whose queued copies now weigh
-    more than their ``max_bytes`` are appended to ``overflowed`` (if they can be cut)."""
+    more than their ``max_bytes`` and that have stopped acking (``STALLED_AFTER``), or
+    that weigh ``HARD_LIMIT`` times that, are appended to ``overflowed`` (if they can be
+    cut)."""
     consumers = topic.consumers
     if not consumers:
         return 0
@@ -173,8 +175,10 @@ def dispatch_pubsub(
             if batch:
                 pushed += len(batch)
                 session.deliver(batch)
+        queued = session.pending_bytes
         if (
-            session.pending_bytes > session.max_bytes
+            queued > session.max_bytes
+            and (now - session.acked_at > STALLED_AFTER or queued > HARD_LIMIT * session.max_bytes)
             and session.overflow is not None
             and overflowed is not None
         ):

@@ -18,6 +18,11 @@ Deliver = Callable[[list[Message]], None]
 # What one queued or pushed copy costs beyond its MessageData, in the byte bounds of
 # mq.maxPendingBytes: the push frame's JSON envelope and header, roughly.
 COPY_OVERHEAD = 128
+# A pub/sub subscriber with more than mq.maxPendingBytes queued is cut once it has acked
+# nothing for this many seconds (it is not reading), or at once past HARD_LIMIT times the
+# bound: one that reads and acks but lags behind a burst is given time to catch up.
+STALLED_AFTER = 1.0
+HARD_LIMIT = 8
 
 
 def copy_bytes(msg: Message) -> int:
@@ -27,6 +32,7 @@ def copy_bytes(msg: Message) -> int:
 
 class ConsumerSession:
     __slots__ = (
+        "acked_at",
         "deliver",
         "in_flight",
         "info",
@@ -49,6 +55,7 @@ class ConsumerSession:
         deliver: Deliver,
         max_bytes: int = 8 << 20,
         overflow: Callable[[], None] | None = None,
+        now: float = 0.0,
     ) -> None:
         self.session_id = session_id
         self.info = info
@@ -69,6 +76,7 @@ class ConsumerSession:
         # called once when the broker cuts this session as a slow consumer (the transport
         # closes the connection); None: the session is never cut
         self.overflow = overflow
+        self.acked_at = now  # the latest ack from it (its attach time before the first)
 
     def __repr__(self) -> str:
         return f"ConsumerSession({self.session_id}, {self.info.client_id!r}@{self.topic.name!r})"

@@ -72,7 +72,7 @@ class BrokerRuntime:
         # Set in cluster mode, for /metrics: refused gossip input by reason (gossip/state.py).
         self.gossip_refused: Callable[[], dict[str, int]] | None = None
         # wrong secret keys per source address, WebSocket and HTTP (server/guard.py)
-        self.key_guard = KeyGuard(time.monotonic)
+        self.key_guard = KeyGuard(self.loop.time)
         # live producer and consumer WebSocket sessions (server/session.py), closed at shutdown
         self.sessions: set[Session] = set()
         # live lean HTTP connections, closed at shutdown too (server/http_lean.py)

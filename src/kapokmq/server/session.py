@@ -15,6 +15,7 @@ States and transitions (``State``; nothing else moves a session)::
     AWAITING_KEY --5th wrong key / keyTimeout: close 1008---> CLOSING
     OPEN --a read's frames exceed the backlog room----------> HOLDING   (producer)
     HOLDING --room: held frames replayed as a fresh read----> OPEN
+    OPEN --over mq.maxPendingBytes: close 1008--------------> CLOSING   (consumer)
     any --message above mq.maxMessageBytes: close 1009------> CLOSING
     any --connection lost-----------------------------------> CLOSED
 
@@ -68,6 +69,20 @@ MISMATCH_FRAME = text_frame(MISMATCH.encode())
 NO_KEY = b"no secret key in time"
 TOO_MANY_KEYS = b"too many wrong secret keys"
 TOO_BIG = b"message too big"
+SLOW_CONSUMER = b"slow consumer"
+
+# Back-pressure (docs/protocol.md "Slow consumers"): a consumer whose connection has more
+# than PAUSE_ABOVE bytes waiting in its write buffer (the kernel's socket buffer is full)
+# gets no pushes until the buffer is down to RESUME_BELOW, looked at every DRAIN_POLL
+# seconds, doubling up to DRAIN_POLL_MAX while it stays full. (Checked after each write
+# rather than through pause_writing, which aiohttp keeps to itself.)
+PAUSE_ABOVE = 64 * 1024
+RESUME_BELOW = 16 * 1024
+DRAIN_POLL = 0.005
+DRAIN_POLL_MAX = 0.1
+# A slow consumer's close frame waits behind what is already buffered for it; a client
+# that reads nothing at all is cut off this many seconds later.
+SLOW_CLOSE_GRACE = 2.0
 
 
 def error_frame(reason: str) -> bytes:
@@ -84,6 +99,8 @@ class Transport(Protocol):
     def is_closing(self) -> bool: ...
 
     def abort(self) -> None: ...
+
+    def get_write_buffer_size(self) -> int: ...
 
 
 class Link(Protocol):
@@ -124,6 +141,9 @@ class Session:
         self.limit = mq.maxMessageBytes
         self.state = State.AWAITING_KEY
         self.attempts = 0
+        # a wrong-key answer held back by the key-guess throttle, and keys sent meanwhile
+        self._answer: asyncio.TimerHandle | None = None
+        self._waiting_keys: list[bytes] = []
         self._fragments: list[bytes] | None = None
         self._fragments_size = 0
         loop = host.loop
@@ -172,6 +192,9 @@ class Session:
     def connection_lost(self) -> None:
         """The connection is gone (either side closed it)."""
         self._cancel_key_timer()
+        if self._answer is not None:
+            self._answer.cancel()
+            self._answer = None
         self.host.sessions.discard(self)
         was_open = self.state is not State.AWAITING_KEY and self._attached()
         self.state = State.CLOSED
@@ -185,6 +208,10 @@ class Session:
 
     # ------------------------------------------------------------------ handshake
     def _handshake(self, payload: bytes) -> None:
+        if self._answer is not None:  # keys are answered in order: after the held one
+            if len(self._waiting_keys) < MAX_ATTEMPTS:
+                self._waiting_keys.append(payload)
+            return
         if key_matches(payload, self.secret_key):
             self._cancel_key_timer()
             self.transport.write(MATCHED_FRAME)
@@ -192,12 +219,35 @@ class Session:
             log.info("%s connected%s", self.peer, self._attach())
             return
         self.attempts += 1
+        # the key-guess throttle (server/guard.py): an address that keeps sending wrong
+        # keys, over any number of connections, gets its answers one per second
+        delay = self.host.key_guard.wrong_key(self.ip)
+        if delay <= 0:
+            self._wrong_key()
+            return
+        self.link.pause_reading()
+        loop = self.host.loop
+        self._answer = loop.call_at(loop.time() + delay, self._throttled_answer)
+
+    def _wrong_key(self) -> None:
         self.transport.write(MISMATCH_FRAME)
         if self.attempts >= MAX_ATTEMPTS:
             log.warning("closing %s after %d wrong secret keys", self.peer, MAX_ATTEMPTS)
             self._close(CloseCode.POLICY_VIOLATION, TOO_MANY_KEYS)
         else:
             self.transport.write(PROMPT_FRAME)
+
+    def _throttled_answer(self) -> None:
+        self._answer = None
+        if self.state is not State.AWAITING_KEY:
+            return
+        self._wrong_key()
+        if self.state is not State.AWAITING_KEY:
+            return
+        self.link.resume_reading()
+        waiting, self._waiting_keys = self._waiting_keys, []
+        for key in waiting:  # the first wrong one holds the rest back again
+            self._handshake(key)
 
     def _no_key_in_time(self) -> None:
         self._key_timer = None
@@ -427,9 +477,45 @@ class ConsumerWebSocket(Session):
         except Exception:  # never let one broken connection stop dispatch for the others
             log.exception("push to %s failed; closing it", self.peer)
             transport.abort()
+            return
+        consumer = self.consumer
+        if (
+            transport.get_write_buffer_size() > PAUSE_ABOVE
+            and consumer is not None
+            and not consumer.paused
+        ):
+            self.host.broker.pause_pushes(consumer)
+            self._check_drained_in(DRAIN_POLL)
+
+    def _check_drained_in(self, seconds: float) -> None:
+        loop = self.host.loop
+        loop.call_at(loop.time() + seconds, self._check_drained, seconds)
+
+    def _check_drained(self, waited: float) -> None:
+        consumer = self.consumer
+        if consumer is None or self.state is not State.OPEN:
+            return
+        if self.transport.get_write_buffer_size() <= RESUME_BELOW:
+            self.host.broker.resume_pushes(consumer)
+        else:
+            self._check_drained_in(min(2 * waited, DRAIN_POLL_MAX))
+
+    def _slow(self) -> None:
+        """The broker cut this session: more than mq.maxPendingBytes was queued for it
+        (it is detached already; what it held in point-to-point is queued again)."""
+        log.warning(
+            "closing %s: slow consumer (more than mq.maxPendingBytes queued for it)", self.peer
+        )
+        self._close(CloseCode.POLICY_VIOLATION, SLOW_CONSUMER)
+        loop = self.host.loop
+        loop.call_at(loop.time() + SLOW_CLOSE_GRACE, self._cut_off)
+
+    def _cut_off(self) -> None:
+        if self.state is not State.CLOSED:
+            self.transport.abort()
 
     def _attach(self) -> str:
-        self.consumer = self.host.broker.attach_consumer(self._info(), self.deliver)
+        self.consumer = self.host.broker.attach_consumer(self._info(), self.deliver, self._slow)
         return ""
 
     def _attached(self) -> bool:

@@ -74,7 +74,8 @@ class _Connection(WSListener):
         # PING is answered by picows; PONG ignored
 
     def pause_writing(self) -> None:
-        """A slow consumer: its in-flight window (mq.maxInFlight) already bounds pushes."""
+        """Nothing to do: the session looks at the write buffer after each push, the same
+        way on both engines (server/session.py, PAUSE_ABOVE)."""
 
     def resume_writing(self) -> None:
         pass
