@@ -119,6 +119,16 @@ async def metric(session: aiohttp.ClientSession, broker: BrokerProcess, name: st
     raise AssertionError(f"{name} not in /metrics:\n{text}")
 
 
+async def metric_becomes(
+    session: aiohttp.ClientSession, broker: BrokerProcess, name: str, value: float
+) -> None:
+    """/metrics serves one rendering for up to 1 s (server/metrics.py): ask until fresh."""
+    deadline = asyncio.get_running_loop().time() + 3
+    while (seen := await metric(session, broker, name)) != value:
+        assert asyncio.get_running_loop().time() < deadline, f"{name} stays {seen}"
+        await asyncio.sleep(0.1)
+
+
 @pytest.mark.parametrize("policy", ["always", "everysec"])
 async def test_full_disk_refuses_resumes_and_keeps_every_ok(
     small_disk: Path, tmp_path: Path, policy: str
@@ -148,7 +158,7 @@ async def test_full_disk_refuses_resumes_and_keeps_every_ok(
             status, body = await health(session, broker)
             assert status == 503 and body["status"] == "degraded", body
             assert "No space left on device" in body["storage"]
-            assert await metric(session, broker, "kapokmq_storage_available") == 0
+            await metric_becomes(session, broker, "kapokmq_storage_available", 0)
             assert await metric(session, broker, "kapokmq_storage_write_failures_total") >= 1
             async with session.post(
                 f"{broker.http}/Producer/Send",
@@ -169,7 +179,7 @@ async def test_full_disk_refuses_resumes_and_keeps_every_ok(
             producer.stop = True
             await asyncio.wait_for(task, 20)
             assert (await health(session, broker))[0] == 200
-            assert await metric(session, broker, "kapokmq_storage_available") == 1
+            await metric_becomes(session, broker, "kapokmq_storage_available", 1)
         log = broker.log()
         assert log.count("CRITICAL") == 1, log  # logged once per state change
         assert "storage available again" in log

@@ -21,9 +21,10 @@ DATA = ["", "hello", "数据 ✓", "\x00binary\x01", "x" * 70_000, "lone \ud800 
 def populate(runtime: BrokerRuntime) -> dict[str, str]:
     """One message of every status per topic; returns code -> expected status name."""
     broker = runtime.broker
-    session = broker.attach_consumer(_info("t"), lambda batch: None)
     expected: dict[str, str] = {}
     for i, topic in enumerate(TOPICS):
+        # acks apply to the consumer's own topic only (docs/protocol.md "Consumer session")
+        session = broker.attach_consumer(_info(topic), lambda batch: None)
         data = DATA[i % len(DATA)]
         waiting = runtime.publish(topic, data, 0)
         delayed = runtime.publish(topic, data + "later", 3600 + i)  # due in the future
@@ -40,7 +41,7 @@ def populate(runtime: BrokerRuntime) -> dict[str, str]:
             {waiting.code: "WAITING", delayed.code: "DELAYED", consumed.code: "CONSUMED"}
         )
         expected[dead.code] = "DEAD"
-    broker.detach_consumer(session)
+        broker.detach_consumer(session)
     return expected
 
 
