@@ -192,9 +192,7 @@ class CodeGenerator:
     __slots__ = ("next_code",)
 
     def __init__(self) -> None:
-        self.next_code: Callable[[], str] = itertools.chain.from_iterable(
-            self._draws()
-        ).__next__
+        self.next_code: Callable[[], str] = itertools.chain.from_iterable(self._draws()).__next__
 
     @staticmethod
     def _draws() -> Iterator[list[str]]:

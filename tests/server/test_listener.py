@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 
 from kapokmq.server import listener
-from kapokmq.server.listener import FirstRequestRouter, hand_over, websocket_path
+from kapokmq.server.listener import FirstRequestRouter, hand_over, websocket_upgrade
 
 UPGRADE = (
     b"GET /Producers/Conn/t/p1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
@@ -30,7 +30,14 @@ UPGRADE = (
     ],
 )
 def test_websocket_path(head: bytes, path: str | None) -> None:
-    assert websocket_path(head) == path
+    upgrade = websocket_upgrade(head)
+    assert (upgrade and upgrade[0]) == path
+
+
+def test_websocket_upgrade_reads_origin_and_host() -> None:
+    head = UPGRADE[:-4] + b"\r\norigin:  http://a.example "
+    assert websocket_upgrade(head) == ("/Producers/Conn/t/p1", "http://a.example", "x")
+    assert websocket_upgrade(UPGRADE[:-4]) == ("/Producers/Conn/t/p1", None, "x")
 
 
 class Recorder(asyncio.Protocol):
@@ -66,6 +73,10 @@ class FakeTransport:
     def __init__(self) -> None:
         self.protocol: object = None
         self.closed = False
+        self.written = b""
+
+    def write(self, data: bytes) -> None:
+        self.written += data
 
     def set_protocol(self, protocol: object) -> None:
         self.protocol = protocol
@@ -83,7 +94,9 @@ def test_hand_over_replays_what_was_read(kind: type[Any]) -> None:
     assert transport.protocol is protocol
 
 
-def route(chunks: list[bytes]) -> tuple[FakeTransport, list[str], Recorder, Recorder]:
+def route(
+    chunks: list[bytes], origin_ok: bool = True
+) -> tuple[FakeTransport, list[str], Recorder, Recorder]:
     paths: list[str] = []
     ws, http = Recorder(), Recorder()
 
@@ -92,7 +105,7 @@ def route(chunks: list[bytes]) -> tuple[FakeTransport, list[str], Recorder, Reco
         return ws if path.startswith("/Producers/") else None
 
     transport = FakeTransport()
-    router = FirstRequestRouter(websocket, lambda: http)
+    router = FirstRequestRouter(websocket, lambda: http, lambda origin, host: origin_ok)
     router.transport = cast(asyncio.BaseTransport, transport)  # connection_made needs a loop
     for chunk in chunks:
         router.data_received(chunk)
@@ -118,3 +131,11 @@ def test_an_oversized_head_goes_to_aiohttp_to_be_refused() -> None:
     huge = b"GET / HTTP/1.1\r\nX: " + b"a" * listener.MAX_HEAD
     transport, paths, _, http = route([huge])
     assert paths == [] and transport.protocol is http and http.data == huge
+
+
+def test_an_upgrade_the_origin_rule_refuses_is_403_and_closed() -> None:
+    refused = UPGRADE.replace(b"Host: x", b"Host: x\r\nOrigin: http://evil.example")
+    transport, paths, ws, http = route([refused], origin_ok=False)
+    assert paths == ["/Producers/Conn/t/p1"]
+    assert transport.written.startswith(b"HTTP/1.1 403 Forbidden\r\n") and transport.closed
+    assert transport.protocol is None and not ws.data and not http.data
