@@ -206,8 +206,14 @@ async def test_a_failed_batch_is_answered_with_errors_and_the_connection_kept(
         producer.receive(send_frame(str(i)))
     producer.receive(b"not json")
     producer.end_of_read()
-    await asyncio.sleep(0.05)
-    replies = frames(b"".join(transport.out))
+
+    async def four_replies() -> list[bytes]:  # the failed fsync runs on a worker thread
+        while len(replies := frames(b"".join(transport.out))) < 4:
+            await asyncio.sleep(0.005)
+        return replies
+
+    replies = await asyncio.wait_for(four_replies(), 10)
+    assert len(replies) == 4
     assert len(set(replies[:3])) == 1
     assert replies[0].startswith(b"error: storage unavailable: Input/output error")
     assert replies[3].startswith(b"error: ") and b"storage" not in replies[3]
