@@ -228,3 +228,25 @@ def test_sync_api(broker: BrokerProcess) -> None:
     assert got == ["s1", "s2", "s3"]
     with SyncConsoleClient(broker.http) as console:
         assert console.count()["consumed"] in (2, 3)  # the last ack may still be in flight
+
+
+async def test_ttl_and_message_id(broker: BrokerProcess) -> None:
+    """The client's ttl and message_id reach the broker: a repeated id is stored once (over
+    WebSocket and HTTP alike) and the TTL is on the stored message."""
+    async with (
+        Producer(broker.http, "ids", "p1") as producer,
+        ConsoleClient(broker.http) as console,
+    ):
+        await producer.send("first", ttl=600, message_id="order-42")
+        await producer.send("again", ttl=600, message_id="order-42")
+        code = await console.send("ids", "by http", message_id="order-42")
+        stored = await console.get_message(code)
+        assert stored["MessageData"] == "first" and stored["TTL"] == 600
+        assert (await console.count())["all"] == 1
+        with pytest.raises(TypeError, match="ttl"):
+            await producer.send("bad", ttl=0)
+    with SyncProducer(broker.http, "ids", "p2") as sync_producer:
+        sync_producer.send("sync", message_id="order-42")
+    with SyncConsoleClient(broker.http) as sync_console:
+        assert sync_console.send("ids", "sync http", ttl=5) != code
+        assert sync_console.count()["all"] == 2

@@ -98,11 +98,23 @@ class ConsoleClient:
         answer = await self.request(path, form)
         return answer.get("data") if isinstance(answer, dict) else answer
 
-    async def send(self, topic: str, data: str, delay: int = 0) -> str:
-        """Publish one message over HTTP; returns its MessageCode."""
-        answer = await self.request(
-            "/Producer/Send", {"topic": topic, "messageData": data, "delayTime": str(delay)}
-        )
+    async def send(
+        self,
+        topic: str,
+        data: str,
+        delay: int = 0,
+        *,
+        ttl: int | None = None,
+        message_id: str | None = None,
+    ) -> str:
+        """Publish one message over HTTP; returns its MessageCode (for a repeated
+        ``message_id`` within the dedup window: the first message's code)."""
+        form = {"topic": topic, "messageData": data, "delayTime": str(delay)}
+        if ttl is not None:
+            form["ttl"] = str(ttl)
+        if message_id is not None:
+            form["messageId"] = message_id
+        answer = await self.request("/Producer/Send", form)
         return str(answer["msg"])
 
     async def ping(self) -> None:

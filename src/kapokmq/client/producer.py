@@ -22,8 +22,11 @@ TOO_BIG = aiohttp.WSCloseCode.MESSAGE_TOO_BIG  # 1009, above the broker's mq.max
 MAX_RESENDS = 3
 
 
-def encode_send(data: DataLike, delay: int = 0) -> bytes:
-    """The producer frame for one message: `{"MessageData":...,"DelayTime":...}`."""
+def encode_send(
+    data: DataLike, delay: int = 0, *, ttl: int | None = None, message_id: str | None = None
+) -> bytes:
+    """The producer frame for one message: `{"MessageData":...,"DelayTime":...}`, plus the
+    optional `TTL` and `MessageId` keys (docs/protocol.md, TTL and Dedup)."""
     if isinstance(data, bytes | bytearray | memoryview):
         data = bytes(data).decode("utf-8")
     if not isinstance(data, str):
@@ -33,7 +36,16 @@ def encode_send(data: DataLike, delay: int = 0) -> bytes:
         seconds = int(seconds)
     if isinstance(seconds, bool) or not isinstance(seconds, int):
         raise TypeError(f"delay must be whole seconds (int), not {delay!r}")
-    return orjson.dumps({"MessageData": data, "DelayTime": seconds})
+    frame: dict[str, object] = {"MessageData": data, "DelayTime": seconds}
+    if ttl is not None:
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+            raise TypeError(f"ttl must be whole seconds > 0 (int), not {ttl!r}")
+        frame["TTL"] = ttl
+    if message_id is not None:
+        if not isinstance(message_id, str) or not message_id:
+            raise TypeError(f"message_id must be a non-empty str, not {message_id!r}")
+        frame["MessageId"] = message_id
+    return orjson.dumps(frame)
 
 
 @dataclass(slots=True)
@@ -94,21 +106,38 @@ class Producer(Session):
         """Messages sent and not yet answered."""
         return len(self._pending)
 
-    async def send(self, data: DataLike, delay: int = 0) -> None:
+    async def send(
+        self,
+        data: DataLike,
+        delay: int = 0,
+        *,
+        ttl: int | None = None,
+        message_id: str | None = None,
+    ) -> None:
         """Publish one message; raises SendError if the broker rejects it.
 
-        ``delay`` is in whole seconds; the message is delivered once it is due.
+        ``delay`` is in whole seconds; the message is delivered once it is due. ``ttl``:
+        seconds after it is due before an unconsumed message is dead (reason `expired`).
+        ``message_id``: a repeat with the same id within the broker's dedup window is not
+        stored again (so a resend after a reconnect is stored once).
         """
-        future = await self._submit(encode_send(data, delay))
+        future = await self._submit(encode_send(data, delay, ttl=ttl, message_id=message_id))
         await future
 
-    async def submit(self, data: DataLike, delay: int = 0) -> asyncio.Future[None]:
+    async def submit(
+        self,
+        data: DataLike,
+        delay: int = 0,
+        *,
+        ttl: int | None = None,
+        message_id: str | None = None,
+    ) -> asyncio.Future[None]:
         """Start publishing one message: waits only for a window slot and the write.
 
         The returned future resolves on the broker's `ok` (or fails with SendError). Use
-        it to stream messages without a task per message.
+        it to stream messages without a task per message. Arguments as for `send`.
         """
-        return await self._submit(encode_send(data, delay))
+        return await self._submit(encode_send(data, delay, ttl=ttl, message_id=message_id))
 
     async def send_many(
         self,

@@ -105,9 +105,18 @@ class SyncProducer(_Closing):
 
         self._producer = run(make())
 
-    def send(self, data: DataLike, delay: int = 0, timeout: float | None = None) -> None:
-        """Publish one message; raises SendError if the broker rejects it."""
-        run(self._producer.send(data, delay), timeout)
+    def send(
+        self,
+        data: DataLike,
+        delay: int = 0,
+        timeout: float | None = None,
+        *,
+        ttl: int | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        """Publish one message; raises SendError if the broker rejects it (arguments as for
+        the async `Producer.send`)."""
+        run(self._producer.send(data, delay, ttl=ttl, message_id=message_id), timeout)
 
     def send_many(
         self,
@@ -227,9 +236,17 @@ class SyncConsoleClient(_Closing):
     ) -> None:
         self._client = ConsoleClient(url, secret_key, timeout=timeout)
 
-    def send(self, topic: str, data: str, delay: int = 0) -> str:
+    def send(
+        self,
+        topic: str,
+        data: str,
+        delay: int = 0,
+        *,
+        ttl: int | None = None,
+        message_id: str | None = None,
+    ) -> str:
         """Publish over HTTP; returns the MessageCode."""
-        return run(self._client.send(topic, data, delay))
+        return run(self._client.send(topic, data, delay, ttl=ttl, message_id=message_id))
 
     def ping(self) -> None:
         """Raises unless the broker answers with code 0."""
