@@ -179,6 +179,19 @@ class Broker:
             session.paused = False
             self._mark(session.topic)
 
+    def cut_stalled(self, session: ConsumerSession, paused_since: float, after: float) -> bool:
+        """Point-to-point: a session whose socket has stayed full since ``paused_since`` and
+        that has acked nothing for ``after`` seconds is a slow consumer. It is cut, so the
+        messages it holds go to the other consumers at once. True if it was cut."""
+        if (
+            session.topic.pubsub
+            or not session.in_flight
+            or self.clock() - max(paused_since, session.acked_at) < after
+        ):
+            return False
+        self._cut(session)
+        return True
+
     def _cut(self, session: ConsumerSession) -> None:
         """A slow consumer: detached at once (its point-to-point messages go back to the
         queue, its queued copies are dropped) and its transport told to close it."""

@@ -83,6 +83,9 @@ DRAIN_POLL_MAX = 0.1
 # A slow consumer's close frame waits behind what is already buffered for it; a client
 # that reads nothing at all is cut off this many seconds later.
 SLOW_CLOSE_GRACE = 2.0
+# Point-to-point: a consumer whose socket stays full and that acks nothing for this long is
+# a slow consumer too; what it holds goes to the other consumers at once.
+P2P_STALLED_AFTER = 5.0
 
 
 def error_frame(reason: str) -> bytes:
@@ -443,6 +446,7 @@ class ConsumerWebSocket(Session):
     ) -> None:
         self.consumer: ConsumerSession | None = None
         self._acks: list[str] = []  # the current read's
+        self._paused_since = 0.0  # broker clock when back-pressure last paused its pushes
         super().__init__(host, transport, link, topic, client_id, ip)
 
     def receive(self, payload: bytes) -> None:
@@ -484,7 +488,9 @@ class ConsumerWebSocket(Session):
             and consumer is not None
             and not consumer.paused
         ):
-            self.host.broker.pause_pushes(consumer)
+            broker = self.host.broker
+            broker.pause_pushes(consumer)
+            self._paused_since = broker.clock()
             self._check_drained_in(DRAIN_POLL)
 
     def _check_drained_in(self, seconds: float) -> None:
@@ -495,9 +501,10 @@ class ConsumerWebSocket(Session):
         consumer = self.consumer
         if consumer is None or self.state is not State.OPEN:
             return
+        broker = self.host.broker
         if self.transport.get_write_buffer_size() <= RESUME_BELOW:
-            self.host.broker.resume_pushes(consumer)
-        else:
+            broker.resume_pushes(consumer)
+        elif not broker.cut_stalled(consumer, self._paused_since, P2P_STALLED_AFTER):
             self._check_drained_in(min(2 * waited, DRAIN_POLL_MAX))
 
     def _slow(self) -> None:
