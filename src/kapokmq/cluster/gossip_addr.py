@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Any, Protocol
 
 from kapokmq.config import ConfigError
 from kapokmq.gossip.crypto import Keyring
+from kapokmq.httpbase import is_loopback
 
 log = logging.getLogger("kapokmq.cluster")
 
@@ -48,7 +48,7 @@ def gossip_options(section: GossipSection, section_name: str) -> dict[str, Any]:
 def warn_if_unencrypted(options: dict[str, Any], addr: str, section_name: str) -> None:
     """Gossip without a key on a reachable address lets anyone on the network join, list
     fake brokers and remove real ones (docs/cluster.md, Security): say so loudly."""
-    if options["keyring"] is not None or _is_loopback(addr):
+    if options["keyring"] is not None or is_loopback(addr):
         return
     log.warning(
         "!!! gossip on %s is NOT encrypted: anyone who can reach the gossip port can join "
@@ -57,12 +57,3 @@ def warn_if_unencrypted(options: dict[str, Any], addr: str, section_name: str) -
         addr,
         section_name,
     )
-
-
-def _is_loopback(addr: str) -> bool:
-    if addr == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(addr).is_loopback
-    except ValueError:
-        return False
