@@ -247,6 +247,28 @@ def encode_pushes(batch: list[Message]) -> list[bytes]:
     return frames
 
 
+class PushBatches:
+    """``b"".join(encode_pushes(batch))``, encoded once for a batch list delivered to
+    several pub/sub subscribers in one dispatch (core/dispatch.py hands equal batches as
+    one list object). Only the latest batch is kept: a later dispatch builds new lists,
+    so a remembered one is never mistaken for a batch whose DelayTime has changed since.
+    """
+
+    __slots__ = ("_batch", "_frames")
+
+    def __init__(self) -> None:
+        self._batch: list[Message] | None = None
+        self._frames = b""
+
+    def frames(self, batch: list[Message]) -> bytes:
+        if batch is self._batch:
+            return self._frames
+        frames = b"".join(encode_pushes(batch))
+        self._batch = batch
+        self._frames = frames
+        return frames
+
+
 _FRAME_HEADERS: dict[int, bytes] = {}
 
 

@@ -4,7 +4,9 @@ Point-to-point: each message goes to one session, round-robin, skipping full ses
 Publish/subscribe: each message is fanned out to every session present at that moment;
 per-session ``pending`` queues hold copies until that session's window has room.
 Every push is collected per session and delivered as one batch, so the transport can
-write many frames with one system call.
+write many frames with one system call. Pub/sub subscribers that get the same copies in
+one dispatch (in step, the usual case) get the same list object, so the transport can
+encode it once for all of them (``model.PushBatches``).
 
 A session takes a push only while its window (``mq.maxInFlight`` unacked copies) has
 room and its transport is not paused (its socket buffer is full); one batch weighs at
@@ -147,6 +149,7 @@ def dispatch_pubsub(
             session.pending.extend(fanned)
             session.pending_bytes += weight
     pushed = 0
+    shared: list[Message] = []  # the latest batch delivered: equal batches are one list
     for session in consumers:
         pending = session.pending
         if not pending:
@@ -174,6 +177,10 @@ def dispatch_pubsub(
             session.pending_bytes -= drained
             if batch:
                 pushed += len(batch)
+                if batch == shared:  # identity of the items first: cheap when they agree
+                    batch = shared
+                else:
+                    shared = batch
                 session.deliver(batch)
         queued = session.pending_bytes
         if (

@@ -3,6 +3,8 @@
 A consumer session is one WebSocket connection: two connections with the same consumer id
 are two sessions (the original collapsed them into one map entry). The transport gives
 each session a ``deliver`` callback that must not block: it queues frames for writing.
+It must not change the list it is given: one pub/sub dispatch hands the same list to every
+subscriber whose batch is equal (core/dispatch.py).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from kapokmq.config import Config
 from kapokmq.core.broker import Broker
-from kapokmq.model import Message, Status
+from kapokmq.model import Message, PushBatches, Status
 from kapokmq.protocol import SendItem
 from kapokmq.server.guard import KeyGuard
 
@@ -57,6 +57,8 @@ class BrokerRuntime:
             config, time.time, on_dirty=self._schedule_dispatch, on_room=self._wake_producers
         )
         self._room_waiters: list[Callable[[], None]] = []
+        # every consumer session's push encoder: a pub/sub batch is encoded once
+        self.push_batches = PushBatches()
         self._dispatch_pending = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None

@@ -36,7 +36,7 @@ from kapokmq.core.topics import ConsumerSession
 from kapokmq.frames import OK_FRAME, ReplyWriter, text_frame
 from kapokmq.httpbase import key_matches
 from kapokmq.login import HEARTBEAT, MATCHED, MAX_ATTEMPTS, MISMATCH, PROMPT
-from kapokmq.model import ClientInfo, Message, encode_pushes
+from kapokmq.model import ClientInfo, Message
 from kapokmq.protocol import FrameError, SendItem, parse_send_frame
 from kapokmq.server.runtime import BrokerRuntime, WritesRefused
 
@@ -477,7 +477,7 @@ class ConsumerWebSocket(Session):
         if transport.is_closing():
             return
         try:
-            transport.write(b"".join(encode_pushes(batch)))
+            transport.write(self.host.push_batches.frames(batch))
         except Exception:  # never let one broken connection stop dispatch for the others
             log.exception("push to %s failed; closing it", self.peer)
             transport.abort()
