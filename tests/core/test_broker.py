@@ -203,6 +203,82 @@ def test_pubsub_copies_of_cleaned_messages_still_reach_every_subscriber():
     assert [m.data for m in rs.pushed] == ["m0", "m1", "m2"]
 
 
+def test_a_batch_of_pubsub_acks_releases_exactly_the_acking_subscribers_window():
+    broker, _ = make_broker(pushType=2, maxInFlight=2)
+    log = EventLog()
+    broker.add_listener(log)
+    a, ra = attach(broker, name="a")
+    b, rb = attach(broker, name="b")
+    c, rc = attach(broker, name="c")
+    other, _ = attach(broker, "elsewhere", "o")
+    foreign = broker.publish("elsewhere", "not t's", 0)
+    m = [broker.publish("t", f"m{i}", 0) for i in range(4)]
+    broker.dispatch()
+    assert ra.codes == rb.codes == rc.codes == [m[0].code, m[1].code]
+    log.events.clear()
+    # its own two copies, one of them twice, another topic's code and an unknown one
+    broker.ack_many(a, [m[0].code, m[1].code, m[0].code, foreign.code, "f" * 32])
+    stats = broker.topic("t").stats
+    assert stats.acked == 2 and stats.unknown_acks == 2
+    assert status(m[0]) is status(m[1]) is Status.CONSUMED
+    assert foreign.status is Status.WAITING and foreign.code in other.in_flight
+    assert log.events == [
+        ("updated", m[0].code, Status.CONSUMED),
+        ("updated", m[1].code, Status.CONSUMED),
+    ]
+    assert not a.in_flight
+    assert sorted(b.in_flight) == sorted(c.in_flight) == [m[0].code, m[1].code]
+    broker.dispatch()
+    assert ra.codes[2:] == [m[2].code, m[3].code] and len(rb.pushed) == len(rc.pushed) == 2
+    # b acks copies a consumed: only b's window opens, nothing is consumed again
+    broker.ack_many(b, [m[0].code, m[1].code])
+    assert stats.acked == 2 and len(log.events) == 2
+    assert not b.in_flight and len(c.in_flight) == 2
+    broker.dispatch()
+    assert rb.codes[2:] == [m[2].code, m[3].code] and len(rc.pushed) == 2
+    # c's first ack of m2 consumes it; its ack of m0 only opens its window
+    broker.ack_many(c, [m[0].code, m[2].code])
+    assert stats.acked == 3 and status(m[2]) is Status.CONSUMED and status(m[3]) is Status.WAITING
+    assert m[2].code in a.in_flight and m[2].code in b.in_flight
+
+
+def test_a_repeated_code_in_one_batch_of_acks_is_consumed_once():
+    broker, _ = make_broker()
+    log = EventLog()
+    broker.add_listener(log)
+    session, _ = attach(broker)
+    msg = broker.publish("t", "once", 0)
+    broker.dispatch()
+    log.events.clear()
+    broker.ack_many(session, [msg.code, msg.code])
+    assert broker.topic("t").stats.acked == 1
+    assert log.events == [("updated", msg.code, Status.CONSUMED)]
+
+
+def test_pubsub_subscribers_in_step_get_one_batch_list():
+    broker, _ = make_broker(pushType=2, maxInFlight=3)
+    attach(broker, name="a")
+    attach(broker, name="b")
+    behind, _ = attach(broker, name="behind")
+    batches: list[list[Message]] = []
+    for session in broker.topic("t").consumers:
+        session.deliver = batches.append
+    broker.publish("t", "first", 0)
+    broker.dispatch()
+    assert batches[0] is batches[1] is batches[2]  # encoded once by the transport
+    for session in broker.topic("t").consumers:
+        if session is not behind:
+            broker.ack_many(session, list(session.in_flight))
+    batches.clear()
+    for i in range(3):
+        broker.publish("t", f"m{i}", 0)
+    broker.dispatch()
+    a_batch, b_batch, behind_batch = batches
+    assert a_batch is b_batch and a_batch is not behind_batch
+    assert [m.data for m in a_batch] == ["m0", "m1", "m2"]
+    assert [m.data for m in behind_batch] == ["m0", "m1"]  # one slot of its window is used
+
+
 def test_slow_subscriber_is_cut_over_max_pending_bytes():
     broker, clock = make_broker(pushType=2, maxInFlight=10, maxPendingBytes=65536)
     fast, rf = attach(broker, name="fast")

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kapokmq.frames import text_frame
-from kapokmq.model import CodeGenerator, Message, Status, encode_push, encode_pushes
+from kapokmq.model import (
+    CodeGenerator,
+    Message,
+    PushBatches,
+    Status,
+    encode_push,
+    encode_pushes,
+)
 from kapokmq.protocol import (
     Extras,
     FrameError,
@@ -37,6 +44,19 @@ def test_encode_pushes_is_text_frame_of_encode_push(items: list[tuple[str, str, 
     gen = CodeGenerator()
     msgs = [Message(gen(), d, t, c, dt, Status.WAITING, 0.0) for d, t, c, dt in items]
     assert encode_pushes(msgs) == [text_frame(encode_push(m)) for m in msgs]
+
+
+def test_push_batches_encode_a_list_once_and_a_new_list_afresh() -> None:
+    gen = CodeGenerator()
+    msgs = [Message(gen(), f"m{i}", "t", 1_700_000_000, 0, Status.WAITING, 0.0) for i in range(3)]
+    pushes = PushBatches()
+    batch = list(msgs)
+    first = pushes.frames(batch)
+    assert first == b"".join(text_frame(encode_push(m)) for m in msgs)
+    assert pushes.frames(batch) is first  # the same list: the same bytes
+    msgs[0].delay_time = 7  # a redelivery rewrites DelayTime; the next dispatch's list is new
+    again = pushes.frames(list(msgs))
+    assert again == b"".join(text_frame(encode_push(m)) for m in msgs) and again != first
 
 
 def test_codes_are_unique_random_32_hex_across_draws() -> None:

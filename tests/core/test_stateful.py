@@ -128,7 +128,9 @@ class BrokerMachine(RuleBasedStateMachine):
             if self.published[c].status in (Status.WAITING, Status.DEAD)
             and self.published[c].topic == session.topic.name  # acks are topic-scoped
         }
+        acked = session.topic.stats.acked
         self.broker.ack_many(session, codes)
+        assert session.topic.stats.acked - acked == len(consumable)  # a repeat counts once
         for code in consumable:
             assert self.published[code].status is Status.CONSUMED, code
             assert code not in self.consumed

@@ -427,26 +427,43 @@ class Broker:
 
     def ack_many(self, session: ConsumerSession, codes: list[str]) -> None:
         """``ack`` for every code a consumer sent in one read, with the per-ack
-        bookkeeping (clock, counters, window, backlog room) done once per batch."""
+        bookkeeping (clock, counters, window, backlog room, listeners) done once per batch.
+
+        The common acks are collected and consumed together: a point-to-point message
+        acked by the session holding it, a pub/sub message acked first by any subscriber
+        (holder ``FANOUT``). A pub/sub copy already consumed by another subscriber only
+        leaves this session's window. Before any other ack the collected ones are
+        consumed, so the result is that of ``ack`` code by code (a repeated code is
+        ignored, like a second ``ack``)."""
         session.acked_at = self.clock()
+        topic = session.topic
         pop = session.in_flight.pop
         done: list[Message] = []
         opened = False
         for code in codes:
             msg = pop(code, None)
-            if msg is None:
-                self._ack_other(session, code, None)
-                continue
-            opened = True
-            if msg.holder is session and msg.status is _WAITING and not msg.removed:
-                msg.holder = None
-                done.append(msg)
-            else:
-                self._ack_other(session, code, msg)
+            if msg is not None:
+                opened = True
+                status = msg.status
+                if status is _CONSUMED:
+                    continue  # another subscriber's ack consumed it: its copy is acked
+                holder = msg.holder
+                if (
+                    (holder is session or holder is FANOUT)
+                    and status is _WAITING
+                    and not msg.removed
+                ):
+                    msg.holder = None
+                    done.append(msg)
+                    continue
+            if done:
+                self._consumed_many(done, topic)
+                done = []
+            self._ack_other(session, code, msg)
         if opened:
-            self._mark(session.topic)
+            self._mark(topic)
         if done:
-            self._consumed_many(done, session.topic)
+            self._consumed_many(done, topic)
 
     def _ack_other(self, session: ConsumerSession, code: str, msg: Message | None) -> bool:
         """The uncommon acks: not in this session's window (``msg`` None), pub/sub copies,
