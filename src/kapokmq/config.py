@@ -109,6 +109,10 @@ class MqSection:
     # topic (0 = off), and how many ids at most (the oldest are forgotten first)
     dedupWindow: int = field(default=86_400, metadata=_at_least(0))
     dedupMaxIds: int = field(default=1_000_000, metadata=_at_least(1))
+    # message trace (docs/protocol.md, "Message trace"): 0 off, 1 every message, or the
+    # share of messages traced (0 < x < 1); at most traceMaxEvents events are kept in all
+    trace: float = field(default=0.0, metadata={"min": 0, "max": 1})
+    traceMaxEvents: int = field(default=1_000_000, metadata=_at_least(16))
     topics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -206,7 +210,15 @@ def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     value: object
     if raw is None:  # `key:` with no value: the type's zero value, as the original's viper
-        raw = "" if kind == "str" else 0 if kind == "int" else [] if kind == "list[str]" else {}
+        raw = (
+            ""
+            if kind == "str"
+            else 0
+            if kind in ("int", "float")
+            else []
+            if kind == "list[str]"
+            else {}
+        )
     if kind == "int":
         if isinstance(raw, bool) or not isinstance(raw, int | str):
             raise ConfigError(f"{key} must be an integer, got {raw!r}")
@@ -214,6 +226,15 @@ def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
             value = int(raw)
         except ValueError:
             raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
+    elif kind == "float":
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            raise ConfigError(f"{key} must be a number, got {raw!r}")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, got {raw!r}") from None
+        if value != value:  # NaN
+            raise ConfigError(f"{key} must be a number, got {raw!r}")
     elif kind == "str":
         if isinstance(raw, bool) or not isinstance(raw, str | int):
             raise ConfigError(f"{key} must be a string, got {raw!r}")
@@ -232,10 +253,10 @@ def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
         allowed = ", ".join(str(c) for c in choices)
         raise ConfigError(f"{key} must be one of {allowed}; got {raw!r}")
     minimum = f.metadata.get("min")
-    if minimum is not None and isinstance(value, int) and value < minimum:
+    if minimum is not None and isinstance(value, int | float) and value < minimum:
         raise ConfigError(f"{key} must be >= {minimum}; got {raw!r}")
     maximum = f.metadata.get("max")
-    if maximum is not None and isinstance(value, int) and value > maximum:
+    if maximum is not None and isinstance(value, int | float) and value > maximum:
         raise ConfigError(f"{key} must be <= {maximum}; got {raw!r}")
     return value
 

@@ -21,6 +21,18 @@ from kapokmq.core.lifetimes import EXPIRED, MAX_DELIVERIES, DeadLetters, Lifetim
 from kapokmq.core.schedule import Scheduler
 from kapokmq.core.store import MessageStore
 from kapokmq.core.topics import ConsumerSession, Deliver, Topic
+from kapokmq.core.trace import (
+    CONSUMER_GONE,
+    DEAD,
+    DELETED,
+    DELIVERED_NOW,
+    REDELIVERED,
+    REQUEUED,
+    SLOW_CONSUMER,
+    TIMEOUT,
+    Source,
+    Trace,
+)
 from kapokmq.model import ClientInfo, CodeGenerator, Message, Status
 from kapokmq.protocol import Extras, SendItem
 
@@ -89,6 +101,12 @@ class Broker:
         self.dedup = DedupWindow(config.mq.dedupMaxIds)
         self.journal: Journal | None = None
         self._topic_window: dict[str, int] = {}
+        # mq.trace (docs/protocol.md "Message trace"); None: off, no hook does anything
+        self.trace: Trace | None = (
+            Trace(min(1.0, mq_trace), config.mq.traceMaxEvents, clock)
+            if (mq_trace := config.mq.trace) > 0
+            else None
+        )
         self.topics: dict[str, Topic] = {}
         self.producers: dict[int, ProducerSession] = {}
         self.listeners: list[MessageListener] = []
@@ -132,7 +150,7 @@ class Broker:
             info,
             topic,
             mq.maxInFlight,
-            deliver,
+            deliver if self.trace is None else self.trace.tracing_deliver(deliver, info.client_id),
             mq.maxPendingBytes,
             overflow,
             self.clock(),
@@ -143,8 +161,9 @@ class Broker:
             self._mark(topic)
         return session
 
-    def detach_consumer(self, session: ConsumerSession) -> None:
-        """Forget a session; whatever it had in flight goes back to the front of the queue."""
+    def detach_consumer(self, session: ConsumerSession, why: str = CONSUMER_GONE) -> None:
+        """Forget a session; whatever it had in flight goes back to the front of the queue
+        (redelivered because of ``why``, in the message trace)."""
         topic = session.topic
         try:
             topic.consumers.remove(session)
@@ -165,6 +184,8 @@ class Broker:
         session.pending.clear()
         session.pending_bytes = 0
         if back:
+            if self.trace is not None:
+                self.trace.happened(back, REDELIVERED, self.clock(), why)
             back.sort(key=lambda m: m.arrival)
             topic.ready.extendleft(reversed(back))
             self._mark(topic)
@@ -198,7 +219,7 @@ class Broker:
         if session not in session.topic.consumers:
             return
         session.topic.stats.slow_consumers += 1
-        self.detach_consumer(session)
+        self.detach_consumer(session, SLOW_CONSUMER)
         if session.overflow is not None:
             session.overflow()
 
@@ -246,10 +267,10 @@ class Broker:
         item: SendItem = (data, delay, Extras(ttl)) if ttl else (data, delay)
         return self._add(topic_name, [item])[0][0]
 
-    def publish_once(self, topic_name: str, item: SendItem) -> str:
+    def publish_once(self, topic_name: str, item: SendItem, source: Source | None = None) -> str:
         """One message (HTTP Send); returns its code, or the first message's code when its
         MessageId was seen within the topic's dedup window (nothing stored then)."""
-        msgs, _, _ = self._add(topic_name, [item])
+        msgs, _, _ = self._add(topic_name, [item], source)
         if msgs:
             return msgs[0].code
         assert len(item) == 3  # only a dedup id makes _add skip an item
@@ -257,20 +278,25 @@ class Broker:
         assert first is not None
         return first
 
-    def publish_many(self, topic_name: str, items: list[SendItem]) -> tuple[int, bool]:
+    def publish_many(
+        self, topic_name: str, items: list[SendItem], source: Source | None = None
+    ) -> tuple[int, bool]:
         """``publish`` for the (MessageData, DelayTime) frames a producer sent in one read,
         oldest first, as far as the backlog limit allows. Returns how many were taken
         (duplicates within the dedup window included: they are answered as the first) and
-        whether any was delayed (the caller's timer may need to fire sooner)."""
+        whether any was delayed (the caller's timer may need to fire sooner). ``source``
+        names the producer in the message trace."""
         room = self.backlog_limit - self.store.unconsumed()
         if room < len(items):
             if room <= 0:
                 return 0, False
             items = items[:room]
-        _, delayed, taken = self._add(topic_name, items)
+        _, delayed, taken = self._add(topic_name, items, source)
         return taken, delayed
 
-    def _add(self, topic_name: str, items: list[SendItem]) -> tuple[list[Message], bool, int]:
+    def _add(
+        self, topic_name: str, items: list[SendItem], source: Source | None = None
+    ) -> tuple[list[Message], bool, int]:
         """New messages, queued or scheduled, stored and announced; whether any is
         delayed; how many items were taken (new or duplicates of a dedup id). The clock,
         the topic and the dirty mark are looked at once per call."""
@@ -320,6 +346,8 @@ class Broker:
             append(msg)
         self.store.add_many(msgs)
         topic.stats.published += len(msgs)
+        if self.trace is not None:
+            self.trace.published(msgs, now, source)
         if waiting:
             self._mark(topic)
         for listener in self.listeners:
@@ -409,6 +437,8 @@ class Broker:
     def ack(self, session: ConsumerSession, code: str) -> bool:
         """Mark a message consumed; unknown or already consumed codes are ignored."""
         session.acked_at = self.clock()
+        if self.trace is not None:
+            self.trace.acked((code,), session.info.client_id, session.acked_at)
         msg = session.in_flight.pop(code, None)
         if msg is None:
             return self._ack_other(session, code, None)
@@ -436,6 +466,8 @@ class Broker:
         consumed, so the result is that of ``ack`` code by code (a repeated code is
         ignored, like a second ``ack``)."""
         session.acked_at = self.clock()
+        if self.trace is not None:
+            self.trace.acked(codes, session.info.client_id, session.acked_at)
         topic = session.topic
         pop = session.in_flight.pop
         done: list[Message] = []
@@ -514,6 +546,8 @@ class Broker:
         if msg is None:
             return False
         was_full = self.full
+        if self.trace is not None:
+            self.trace.happened((msg,), DELETED, self.clock())
         self._remove(msg)
         if was_full:
             self._room()
@@ -528,6 +562,8 @@ class Broker:
         was_dead = msg.status is Status.DEAD
         if was_dead:
             self.dead_letters.requeued(code, now)
+        if self.trace is not None:
+            self.trace.happened((msg,), REQUEUED, now)
         self.store.set_status(msg, Status.WAITING)
         msg.attempts = 0
         msg.consumed_time = 0
@@ -549,6 +585,8 @@ class Broker:
         if msg is None or msg.status is not Status.DELAYED:
             return False
         now = self.clock()
+        if self.trace is not None:
+            self.trace.happened((msg,), DELIVERED_NOW, now)
         self.store.set_status(msg, Status.WAITING)
         msg.delay_time = max(0, int(now) - msg.create_time)
         self.lifetimes.start(msg, now)
@@ -718,6 +756,8 @@ class Broker:
         was_full = self.full
         self.store.set_status(msg, Status.DEAD)
         self.dead_letters.died(msg.code, now, reason)
+        if self.trace is not None:
+            self.trace.happened((msg,), DEAD, now, reason)
         self._meta_changed(msg)
         self.topic(msg.topic).stats.dead += 1
         for listener in self.listeners:
@@ -731,6 +771,8 @@ class Broker:
             self._die(msg, MAX_DELIVERIES, now)
         else:
             self._release(msg)
+            if self.trace is not None:
+                self.trace.happened((msg,), REDELIVERED, now, TIMEOUT)
             # the original rewrites DelayTime so the next resend is one pushRetryTime later
             msg.delay_time = int(now) - msg.create_time
             topic.stats.redelivered += 1

@@ -18,6 +18,7 @@ from multidict import MultiDictProxy
 
 from kapokmq.config import SECTIONS, Config
 from kapokmq.core.broker import Broker
+from kapokmq.core.trace import event_view
 from kapokmq.httpbase import KEY_MISMATCH, json_response, key_matches
 from kapokmq.model import Message, Status
 from kapokmq.server.forms import BadInput, field, int_field
@@ -142,7 +143,9 @@ def time_field(form: MultiDictProxy[Any], name: str, default: int) -> int:
 async def producer_send(request: web.Request) -> web.StreamResponse:
     """The rules are accept_send's (server/send.py), shared with the lean path."""
     form = await read_form(request)
-    answer = accept_send(runtime_of(request), request.headers.get("secretKey"), form)
+    answer = accept_send(
+        runtime_of(request), request.headers.get("secretKey"), form, request.remote or ""
+    )
     if answer.body is KEY_MISMATCH_BODY:
         await wrong_key(request)
     if answer.durable is not None:
@@ -156,7 +159,9 @@ async def producer_send_batch(request: web.Request) -> web.StreamResponse:
         items = parse_batch(await request.read())
     except web.HTTPRequestEntityTooLarge:
         items = too_large(request)
-    answer = accept_batch(runtime_of(request), request.headers.get("secretKey"), items)
+    answer = accept_batch(
+        runtime_of(request), request.headers.get("secretKey"), items, request.remote or ""
+    )
     if not isinstance(answer, list) and answer.body is KEY_MISMATCH_BODY:
         await wrong_key(request)
     if isinstance(answer, list):
@@ -276,6 +281,27 @@ async def get_message(request: web.Request, form: MultiDictProxy[Any]) -> web.Re
     if msg is None:
         return json_response({"code": -1, "data": "error"})
     return json_response({"code": 0, "data": message_view(runtime_of(request).broker, msg)})
+
+
+@authorised
+async def get_message_trace(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
+    """Extension: a message's trace, oldest event first (docs/protocol.md "Message trace").
+    A trace outlives its message, so a deleted message's trace is still answered."""
+    code = field(form, "messageCode").strip()
+    if not code:
+        raise BadInput("messageCode is required")
+    broker = runtime_of(request).broker
+    trace = broker.trace
+    if trace is None:
+        return error("message trace is off (mq.trace is 0)")
+    events = trace.events_of(code)
+    if events is None:
+        if broker.store.get(code) is None:
+            return error("no message with that messageCode")
+        return error("that message has no trace (not sampled, or evicted by mq.traceMaxEvents)")
+    return json_response(
+        {"code": 0, "data": {"MessageCode": code, "Events": [event_view(e) for e in events]}}
+    )
 
 
 @authorised
@@ -421,6 +447,7 @@ CONSOLE_ROUTES: dict[str, Handler] = {
     "/Console/CountMessage": count_message,
     "/Console/GetMessage": get_message,
     "/Console/DelMessage": del_message,
+    "/Console/GetMessageTrace": get_message_trace,
     "/Console/GetMessageList": get_message_list,
     "/Console/GetMessageEasy": get_message_list,
     "/Console/GetNodes": get_nodes,

@@ -94,6 +94,7 @@ class LeanHttp(asyncio.Protocol):
         self.servable = True
         self.headers_done = False
         self.complete = False
+        self.ip = ""  # the client's, for the message trace
 
     # ------------------------------------------------------------------ parser callbacks
     def on_message_begin(self) -> None:
@@ -129,6 +130,8 @@ class LeanHttp(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        peer = transport.get_extra_info("peername")
+        self.ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         self.runtime.http_connections.add(self)
         self.last_read = self.runtime.loop.time()
         self.idle = self.runtime.loop.call_later(IDLE_TIMEOUT, self._check_idle)
@@ -182,7 +185,7 @@ class LeanHttp(asyncio.Protocol):
             if form is None or not key_matches(self.key, self.runtime.config.mq.secretKey):
                 return self._to_aiohttp(start, answers)
             try:
-                answers.append(accept_send(self.runtime, self.key, form))
+                answers.append(accept_send(self.runtime, self.key, form, self.ip))
             except Exception:  # a bug: say nothing rather than something wrong
                 log.exception("HTTP Send failed; closing the connection")
                 self._abort()

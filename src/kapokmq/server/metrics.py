@@ -157,6 +157,21 @@ def broker_families(runtime: BrokerRuntime) -> Iterator[Metric]:
         "Dedup ids forgotten before their window ended because of mq.dedupMaxIds",
         value=dedup.evicted,
     )
+    trace = broker.trace
+    if trace is not None:
+        yield GaugeMetricFamily(
+            "kapokmq_trace_messages", "Messages with a trace held (mq.trace)", value=len(trace)
+        )
+        yield GaugeMetricFamily(
+            "kapokmq_trace_events",
+            "Trace events held (at most mq.traceMaxEvents)",
+            value=trace.events,
+        )
+        yield CounterMetricFamily(
+            "kapokmq_trace_evicted",
+            "Message traces forgotten, oldest first, because of mq.traceMaxEvents",
+            value=trace.evicted,
+        )
     gossip_refused = runtime.gossip_refused
     if gossip_refused is not None:
         refused = CounterMetricFamily(

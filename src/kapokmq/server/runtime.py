@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from kapokmq.config import Config
 from kapokmq.core.broker import Broker
+from kapokmq.core.trace import Source
 from kapokmq.model import Message, PushBatches, Status
 from kapokmq.protocol import SendItem
 from kapokmq.server.guard import KeyGuard
@@ -169,12 +170,12 @@ class BrokerRuntime:
             self._rearm()
         return msg
 
-    def send(self, topic: str, item: SendItem) -> str:
+    def send(self, topic: str, item: SendItem, source: Source | None = None) -> str:
         """One message (HTTP Send); returns its code (for a dedup id seen within the
         window, the first message's). Refused while the gate is closed or the backlog is
         full (a producer connection is held instead, see ``when_room``)."""
         self._check_gate()
-        code = self.broker.publish_once(topic, item)
+        code = self.broker.publish_once(topic, item, source)
         if item[1] > 0:
             self._rearm()
         return code
@@ -186,13 +187,14 @@ class BrokerRuntime:
         if self.broker.full:
             raise WritesRefused(QUEUE_FULL)
 
-    def publish_many(self, topic: str, items: list[SendItem]) -> int:
+    def publish_many(self, topic: str, items: list[SendItem], source: Source | None = None) -> int:
         """A producer's (MessageData, DelayTime) frames of one read, oldest first, as far as
-        the backlog room allows; returns how many were taken."""
+        the backlog room allows; returns how many were taken. ``source`` names the
+        producer in the message trace."""
         refusal = self.refusal
         if refusal is not None:
             raise WritesRefused(refusal)
-        taken, delayed = self.broker.publish_many(topic, items)
+        taken, delayed = self.broker.publish_many(topic, items, source)
         if delayed:
             self._rearm()
         return taken

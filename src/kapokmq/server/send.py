@@ -49,17 +49,20 @@ def settled(answer: SendAnswer) -> bytes:
     return answer.body if failure is None else error(str(failure)).body
 
 
-def accept_send(runtime: BrokerRuntime, key: str | bytes | None, form: Form | str) -> SendAnswer:
+def accept_send(
+    runtime: BrokerRuntime, key: str | bytes | None, form: Form | str, ip: str = ""
+) -> SendAnswer:
     """Check and publish one Send. ``form`` is the parsed form, or the text saying why
-    the body could not be parsed (answered only to a caller with the right key)."""
+    the body could not be parsed (answered only to a caller with the right key). ``ip``
+    is the client's, for the message trace."""
     if not key_matches(key, runtime.config.mq.secretKey):
         return SendAnswer(KEY_MISMATCH_BODY)
     if isinstance(form, str):
         return error(form)
-    return publish_form(runtime, form)
+    return publish_form(runtime, form, ip)
 
 
-def publish_form(runtime: BrokerRuntime, form: Form) -> SendAnswer:
+def publish_form(runtime: BrokerRuntime, form: Form, ip: str = "") -> SendAnswer:
     """Send's field rules, in the order the original checks them, then the publish."""
     try:
         delay = int_field(form, "delayTime")
@@ -80,7 +83,9 @@ def publish_form(runtime: BrokerRuntime, form: Form) -> SendAnswer:
         return error(f"messageData is larger than mq.maxMessageBytes ({limit})")
     item: SendItem = (data, delay, Extras(ttl, message_id)) if ttl or message_id else (data, delay)
     try:
-        code = runtime.send(topic, item)
+        code = runtime.send(
+            topic, item, ("", ip, "http") if runtime.broker.trace is not None else None
+        )
     except WritesRefused as exc:  # the write gate, or "queue full"
         return error(exc.refusal.http_text)
     ticket = runtime.durable_ticket
@@ -125,7 +130,7 @@ def _item(obj: object) -> Item:
 
 
 def accept_batch(
-    runtime: BrokerRuntime, key: str | bytes | None, items: list[Item] | str
+    runtime: BrokerRuntime, key: str | bytes | None, items: list[Item] | str, ip: str = ""
 ) -> list[SendAnswer] | SendAnswer:
     """SendBatch (docs/protocol.md): the key once, then every item by Send's rules, in
     order; one answer per item (see ``batch_body``), or one error for the whole request."""
@@ -133,7 +138,9 @@ def accept_batch(
         return SendAnswer(KEY_MISMATCH_BODY)
     if isinstance(items, str):
         return error(items)
-    return [error(item) if isinstance(item, str) else publish_form(runtime, item) for item in items]
+    return [
+        error(item) if isinstance(item, str) else publish_form(runtime, item, ip) for item in items
+    ]
 
 
 def batch_body(answers: list[SendAnswer]) -> bytes:

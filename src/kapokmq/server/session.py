@@ -313,6 +313,8 @@ class ProducerWebSocket(Session):
         self._flush_pending = False  # _flush is scheduled
         self._ordered: _DurableReplies | None = None
         super().__init__(host, transport, link, topic, client_id, ip)
+        # who published, in the message trace (one tuple per connection)
+        self.source = (client_id, ip, "ws:" + host.config.server.wsEngine)
 
     def receive(self, payload: bytes) -> None:
         if self.state is State.OPEN and len(payload) <= self.limit:
@@ -357,7 +359,7 @@ class ProducerWebSocket(Session):
         self._pending = []
         self._pending_raw = []
         try:
-            taken = self.host.publish_many(self.topic, items)
+            taken = self.host.publish_many(self.topic, items, self.source)
         except WritesRefused as exc:
             self._reply(error_frame(exc.refusal.ws_text) * len(items), False)
             return

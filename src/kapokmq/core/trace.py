@@ -1,0 +1,245 @@
+"""Message trace (docs/protocol.md "Message trace"): what happened to each message, in order.
+
+Kept by message code beside the message table, never on ``Message``: with ``mq.trace`` 0
+there is no ``Trace`` at all, and a traced message costs a dict entry and a short list.
+An event is a tuple ``(time, kind, details...)``; one event tuple is shared by every
+message of a batch it applies to (a producer's read, a push batch, a consumer's acks),
+so a burst costs one list slot per message and event.
+
+Bounds: a trace keeps its first event (the publish) and the latest ``PER_MESSAGE - 1``;
+all traces together hold at most ``mq.traceMaxEvents`` events, beyond which the oldest
+traces are forgotten whole (counted in ``evicted``). A trace outlives its message (a
+deleted or cleaned message can still be looked up) until the budget evicts it.
+
+For storage (WAL mode) every new event is also appended to ``unsaved`` as ``code,
+event`` pairs; the storage manager takes them once per loop iteration and writes them
+as one TRACE record (docs/durability.md "Message trace").
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from kapokmq.model import Message
+
+Deliver = Callable[[list[Message]], None]
+Event = tuple[Any, ...]  # (time, kind, details...)
+Source = tuple[str, str, str]  # producer id, ip, engine ("ws:picows", "ws:aiohttp", "http")
+
+PER_MESSAGE = 16
+
+PUBLISHED = 0  # (time, 0, (producer id, ip, engine))
+PUSHED = 1  # (time, 1, consumer id, attempt)
+ACKED = 2  # (time, 2, consumer id)
+REDELIVERED = 3  # (time, 3, reason)
+DEAD = 4  # (time, 4, reason)
+REQUEUED = 5  # (time, 5): from the console
+DELETED = 6  # (time, 6): from the console
+DELIVERED_NOW = 7  # (time, 7): from the console
+
+KIND_NAMES = (
+    "published",
+    "pushed",
+    "acked",
+    "redelivered",
+    "dead",
+    "requeued",
+    "deleted",
+    "delivered now",
+)
+
+# why a message was redelivered
+TIMEOUT = "timeout"
+CONSUMER_GONE = "consumer gone"
+SLOW_CONSUMER = "slow consumer"
+
+UNKNOWN_SOURCE: Source = ("", "", "")
+
+
+class Trace:
+    __slots__ = (
+        "_order",
+        "_random",
+        "_traces",
+        "budget",
+        "clock",
+        "events",
+        "evicted",
+        "on_unsaved",
+        "rate",
+        "unsaved",
+    )
+
+    def __init__(self, rate: float, budget: int, clock: Callable[[], float]) -> None:
+        """``rate``: the share of messages traced (1 = all); ``budget``: events held at
+        most, all traces together."""
+        self.rate = rate
+        self.budget = budget
+        self.clock = clock
+        self._traces: dict[str, list[Event]] = {}
+        self._order: deque[str] = deque()  # codes, oldest trace first
+        self._random = random.random
+        self.events = 0  # events held
+        self.evicted = 0  # traces forgotten because of the budget
+        # storage: new events as code, event, code, event...; None when nothing persists
+        self.unsaved: list[Any] | None = None
+        self.on_unsaved: Callable[[], None] | None = None  # ``unsaved`` became non-empty
+
+    def __len__(self) -> int:
+        return len(self._traces)
+
+    def __contains__(self, code: str) -> bool:
+        return code in self._traces
+
+    def events_of(self, code: str) -> list[Event] | None:
+        """The message's events, oldest first; None if it has no trace."""
+        events = self._traces.get(code)
+        return None if events is None else list(events)
+
+    def items(self) -> list[tuple[str, list[Event]]]:
+        """(code, events) of every trace, oldest trace first (for a snapshot)."""
+        return [(code, list(events)) for code, events in self._traces.items()]
+
+    # ------------------------------------------------------------------ recording
+    def published(self, msgs: list[Message], now: float, source: Source | None) -> None:
+        """New messages; each is traced with probability ``rate``."""
+        rate = self.rate
+        if rate < 1.0:
+            draw = self._random
+            msgs = [m for m in msgs if draw() < rate]
+        if not msgs:
+            return
+        event: Event = (now, PUBLISHED, source or UNKNOWN_SOURCE)
+        traces = self._traces
+        for msg in msgs:
+            traces[msg.code] = [event]
+        codes = [m.code for m in msgs]
+        self._order.extend(codes)
+        self.events += len(codes)
+        unsaved = self.unsaved
+        if unsaved is not None:
+            if not unsaved and self.on_unsaved is not None:
+                self.on_unsaved()
+            for code in codes:
+                unsaved.append(code)
+                unsaved.append(event)
+        if self.events > self.budget:
+            self._evict()
+
+    def tracing_deliver(self, deliver: Deliver, consumer_id: str) -> Deliver:
+        """``deliver`` that first records a push to ``consumer_id`` for each traced message
+        of the batch (the broker wraps a consumer's callback with it: dispatch itself does
+        not change)."""
+
+        def traced(batch: list[Message]) -> None:
+            self.pushed(batch, consumer_id)
+            deliver(batch)
+
+        return traced
+
+    def pushed(self, batch: list[Message], consumer_id: str) -> None:
+        get = self._traces.get
+        now = self.clock()
+        event: Event = ()
+        attempts = -1
+        for msg in batch:
+            events = get(msg.code)
+            if events is None:
+                continue
+            if msg.attempts != attempts:
+                attempts = msg.attempts
+                event = (now, PUSHED, consumer_id, attempts)
+            self._append(msg.code, events, event)
+
+    def acked(self, codes: Iterable[str], consumer_id: str, now: float) -> None:
+        """A consumer acked these codes (whatever the broker made of each ack)."""
+        get = self._traces.get
+        event: Event | None = None
+        for code in codes:
+            events = get(code)
+            if events is not None:
+                if event is None:
+                    event = (now, ACKED, consumer_id)
+                self._append(code, events, event)
+
+    def happened(self, msgs: Iterable[Message], kind: int, now: float, detail: str = "") -> None:
+        """An event without a consumer: redelivered or dead (``detail`` is the reason), or
+        one of the console's actions (no detail)."""
+        get = self._traces.get
+        event: Event = (now, kind, detail) if detail else (now, kind)
+        for msg in msgs:
+            events = get(msg.code)
+            if events is not None:
+                self._append(msg.code, events, event)
+
+    def _append(self, code: str, events: list[Event], event: Event) -> None:
+        events.append(event)
+        if len(events) > PER_MESSAGE:
+            del events[1]  # keep the publish and the latest ones
+        else:
+            self.events += 1
+            if self.events > self.budget:
+                self._evict()
+        unsaved = self.unsaved
+        if unsaved is not None:
+            if not unsaved and self.on_unsaved is not None:
+                self.on_unsaved()
+            unsaved.append(code)
+            unsaved.append(event)
+
+    def _evict(self) -> None:
+        traces = self._traces
+        order = self._order
+        while self.events > self.budget and order:
+            events = traces.pop(order.popleft(), None)
+            if events is not None:
+                self.events -= len(events)
+                self.evicted += 1
+
+    # ------------------------------------------------------------------ storage
+    def take_unsaved(self) -> list[Any]:
+        """The events recorded since the last call, as ``code, event`` pairs."""
+        unsaved = self.unsaved
+        if not unsaved:
+            return []
+        self.unsaved = []
+        return unsaved
+
+    def restore(self, code: str, events: Iterable[Event]) -> None:
+        """Events read back by storage (a snapshot's, then the WAL's after it). Replay is
+        idempotent: an event the trace already holds is not added again."""
+        held = self._traces.get(code)
+        if held is None:
+            held = self._traces[code] = []
+            self._order.append(code)
+        for event in events:
+            if event not in held:
+                held.append(event)
+                if len(held) > PER_MESSAGE:
+                    del held[1]
+                else:
+                    self.events += 1
+        if self.events > self.budget:
+            self._evict()
+
+
+def event_view(event: Event) -> dict[str, Any]:
+    """One event as GetMessageTrace answers it (docs/protocol.md "Message trace")."""
+    kind = event[1]
+    view: dict[str, Any] = {"Time": event[0], "Event": KIND_NAMES[kind]}
+    if kind == PUBLISHED:
+        producer, ip, engine = event[2]
+        view["ProducerId"] = producer
+        view["ProducerIp"] = ip
+        view["Engine"] = engine
+    elif kind == PUSHED:
+        view["ConsumerId"] = event[2]
+        view["Attempt"] = event[3]
+    elif kind == ACKED:
+        view["ConsumerId"] = event[2]
+    elif len(event) > 2:
+        view["Reason"] = event[2]
+    return view
