@@ -61,6 +61,7 @@ UNKNOWN_SOURCE: Source = ("", "", "")
 
 class Trace:
     __slots__ = (
+        "_names",
         "_order",
         "_random",
         "_traces",
@@ -82,6 +83,7 @@ class Trace:
         self._traces: dict[str, list[Event]] = {}
         self._order: deque[str] = deque()  # codes, oldest trace first
         self._random = random.random
+        self._names: dict[str, str] = {}  # client ids as stored (see ``name``)
         self.events = 0  # events held
         self.evicted = 0  # traces forgotten because of the budget
         # storage: new events as code, event, code, event...; None when nothing persists
@@ -103,6 +105,19 @@ class Trace:
         """(code, events) of every trace, oldest trace first (for a snapshot)."""
         return [(code, list(events)) for code, events in self._traces.items()]
 
+    def name(self, client_id: str) -> str:
+        """A client id as events hold it: one shared string per id, a lone surrogate
+        (which cannot be stored as UTF-8) replaced by U+FFFD."""
+        names = self._names
+        name = names.get(client_id)
+        if name is None:
+            if len(names) > 10_000:
+                names.clear()
+            name = names[client_id] = client_id.encode("utf-8", "surrogatepass").decode(
+                "utf-8", "replace"
+            )
+        return name
+
     # ------------------------------------------------------------------ recording
     def published(self, msgs: list[Message], now: float, source: Source | None) -> None:
         """New messages; each is traced with probability ``rate``."""
@@ -112,7 +127,11 @@ class Trace:
             msgs = [m for m in msgs if draw() < rate]
         if not msgs:
             return
-        event: Event = (now, PUBLISHED, source or UNKNOWN_SOURCE)
+        if source is None:
+            source = UNKNOWN_SOURCE
+        elif not source[0].isascii():
+            source = (self.name(source[0]), source[1], source[2])
+        event: Event = (now, PUBLISHED, source)
         traces = self._traces
         for msg in msgs:
             traces[msg.code] = [event]
@@ -133,6 +152,8 @@ class Trace:
         """``deliver`` that first records a push to ``consumer_id`` for each traced message
         of the batch (the broker wraps a consumer's callback with it: dispatch itself does
         not change)."""
+
+        consumer_id = self.name(consumer_id)
 
         def traced(batch: list[Message]) -> None:
             self.pushed(batch, consumer_id)
@@ -162,7 +183,7 @@ class Trace:
             events = get(code)
             if events is not None:
                 if event is None:
-                    event = (now, ACKED, consumer_id)
+                    event = (now, ACKED, self.name(consumer_id))
                 self._append(code, events, event)
 
     def happened(self, msgs: Iterable[Message], kind: int, now: float, detail: str = "") -> None:

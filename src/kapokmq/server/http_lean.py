@@ -130,8 +130,9 @@ class LeanHttp(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        peer = transport.get_extra_info("peername")
-        self.ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if self.runtime.broker.trace is not None:
+            peer = transport.get_extra_info("peername")
+            self.ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         self.runtime.http_connections.add(self)
         self.last_read = self.runtime.loop.time()
         self.idle = self.runtime.loop.call_later(IDLE_TIMEOUT, self._check_idle)

@@ -31,6 +31,11 @@ Records (msgpack arrays):
   when it dies unless consumed (nil while delayed), its dead-letter history (WAL: whenever
   one of them changes; snapshot: after the message's ADD, for messages that have any)
 * ``DEDUP``  ``[5, key, code, until]`` — a producer dedup id remembered until ``until``
+* ``TRACE``  ``[6, code, [event, ...]]`` — a snapshot's copy of one message trace (after the
+  DEDUP records, oldest trace first); an event is ``[time, kind, details...]``
+  (core/trace.py), a publish's details one ``[producer id, ip, engine]`` array
+* ``TRACE_EVENTS`` ``[7, [code, event, code, event, ...]]`` — WAL: trace events recorded
+  since the previous such record, in order (one record per loop iteration at most)
 * ``END``    ``[9, message_count]`` — the last record of a complete snapshot
 
 All integers are little-endian.
@@ -73,6 +78,8 @@ UPDATE = 2
 REMOVE = 3
 META = 4
 DEDUP = 5
+TRACE = 6
+TRACE_EVENTS = 7
 END = 9
 
 STATUS_OF = {int(s): s for s in Status}

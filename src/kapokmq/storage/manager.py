@@ -27,7 +27,15 @@ from kapokmq.config import Config, Persistence
 from kapokmq.core.broker import Broker
 from kapokmq.model import Message, Status
 from kapokmq.storage.files import REAL, FileOps, describe
-from kapokmq.storage.format import ADD, DEDUP, REMOVE, UPDATE, meta_record
+from kapokmq.storage.format import (
+    ADD,
+    DEDUP,
+    REMOVE,
+    TRACE,
+    TRACE_EVENTS,
+    UPDATE,
+    meta_record,
+)
 from kapokmq.storage.layout import DataDir, StorageError, unavailable
 from kapokmq.storage.recovery import Recovered, recover
 from kapokmq.storage.snapshot import Extras, SnapshotStats, write_snapshot, write_snapshot_sync
@@ -107,6 +115,19 @@ class WalListener:
     def dedup_remembered(self, key: str, code: str, until: float) -> None:
         self.append((DEDUP, key, code, until))
 
+    def save_trace(self) -> None:
+        """The trace events recorded since the last call as TRACE_EVENTS records (a
+        few thousand events each): called once per loop iteration that recorded any."""
+        trace = self.broker.trace
+        if trace is None:
+            return
+        pairs = trace.take_unsaved()
+        for start in range(0, len(pairs), TRACE_RECORD_PAIRS):
+            self.append((TRACE_EVENTS, pairs[start : start + TRACE_RECORD_PAIRS]))
+
+
+TRACE_RECORD_PAIRS = 4000  # list items (code, event, ...) per TRACE_EVENTS record
+
 
 def meta_of(broker: Broker, code: str) -> tuple[object, ...]:
     """The META record of one message, from the broker's TTLs and dead-letter history."""
@@ -119,9 +140,11 @@ def meta_of(broker: Broker, code: str) -> tuple[object, ...]:
 def snapshot_extras(broker: Broker) -> Extras:
     """META records for the messages that need one, DEDUP records for the remembered ids."""
     codes = set(broker.lifetimes.codes()) | set(broker.dead_letters.codes())
+    trace = broker.trace
     return Extras(
         {code: meta_of(broker, code) for code in codes},
         [(DEDUP, key, code, until) for key, code, until in broker.dedup.items()],
+        [(TRACE, code, events) for code, events in trace.items()] if trace is not None else [],
     )
 
 
@@ -204,6 +227,7 @@ class Storage:
         self._snapshot_task: asyncio.Task[SnapshotStats | None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._snapshot_soon = False
+        self._trace_pending = False  # a save of the trace's new events is scheduled
 
     # ------------------------------------------------------------------ start
     def open(self) -> None:
@@ -229,6 +253,10 @@ class Storage:
                 self.listener = WalListener(wal, self.broker)
                 self.broker.add_listener(self.listener)
                 self.broker.journal = self.listener
+                trace = self.broker.trace
+                if trace is not None:
+                    trace.unsaved = []
+                    trace.on_unsaved = self._trace_soon
                 if wal.error is not None:  # e.g. still no space: start, refusing writes
                     self._failed(wal.error.reason)
             else:
@@ -256,6 +284,16 @@ class Storage:
             self.durable_barrier = self._barrier
             self.durable_ticket = self._ticket
         return wal
+
+    def _trace_soon(self) -> None:
+        if not self._trace_pending:
+            self._trace_pending = True
+            self.loop.call_soon(self._save_trace)
+
+    def _save_trace(self) -> None:
+        self._trace_pending = False
+        if self.listener is not None:
+            self.listener.save_trace()
 
     def _ticket(self) -> asyncio.Future[None] | None:
         assert self.wal is not None
@@ -286,6 +324,11 @@ class Storage:
         self.broker.restore_extras(rec.meta, rec.dedup)
         rec.meta.clear()
         rec.dedup.clear()
+        trace = self.broker.trace
+        if trace is not None:
+            for code, events in rec.traces.items():
+                trace.restore(code, events)
+        rec.traces.clear()
         self.runtime.restored()
         if len(self.broker.store) > 10_000:
             # long-lived and acyclic: keep the cyclic GC from re-scanning them (a full
@@ -482,6 +525,8 @@ class Storage:
             self._retry.cancel()
             self._retry = None
         dirty = bool(self.counter.changes) or self.fault is not None
+        if self.listener is not None:
+            self.listener.save_trace()
         if self.wal is not None:
             dirty = dirty or self.wal.bytes_written > 0 or self.wal.appended > 0
             await self.wal.close()

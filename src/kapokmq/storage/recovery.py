@@ -36,6 +36,8 @@ from kapokmq.storage.format import (
     META,
     REMOVE,
     STATUS_OF,
+    TRACE,
+    TRACE_EVENTS,
     UPDATE,
     Buffer,
     FileHeader,
@@ -66,6 +68,8 @@ class Recovered:
     # code -> (ttl, deadline, history) from META records; dedup key -> (code, until)
     meta: dict[str, Meta] = field(default_factory=dict)
     dedup: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # code -> trace events as read (snapshot's, then the WAL's; duplicates possible)
+    traces: dict[str, list[Event]] = field(default_factory=dict)
     snapshot_seq: int | None = None
     snapshot_messages: int = 0
     wal_segments: int = 0
@@ -108,10 +112,16 @@ class Progress:
 
 Apply = Callable[[Record], None]
 Meta = tuple[int, float | None, list[tuple[int, str]]]
+Event = tuple[object, ...]
 
 
-def _apply_extra(rec: Record, meta: dict[str, Meta], dedup: dict[str, tuple[str, float]]) -> bool:
-    """A META or DEDUP record (snapshot or WAL); False for any other record."""
+def _apply_extra(
+    rec: Record,
+    meta: dict[str, Meta],
+    dedup: dict[str, tuple[str, float]],
+    traces: dict[str, list[Event]],
+) -> bool:
+    """A META, DEDUP or trace record (snapshot or WAL); False for any other record."""
     op = rec[0]
     if op == META:
         _, code, ttl, deadline, history = rec
@@ -119,6 +129,12 @@ def _apply_extra(rec: Record, meta: dict[str, Meta], dedup: dict[str, tuple[str,
     elif op == DEDUP:
         _, key, code, until = rec
         dedup[key] = (code, float(until))
+    elif op == TRACE_EVENTS:
+        pairs = rec[1]
+        for i in range(0, len(pairs) - 1, 2):
+            traces.setdefault(pairs[i], []).append(pairs[i + 1])
+    elif op == TRACE:
+        traces.setdefault(rec[1], []).extend(rec[2])
     else:
         return False
     return True
@@ -129,6 +145,7 @@ def _applier(
     topics: dict[str, str],
     meta: dict[str, Meta],
     dedup: dict[str, tuple[str, float]],
+    traces: dict[str, list[Event]],
 ) -> Apply:
     def apply(rec: Record) -> None:
         op = rec[0]
@@ -146,7 +163,7 @@ def _applier(
             msgs.pop(rec[1], None)
             meta.pop(rec[1], None)
         else:
-            _apply_extra(rec, meta, dedup)
+            _apply_extra(rec, meta, dedup, traces)
 
     return apply
 
@@ -182,6 +199,7 @@ def load_snapshot(
     progress: Progress,
     meta: dict[str, Meta] | None = None,
     dedup: dict[str, tuple[str, float]] | None = None,
+    traces: dict[str, list[Event]] | None = None,
 ) -> FileResult:
     """Load a snapshot into ``msgs`` (``records`` = messages loaded)."""
     result = FileResult()
@@ -193,6 +211,7 @@ def load_snapshot(
     intern = topics.setdefault
     meta_of = meta if meta is not None else {}
     dedup_of = dedup if dedup is not None else {}
+    traces_of = traces if traces is not None else {}
     new = Message
     try:
         with _mapped(path, KIND_SNAPSHOT) as (buf, header):
@@ -204,7 +223,7 @@ def load_snapshot(
                         if rec[0] == END:
                             expected = rec[1]
                             continue
-                        if _apply_extra(rec, meta_of, dedup_of):
+                        if _apply_extra(rec, meta_of, dedup_of, traces_of):
                             continue
                         result.problem = f"unexpected record type {rec[0]}"
                         continue
@@ -272,11 +291,11 @@ def recover(datadir: DataDir, skip_corrupt: bool = False) -> Recovered:
     judge = _Judge(datadir, result, skip_corrupt)
     if base:
         path = listing.snapshots[base]
-        snap = load_snapshot(path, msgs, topics, progress, result.meta, result.dedup)
+        snap = load_snapshot(path, msgs, topics, progress, result.meta, result.dedup, result.traces)
         result.snapshot_seq = base
         result.snapshot_messages = snap.records
         judge.file(path, "snapshot", snap, torn_ok=False)
-    apply = _applier(msgs, topics, result.meta, result.dedup)
+    apply = _applier(msgs, topics, result.meta, result.dedup, result.traces)
     for seq in segments:
         path = listing.wals[seq]
         size = path.stat().st_size

@@ -10,8 +10,9 @@ began with the snapshot holds that change too and replaying it is idempotent.
 A snapshot file is a header (kind 2) followed by checksummed chunks of ADD records (at
 most ``CHUNK_RECORDS`` records or ``CHUNK_BYTES`` bytes each, so one damaged byte costs at
 most one chunk), each followed by its META record if the message has a TTL or a
-dead-letter history, then the DEDUP records, and a final chunk holding the END record with
-the message count; a file without it is incomplete and counts as corrupt.
+dead-letter history, then the DEDUP records, then one TRACE record per message trace
+(encoded in slices too), and a final chunk holding the END record with the message count;
+a file without it is incomplete and counts as corrupt.
 """
 
 from __future__ import annotations
@@ -51,10 +52,11 @@ THROTTLE_ENV = "KAPOKMQ_TEST_SNAPSHOT_THROTTLE"
 @dataclass(slots=True)
 class Extras:
     """What a snapshot holds beside the messages: META records by message code, and the
-    DEDUP records (taken on the loop when the snapshot starts)."""
+    DEDUP and TRACE records (taken on the loop when the snapshot starts)."""
 
     meta: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     dedup: list[tuple[Any, ...]] = field(default_factory=list)
+    traces: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -102,10 +104,17 @@ class _Encoder:
             if meta:
                 extra = meta.get(msg.code)
                 if extra is not None:
-                    self._other(extra)
+                    self.other(extra)
 
-    def _other(self, record: tuple[Any, ...]) -> None:
-        data = self.pack(record)
+    def other(self, record: tuple[Any, ...]) -> None:
+        """A record that is not a message (META, DEDUP, TRACE)."""
+        try:
+            data = self.pack(record)
+        except UnicodeEncodeError:
+            data = self.pack(sanitized(record))
+        self._put(data)
+
+    def _put(self, data: bytes) -> None:
         if self.count and len(self.buf) + len(data) > CHUNK_BYTES:
             self._seal()
         self.buf += data
@@ -125,7 +134,7 @@ class _Encoder:
     def take(self, final: bool = False) -> bytes | None:
         if final:  # the END record in a chunk of its own: damage elsewhere cannot hide it
             for record in self.extras.dedup:
-                self._other(record)
+                self.other(record)
             self._seal()
             messages = self.messages
             end = self.pack((END, messages))
@@ -144,6 +153,14 @@ def encode_slices(
     slice without; the last item ends the snapshot."""
     for start in range(0, len(messages), slice_size):
         enc.add(messages[start : start + slice_size])
+        if len(enc.out) >= WRITE_BYTES:
+            yield enc.take()
+        else:
+            yield None
+    traces = enc.extras.traces
+    for start in range(0, len(traces), slice_size):
+        for record in traces[start : start + slice_size]:
+            enc.other(record)
         if len(enc.out) >= WRITE_BYTES:
             yield enc.take()
         else:
