@@ -430,6 +430,7 @@
       }
       $("d-data").textContent = pretty ?? m.MessageData;
       label($("d-kind"), pretty === null ? "msg.text" : "msg.json");
+      await this.showTrace(m.MessageCode);
       // a dead message is re-queued; a consumed one can be delivered again, after a
       // confirmation, since its consumers will see it a second time
       $("d-requeue").hidden = m.Status !== 2;
@@ -438,6 +439,45 @@
       this.arm($("d-again"), false, "msg.again", "msg.confirmAgain");
       $("d-note").hidden = true;
       if (!dialog.open) dialog.showModal();
+    },
+
+    // The Trace panel: the message's events, oldest first (docs/protocol.md "Message
+    // trace"); the broker's reason when there is none (tracing off, not sampled, evicted).
+    async showTrace(code) {
+      const list = $("d-trace");
+      const note = $("d-trace-note");
+      let events = [];
+      try {
+        events = (await api("Console/GetMessageTrace", { messageCode: code })).data.Events;
+        note.hidden = true;
+      } catch (error) {
+        if (!(error instanceof ApiError) || !error.answer) throw error;
+        note.textContent = error.message;
+        note.hidden = false;
+      }
+      list.replaceChildren(...events.map((e) => el("li", { "data-event": e.Event },
+        el("time", { class: "mono small" }, this.traceTime(e.Time)), " ",
+        el("strong", {}, tr(`trace.event.${e.Event}`)), ...this.traceDetails(e))));
+    },
+
+    traceTime(unix) {
+      const ms = String(Math.floor((unix % 1) * 1000)).padStart(3, "0");
+      return `${formatTime(Math.floor(unix))}.${ms}`;
+    },
+
+    traceDetails(e) {
+      const parts = [];
+      if (e.Event === "published") {
+        parts.push(e.ProducerId ? tr("trace.producer", { id: e.ProducerId }) : tr("trace.http"));
+        if (e.ProducerIp) parts.push(e.ProducerIp);
+        if (e.Engine) parts.push(e.Engine);
+      } else if (e.ConsumerId !== undefined) {
+        parts.push(tr("trace.consumer", { id: e.ConsumerId }));
+        if (e.Attempt !== undefined) parts.push(tr("trace.attempt", { n: e.Attempt }));
+      } else if (e.Reason) {
+        parts.push(tr(`reason.${e.Reason}`));
+      }
+      return parts.flatMap((part) => [el("span", { class: "muted" }, " · "), part]);
     },
 
     // Delete and Deliver again ask twice (an in-page confirmation: no browser dialog).
