@@ -31,7 +31,6 @@ from kapokmq.storage.format import (
     ADD,
     DEDUP,
     REMOVE,
-    TRACE,
     TRACE_EVENTS,
     UPDATE,
     meta_record,
@@ -144,7 +143,7 @@ def snapshot_extras(broker: Broker) -> Extras:
     return Extras(
         {code: meta_of(broker, code) for code in codes},
         [(DEDUP, key, code, until) for key, code, until in broker.dedup.items()],
-        [(TRACE, code, events) for code, events in trace.items()] if trace is not None else [],
+        trace.items() if trace is not None else [],
     )
 
 

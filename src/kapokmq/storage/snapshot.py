@@ -34,6 +34,7 @@ from kapokmq.storage.format import (
     CHUNK_RECORDS,
     END,
     KIND_SNAPSHOT,
+    TRACE,
     encode_header,
     frame_head,
     message_record,
@@ -56,7 +57,8 @@ class Extras:
 
     meta: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     dedup: list[tuple[Any, ...]] = field(default_factory=list)
-    traces: list[tuple[Any, ...]] = field(default_factory=list)
+    # (code, events) of every message trace: immutable tuples, encoded as TRACE records
+    traces: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -159,8 +161,8 @@ def encode_slices(
             yield None
     traces = enc.extras.traces
     for start in range(0, len(traces), slice_size):
-        for record in traces[start : start + slice_size]:
-            enc.other(record)
+        for code, events in traces[start : start + slice_size]:
+            enc.other((TRACE, code, events))
         if len(enc.out) >= WRITE_BYTES:
             yield enc.take()
         else:
