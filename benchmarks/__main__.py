@@ -8,7 +8,8 @@ medians of --repeat runs, a table on stdout and JSON in benchmarks/results/.
 
 Scenarios: ceiling (bare aiohttp and picows relays: the transport's limit), e2e, latency,
 fanout, topics, http, fill, aiohttp (the WebSocket scenarios on server.wsEngine aiohttp),
-persistence, memory, delay. CPU per message is the main
+persistence, memory, recovery (1M queued messages: restart after SIGKILL from the WAL and
+after a stop from the snapshot), delay. CPU per message is the main
 figure on a shared machine: wall-clock rates move with the other load, CPU much less.
 """
 
@@ -30,6 +31,7 @@ from typing import Any
 import psutil
 
 from benchmarks.options import SCENARIOS, add_arguments
+from benchmarks.recovery import summary as recovery_summary
 from benchmarks.wrk import available as wrk_available
 from tests.harness import SECRET, BrokerProcess
 
@@ -389,6 +391,17 @@ def scenario_rows(args: argparse.Namespace) -> dict[str, Row]:
             row = repeated(rep, queued)
             row["bytes_per_msg_beyond_payload"] = row["rss_growth_bytes"] / count - 100
             add(f"7 memory, {count:,} queued", row)
+    if "recovery" in wanted:
+        from benchmarks import recovery
+
+        def fill(pid: int, url: str) -> None:
+            drive(pid, url, "fill", "--n", n(1_000_000))
+
+        add(
+            f"8 recovery of {int(n(1_000_000)):,} queued",
+            repeated(rep, lambda: recovery.run(int(n(1_000_000)), fill)),
+            unit="msg/s",
+        )
     if "delay" in wanted:
         add(
             "7 delay accuracy (DelayTime 1 s)",
@@ -431,6 +444,8 @@ def table(rows: dict[str, Row]) -> str:
         other = []
         if "bytes_per_msg_beyond_payload" in r:
             other.append(f"{r['bytes_per_msg_beyond_payload']:.0f} B/msg beyond payload")
+        if "wal_recovery_s" in r:
+            other.append(recovery_summary(r))
         if "ratio_to_memory" in r:
             other.append(f"{r['ratio_to_memory']:.2f}x memory-only")
         if "err_p99_ms" in r:

@@ -17,6 +17,7 @@ SCENARIOS = (
     "aiohttp",
     "persistence",
     "memory",
+    "recovery",
     "delay",
 )
 
