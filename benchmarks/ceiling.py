@@ -30,7 +30,7 @@ from kapokmq.model import Message, Status, encode_push
 PROMPT = b"Please enter the secret key"
 MATCHED = b"Secret key matching succeeded"
 PUSH_FRAME = text_frame(
-    encode_push(Message("0" * 32, "0" * 10 + "x" * 90, "bench", 0, 0, Status.WAITING, 0))
+    encode_push(Message("0" * 32, "bench", "0" * 10 + "x" * 90, 0, 0, 0, Status.WAITING, 0))
 )
 
 

@@ -203,7 +203,7 @@ def make_messages(count: int) -> list[Any]:
     gen = CodeGenerator()
     now = time.time()
     return [
-        Message(gen(), PAYLOAD, f"topic-{i % 4}", int(now), 0, Status.WAITING, now)
+        Message(gen(), f"topic-{i % 4}", PAYLOAD, int(now), 0, 0, Status.WAITING, now)
         for i in range(count)
     ]
 

@@ -42,13 +42,15 @@ from kapokmq.protocol import (
 )
 def test_encode_pushes_is_text_frame_of_encode_push(items: list[tuple[str, str, int, int]]) -> None:
     gen = CodeGenerator()
-    msgs = [Message(gen(), d, t, c, dt, Status.WAITING, 0.0) for d, t, c, dt in items]
+    msgs = [Message(gen(), t, d, c, 0, dt, Status.WAITING, 0.0) for d, t, c, dt in items]
     assert encode_pushes(msgs) == [text_frame(encode_push(m)) for m in msgs]
 
 
 def test_push_batches_encode_a_list_once_and_a_new_list_afresh() -> None:
     gen = CodeGenerator()
-    msgs = [Message(gen(), f"m{i}", "t", 1_700_000_000, 0, Status.WAITING, 0.0) for i in range(3)]
+    msgs = [
+        Message(gen(), "t", f"m{i}", 1_700_000_000, 0, 0, Status.WAITING, 0.0) for i in range(3)
+    ]
     pushes = PushBatches()
     batch = list(msgs)
     first = pushes.frames(batch)

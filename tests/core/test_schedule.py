@@ -100,7 +100,14 @@ def test_a_restored_delay_keeps_its_due_time():
     fresh, fresh_clock = make_broker()
     fresh_clock.now = clock.now
     copy = Message(
-        msg.code, msg.data, msg.topic, msg.create_time, msg.delay_time, msg.status, msg.arrival
+        msg.code,
+        msg.topic,
+        msg.data,
+        msg.create_time,
+        msg.consumed_time,
+        msg.delay_time,
+        msg.status,
+        msg.arrival,
     )
     fresh.restore_many([copy])
     assert fresh.scheduler.upcoming(None, 0, 1)[1] == [(msg.arrival + 30 * DAY, copy)]

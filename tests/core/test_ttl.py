@@ -130,8 +130,8 @@ def test_pubsub_copies_of_an_expired_message_are_not_pushed():
 
 def test_a_ttl_that_ran_out_while_the_broker_was_down_ends_at_the_first_tick():
     broker, clock = make_broker(isClean=0)
-    msg = Message("a" * 32, "x", "t", int(clock.now) - 100, 0, Status.WAITING, clock.now - 100)
-    delayed = Message("b" * 32, "y", "t", int(clock.now), 50, Status.DELAYED, clock.now)
+    msg = Message("a" * 32, "t", "x", int(clock.now) - 100, 0, 0, Status.WAITING, clock.now - 100)
+    delayed = Message("b" * 32, "t", "y", int(clock.now), 0, 50, Status.DELAYED, clock.now)
     broker.restore_many([msg, delayed])
     broker.restore_extras({msg.code: (60, clock.now - 40, []), delayed.code: (5, None, [])}, {})
     assert broker.next_deadline() == clock.now - 40

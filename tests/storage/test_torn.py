@@ -34,7 +34,7 @@ pack = msgpack.Packer().pack
 
 
 def msg(i: int) -> Message:
-    return Message(f"{i:032x}", f"data-{i}", "t", 1_700_000_000, 0, Status.WAITING, 1.7e9)
+    return Message(f"{i:032x}", "t", f"data-{i}", 1_700_000_000, 0, 0, Status.WAITING, 1.7e9)
 
 
 def code(i: int) -> str:

@@ -17,6 +17,7 @@ from kapokmq.storage.format import (
     WAL_FRAME_RECORDS,
     Record,
     Scan,
+    as_record,
     read_frames,
     sanitized,
 )
@@ -53,7 +54,7 @@ async def written(tmp_path: Path, batches: list[list[Record]], many: bool) -> li
         full, rest = divmod(len(batch), WAL_FRAME_RECORDS)
         expected += [WAL_FRAME_RECORDS] * full + ([rest] if rest else [])
     assert [len(f) for f in frames] == expected
-    return [record for frame in frames for record in frame]
+    return [as_record(record) for frame in frames for record in frame]
 
 
 @pytest.mark.parametrize("size", [1, 15, 16, 65535, 65536])

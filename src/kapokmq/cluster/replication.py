@@ -297,9 +297,7 @@ def decode_record(raw: str | bytes) -> Message | str:
     if any(type(n) is not int for n in numbers):
         raise ValueError("CreateTime, ConsumedTime, DelayTime and Status must be integers")
     create, consumed, delay, status = numbers
-    return Message(
-        code, data, topic, create, delay, Status(status), float(create), consumed_time=consumed
-    )
+    return Message(code, topic, data, create, consumed, delay, Status(status), float(create))
 
 
 class Confirmations:

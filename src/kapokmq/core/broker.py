@@ -327,11 +327,11 @@ class Broker:
                         self.dedup.duplicates += 1
                         continue
             if delay > 0:
-                msg = Message(new_code(), data, topic_name, created, delay, _DELAYED, now)
+                msg = Message(new_code(), topic_name, data, created, 0, delay, _DELAYED, now)
                 self.scheduler.add_delay(msg, now + delay)
                 delayed = True
             else:
-                msg = Message(new_code(), data, topic_name, created, delay, _WAITING, now)
+                msg = Message(new_code(), topic_name, data, created, 0, delay, _WAITING, now)
                 ready(msg)
                 waiting = True
             if ttl:
@@ -375,8 +375,18 @@ class Broker:
             self._mark(topic)
 
     def restore_many(self, msgs: list[Message]) -> None:
-        """``restore`` for a whole recovery, in creation order, without a call per message."""
+        """``restore`` for many messages, in creation order, without a call per message."""
         self.store.add_many(msgs)
+        self._queue_restored(msgs)
+
+    def restore_table(self, table: dict[str, Message]) -> None:
+        """``restore_many`` for a recovery's table (code -> message, creation order),
+        which becomes the store's own table (``MessageStore.add_table``)."""
+        self.store.add_table(table)
+        self._queue_restored(table.values())
+
+    def _queue_restored(self, msgs: Iterable[Message]) -> None:
+        """Restored messages go to their topic's ready queue or to the delay schedule."""
         waiting, delayed = Status.WAITING, Status.DELAYED
         add_delay = self.scheduler.add_delay
         topics: dict[str, Topic] = {}

@@ -52,6 +52,21 @@ class MessageStore:
             hour = msg.create_time // 3600
             by_hour[hour] = by_hour.get(hour, 0) + 1
 
+    def add_table(self, table: dict[str, Message]) -> None:
+        """``add_many`` for a recovery's table (code -> message, in creation order). An
+        empty store takes the dict itself rather than building a second one: inserting a
+        million fresh codes costs ~0.7 s on this machine, most of a recovery's time."""
+        if self._messages:
+            self.add_many(list(table.values()))
+            return
+        self._messages = table
+        counts = self._counts
+        by_hour = self._by_hour
+        for msg in table.values():
+            counts[msg.status + 1] += 1
+            hour = msg.create_time // 3600
+            by_hour[hour] = by_hour.get(hour, 0) + 1
+
     def remove(self, code: str) -> Message | None:
         msg = self._messages.pop(code, None)
         if msg is None:

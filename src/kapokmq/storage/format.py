@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+import msgspec
 
 from kapokmq.model import Message, Status
 
@@ -84,9 +85,116 @@ END = 9
 
 STATUS_OF = {int(s): s for s in Status}
 
-Record = tuple[Any, ...]
+Record = tuple[Any, ...]  # a record as written: a tuple packed by msgpack
 
 _unpackb = msgpack.unpackb
+
+
+# Records as read back: each record type is an array-like msgspec Struct whose tag is the
+# record's first element, so a whole frame body decodes with one call; an ADD record
+# decodes straight into a Message (model.Message's fields follow the ADD record).
+class Update(msgspec.Struct, array_like=True, tag=UPDATE, gc=False):
+    code: str
+    status: Status
+    consumed_time: int
+    delay_time: int
+    attempts: int
+
+
+class Remove(msgspec.Struct, array_like=True, tag=REMOVE, gc=False):
+    code: str
+
+
+class MetaRecord(msgspec.Struct, array_like=True, tag=META, gc=False):
+    code: str
+    ttl: int
+    deadline: float | None
+    history: list[tuple[int, str]]
+
+
+class DedupRecord(msgspec.Struct, array_like=True, tag=DEDUP, gc=False):
+    key: str
+    code: str
+    until: float
+
+
+class TraceRecord(msgspec.Struct, array_like=True, tag=TRACE, gc=False):
+    code: str
+    events: list[Any]  # tuples again once read: see ``tuples``
+
+
+class TraceEvents(msgspec.Struct, array_like=True, tag=TRACE_EVENTS, gc=False):
+    pairs: list[Any]  # code, event, code, event, ...
+
+
+def tuples(value: Any) -> Any:
+    """Arrays as tuples, recursively: a trace event is compared with the ones held."""
+    if isinstance(value, list | tuple):
+        return tuple(tuples(item) for item in value)
+    return value
+
+
+class End(msgspec.Struct, array_like=True, tag=END, gc=False):
+    count: int
+
+
+class Unknown(msgspec.Struct, gc=False):
+    """A record this build does not know (or cannot read): reported or ignored."""
+
+    op: object
+
+
+_DecodedUnion = (
+    Message | Update | Remove | MetaRecord | DedupRecord | TraceRecord | TraceEvents | End
+)
+Decoded = _DecodedUnion | Unknown
+_decode_records = msgspec.msgpack.Decoder(list[_DecodedUnion]).decode
+_convert = msgspec.convert
+
+
+def typed_records(records: tuple[Any, ...] | list[Any]) -> list[Decoded]:
+    """Records decoded by msgpack (format 1, or a frame msgspec refused as a whole) as
+    the typed records; one that fits no record type becomes ``Unknown``."""
+    out: list[Decoded] = []
+    for rec in records:
+        try:
+            out.append(_convert(rec, _DecodedUnion, strict=False))
+        except (msgspec.ValidationError, TypeError):
+            out.append(Unknown(rec[0] if isinstance(rec, list | tuple) and rec else rec))
+    return out
+
+
+def as_record(rec: Decoded) -> Record:
+    """A record read back, as the tuple that was written (for tests and tools)."""
+    if isinstance(rec, Message):
+        return message_record(rec)
+    if isinstance(rec, Unknown):
+        return (rec.op,)
+    fields = msgspec.structs.astuple(rec)
+    if isinstance(rec, MetaRecord):
+        fields = (*fields[:3], [list(event) for event in rec.history])
+    elif isinstance(rec, TraceRecord | TraceEvents):
+        fields = tuple(tuples(field) for field in fields)
+    return (rec.__struct_config__.tag, *fields)
+
+
+def decode_body(body: bytes) -> list[Decoded]:
+    """A frame body (one msgpack array of records) as typed records. One msgspec call for
+    the whole frame (the hot path of a recovery); a body it refuses (a record of another
+    shape or type) goes record by record. Raises ValueError if it is not msgpack."""
+    try:
+        return _decode_records(body)  # type: ignore[return-value]
+    except msgspec.ValidationError:
+        pass
+    except msgspec.DecodeError as exc:
+        raise ValueError(str(exc)) from exc
+    try:
+        records = _unpackb(body, use_list=False, raw=False, strict_map_key=False)
+    except msgpack.UnpackException as exc:
+        raise ValueError(str(exc)) from exc
+    if type(records) is not tuple:
+        raise ValueError("frame body is not an array")
+    return typed_records(records)
 
 
 class FormatError(ValueError):
@@ -203,7 +311,7 @@ Buffer = bytes | mmap.mmap  # a whole file; slices of either are bytes
 RELEASE_EVERY = 16 << 20  # a mapped file's pages read so far leave the RSS this often
 
 
-def read_frames(buf: Buffer, start: int, version: int, scan: Scan) -> Iterator[tuple[Record, ...]]:
+def read_frames(buf: Buffer, start: int, version: int, scan: Scan) -> Iterator[list[Decoded]]:
     """Yield the records of each intact frame of ``buf`` from ``start``; note damage in
     ``scan``. Format 2 skips a damaged region and goes on with the next valid frame."""
     reader = _frames_v2 if version >= 2 else _frames_v1
@@ -228,7 +336,7 @@ def _valid_v2(buf: Buffer, pos: int, size: int) -> tuple[int, int, int] | None:
     return length, count, body_crc
 
 
-def _decode_v2(buf: Buffer, pos: int, size: int) -> tuple[int, tuple[Record, ...]] | None:
+def _decode_v2(buf: Buffer, pos: int, size: int) -> tuple[int, list[Decoded]] | None:
     """(end offset, records) of an intact frame at ``pos``."""
     head = _valid_v2(buf, pos, size)
     if head is None:
@@ -242,15 +350,15 @@ def _decode_v2(buf: Buffer, pos: int, size: int) -> tuple[int, tuple[Record, ...
     if zlib.crc32(body) != body_crc:
         return None
     try:
-        records = _unpackb(body, use_list=False, raw=False, strict_map_key=False)
-    except (ValueError, msgpack.UnpackException):
+        records = decode_body(body)
+    except ValueError:
         return None
-    if type(records) is not tuple or len(records) != count:
+    if len(records) != count:
         return None
     return end, records
 
 
-def _frames_v2(buf: Buffer, pos: int, scan: Scan) -> Iterator[tuple[Record, ...]]:
+def _frames_v2(buf: Buffer, pos: int, scan: Scan) -> Iterator[list[Decoded]]:
     size = len(buf)
     released = 0
     while pos < size:
@@ -320,7 +428,7 @@ def _release(buf: Buffer, start: int, upto: int) -> int:
     return end
 
 
-def _frames_v1(buf: Buffer, pos: int, scan: Scan) -> Iterator[tuple[Record, ...]]:
+def _frames_v1(buf: Buffer, pos: int, scan: Scan) -> Iterator[list[Decoded]]:
     size = len(buf)
     released = 0
     while pos < size:
@@ -350,7 +458,7 @@ def _frames_v1(buf: Buffer, pos: int, scan: Scan) -> Iterator[tuple[Record, ...]
             scan.damages.append(damage)
             return
         pos = scan.pos = end
-        yield tuple(records)
+        yield typed_records(records)
         if pos - released > RELEASE_EVERY:
             released = _release(buf, released, pos)
 
@@ -384,23 +492,3 @@ def clean_text(value: str) -> str:
 
 def sanitized(record: Record) -> Record:
     return tuple(clean_text(v) if isinstance(v, str) else v for v in record)
-
-
-def message_from_record(rec: Record, topics: dict[str, str]) -> Message:
-    """Build a Message from an ADD record; ``topics`` interns topic names."""
-    (_, code, topic, data, create_time, consumed_time, delay_time, status, arrival, attempts) = rec[
-        :10
-    ]
-    topic = topics.setdefault(topic, topic)
-    msg = Message(
-        code,
-        data,
-        topic,
-        create_time,
-        delay_time,
-        STATUS_OF[status],
-        float(arrival),
-        consumed_time,
-    )
-    msg.attempts = attempts
-    return msg

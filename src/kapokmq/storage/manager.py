@@ -308,18 +308,19 @@ class Storage:
         cutoff = time.time() - mq.cleanTime if mq.isClean else None
         drop_consumed = bool(mq.isCleanConsumed)
         consumed = Status.CONSUMED
-        kept = [
-            msg
-            for msg in rec.messages.values()
-            if not (
-                (cutoff is not None and msg.stale_before(cutoff))
+        table, rec.messages = rec.messages, {}  # the table becomes the store's own
+        dropped = 0
+        if cutoff is not None or drop_consumed:
+            gone = [
+                code
+                for code, msg in table.items()
+                if (cutoff is not None and msg.stale_before(cutoff))
                 or (drop_consumed and msg.status is consumed)
-            )
-        ]
-        dropped = len(rec.messages) - len(kept)
-        rec.messages.clear()
-        self.broker.restore_many(kept)
-        del kept
+            ]
+            for code in gone:
+                del table[code]
+            dropped = len(gone)
+        self.broker.restore_table(table)
         self.broker.restore_extras(rec.meta, rec.dedup)
         rec.meta.clear()
         rec.dedup.clear()
