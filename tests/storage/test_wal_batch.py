@@ -5,12 +5,15 @@ at most ``WAL_FRAME_RECORDS`` records."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
+from kapokmq.storage.files import Buffer
 from kapokmq.storage.format import (
     HEADER_SIZE,
     VERSION,
@@ -22,7 +25,7 @@ from kapokmq.storage.format import (
     sanitized,
 )
 from kapokmq.storage.layout import DataDir
-from kapokmq.storage.wal import WalWriter
+from kapokmq.storage.wal import SEAL_BYTES, WalWriter
 
 
 def records(n: int, start: int = 0) -> list[Record]:
@@ -72,3 +75,34 @@ async def test_append_many_with_a_lone_surrogate(tmp_path: Path) -> None:
     got = await written(tmp_path / "w", [batch], many=True)
     assert got[2][3] == sanitized(bad)[3] and got[2][3].startswith("a\ufffd")
     assert [r[1] for r in got] == [r[1] for r in batch]
+
+
+async def test_big_records_split_frames_and_writes(tmp_path: Path) -> None:
+    """Frames of more than one record stay under SEAL_BYTES; a flush of more than
+    FLUSH_AT bytes is several writes, every record once and in order."""
+    big = [(1, f"{i:032x}", "topic", "x" * 300_000, i, 0, 0, -1, 1.5, 0) for i in range(20)]
+    batch = [*records(150), *big, *records(5, 150)]
+    datadir = DataDir(tmp_path, "kapokmq")
+    writes: list[int] = []
+    with ThreadPoolExecutor(1) as executor:
+        wal = WalWriter(asyncio.get_running_loop(), datadir, 1, "no", executor)
+        real = wal._write
+
+        def counted(fd: int, parts: Sequence[Buffer]) -> None:
+            writes.append(sum(map(len, parts)))
+            real(fd, parts)
+
+        wal._write = counted
+        wal.append_many(batch)
+        wal.flush()
+        await wal.close()
+    scan = Scan()
+    data = datadir.wal_path(1).read_bytes()
+    frames = list(read_frames(data, HEADER_SIZE, VERSION, scan))
+    assert not scan.damages
+    assert [r[1] for f in frames for r in f] == [r[1] for r in batch]
+    assert max(len(f) for f in frames) == WAL_FRAME_RECORDS
+    for frame in frames:
+        assert len(frame) == 1 or sum(len(msgpack.packb(r)) for r in frame) <= SEAL_BYTES
+    assert len(frames) >= 2 + 20 // 3  # at most three big ones fit in a frame
+    assert len(writes) == 2 and sum(writes) == len(data) - HEADER_SIZE

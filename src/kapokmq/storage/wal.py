@@ -1,8 +1,9 @@
 """The write-ahead log writer: append on the loop, write once per iteration, fsync in a thread.
 
-Records are msgpack-encoded into a buffer as the broker reports changes; one callback per
-event-loop iteration writes the buffer as CRC-checked frames of at most
-``WAL_FRAME_RECORDS`` records each, in one write (see ``format``). fsync runs in a
+Records (tuples of plain values) are collected as the broker reports changes; one
+callback per event-loop iteration encodes them as CRC-checked frames of at most
+``WAL_FRAME_RECORDS`` records each, one encoder call per frame, and writes them in one
+write (see ``format``). fsync runs in a
 dedicated thread so the loop never waits for the disk:
 
 * ``always``   — ``ticket()``/``barrier()`` resolve once every record appended before the
@@ -26,7 +27,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 
 import msgspec
@@ -42,8 +43,8 @@ from kapokmq.storage.format import (
 )
 from kapokmq.storage.layout import DataDir, StorageError, unavailable
 
-FLUSH_AT = 4 << 20  # write at once when the sealed frames grow past this within one iteration
-SEAL_BYTES = 1 << 20  # a frame is also sealed once its records reach this size
+FLUSH_AT = 4 << 20  # bytes: a flush of a huge batch writes in steps of about this size
+SEAL_BYTES = 1 << 20  # a frame of more than one record is split until it is at most this
 
 
 class WalError(StorageError):
@@ -73,10 +74,7 @@ class WalWriter:
         self.executor = executor
         self.on_failure = on_failure
         self.seq = seq
-        self._buf = bytearray()  # the open frame's records
-        self._count = 0
-        self._sealed: list[bytes | bytearray] = []  # frame heads and bodies, to be written
-        self._sealed_bytes = 0
+        self._pending: list[Record] = []  # appended, encoded and written by the next flush
         # msgspec writes the same msgpack bytes as msgpack.Packer (checked in
         # tests/storage/test_wal_encoding.py) in a quarter of the time: 41 vs 166 ns per ADD
         self._pack: Callable[[object], bytes] = msgspec.msgpack.Encoder().encode
@@ -145,92 +143,85 @@ class WalWriter:
 
     # ------------------------------------------------------------------ appending
     def append(self, record: Record) -> None:
-        try:
-            data = self._pack(record)
-        except UnicodeEncodeError:
-            data = self._pack(sanitized(record))
-        self._buf += data
-        self._count += 1
+        """Log ``record`` (a tuple of plain values, taken as it is now)."""
+        self._pending.append(record)
         self.appended += 1
-        if self._count >= WAL_FRAME_RECORDS or len(self._buf) >= SEAL_BYTES:
-            self._seal()
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self.flush)
 
     def append_many(self, records: list[Record]) -> None:
-        """``append`` for each record, with one encoder call per frame's worth: an array's
-        encoding is its header followed by its items' encodings, so dropping the header
-        leaves exactly the records one after the other, as ``append`` would have written
-        them."""
-        while records:
-            room = WAL_FRAME_RECORDS - self._count
-            part = records if len(records) <= room else records[:room]
-            records = records[len(part) :] if part is not records else []
-            n = len(part)
-            try:
-                data = self._pack(part)
-            except UnicodeEncodeError:  # a lone surrogate somewhere: the careful way
-                for record in part:
-                    self.append(record)
-                continue
-            self._buf += memoryview(data)[1 if n < 16 else 3 if n < 65536 else 5 :]
-            self._count += n
-            self.appended += n
-            if self._count >= WAL_FRAME_RECORDS or len(self._buf) >= SEAL_BYTES:
-                self._seal()
+        """``append`` for each of ``records``."""
+        self._pending += records
+        self.appended += len(records)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self.flush)
 
-    def _seal(self) -> None:
-        """Close the open frame (it is written with the next flush)."""
-        buf = self._buf
-        head = frame_head(buf, self._count)
-        self._sealed.append(head)
-        self._sealed.append(buf)
-        self._sealed_bytes += len(head) + len(buf)
-        self._buf = bytearray()
-        self._count = 0
-        if self._sealed_bytes > FLUSH_AT:
-            self.flush()
+    def _frames(self, records: list[Record]) -> Iterator[tuple[bytes, memoryview]]:
+        """Head and body of each frame for ``records``: one encoder call per frame of at
+        most ``WAL_FRAME_RECORDS`` records, whose output (a msgpack array) is the body as
+        it is, nothing copied; a frame of more than ``SEAL_BYTES`` is split in two."""
+        pack = self._pack
+        step = WAL_FRAME_RECORDS
+        if len(records) <= step:
+            todo = [records]
+        else:  # popped from the end: the first frame last
+            todo = [records[i : i + step] for i in reversed(range(0, len(records), step))]
+        while todo:
+            part = todo.pop()
+            try:
+                body = pack(part)
+            except UnicodeEncodeError:  # a lone surrogate somewhere: the careful way
+                body = pack([sanitized(record) for record in part])
+            n = len(part)
+            if len(body) > SEAL_BYTES and n > 1:
+                todo += (part[n >> 1 :], part[: n >> 1])
+                continue
+            items = memoryview(body)[1 if n < 16 else 3 if n < 65536 else 5 :]
+            yield frame_head(items, n), items
 
     def flush(self) -> None:
-        """Write every record appended so far, as frames, in one write."""
+        """Write every record appended so far, as frames, in one write (one per
+        ``FLUSH_AT`` bytes for a huge batch)."""
         self._flush_scheduled = False
-        if self._sealed:
-            if self._count:
-                self._seal()
-            parts = self._sealed
-            total = self._sealed_bytes
-            self._sealed = []
-            self._sealed_bytes = 0
-        elif self._count:  # the usual case: one open frame, nothing sealed
-            buf = self._buf
-            head = frame_head(buf, self._count)
-            self._buf = bytearray()
-            self._count = 0
-            parts = [head, buf]
-            total = len(head) + len(buf)
-        else:
+        pending = self._pending
+        if not pending:
             return
+        self._pending = []
         if self.error is not None:
             return  # failed for good: the manager rebuilds the files from memory
-        try:
-            self._write(self.fd, parts)
-        except OSError as exc:
-            self._cut_back()
-            self._fail(exc, f"writing {self.datadir.wal_path(self.seq).name}")
+        parts: list[bytes | memoryview] = []
+        size = 0
+        for head, body in self._frames(pending):
+            parts += (head, body)
+            size += len(head) + len(body)
+            if size >= FLUSH_AT:
+                if not self._write_frames(parts, size):
+                    return
+                parts = []
+                size = 0
+        if parts and not self._write_frames(parts, size):
             return
-        self.size += total
-        self.frames += len(parts) >> 1
-        self.bytes_written += total
         self.written = self.appended
         if self._open_future is not None:
             self._waiters.append((self.written, self._open_future))
             self._open_future = None
         if self._waiters:
             self._kick()
+
+    def _write_frames(self, parts: list[bytes | memoryview], size: int) -> bool:
+        """One write; False (and the writer failed) if it did not succeed."""
+        try:
+            self._write(self.fd, parts)
+        except OSError as exc:
+            self._cut_back()
+            self._fail(exc, f"writing {self.datadir.wal_path(self.seq).name}")
+            return False
+        self.size += size
+        self.frames += len(parts) >> 1
+        self.bytes_written += size
+        return True
 
     def _cut_back(self) -> None:
         """After a partial write: end the segment at the last whole frame again."""
@@ -315,7 +306,7 @@ class WalWriter:
             if not w.done():
                 w.set_result(None)
         if waiters or self._retired:
-            if self._count or self._sealed:
+            if self._pending:
                 self.flush()
             self._kick()
 
