@@ -98,7 +98,7 @@ async def test_big_records_split_frames_and_writes(tmp_path: Path) -> None:
         await wal.close()
     scan = Scan()
     data = datadir.wal_path(1).read_bytes()
-    frames = list(read_frames(data, HEADER_SIZE, VERSION, scan))
+    frames = [[as_record(r) for r in f] for f in read_frames(data, HEADER_SIZE, VERSION, scan)]
     assert not scan.damages
     assert [r[1] for f in frames for r in f] == [r[1] for r in batch]
     assert max(len(f) for f in frames) == WAL_FRAME_RECORDS
