@@ -1,7 +1,8 @@
 """In-process cost of the broker's own code per message, without sockets:
 parse producer frames, publish them as one read, dispatch, encode the pushes, ack them.
 
-    python -m benchmarks.core_bench [N]
+    python -m benchmarks.core_bench [N]                   # point-to-point, 1 consumer
+    python -m benchmarks.core_bench [N] --subscribers 10  # pub/sub 1 -> 10, per delivery
 
 The network benchmark (python -m benchmarks) measures the whole server; this isolates
 the part we own, so a change to the core can be judged in seconds.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import gc
 import sys
 import time
+from collections.abc import Callable
 
 from kapokmq.config import Config
 from kapokmq.core.broker import Broker
@@ -19,16 +21,33 @@ from kapokmq.model import ClientInfo, Message, encode_pushes
 from kapokmq.protocol import parse_send_frame
 
 
-def run(n: int, batch: int = 500) -> float:
-    broker = Broker(Config(), time.time, on_dirty=lambda: None)
+def run(n: int, batch: int = 500, subscribers: int = 0) -> float:
+    """Server CPU per message (point-to-point), or per delivery with ``subscribers``."""
+    config = Config()
+    if subscribers:
+        config.mq.pushType = 2
+    broker = Broker(config, time.time, on_dirty=lambda: None)
+    try:  # the runtime's encoder, shared by every consumer session
+        from kapokmq.model import PushBatches
+
+        encode: Callable[[list[Message]], bytes] = PushBatches().frames
+    except ImportError:  # a checkout from before it (benchmarks.ab)
+
+        def encode(msgs: list[Message]) -> bytes:
+            return b"".join(encode_pushes(msgs))
+
     written: list[bytes] = []
-    pushed: list[Message] = []
+    sessions = []
+    for i in range(max(1, subscribers)):
+        pushed: list[Message] = []
 
-    def record(msgs: list[Message]) -> None:  # as a consumer session's deliver does
-        written.append(b"".join(encode_pushes(msgs)))
-        pushed.extend(msgs)
+        def record(msgs: list[Message], pushed: list[Message] = pushed) -> None:
+            written.append(encode(msgs))  # as a consumer session's deliver does
+            pushed.extend(msgs)
 
-    session = broker.attach_consumer(ClientInfo("c", "bench", "", 0), record)
+        sessions.append(
+            (broker.attach_consumer(ClientInfo(f"c{i}", "bench", "", 0), record), pushed)
+        )
     frames = [
         b'{"MessageData":"' + f"{i:010d}".encode() + b"x" * 90 + b'","DelayTime":0}'
         for i in range(n)
@@ -41,18 +60,26 @@ def run(n: int, batch: int = 500) -> float:
             "bench", [parse_send_frame(raw) for raw in frames[start : start + batch]]
         )
         broker.dispatch()
-        broker.ack_many(session, [msg.code for msg in pushed])
-        pushed.clear()
+        for session, pushed in sessions:  # each consumer's acks of one read
+            broker.ack_many(session, [msg.code for msg in pushed])
+            pushed.clear()
         written.clear()
-    return (time.process_time() - t0) / n * 1e6
+    return (time.process_time() - t0) / (n * max(1, subscribers)) * 1e6
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    args = sys.argv[1:]
+    subscribers = 0
+    if "--subscribers" in args:
+        at = args.index("--subscribers")
+        subscribers = int(args[at + 1])
+        del args[at : at + 2]
+    n = int(args[0]) if args else 200_000
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    runs = sorted(run(n) for _ in range(3))
-    print(f"core: {runs[1]:.2f} us/msg (median of 3: {', '.join(f'{r:.2f}' for r in runs)})")
+    runs = sorted(run(n, subscribers=subscribers) for _ in range(3))
+    unit = "delivery" if subscribers else "msg"
+    print(f"core: {runs[1]:.2f} us/{unit} (median of 3: {', '.join(f'{r:.2f}' for r in runs)})")
 
 
 if __name__ == "__main__":

@@ -341,6 +341,24 @@ def test_one_push_batch_weighs_at_most_max_pending_bytes():
     assert len(rec.pushed) == 32
 
 
+def test_pubsub_batches_keep_the_byte_bound_and_the_accounting():
+    broker, _ = make_broker(pushType=2, maxInFlight=1000, maxPendingBytes=65536)
+    a, ra = attach(broker, name="a")
+    b, rb = attach(broker, name="b")
+    for _ in range(100):
+        broker.publish("t", "y" * 4000, 0)
+    broker.dispatch()
+    assert len(ra.pushed) == len(rb.pushed) == 16  # as point-to-point: the bound stops it
+    assert a.pending_bytes == b.pending_bytes == 84 * 4128
+    broker.ack_many(a, ra.codes)
+    for _ in range(3):
+        broker.publish("t", "z", 0)
+    broker.dispatch()  # the next 16 of the queue, not the three new ones
+    assert len(ra.pushed) == len(rb.pushed) == 32
+    assert ra.pushed[16:] == rb.pushed[16:] and ra.pushed[16].data[0] == "y"
+    assert a.pending_bytes == b.pending_bytes == 68 * 4128 + 3 * 129
+
+
 def test_acks_apply_only_to_the_consumers_own_topic():
     broker, _ = make_broker()
     a, ra = attach(broker, "a", "ca")

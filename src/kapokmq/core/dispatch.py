@@ -149,32 +149,32 @@ def dispatch_pubsub(
             session.pending.extend(fanned)
             session.pending_bytes += weight
     pushed = 0
-    shared: list[Message] = []  # the latest batch delivered: equal batches are one list
+    n_fanned = len(fanned)
+    fanned_codes: dict[str, Message] | None = None
+    shared: list[Message] = fanned  # the latest batch delivered: equal batches are one list
     for session in consumers:
         pending = session.pending
         if not pending:
             continue
-        if not session.paused:
-            in_flight = session.in_flight
-            room = session.window - len(in_flight)
-            room_bytes = session.max_bytes
-            drained = 0
-            batch: list[Message] = []
-            while pending and room > 0 and room_bytes > 0 and pushed + len(batch) != limit:
-                msg = pending.popleft()
-                size = len(msg.data) + COPY_OVERHEAD
-                drained += size
-                # a copy is owed to every subscriber even when another one's ack already
-                # consumed (and, with isCleanConsumed, removed) the message; not when it
-                # was deleted or expired, or is dead (TTL): never pushed again
-                status = msg.status
-                if (msg.removed and status is not _CONSUMED) or status is _DEAD:
-                    continue
-                in_flight[msg.code] = msg
-                batch.append(msg)
-                room -= 1
-                room_bytes -= size
-            session.pending_bytes -= drained
+        if session.paused:
+            pass
+        elif (
+            len(pending) == n_fanned
+            and session.window - len(session.in_flight) >= n_fanned
+            and weight <= session.max_bytes
+            and (limit < 0 or pushed + n_fanned <= limit)
+        ):
+            # in step (the usual case): what was just fanned out is all it has queued and
+            # all of it fits, so the copy-by-copy drain below would take exactly that
+            if fanned_codes is None:
+                fanned_codes = {msg.code: msg for msg in fanned}
+            session.in_flight.update(fanned_codes)
+            pending.clear()
+            session.pending_bytes -= weight
+            pushed += n_fanned
+            session.deliver(fanned)
+        else:
+            batch = _drain(session, limit - pushed if limit >= 0 else -1)
             if batch:
                 pushed += len(batch)
                 if batch == shared:  # identity of the items first: cheap when they agree
@@ -192,6 +192,33 @@ def dispatch_pubsub(
             overflowed.append(session)
     topic.stats.pushed += pushed
     return pushed
+
+
+def _drain(session: ConsumerSession, limit: int) -> list[Message]:
+    """Take a pub/sub session's queued copies while its window and the batch byte bound
+    have room (at most ``limit`` if >= 0)."""
+    pending = session.pending
+    in_flight = session.in_flight
+    room = session.window - len(in_flight)
+    room_bytes = session.max_bytes
+    drained = 0
+    batch: list[Message] = []
+    while pending and room > 0 and room_bytes > 0 and len(batch) != limit:
+        msg = pending.popleft()
+        size = len(msg.data) + COPY_OVERHEAD
+        drained += size
+        # a copy is owed to every subscriber even when another one's ack already
+        # consumed (and, with isCleanConsumed, removed) the message; not when it
+        # was deleted or expired, or is dead (TTL): never pushed again
+        status = msg.status
+        if (msg.removed and status is not _CONSUMED) or status is _DEAD:
+            continue
+        in_flight[msg.code] = msg
+        batch.append(msg)
+        room -= 1
+        room_bytes -= size
+    session.pending_bytes -= drained
+    return batch
 
 
 def dispatch(
