@@ -5,6 +5,7 @@ at most ``WAL_FRAME_RECORDS`` records."""
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from kapokmq.storage.files import Buffer
+from kapokmq.storage.files import Buffer, FileOps
 from kapokmq.storage.format import (
     HEADER_SIZE,
     VERSION,
@@ -25,7 +26,7 @@ from kapokmq.storage.format import (
     sanitized,
 )
 from kapokmq.storage.layout import DataDir
-from kapokmq.storage.wal import SEAL_BYTES, WalWriter
+from kapokmq.storage.wal import SEAL_BYTES, WalError, WalWriter
 
 
 def records(n: int, start: int = 0) -> list[Record]:
@@ -106,3 +107,46 @@ async def test_big_records_split_frames_and_writes(tmp_path: Path) -> None:
         assert len(frame) == 1 or sum(len(msgpack.packb(r)) for r in frame) <= SEAL_BYTES
     assert len(frames) >= 2 + 20 // 3  # at most three big ones fit in a frame
     assert len(writes) == 2 and sum(writes) == len(data) - HEADER_SIZE
+
+
+class SecondWriteFails(FileOps):
+    """The real calls, except that the second data write (after the header) raises EIO
+    once half of it is on disk."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def write(self, fd: int, parts: Sequence[Buffer]) -> None:
+        self.writes += 1
+        if self.writes == 3:  # header, first step of the flush, then this one
+            super().write(fd, [b"".join(bytes(p) for p in parts)[: sum(map(len, parts)) // 2]])
+            raise OSError(errno.EIO, "Input/output error")
+        super().write(fd, parts)
+
+
+async def test_a_failed_step_of_a_big_flush_cuts_back_to_a_frame(tmp_path: Path) -> None:
+    """A flush written in FLUSH_AT steps whose second write fails: the segment ends at
+    the last whole frame of the first, waiting tickets fail, the writer stops."""
+    big = [(1, f"{i:032x}", "topic", "x" * 300_000, i, 0, 0, -1, 1.5, 0) for i in range(20)]
+    datadir = DataDir(tmp_path, "kapokmq", SecondWriteFails())
+    failures: list[WalError] = []
+    with ThreadPoolExecutor(1) as executor:
+        loop = asyncio.get_running_loop()
+        wal = WalWriter(loop, datadir, 1, "always", executor, failures.append)
+        wal.append_many(big)
+        ticket = wal.ticket()
+        assert ticket is not None
+        wal.flush()
+        with pytest.raises(WalError, match="Input/output error"):
+            await asyncio.wait_for(ticket, 5)
+        assert len(failures) == 1 and wal.error is not None
+        wal.append(big[0])  # dropped: the manager rebuilds from memory
+        wal.flush()
+        await wal.close()
+    scan = Scan()
+    data = datadir.wal_path(1).read_bytes()
+    assert len(data) == wal.size
+    frames = list(read_frames(data, HEADER_SIZE, VERSION, scan))
+    assert not scan.damages
+    written = [as_record(r)[1] for f in frames for r in f]
+    assert 0 < len(written) < len(big) and written == [r[1] for r in big[: len(written)]]

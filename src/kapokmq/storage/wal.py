@@ -143,7 +143,8 @@ class WalWriter:
 
     # ------------------------------------------------------------------ appending
     def append(self, record: Record) -> None:
-        """Log ``record`` (a tuple of plain values, taken as it is now)."""
+        """Log ``record``, a tuple of plain values. It is encoded by the iteration's flush,
+        so nothing in it (a list included) may change after this call."""
         self._pending.append(record)
         self.appended += 1
         if not self._flush_scheduled:
