@@ -24,6 +24,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import Any
 
 from kapokmq.model import Message
@@ -136,10 +137,8 @@ class Trace:
             source = (self.name(source[0]), source[1], source[2])
         event: Event = (now, PUBLISHED, source)
         traces = self._traces
-        first = (event,)
-        for msg in msgs:
-            traces[msg.code] = first
         codes = [m.code for m in msgs]
+        traces.update(zip(codes, repeat((event,))))  # one shared tuple: loops in C
         self._order.extend(codes)
         unsaved = self.unsaved
         was_saved = not unsaved
@@ -180,7 +179,7 @@ class Trace:
                 attempts = msg.attempts
                 event = (now, PUSHED, consumer_id, attempts)
             if len(events) < PER_MESSAGE:
-                traces[code] = (*events, event)
+                traces[code] = events + (event,)  # noqa: RUF005 (unpacking builds a list)
                 added += 1
             else:
                 traces[code] = (events[0], *events[2:], event)  # the publish and the latest
@@ -212,7 +211,7 @@ class Trace:
             if events is None:
                 continue
             if len(events) < PER_MESSAGE:
-                traces[code] = (*events, event)
+                traces[code] = events + (event,)  # noqa: RUF005 (unpacking builds a list)
                 added += 1
             else:
                 traces[code] = (events[0], *events[2:], event)
