@@ -1,13 +1,13 @@
 """Message trace (docs/protocol.md "Message trace"): what happened to each message, in order.
 
 Kept by message code beside the message table, never on ``Message``: with ``mq.trace`` 0
-there is no ``Trace`` at all, and a traced message costs a dict entry and a short list.
+there is no ``Trace`` at all, and a traced message costs a dict entry and a short tuple.
 An event is a tuple ``(time, kind, details...)``; one event tuple is shared by every
 message of a batch it applies to (a producer's read, a push batch, a consumer's acks),
 so a burst costs one tuple slot per message and event. A trace is a tuple, replaced on
 each event, not a list: the cyclic GC stops tracking a tuple of atoms at its first
-collection, while a list per traced message would be scanned again and again (measured
-in-process: about 1 us per message with lists, most of it the GC).
+collection, while a list per traced message is scanned again and again (measured
+in-process with lists: most of the trace's cost was the GC's).
 
 Bounds: a trace keeps its first event (the publish) and the latest ``PER_MESSAGE - 1``;
 all traces together hold at most ``mq.traceMaxEvents`` events, beyond which the oldest
@@ -16,7 +16,7 @@ deleted or cleaned message can still be looked up) until the budget evicts it.
 
 For storage (WAL mode) every new event is also appended to ``unsaved`` as ``code,
 event`` pairs; the storage manager takes them once per loop iteration and writes them
-as one TRACE record (docs/durability.md "Message trace").
+as TRACE_EVENTS records (docs/durability.md "Message trace").
 """
 
 from __future__ import annotations
