@@ -1,0 +1,35 @@
+"""``MessageStore.add_table`` (a recovery's table taken as the store's own) keeps the same
+counts by status and by creation hour as inserting the messages one by one."""
+
+from __future__ import annotations
+
+from kapokmq.core.store import MessageStore
+from kapokmq.model import Message, Status
+
+
+def messages(n: int) -> list[Message]:
+    statuses = list(Status)
+    return [
+        Message(f"{i:032x}", "t", "x", 1_700_000_000 + 1000 * i, 0, 0, statuses[i % 4], 1.7e9)
+        for i in range(n)
+    ]
+
+
+def test_add_table_counts_like_add_many() -> None:
+    one_by_one, taken = MessageStore(), MessageStore()
+    msgs = messages(50)
+    one_by_one.add_many(msgs)
+    table = {m.code: m for m in msgs}
+    taken.add_table(table)
+    assert taken.counts() == one_by_one.counts()
+    assert taken.hourly() == one_by_one.hourly()
+    assert list(taken) == msgs and taken.get(msgs[7].code) is msgs[7]
+
+
+def test_add_table_into_a_store_that_holds_messages() -> None:
+    store = MessageStore()
+    first, rest = messages(10)[:3], messages(10)[3:]
+    store.add_many(first)
+    store.add_table({m.code: m for m in rest})
+    assert list(store) == first + rest
+    assert sum(store.counts().values()) == 10
