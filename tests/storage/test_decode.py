@@ -76,7 +76,9 @@ def test_an_unknown_record_falls_back_record_by_record() -> None:
     assert isinstance(decoded[2], Message) and decoded[2].arrival == 1.7e9
 
 
-def test_wal_replay_keeps_the_records_around_an_unknown_one(tmp_path: Path) -> None:
+def test_wal_replay_keeps_the_records_around_an_unknown_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     d = DataDir(tmp_path, "MQDATA")
     write(
         d.wal_path(1),
@@ -89,6 +91,8 @@ def test_wal_replay_keeps_the_records_around_an_unknown_one(tmp_path: Path) -> N
     assert first.status is Status.CONSUMED and first.consumed_time == 5
     assert first.topic is third.topic  # topic names are interned
     assert first.create_time is third.create_time  # equal times share one object
+    assert "1 record(s) of a type or shape this build does not read" in caplog.text
+    assert "record types: 8" in caplog.text
 
 
 def test_a_snapshot_with_an_unknown_record_is_damaged(tmp_path: Path) -> None:

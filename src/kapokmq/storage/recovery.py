@@ -206,6 +206,7 @@ class FileResult:
     records: int = 0
     scan: Scan = field(default_factory=Scan)
     problem: str = ""  # the file could not be read at all, or is incomplete
+    unknown: list[object] = field(default_factory=list)  # WAL: types of records ignored
 
 
 def load_snapshot(path: Path, tables: Tables, progress: Progress) -> FileResult:
@@ -244,10 +245,15 @@ def load_snapshot(path: Path, tables: Tables, progress: Progress) -> FileResult:
 
 def replay_wal(path: Path, tables: Tables, progress: Progress) -> FileResult:
     """Apply one segment (``records`` = records applied), in order; a record of an
-    unknown type is ignored."""
+    unknown type or shape (a newer build's) is ignored and noted in ``unknown``."""
     result = FileResult()
     scan = result.scan
-    add, apply = tables.add, tables.apply
+    add, tables_apply = tables.add, tables.apply
+
+    def apply(rec: Decoded) -> None:
+        if not tables_apply(rec):
+            result.unknown.append(rec.op if isinstance(rec, Unknown) else type(rec).__name__)
+
     try:
         with _mapped(path, KIND_WAL) as (buf, header):
             last = HEADER_SIZE
@@ -297,6 +303,15 @@ def recover(datadir: DataDir, skip_corrupt: bool = False) -> Recovered:
         result.wal_records += wal.records
         result.wal_bytes += size
         judge.file(path, "WAL segment", wal, torn_ok=True)
+        if wal.unknown:
+            log.warning(
+                "WAL segment %s: %d record(s) of a type or shape this build does not read "
+                "were ignored (record types: %s)",
+                path.name,
+                len(wal.unknown),
+                ", ".join(sorted({str(op) for op in wal.unknown})),
+            )
+            result.problems.append(f"WAL segment {path.name}: {len(wal.unknown)} unknown")
         torn = wal.scan.torn_tail
         if torn is not None and not wal.problem:
             log.warning("%s; truncating the torn tail", torn.describe(f"WAL segment {path.name}"))
