@@ -63,6 +63,11 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+# for the per-frame checks: reading an Enum member (State.OPEN) costs ~200 ns on Python
+# 3.11, a module global ~10 ns
+_OPEN = State.OPEN
+_HOLDING = State.HOLDING
+
 PROMPT_FRAME = text_frame(PROMPT.encode())
 MATCHED_FRAME = text_frame(MATCHED.encode())
 MISMATCH_FRAME = text_frame(MISMATCH.encode())
@@ -317,9 +322,9 @@ class ProducerWebSocket(Session):
         self.source = (client_id, ip, "ws:" + host.config.server.wsEngine)
 
     def receive(self, payload: bytes) -> None:
-        if self.state is State.OPEN and len(payload) <= self.limit:
+        if self.state is _OPEN and len(payload) <= self.limit:
             self._accept(payload)
-        elif self.state is State.HOLDING and len(payload) <= self.limit:
+        elif self.state is _HOLDING and len(payload) <= self.limit:
             self._held.append(payload)  # already in the read buffer when reading paused
         else:
             super().receive(payload)
@@ -452,7 +457,7 @@ class ConsumerWebSocket(Session):
         super().__init__(host, transport, link, topic, client_id, ip)
 
     def receive(self, payload: bytes) -> None:
-        if self.state is State.OPEN and len(payload) <= self.limit:
+        if self.state is _OPEN and len(payload) <= self.limit:
             code = payload.decode("utf-8", "replace")
             if len(code) != 32:
                 code = code.strip()
@@ -568,7 +573,7 @@ class SyncWebSocket(Session):
 
     def receive(self, payload: bytes) -> None:
         writer = self.writer
-        if self.state is State.OPEN and writer is not None and len(payload) <= self.limit:
+        if self.state is _OPEN and writer is not None and len(payload) <= self.limit:
             if payload != HEARTBEAT:
                 self.feed.received(self.slave, payload)
         else:
