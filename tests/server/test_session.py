@@ -293,11 +293,11 @@ def test_fragments_are_joined_and_bounded() -> None:
     whole = send_frame("joined")
     session = client.session
     session.receive_fragment(whole[:5], continuation=False, fin=False)
-    assert session.fragmented
+    assert session.fragments is not None
     session.receive_fragment(whole[5:], continuation=True, fin=True)
     harness.loop.run()
     assert client.texts() == [b"ok"]
-    assert not session.fragmented
+    assert session.fragments is None
     session.receive_fragment(b"x" * 60, continuation=False, fin=False)
     session.receive_fragment(b"x" * 60, continuation=True, fin=False)
     assert client.link.closed == (1009, b"message too big")

@@ -152,7 +152,9 @@ class Session:
         # a wrong-key answer held back by the key-guess throttle, and keys sent meanwhile
         self._answer: asyncio.TimerHandle | None = None
         self._waiting_keys: list[bytes] = []
-        self._fragments: list[bytes] | None = None
+        # the frames of a fragmented message so far, None outside one (engines that
+        # deliver raw frames look at it per frame: an attribute, not a property call)
+        self.fragments: list[bytes] | None = None
         self._fragments_size = 0
         loop = host.loop
         self.deadline: float | None = loop.time() + self.key_timeout
@@ -170,31 +172,26 @@ class Session:
         elif self.state is State.AWAITING_KEY:
             self._handshake(payload)
 
-    @property
-    def fragmented(self) -> bool:
-        """Inside a fragmented message (engines that deliver raw frames ask this)."""
-        return self._fragments is not None
-
     def receive_fragment(self, payload: bytes, continuation: bool, fin: bool) -> None:
         """One frame of a fragmented message (RFC 6455 5.4); whole ones go to ``receive``."""
         if continuation:
-            if self._fragments is None:
+            if self.fragments is None:
                 self._close(CloseCode.PROTOCOL_ERROR, b"continuation without a first frame")
                 return
         else:
-            if self._fragments is not None:
+            if self.fragments is not None:
                 self._close(CloseCode.PROTOCOL_ERROR, b"new message inside a fragmented one")
                 return
-            self._fragments = []
+            self.fragments = []
             self._fragments_size = 0
         self._fragments_size += len(payload)
         if self._fragments_size > self.limit:
             self._close(CloseCode.MESSAGE_TOO_BIG, TOO_BIG)
             return
-        self._fragments.append(payload)
+        self.fragments.append(payload)
         if fin:
-            whole = b"".join(self._fragments)
-            self._fragments = None
+            whole = b"".join(self.fragments)
+            self.fragments = None
             self.receive(whole)
 
     def connection_lost(self) -> None:

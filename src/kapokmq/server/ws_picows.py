@@ -62,7 +62,7 @@ class _Connection(WSListener):
         assert session is not None
         kind = frame.msg_type
         if kind is _TEXT or kind is _BINARY:
-            if frame.fin and not session.fragmented:
+            if frame.fin and session.fragments is None:
                 session.receive(frame.get_payload_as_bytes())
             else:
                 session.receive_fragment(frame.get_payload_as_bytes(), False, frame.fin)
