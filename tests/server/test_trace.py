@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import pytest
 
 from kapokmq.client import ConsoleClient
 from tests.compat.wsclient import PUSH_RE, consumer, producer
@@ -36,10 +37,18 @@ async def wait_events(console: ConsoleClient, code: str, count: int) -> list[dic
     return events  # type: ignore[no-any-return]
 
 
+@pytest.mark.parametrize("engine", ["picows", "aiohttp"])
 async def test_publish_push_ack_redelivery_and_dead_are_traced_in_order(
-    broker_factory: type[BrokerProcess],
+    broker_factory: type[BrokerProcess], engine: str
 ) -> None:
-    broker = broker_factory(settings={"mq.trace": 1, "mq.pushRetryTime": 1, "mq.maxDeliveries": 2})
+    broker = broker_factory(
+        settings={
+            "mq.trace": 1,
+            "mq.pushRetryTime": 1,
+            "mq.maxDeliveries": 2,
+            "server.wsEngine": engine,
+        }
+    )
     async with aiohttp.ClientSession() as http, ConsoleClient(broker.http) as console:
         ws = await producer(http, broker, "orders", pid="prod-7")
         cws = await consumer(http, broker, "orders", cid="cons-1")
@@ -55,7 +64,7 @@ async def test_publish_push_ack_redelivery_and_dead_are_traced_in_order(
             "Event": "published",
             "ProducerId": "prod-7",
             "ProducerIp": "127.0.0.1",
-            "Engine": "ws:picows",
+            "Engine": f"ws:{engine}",
         }
         assert acked[1]["ConsumerId"] == "cons-1" and acked[1]["Attempt"] == 1
         assert acked[2]["ConsumerId"] == "cons-1"
