@@ -130,3 +130,20 @@ def test_serve_refuses_bad_config_with_a_clear_message(tmp_path):
     assert result.returncode == 2
     assert "mq.pushType must be one of 1, 2" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_trace_takes_off_on_or_a_sample_rate(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "trace.yaml"
+    path.write_text("mq:\n  trace: 1\n", encoding="utf-8")
+    assert load_config(path, environ={}).mq.trace == 1.0
+    assert load_config(None, environ={"KAPOKMQ_MQ_TRACE": "0.25"}).mq.trace == 0.25
+    assert load_config(None, environ={}).mq.trace == 0.0
+    for bad, message in [
+        ("2", r"mq.trace must be <= 1"),
+        ("-0.1", r"mq.trace must be >= 0"),
+        ("often", r"mq.trace must be a number"),
+        ("nan", r"mq.trace must be a number"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, environ={}, overrides={"mq.trace": bad})
