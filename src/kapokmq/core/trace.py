@@ -21,6 +21,7 @@ as TRACE_EVENTS records (docs/durability.md "Message trace").
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -65,9 +66,11 @@ UNKNOWN_SOURCE: Source = ("", "", "")
 
 class Trace:
     __slots__ = (
+        "_log_miss",
         "_names",
         "_order",
         "_random",
+        "_skip",
         "_traces",
         "budget",
         "clock",
@@ -87,6 +90,8 @@ class Trace:
         self._traces: dict[str, tuple[Event, ...]] = {}
         self._order: deque[str] = deque()  # codes, oldest trace first
         self._random = random.random
+        self._log_miss = math.log1p(-rate) if rate < 1.0 else 0.0
+        self._skip = self._gap() if rate < 1.0 else 0  # messages to pass over first
         self._names: dict[str, str] = {}  # client ids as stored (see ``name``)
         self.events = 0  # events held
         self.evicted = 0  # traces forgotten because of the budget
@@ -124,13 +129,11 @@ class Trace:
 
     # ------------------------------------------------------------------ recording
     def published(self, msgs: list[Message], now: float, source: Source | None) -> None:
-        """New messages; each is traced with probability ``rate``."""
-        rate = self.rate
-        if rate < 1.0:
-            draw = self._random
-            msgs = [m for m in msgs if draw() < rate]
-        if not msgs:
-            return
+        """New messages; each is traced with probability ``rate`` (independently)."""
+        if self.rate < 1.0:
+            msgs = self._sample(msgs)
+            if not msgs:
+                return
         if source is None:
             source = UNKNOWN_SOURCE
         elif not source[0].isascii():
@@ -147,6 +150,21 @@ class Trace:
                 unsaved.append(code)
                 unsaved.append(event)
         self._settle(len(codes), was_saved)
+
+    def _sample(self, msgs: list[Message]) -> list[Message]:
+        """Each message with probability ``rate``: the gaps between sampled messages are
+        drawn (geometric), so a batch costs one draw per sampled message, not one each."""
+        picked: list[Message] = []
+        at = self._skip
+        while at < len(msgs):
+            picked.append(msgs[at])
+            at += 1 + self._gap()
+        self._skip = at - len(msgs)
+        return picked
+
+    def _gap(self) -> int:
+        """Messages passed over before the next traced one."""
+        return int(math.log1p(-self._random()) / self._log_miss)
 
     def tracing_deliver(self, deliver: Deliver, consumer_id: str) -> Deliver:
         """``deliver`` that first records a push to ``consumer_id`` for each traced message
