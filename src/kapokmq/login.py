@@ -10,3 +10,6 @@ MATCHED = "Secret key matching succeeded"
 MISMATCH = "Secret key matching error"
 MAX_ATTEMPTS = 5  # wrong keys before the server closes with 1008
 HEARTBEAT = b"hi"  # what a slave sends its master every second (docs/protocol.md)
+# the upgrade header by which a slave of ours asks its master for our extension records
+# (docs/protocol.md "Master-slave sync"); an original master ignores it
+SYNC_EXTENSIONS = ("KapokMQ-Sync", "dedup")

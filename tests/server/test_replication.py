@@ -135,9 +135,9 @@ async def test_slave_with_wrong_key_gives_up_and_serves_alone(broker_factory):
 
 
 async def http_send(
-    session: aiohttp.ClientSession, broker: BrokerProcess, data: str
+    session: aiohttp.ClientSession, broker: BrokerProcess, data: str, **fields: str
 ) -> dict[str, Any]:
-    form = {"messageData": data, "topic": "t", "delayTime": "0"}
+    form = {"messageData": data, "topic": "t", "delayTime": "0", **fields}
     async with session.post(
         f"{broker.http}/Producer/Send", data=form, headers={"secretKey": SECRET}
     ) as resp:
@@ -273,3 +273,70 @@ async def test_sync_ack_oks_only_what_the_slave_holds_and_survives_kill_9(broker
         consumer = await login(session, f"{slave.ws}/Consumers/Conn/t/c1")
         assert json.loads(await consumer.receive_str(timeout=10))["MessageData"] == "first"
         await consumer.close()
+
+
+async def console(
+    session: aiohttp.ClientSession, broker: BrokerProcess, route: str, **form: str
+) -> dict[str, Any]:
+    async with session.post(
+        f"{broker.http}/Console/{route}", data=form, headers={"secretKey": SECRET}
+    ) as resp:
+        body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def test_slave_keeps_ttls_dedup_ids_and_dead_reasons_after_it_takes_over(broker_factory):
+    """What sync carries beyond the message JSON (docs/protocol.md, Master-slave sync):
+    after the master dies the slave still expires a TTL, answers a repeated MessageId with
+    the first message's code (also one whose message was deleted before the slave came)
+    and shows why a message died on the master."""
+    master = broker_factory(settings={**MASTER, "mq.maxDeliveries": 1, "mq.pushRetryTime": 1})
+    async with aiohttp.ClientSession() as session:
+        gone = await http_send(session, master, "gone", messageId="gone-1")
+        assert (await console(session, master, "DelMessage", messageCode=gone["msg"]))["code"] == 0
+        slave = broker_factory(settings=slave_of(master))
+        await until(lambda: asyncio.sleep(0, "following master" in slave.log()))
+        # dies on the master by max deliveries: pushed once, never acked
+        consumer = await login(session, f"{master.ws}/Consumers/Conn/d/c1")
+        dying = (await http_send(session, master, "dying", topic="d"))["msg"]
+        assert json.loads(await consumer.receive_str(timeout=5))["MessageCode"] == dying
+
+        async def dead_on_slave() -> bool:
+            return await status_on(session, slave, dying) == 2
+
+        await until(dead_on_slave)
+        await consumer.close()
+        first = (await http_send(session, master, "order", messageId="order-1"))["msg"]
+        short = (await http_send(session, master, "short", ttl="3"))["msg"]
+
+        async def mirrored() -> bool:
+            return all([await status_on(session, slave, c) == -1 for c in (first, short)])
+
+        await until(mirrored)
+        on_master = (await console(session, master, "GetMessage", messageCode=short))["data"]
+        on_slave = (await console(session, slave, "GetMessage", messageCode=short))["data"]
+        assert (on_slave["TTL"], on_slave["ExpiresAt"]) == (3, on_master["ExpiresAt"])
+        master.kill()
+        await until(lambda: asyncio.sleep(0, "takes over" in slave.log()))
+
+        died = (await console(session, slave, "GetMessage", messageCode=dying))["data"]
+        assert died["DeadReason"] == "max deliveries"
+        assert [e["Event"] for e in died["History"]] == ["dead: max deliveries"]
+        again = await http_send(session, slave, "order again", messageId="order-1")
+        assert again == {"code": 0, "msg": first}
+        assert (await http_send(session, slave, "gone again", messageId="gone-1"))["msg"] == gone[
+            "msg"
+        ]
+        counts = (await console(session, slave, "CountMessage"))["data"]
+        assert counts["all"] == 3, counts  # dying, order, short: no copy stored twice
+
+        async def expired_on_slave() -> bool:
+            return await status_on(session, slave, short) == 2
+
+        await until(expired_on_slave)
+        expired = (await console(session, slave, "GetMessage", messageCode=short))["data"]
+        assert expired["DeadReason"] == "expired"
+        # what is left to deliver on the slave: only the deduplicated order
+        taker = await login(session, f"{slave.ws}/Consumers/Conn/t/c2")
+        assert json.loads(await taker.receive_str(timeout=10))["MessageCode"] == first
+        await taker.close()

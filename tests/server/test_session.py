@@ -464,7 +464,7 @@ class RecordingFeed:
     def __init__(self) -> None:
         self.events: list[tuple[str, bytes]] = []
 
-    def attach(self, writer: object) -> str:
+    def attach(self, writer: object, extended: bool) -> str:
         self.events.append(("attach", b""))
         return "handle"
 

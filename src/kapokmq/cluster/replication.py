@@ -3,9 +3,10 @@ message change to its slaves.
 
 Wire format, as the original: a slave opens ``GET /Sync/Conn`` on the master, does the
 usual secret-key handshake, then receives one message JSON (the push layout, real Status and
-ConsumedTime) per change and sends ``hi`` every second. Ours adds two things: a new slave
-first receives every stored message (the original only streamed later changes), and a
-deletion is sent as ``{"MessageCode":"…","Deleted":true}``.
+ConsumedTime) per change and sends ``hi`` every second. Ours adds: a new slave first
+receives every stored message (the original only streamed later changes), a deletion is
+sent as ``{"MessageCode":"…","Deleted":true}``, and a record carries the message's TTL,
+dead-letter history and dedup id under keys an original broker ignores (``record_of``).
 
 While connected to a live master a slave stores but neither pushes nor accepts writes
 (producers are told to send to the master, through the runtime's write gate); when the
@@ -14,7 +15,7 @@ the slave first hands back what changed during the takeover (messages stored, co
 deleted) and every message it holds that is not consumed yet (a master that restarted
 without storage has none of them), sent up the same connection as newline-separated
 records followed by ``{"HandBack": n}``. The master applies them monotonically (an unknown
-message is added, a consumed one marked consumed, never the reverse) and answers
+message is added, a consumed or dead one marked so, never the reverse) and answers
 ``{"HandBackAck": n}``; only then does the slave forget its takeover changes.
 ``/Sync/Conn`` is served only by a master (``sync.isSync: 1``, not a slave).
 See docs/protocol.md, Master-slave sync.
@@ -37,9 +38,10 @@ from aiohttp import WSMsgType
 from kapokmq.client.connection import handshake as login
 from kapokmq.client.errors import AuthenticationError, ConnectionLostError, ProtocolError
 from kapokmq.config import Config
-from kapokmq.core.broker import Broker
+from kapokmq.core.broker import Broker, ReplicaExtras
+from kapokmq.core.dedup import dedup_key, split_dedup_key
 from kapokmq.frames import ReplyWriter, text_frame
-from kapokmq.login import HEARTBEAT
+from kapokmq.login import HEARTBEAT, SYNC_EXTENSIONS
 from kapokmq.model import Message, Status, dumps
 
 log = logging.getLogger(__name__)
@@ -50,12 +52,53 @@ ACK_SOURCE = "sync.ack"  # the write gate's source while sync.ack 1 has no slave
 HAND_BACK_BATCH = 1000  # records per hand-back frame
 
 
-def encode_record(msg: Message) -> bytes:
-    return text_frame(dumps(msg.to_dict()) + b"\n")
+def record_of(
+    broker: Broker, msg: Message, dedup: tuple[str, float] | None = None
+) -> dict[str, Any]:
+    """A message as sync sends it: the original's message JSON (all an original broker
+    reads), plus, only where they apply, keys it ignores: ``TTL`` and ``Deadline`` (unix
+    s, while the TTL runs), ``History`` (dead-letter events), ``Arrival`` (exact, while
+    delayed), ``MessageId`` and ``DedupUntil`` (``dedup`` = (key, until), sent with the
+    message's first record). docs/protocol.md, Master-slave sync."""
+    record = msg.to_dict()
+    code = msg.code
+    lifetimes = broker.lifetimes
+    if lifetimes:
+        ttl = lifetimes.ttl(code)
+        if ttl:
+            record["TTL"] = ttl
+            deadline = lifetimes.deadline(code)
+            if deadline is not None:
+                record["Deadline"] = deadline
+    letters = broker.dead_letters
+    if letters:
+        history = letters.history(code)
+        if history:
+            record["History"] = [{"Event": event, "Time": at} for at, event in history]
+    if msg.status is Status.DELAYED:
+        record["Arrival"] = msg.arrival
+    if dedup is not None:
+        record["MessageId"] = split_dedup_key(dedup[0])[1]
+        record["DedupUntil"] = dedup[1]
+    return record
 
 
-def encode_removal(msg: Message) -> bytes:
-    return text_frame(dumps({"MessageCode": msg.code, "Deleted": True}) + b"\n")
+def removal_of(code: str, dedup: tuple[str, float] | None = None) -> dict[str, Any]:
+    """A deletion; with ``dedup`` (key, until), the id it was sent with still counts."""
+    record: dict[str, Any] = {"MessageCode": code, "Deleted": True}
+    if dedup is not None:
+        topic, message_id = split_dedup_key(dedup[0])
+        record.update(Topic=topic, MessageId=message_id, DedupUntil=dedup[1])
+    return record
+
+
+def frame(record: dict[str, Any]) -> bytes:
+    return text_frame(dumps(record) + b"\n")
+
+
+def dedup_by_code(broker: Broker) -> dict[str, tuple[str, float]]:
+    """code -> (dedup key, until) of every remembered id (a snapshot or hand-back)."""
+    return {code: (key, until) for key, code, until in broker.dedup.items()}
 
 
 class ReplicaLost(ConnectionError):
@@ -76,7 +119,7 @@ class Replica(Protocol):
     def durable_ticket(self) -> Callable[[], asyncio.Future[None] | None] | None:
         """What a slave's confirmation waits for: its own disk under fsync ``always``."""
 
-    def replicate(self, record: Message) -> None: ...
+    def replicate(self, record: Message, extras: ReplicaExtras | None = None) -> None: ...
 
     def refuse_writes(self, source: str, ws_text: str, http_text: str | None = None) -> None: ...
 
@@ -86,10 +129,11 @@ class Replica(Protocol):
 class _Slave:
     """One connected slave: frames sent to it, and how many it confirmed (``{"Acked":n}``)."""
 
-    __slots__ = ("acked", "handed_back", "sent", "writer")
+    __slots__ = ("acked", "extended", "handed_back", "sent", "writer")
 
-    def __init__(self, writer: ReplyWriter) -> None:
+    def __init__(self, writer: ReplyWriter, extended: bool) -> None:
         self.writer = writer
+        self.extended = extended  # a slave of ours (login.SYNC_EXTENSIONS)
         self.sent = 0
         self.acked = 0
         self.handed_back = 0  # records of a hand-back in progress
@@ -102,8 +146,9 @@ class _Slave:
 class ReplicationHub:
     """Master side: a message listener that fans changes out to the connected slaves.
 
-    It is registered with the broker only while at least one slave is connected, so a
-    broker without slaves pays nothing per message. With ``sync.ack: 1`` it also gives the
+    It is registered with the broker (as a listener and a journal, which hands it the
+    dedup ids of new messages) only while at least one slave is connected, so a broker
+    without slaves pays nothing per message. With ``sync.ack: 1`` it also gives the
     runtime a replica ticket, so an ``ok`` waits until every connected slave confirmed the
     frames sent so far, and it refuses writes while no slave is connected.
     """
@@ -113,6 +158,8 @@ class ReplicationHub:
         self.slaves: list[_Slave] = []
         self.sync_ack = runtime.config.sync.ack == 1
         self._waiting: deque[tuple[asyncio.Future[None], list[tuple[_Slave, int]]]] = deque()
+        # code -> (dedup key, until) of messages being added: sent with their first record
+        self._new_ids: dict[str, tuple[str, float]] = {}
         if self.sync_ack:
             runtime.replica_ticket = self.ticket
             self._refuse_writes()
@@ -124,15 +171,23 @@ class ReplicationHub:
             "no slave connected (sync.ack: 1)",
         )
 
-    def attach(self, writer: ReplyWriter) -> _Slave:
-        """Send the whole store, then every later change (one loop step: nothing between)."""
-        slave = _Slave(writer)
-        messages = list(self.runtime.broker.messages())
+    def attach(self, writer: ReplyWriter, extended: bool = False) -> _Slave:
+        """Send the whole store, then every later change (one loop step: nothing between);
+        to a slave of ours (``extended``) also the dedup ids whose message is gone."""
+        slave = _Slave(writer, extended)
+        broker = self.runtime.broker
+        messages = list(broker.messages())
+        ids = dedup_by_code(broker)
         for start in range(0, len(messages), SNAPSHOT_CHUNK):
             chunk = messages[start : start + SNAPSHOT_CHUNK]
-            slave.send(b"".join([encode_record(m) for m in chunk]), len(chunk))
+            frames = [frame(record_of(broker, m, ids.pop(m.code, None))) for m in chunk]
+            slave.send(b"".join(frames), len(chunk))
+        if extended and ids:
+            gone = [frame(removal_of(code, dedup)) for code, dedup in ids.items()]
+            slave.send(b"".join(gone), len(gone))
         if not self.slaves:
-            self.runtime.broker.add_listener(self)
+            broker.add_listener(self)
+            broker.add_journal(self)
         self.slaves.append(slave)
         if self.sync_ack:
             self.runtime.accept_writes(ACK_SOURCE)
@@ -152,6 +207,7 @@ class ReplicationHub:
             self.slaves.remove(slave)
         if not self.slaves:
             self.runtime.broker.remove_listener(self)
+            self.runtime.broker.remove_journal(self)
             if self.sync_ack:
                 self._refuse_writes()
         lost = ReplicaLost("the slave disconnected before it confirmed this message")
@@ -190,19 +246,33 @@ class ReplicationHub:
             slave.send(frames, count)
 
     def message_added(self, msg: Message) -> None:
-        self._send(encode_record(msg), 1)
+        self._send(frame(record_of(self.runtime.broker, msg, self._new_ids.pop(msg.code, None))), 1)
 
     def message_updated(self, msg: Message) -> None:
-        self._send(encode_record(msg), 1)
+        self._send(frame(record_of(self.runtime.broker, msg)), 1)
 
     def message_removed(self, msg: Message) -> None:
-        self._send(encode_removal(msg), 1)
+        self._send(frame(removal_of(msg.code)), 1)
 
     def messages_added(self, msgs: list[Message]) -> None:
-        self._send(b"".join([encode_record(m) for m in msgs]), len(msgs))
+        broker = self.runtime.broker
+        ids = self._new_ids
+        if ids:
+            frames = [frame(record_of(broker, m, ids.pop(m.code, None))) for m in msgs]
+        else:
+            frames = [frame(record_of(broker, m)) for m in msgs]
+        self._send(b"".join(frames), len(msgs))
 
     def messages_updated(self, msgs: list[Message]) -> None:
-        self._send(b"".join([encode_record(m) for m in msgs]), len(msgs))
+        broker = self.runtime.broker
+        self._send(b"".join([frame(record_of(broker, m)) for m in msgs]), len(msgs))
+
+    # ------------------------------------------------------------ journal
+    def meta_changed(self, msg: Message) -> None:
+        """Nothing to send yet: the message's next record carries its TTL and history."""
+
+    def dedup_remembered(self, key: str, code: str, until: float) -> None:
+        self._new_ids[code] = (key, until)
 
 
 def serves_sync(config: Config) -> bool:
@@ -223,34 +293,48 @@ def apply_hand_back(runtime: Replica, raw: bytes, count: int, slave: _Slave) -> 
         if not line:
             continue
         try:
-            record = decode_record(line)
+            record, extras = decode_record(line)
         except (ValueError, orjson.JSONDecodeError) as exc:
             log.warning("ignoring malformed hand-back record: %s", exc)
             continue
-        merge_handed_back(runtime, record)
+        merge_handed_back(runtime, record, extras)
         count += 1
     return count
 
 
-def merge_handed_back(runtime: Replica, record: Message | str) -> None:
-    """Apply a slave's record only where it is news: an unknown message, a consumption or
-    a deletion; a message the master already consumed never comes back."""
+_SETTLED = (Status.CONSUMED, Status.DEAD)
+
+
+def merge_handed_back(
+    runtime: Replica, record: Message | str, extras: ReplicaExtras | None = None
+) -> None:
+    """Apply a slave's record only where it is news: an unknown message, a consumption,
+    a death (with its history) or a deletion; a message the master already consumed (or
+    saw die) never comes back."""
     broker = runtime.broker
     if isinstance(record, str):
         broker.delete(record)
+        if extras is not None:
+            broker.replicate_extras(record, extras)
         return
     known = broker.store.get(record.code)
-    if known is None or (record.status is Status.CONSUMED and known.status is not Status.CONSUMED):
-        runtime.replicate(record)
+    if (
+        known is None
+        or (record.status is Status.CONSUMED and known.status is not Status.CONSUMED)
+        or (record.status is Status.DEAD and known.status not in _SETTLED)
+    ):
+        runtime.replicate(record, extras)
 
 
 def apply_record(runtime: Replica, raw: str | bytes) -> None:
     """Apply another broker's view of one message (or its deletion); ValueError if bad."""
-    record = decode_record(raw)
+    record, extras = decode_record(raw)
     if isinstance(record, str):
         runtime.broker.delete(record)
+        if extras is not None:
+            runtime.broker.replicate_extras(record, extras)
     else:
-        runtime.replicate(record)
+        runtime.replicate(record, extras)
 
 
 class TakeoverChanges:
@@ -281,23 +365,67 @@ class TakeoverChanges:
             self._note(msg)
 
 
-def decode_record(raw: str | bytes) -> Message | str:
-    """A replicated message, or the code of a deleted one. Raises ValueError if malformed."""
+def decode_record(raw: str | bytes) -> tuple[Message | str, ReplicaExtras | None]:
+    """A replicated message (or the code of a deleted one) and what it carries beyond
+    the original's JSON (None: nothing; see ``record_of``). ValueError if malformed."""
     obj: Any = orjson.loads(raw)
     if not isinstance(obj, dict) or not isinstance(obj.get("MessageCode"), str):
         raise ValueError("not a message record")
     code: str = obj["MessageCode"]
-    if obj.get("Deleted") is True:
-        return code
     data = obj.get("MessageData", "")
     topic = obj.get("Topic", "")
-    numbers = [obj.get(k, 0) for k in ("CreateTime", "ConsumedTime", "DelayTime", "Status")]
     if not isinstance(data, str) or not isinstance(topic, str):
         raise ValueError("MessageData and Topic must be strings")
+    extras = _extras_of(obj, topic)
+    if obj.get("Deleted") is True:
+        return code, extras
+    numbers = [obj.get(k, 0) for k in ("CreateTime", "ConsumedTime", "DelayTime", "Status")]
     if any(type(n) is not int for n in numbers):
         raise ValueError("CreateTime, ConsumedTime, DelayTime and Status must be integers")
     create, consumed, delay, status = numbers
-    return Message(code, topic, data, create, consumed, delay, Status(status), float(create))
+    arrival = obj.get("Arrival", create)
+    if not _is_time(arrival):
+        raise ValueError("Arrival must be a number")
+    message = Message(code, topic, data, create, consumed, delay, Status(status), float(arrival))
+    return message, extras
+
+
+def _extras_of(obj: dict[str, Any], topic: str) -> ReplicaExtras | None:
+    """The keys of ``record_of`` beyond the original's, checked; None if there are none."""
+    ttl = obj.get("TTL", 0)
+    deadline = obj.get("Deadline")
+    events = obj.get("History")
+    message_id = obj.get("MessageId")
+    if not ttl and deadline is None and events is None and message_id is None:
+        return None  # an original broker's record, or a message without extras
+    if type(ttl) is not int or ttl < 0:
+        raise ValueError("TTL must be a whole number")
+    if deadline is not None and not _is_time(deadline):
+        raise ValueError("Deadline must be a number")
+    history: list[tuple[int, str]] | None = None
+    if events is not None:
+        if not isinstance(events, list):
+            raise ValueError("History must be a list")
+        history = []
+        for event in events:
+            if not (
+                isinstance(event, dict)
+                and type(event.get("Time")) is int
+                and isinstance(event.get("Event"), str)
+            ):
+                raise ValueError("History entries must be {Event, Time}")
+            history.append((event["Time"], event["Event"]))
+    dedup: tuple[str, float] | None = None
+    if message_id is not None:
+        until: Any = obj.get("DedupUntil")
+        if not isinstance(message_id, str) or not _is_time(until):
+            raise ValueError("MessageId must be a string with a DedupUntil number")
+        dedup = (dedup_key(topic, message_id), float(until))
+    return ReplicaExtras(ttl, None if deadline is None else float(deadline), history, dedup)
+
+
+def _is_time(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class Confirmations:
@@ -417,18 +545,23 @@ class SlaveLink:
             return []
         codes = dict(self._to_hand_back)
         codes.update((m.code, None) for m in broker.messages() if m.status is not Status.CONSUMED)
+        ids = dedup_by_code(broker)
         records: list[bytes] = []
         for code in codes:
             msg = broker.store.get(code)
+            dedup = ids.get(code)
             if msg is None:
-                records.append(dumps({"MessageCode": code, "Deleted": True}))
+                records.append(dumps(removal_of(code, dedup)))
             else:
-                records.append(dumps(msg.to_dict()))
+                records.append(dumps(record_of(broker, msg, dedup)))
         return records
 
     async def _follow(self, session: aiohttp.ClientSession) -> None:
         timeout = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0)
-        async with session.ws_connect(self.url, heartbeat=3.0, timeout=timeout) as ws:
+        headers = dict([SYNC_EXTENSIONS])
+        async with session.ws_connect(
+            self.url, heartbeat=3.0, timeout=timeout, headers=headers
+        ) as ws:
             try:
                 await asyncio.wait_for(login(ws, self.secret), 10)
             except AuthenticationError as exc:

@@ -12,7 +12,7 @@ import contextlib
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from kapokmq.config import Config
 from kapokmq.core.dedup import DedupWindow, dedup_key
@@ -61,13 +61,24 @@ class MessageListener(Protocol):
 
 
 class Journal(Protocol):
-    """Keeps what storage must know beyond message state: TTLs, dead-letter history and
-    dedup ids (storage/manager.py in WAL mode)."""
+    """Keeps what storage and replication must know beyond message state: TTLs,
+    dead-letter history and dedup ids (storage/manager.py in WAL mode, a master's
+    cluster/replication.py). A change is journaled before the listeners hear of the
+    message it belongs to."""
 
     def meta_changed(self, msg: Message) -> None:
         """The message's TTL deadline or dead-letter history changed."""
 
     def dedup_remembered(self, key: str, code: str, until: float) -> None: ...
+
+
+class ReplicaExtras(NamedTuple):
+    """What a replicated message carries beyond its A1 JSON (``replicate_extras``)."""
+
+    ttl: int = 0
+    deadline: float | None = None  # when its TTL runs out (None: not running)
+    history: list[tuple[int, str]] | None = None  # dead-letter history, oldest first
+    dedup: tuple[str, float] | None = None  # (dedup key, until)
 
 
 @dataclass(slots=True)
@@ -99,7 +110,8 @@ class Broker:
         self.dead_letters = DeadLetters()
         self._topic_ttl: dict[str, int] = {}
         self.dedup = DedupWindow(config.mq.dedupMaxIds)
-        self.journal: Journal | None = None
+        # storage (WAL mode) and a master's replication hub: see add_journal
+        self.journals: list[Journal] = []
         self._topic_window: dict[str, int] = {}
         # mq.trace (docs/protocol.md "Message trace"); None: off, no hook does anything
         self.trace: Trace | None = (
@@ -336,13 +348,13 @@ class Broker:
                 waiting = True
             if ttl:
                 self.lifetimes.track(msg, ttl, None if delay > 0 else now)
-                if self.journal is not None:
-                    self.journal.meta_changed(msg)
+                for journal in self.journals:
+                    journal.meta_changed(msg)
             if key is not None:
                 until = now + self._dedup_window(topic_name)
                 self.dedup.remember(key, msg.code, until, now)
-                if self.journal is not None:
-                    self.journal.dedup_remembered(key, msg.code, until)
+                for journal in self.journals:
+                    journal.dedup_remembered(key, msg.code, until)
             append(msg)
         self.store.add_many(msgs)
         topic.stats.published += len(msgs)
@@ -736,8 +748,8 @@ class Broker:
                     in_flight.pop(msg.code, None)
 
     def _meta_changed(self, msg: Message) -> None:
-        if self.journal is not None:
-            self.journal.meta_changed(msg)
+        for journal in self.journals:
+            journal.meta_changed(msg)
 
     def restore_extras(
         self,
@@ -759,6 +771,32 @@ class Broker:
         for key, (code, until) in sorted(dedup.items(), key=lambda item: item[1][1]):
             if until > now:
                 self.dedup.restore(key, code, until)
+
+    def replicate_extras(self, code: str, extras: ReplicaExtras) -> None:
+        """Another broker's TTL, dead-letter history and dedup id for a message it just
+        sent us (docs/protocol.md "Master-slave sync"; the message may be gone already,
+        its dedup id still counts). Applied only where they differ from ours, and
+        journaled, so the copy survives our restart too."""
+        msg = self.store.get(code)
+        if msg is not None:
+            lifetimes = self.lifetimes
+            ttl, deadline, history = extras.ttl, extras.deadline, extras.history
+            changed = False
+            if ttl and (lifetimes.ttl(code) != ttl or lifetimes.deadline(code) != deadline):
+                lifetimes.restore(msg, ttl, deadline)
+                changed = True
+            if history is not None and history != self.dead_letters.history(code):
+                self.dead_letters.restore(code, history)
+                changed = True
+            if changed:
+                self._meta_changed(msg)
+        if extras.dedup is not None:
+            key, until = extras.dedup
+            now = self.clock()
+            if until > now and self.dedup.first(key, now) != code:
+                self.dedup.restore(key, code, until)
+                for journal in self.journals:
+                    journal.dedup_remembered(key, code, until)
 
     def _die(self, msg: Message, reason: str, now: float) -> None:
         """Dead-letter a waiting message (Status 2): never delivered again unless re-queued."""
@@ -824,6 +862,14 @@ class Broker:
 
     def add_listener(self, listener: MessageListener) -> None:
         self.listeners.append(listener)
+
+    def add_journal(self, journal: Journal) -> None:
+        self.journals.append(journal)
+
+    def remove_journal(self, journal: Journal) -> None:
+        """Stop telling ``journal``; nothing if it was not told."""
+        with contextlib.suppress(ValueError):
+            self.journals.remove(journal)
 
     def remove_listener(self, listener: MessageListener) -> None:
         """Stop telling ``listener``; nothing if it was not listening."""

@@ -16,6 +16,12 @@ def dedup_key(topic: str, message_id: str) -> str:
     return f"{len(topic)}:{topic}{message_id}"
 
 
+def split_dedup_key(key: str) -> tuple[str, str]:
+    """(topic, id) of a ``dedup_key``."""
+    length, rest = key.split(":", 1)
+    return rest[: int(length)], rest[int(length) :]
+
+
 class DedupWindow:
     __slots__ = ("_first", "_order", "duplicates", "evicted", "expired", "max_ids")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kapokmq.config import Config
-from kapokmq.core.broker import Broker
+from kapokmq.core.broker import Broker, ReplicaExtras
 from kapokmq.core.trace import Source
 from kapokmq.model import Message, PushBatches, Status
 from kapokmq.protocol import SendItem
@@ -199,11 +199,14 @@ class BrokerRuntime:
             self._rearm()
         return taken
 
-    def replicate(self, record: Message) -> None:
-        """A master's view of one message (the slave side of docs/protocol.md "Master-slave
-        sync"); not gated: it is the master's write, not a producer's."""
+    def replicate(self, record: Message, extras: ReplicaExtras | None = None) -> None:
+        """A master's view of one message, with its TTL, dead-letter history and dedup id
+        (the slave side of docs/protocol.md "Master-slave sync"); not gated: it is the
+        master's write, not a producer's."""
         self.broker.replicate(record)
-        if record.status is Status.DELAYED:
+        if extras is not None:
+            self.broker.replicate_extras(record.code, extras)
+        if record.status is Status.DELAYED or (extras is not None and extras.ttl):
             self._rearm()
 
     def restored(self) -> None:

@@ -543,9 +543,10 @@ class SyncFeed(Protocol):
     """The master's side of docs/protocol.md "Master-slave sync" (cluster/replication.py
     ReplicationHub), injected into the app by server/main.py."""
 
-    def attach(self, writer: ReplyWriter) -> Any:
-        """Stream the store, then every change, to a slave that just logged in; returns
-        the feed's handle for that slave."""
+    def attach(self, writer: ReplyWriter, extended: bool) -> Any:
+        """Stream the store, then every change, to a slave that just logged in
+        (``extended``: one of ours, it asked for our extension records); returns the
+        feed's handle for that slave."""
 
     def received(self, slave: Any, payload: bytes) -> None:
         """A frame from the slave other than its heartbeat (acks, hand-back)."""
@@ -559,9 +560,16 @@ class SyncWebSocket(Session):
     role = "slave"
 
     def __init__(
-        self, host: BrokerRuntime, transport: Transport, link: Link, feed: SyncFeed, ip: str
+        self,
+        host: BrokerRuntime,
+        transport: Transport,
+        link: Link,
+        feed: SyncFeed,
+        ip: str,
+        extended: bool = False,
     ) -> None:
         self.feed = feed
+        self.extended = extended
         self.writer: ReplyWriter | None = None
         self.slave: Any = None  # the feed's handle, once logged in
         super().__init__(host, transport, link, "", "", ip)
@@ -578,7 +586,7 @@ class SyncWebSocket(Session):
 
     def _attach(self) -> str:
         self.writer = ReplyWriter(cast(asyncio.Transport, self.transport), self.host.loop)
-        self.slave = self.feed.attach(self.writer)
+        self.slave = self.feed.attach(self.writer, self.extended)
         return f"; streaming {len(self.host.broker.store)} stored messages"
 
     def _attached(self) -> bool:

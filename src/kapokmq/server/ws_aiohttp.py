@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 
+from kapokmq.login import SYNC_EXTENSIONS
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.session import ROLES, Session, SyncFeed, SyncWebSocket
@@ -94,9 +95,11 @@ SYNC_FEED: web.AppKey[SyncFeed] = web.AppKey("sync_feed")
 async def sync_endpoint(request: web.Request) -> web.StreamResponse:
     """`GET /Sync/Conn` on a master: the feed is injected with the app (SYNC_FEED)."""
     feed = request.app[SYNC_FEED]
+    name, value = SYNC_EXTENSIONS
+    extended = request.headers.get(name) == value
 
     def session(runtime: BrokerRuntime, transport: asyncio.Transport, link: _Link) -> Session:
-        return SyncWebSocket(runtime, transport, link, feed, request.remote or "")
+        return SyncWebSocket(runtime, transport, link, feed, request.remote or "", extended)
 
     return await _run(request, session, SYNC_HEARTBEAT)
 

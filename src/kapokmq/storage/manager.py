@@ -251,7 +251,7 @@ class Storage:
                 wal = self._new_wal(self.seq)
                 self.listener = WalListener(wal, self.broker)
                 self.broker.add_listener(self.listener)
-                self.broker.journal = self.listener
+                self.broker.add_journal(self.listener)
                 trace = self.broker.trace
                 if trace is not None:
                     trace.unsaved = []
