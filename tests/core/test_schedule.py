@@ -72,7 +72,7 @@ def test_deliver_now_pushes_at_once_and_leaves_the_schedule():
     assert msg.delay_time == 7  # the seconds it actually waited
     assert broker.scheduler.upcoming(None, 0, 10) == (0, [])
     assert broker.store.count(Status.DELAYED) == 0
-    # the old timer entry fires in 30 days and changes nothing
+    assert len(broker.scheduler) == 0 and broker.scheduler.next_deadline() is None
     clock.advance(30 * DAY)
     broker.tick()
     broker.dispatch()
@@ -87,6 +87,7 @@ def test_cancel_is_delete_and_the_message_never_comes():
     msg = broker.publish("t", "x", 60)
     assert broker.delete(msg.code)
     assert broker.scheduler.upcoming(None, 0, 10) == (0, [])
+    assert len(broker.scheduler) == 0 and broker.scheduler.next_deadline() is None
     clock.advance(61)
     broker.tick()
     broker.dispatch()
@@ -134,3 +135,47 @@ def test_expiry_counts_a_delay_from_its_due_time():
     clock.advance(10)
     broker.tick()
     assert broker.store.get(delayed.code) is None  # cleanTime after it came due
+
+
+def test_the_schedule_holds_exactly_the_delayed_messages():
+    """No stale entry after deliver-now, delete, expiry to due, a replicated change or a
+    requeue: the timer never wakes for a message that is no longer delayed."""
+    broker, clock = make_broker(isRePush=0)
+    msgs = [broker.publish(f"t{i % 3}", f"m{i}", 100 + i) for i in range(9)]
+    assert len(broker.scheduler) == 9
+    broker.deliver_now(msgs[0].code)
+    broker.delete(msgs[1].code)
+    copy = Message(
+        msgs[2].code, "", msgs[2].topic, msgs[2].create_time, 0, Status.WAITING, msgs[2].arrival
+    )
+    broker.replicate(copy)  # the master says it is due now
+    assert len(broker.scheduler) == 6
+    assert broker.scheduler.next_deadline() == msgs[3].arrival + 103
+    clock.advance(104)
+    broker.tick()  # msgs[3] and msgs[4] come due
+    assert len(broker.scheduler) == 4
+    assert [m.code for _, m in broker.scheduler.upcoming(None, 0, 10)[1]] == [
+        m.code for m in msgs[5:]
+    ]
+    assert broker.scheduler.upcoming("t0", 0, 10)[0] == 1  # msgs[6]; 0 and 3 are gone
+    for msg in msgs[5:]:
+        broker.delete(msg.code)
+    assert len(broker.scheduler) == 0 and broker.scheduler.upcoming("t2", 0, 10) == (0, [])
+    assert broker.scheduler.next_deadline() is None
+
+
+def test_a_page_deep_into_100k_delayed_messages():
+    """The console's schedule lists by due time from any offset and per topic without a
+    walk (benchmarks: ``python -m benchmarks.schedule`` times it)."""
+    broker, clock = make_broker()
+    count = 100_000
+    for i in range(count):
+        # due times out of publish order: every 7th published is due first
+        broker.publish("odd" if i % 2 else "even", f"m{i}", 10 + (i * 7919) % count)
+    total, page = broker.scheduler.upcoming(None, 60_000, 50)
+    assert total == count and len(page) == 50
+    dues = [due for due, _ in page]
+    assert dues == sorted(dues) and dues[0] == clock.now + 10 + 60_000
+    total, page = broker.scheduler.upcoming("odd", 49_990, 50)
+    assert total == count // 2 and len(page) == 10
+    assert all(m.topic == "odd" for _, m in page)

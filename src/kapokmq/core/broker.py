@@ -432,6 +432,8 @@ class Broker:
         status = record.status
         if msg.status is not status:
             self._release(msg)
+            if msg.status is _DELAYED:
+                self.scheduler.cancel(msg.code)
             self.store.set_status(msg, status)
             topic = self.topic(msg.topic)
             if status is Status.WAITING:
@@ -607,6 +609,7 @@ class Broker:
         if msg is None or msg.status is not Status.DELAYED:
             return False
         now = self.clock()
+        self.scheduler.cancel(code)
         if self.trace is not None:
             self.trace.happened((msg,), DELIVERED_NOW, now)
         self.store.set_status(msg, Status.WAITING)
@@ -622,6 +625,8 @@ class Broker:
         return True
 
     def _remove(self, msg: Message) -> None:
+        if msg.status is _DELAYED:
+            self.scheduler.cancel(msg.code)
         self.store.remove(msg.code)
         self._release(msg)
         if self.lifetimes:
