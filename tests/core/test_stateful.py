@@ -125,7 +125,7 @@ class BrokerMachine(RuleBasedStateMachine):
         consumable = {
             c
             for c in candidates
-            if self.published[c].status in (Status.WAITING, Status.DEAD)
+            if self.published[c].status is Status.WAITING  # a dead one's ack is too late
             and self.published[c].topic == session.topic.name  # acks are topic-scoped
         }
         acked = session.topic.stats.acked

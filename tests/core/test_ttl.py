@@ -91,6 +91,27 @@ def test_requeue_gives_a_new_life_and_the_history_keeps_every_step():
     assert broker.dead_letters.history(msg.code) == []  # forgotten with the message
 
 
+def test_an_ack_after_the_message_died_is_ignored_and_counted():
+    """Expired or dead by max deliveries: a late ack leaves it dead (docs/protocol.md,
+    "TTL and dead letters"), in its consumer's read batch too."""
+    broker, clock = make_broker(maxDeliveries=1, pushRetryTime=5)
+    session, _ = attach(broker)
+    expired = broker.publish("t", "x", 0, ttl=3)
+    given_up = broker.publish("t", "y", 0)
+    broker.dispatch()
+    run(broker, clock, 6)
+    assert status(expired) is Status.DEAD and status(given_up) is Status.DEAD
+    assert not broker.ack(session, expired.code)
+    broker.ack_many(session, [given_up.code])
+    assert status(expired) is Status.DEAD and status(given_up) is Status.DEAD
+    stats = broker.topics["t"].stats
+    assert (stats.late_acks, stats.acked, stats.unknown_acks) == (2, 0, 0)
+    assert broker.dead_letters.reason(expired.code) == EXPIRED
+    assert broker.requeue(given_up.code)  # the console can still give it another life
+    broker.dispatch()
+    assert broker.ack(session, given_up.code) and status(given_up) is Status.CONSUMED
+
+
 def test_max_deliveries_is_recorded_as_the_reason():
     broker, clock = make_broker(maxDeliveries=1, pushRetryTime=5)
     attach(broker)

@@ -526,7 +526,9 @@ class Broker:
         messages redelivered to someone else, or already consumed, dead or deleted.
 
         An ack only ever applies to a message of the session's own topic; any other code
-        is ignored and counted as unknown (docs/protocol.md, "Consumer session")."""
+        is ignored and counted as unknown (docs/protocol.md, "Consumer session"). An ack
+        of a dead message is too late: it is ignored and counted, the message stays dead
+        ("TTL and dead letters")."""
         topic = session.topic
         if msg is None:
             msg = self.store.get(code)
@@ -534,6 +536,9 @@ class Broker:
                 topic.stats.unknown_acks += 1
                 return False
         if msg.removed or msg.status is Status.CONSUMED or msg.status is Status.DELAYED:
+            return False
+        if msg.status is Status.DEAD:
+            topic.stats.late_acks += 1
             return False
         holder = msg.holder
         if isinstance(holder, ConsumerSession) and holder is not session:

@@ -90,6 +90,7 @@ class TopicStats:
     __slots__ = (
         "acked",
         "dead",
+        "late_acks",
         "published",
         "pushed",
         "redelivered",
@@ -105,6 +106,8 @@ class TopicStats:
         self.dead = 0
         # acks of codes no message of this topic has (unknown, or another topic's)
         self.unknown_acks = 0
+        # acks of messages that were dead already (expired, max deliveries): ignored
+        self.late_acks = 0
         # consumer sessions cut for holding more than mq.maxPendingBytes
         self.slow_consumers = 0
 
