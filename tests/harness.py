@@ -28,6 +28,7 @@ class BrokerProcess:
     """A broker subprocess; ``settings`` are passed as ``--set section.key=value``."""
 
     SUBCOMMAND = "serve"  # `kapokmq registry` takes the same flags (tests/cluster)
+    START_TIMEOUT = 15.0
 
     settings: dict[str, object] = field(default_factory=dict)
     extra_args: Sequence[str] = ()
@@ -35,18 +36,23 @@ class BrokerProcess:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    addr: str = "127.0.0.1"
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.addr}:{self.port}"
 
     @property
     def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws://{self.addr}:{self.port}"
 
-    def start(self, timeout: float = 15.0) -> BrokerProcess:
-        args = [sys.executable, "-m", "kapokmq", self.SUBCOMMAND, "--addr", "127.0.0.1"]
-        args += ["--port", str(self.port)]
+    def launcher(self) -> list[str]:
+        """What the broker's command line is run under (tests/netns: a namespace)."""
+        return []
+
+    def start(self, timeout: float | None = None) -> BrokerProcess:
+        args = [*self.launcher(), sys.executable, "-m", "kapokmq", self.SUBCOMMAND]
+        args += ["--addr", self.addr, "--port", str(self.port)]
         for key, value in self.settings.items():
             args += ["--set", f"{key}={value}"]
         args += list(self.extra_args)
@@ -55,6 +61,7 @@ class BrokerProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(args, stdout=fd, stderr=fd, cwd=self.cwd, env=env)
         os.close(fd)
+        timeout = timeout or self.START_TIMEOUT
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             match = LISTENING.search(self.log())

@@ -12,12 +12,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.harness import LISTENING
+from tests.harness import BrokerProcess
 
 _counter = itertools.count(1)
 
@@ -88,56 +86,16 @@ class Pair:
 
 
 @dataclass
-class NsBroker:
-    """``kapokmq serve`` inside a namespace, on ``addr``."""
+class NsBroker(BrokerProcess):
+    """``kapokmq serve`` (or ``registry``: set ``SUBCOMMAND``) inside namespace ``ns``, on
+    ``addr``."""
 
-    ns: str
-    addr: str
-    settings: dict[str, object] = field(default_factory=dict)
-    port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
+    START_TIMEOUT = 20.0
 
-    subcommand: str = "serve"
+    ns: str = ""
 
-    def start(self, timeout: float = 20.0) -> NsBroker:
-        args = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "kapokmq", self.subcommand]
-        args += ["--addr", self.addr, "--port", str(self.port)]
-        for key, value in self.settings.items():
-            args += ["--set", f"{key}={value}"]
-        fd, name = tempfile.mkstemp(prefix="kapokmq-ns-", suffix=".log")
-        self.log_path = Path(name)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(args, stdout=fd, stderr=fd, env=env)
-        os.close(fd)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = LISTENING.search(self.log())
-            if match:
-                self.port = int(match.group(1))
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"broker exited with {self.proc.returncode}:\n{self.log()}")
-            time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"broker did not start within {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        return "" if self.log_path is None else self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def cleanup(self) -> None:
-        self.stop()
-        if self.log_path is not None:
-            self.log_path.unlink(missing_ok=True)
+    def launcher(self) -> list[str]:
+        return ["ip", "netns", "exec", self.ns]
 
     def client(self, *command: str, timeout: float = 60.0) -> list[str]:
         """Run tests/netns/client.py inside this broker's namespace; its output lines."""

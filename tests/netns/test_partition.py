@@ -44,11 +44,11 @@ def run(broker: NsBroker, *command: str) -> list[str]:
 
 @pytest.mark.timeout(90)
 async def test_partition_both_sides_write_then_converge(pair: Pair) -> None:
-    master = NsBroker(pair.a, pair.addr_a, {"sync.isSync": 1})
+    master = NsBroker(ns=pair.a, addr=pair.addr_a, settings={"sync.isSync": 1})
     slave = NsBroker(
-        pair.b,
-        pair.addr_b,
-        {"sync.isSync": 1, "sync.isSlave": 1, "sync.masterAddr": pair.addr_a},
+        ns=pair.b,
+        addr=pair.addr_b,
+        settings={"sync.isSync": 1, "sync.isSlave": 1, "sync.masterAddr": pair.addr_a},
     )
     try:
         master.start()
@@ -90,9 +90,11 @@ async def test_partition_both_sides_write_then_converge(pair: Pair) -> None:
 @pytest.mark.timeout(120)
 async def test_partition_with_sync_ack_never_oks_one_side_only(pair: Pair) -> None:
     settings: dict[str, object] = {"sync.isSync": 1, "sync.ack": 1}
-    master = NsBroker(pair.a, pair.addr_a, settings)
+    master = NsBroker(ns=pair.a, addr=pair.addr_a, settings=settings)
     slave = NsBroker(
-        pair.b, pair.addr_b, {**settings, "sync.isSlave": 1, "sync.masterAddr": pair.addr_a}
+        ns=pair.b,
+        addr=pair.addr_b,
+        settings={**settings, "sync.isSlave": 1, "sync.masterAddr": pair.addr_a},
     )
     try:
         master.start()
@@ -146,13 +148,15 @@ def star() -> Iterator[Star]:
 async def test_registry_and_three_brokers_kill_and_partition(star: Star) -> None:
     """GetNodes converges after a SIGKILL and a cut link, a healed broker comes back, and a
     ClusterProducer (in the registry's namespace) keeps getting every message stored."""
-    registry = NsBroker(star.names[0], star.addrs[0], {"registry.gossipPort": 8041})
-    registry.subcommand = "registry"
+    registry = NsBroker(
+        ns=star.names[0], addr=star.addrs[0], settings={"registry.gossipPort": 8041}
+    )
+    registry.SUBCOMMAND = "registry"
     brokers = [
         NsBroker(
-            star.names[i],
-            star.addrs[i],
-            {"cluster.isCluster": 1, "cluster.registryAddr": star.addrs[0]},
+            ns=star.names[i],
+            addr=star.addrs[i],
+            settings={"cluster.isCluster": 1, "cluster.registryAddr": star.addrs[0]},
             port=8011,
         )
         for i in (1, 2, 3)

@@ -113,13 +113,15 @@ class Replica(Protocol):
     config: Config
     broker: Broker
     loop: asyncio.AbstractEventLoop
-    replica_ticket: Callable[[], asyncio.Future[None] | None] | None
 
     @property
     def durable_ticket(self) -> Callable[[], asyncio.Future[None] | None] | None:
         """What a slave's confirmation waits for: its own disk under fsync ``always``."""
 
     def replicate(self, record: Message, extras: ReplicaExtras | None = None) -> None: ...
+
+    def replication_opened(self, ticket: Callable[[], asyncio.Future[None] | None]) -> None:
+        """sync.ack 1: every ``ok`` also waits for ``ticket()``."""
 
     def refuse_writes(self, source: str, ws_text: str, http_text: str | None = None) -> None: ...
 
@@ -161,7 +163,7 @@ class ReplicationHub:
         # code -> (dedup key, until) of messages being added: sent with their first record
         self._new_ids: dict[str, tuple[str, float]] = {}
         if self.sync_ack:
-            runtime.replica_ticket = self.ticket
+            runtime.replication_opened(self.ticket)
             self._refuse_writes()
 
     def _refuse_writes(self) -> None:

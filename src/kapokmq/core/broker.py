@@ -593,18 +593,10 @@ class Broker:
             self.dead_letters.requeued(code, now)
         if self.trace is not None:
             self.trace.happened((msg,), REQUEUED, now)
-        self.store.set_status(msg, Status.WAITING)
         msg.attempts = 0
         msg.consumed_time = 0
         msg.holder = None
-        self.lifetimes.start(msg, now)  # a new life: a TTL runs again from now
-        if was_dead or self.lifetimes.ttl(code):
-            self._meta_changed(msg)
-        topic = self.topic(msg.topic)
-        topic.ready.append(msg)
-        self._mark(topic)
-        for listener in self.listeners:
-            listener.message_updated(msg)
+        self._become_due(msg, now, journal=was_dead)  # a new life: a TTL runs again from now
         return True
 
     def deliver_now(self, code: str) -> bool:
@@ -617,17 +609,26 @@ class Broker:
         self.scheduler.cancel(code)
         if self.trace is not None:
             self.trace.happened((msg,), DELIVERED_NOW, now)
-        self.store.set_status(msg, Status.WAITING)
         msg.delay_time = max(0, int(now) - msg.create_time)
-        self.lifetimes.start(msg, now)
-        if self.lifetimes.ttl(code):
+        self._become_due(msg, now)
+        return True
+
+    def _become_due(self, msg: Message, since: float, journal: bool = False) -> None:
+        """``msg`` waits from ``since`` on (its delay ended, or the console said so): its
+        TTL runs from then, it is queued and the listeners are told. ``journal``: its
+        dead-letter history changed too."""
+        self.store.set_status(msg, Status.WAITING)
+        lifetimes = self.lifetimes
+        if lifetimes and lifetimes.ttl(msg.code):
+            lifetimes.start(msg, since)
+            journal = True
+        if journal:
             self._meta_changed(msg)
         topic = self.topic(msg.topic)
         topic.ready.append(msg)
         self._mark(topic)
         for listener in self.listeners:
             listener.message_updated(msg)
-        return True
 
     def _remove(self, msg: Message) -> None:
         if msg.status is _DELAYED:
@@ -719,17 +720,8 @@ class Broker:
         now = self.clock()
         lifetimes = self.lifetimes
         for msg in self.scheduler.due_delays(now):
-            if msg.removed or msg.status is not Status.DELAYED:
-                continue
-            self.store.set_status(msg, Status.WAITING)
-            if lifetimes and lifetimes.ttl(msg.code):
-                lifetimes.start(msg, msg.arrival + msg.delay_time)  # from when it was due
-                self._meta_changed(msg)
-            topic = self.topic(msg.topic)
-            topic.ready.append(msg)
-            self._mark(topic)
-            for listener in self.listeners:
-                listener.message_updated(msg)
+            if msg.status is _DELAYED and not msg.removed:  # always, as the schedule's kept
+                self._become_due(msg, msg.arrival + msg.delay_time)  # TTL from when due
         if lifetimes:
             for msg in lifetimes.due(now):
                 self._die(msg, EXPIRED, now)

@@ -116,7 +116,7 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
         raise SystemExit(f"kapokmq: configuration error: {exc}") from None
     if cluster is not None:
         app[NODES] = cluster.nodes
-        runtime.gossip_refused = cluster.refused
+        runtime.cluster_joined(cluster.refused)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     try:

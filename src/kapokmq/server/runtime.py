@@ -66,13 +66,13 @@ class BrokerRuntime:
         self.started_at = time.time()
         # durable storage (storage/manager.py) once open: see storage_opened
         self.storage: Storage | None = None
-        # Set by a master with sync.ack 1: done once the slaves confirmed everything
-        # published so far (cluster/replication.py).
+        # A master with sync.ack 1 (replication_opened): done once the slaves confirmed
+        # everything published so far.
         self.replica_ticket: Callable[[], asyncio.Future[None] | None] | None = None
         # Why writes are refused (None: accepted); see refuse_writes. Read on every publish.
         self.refusal: Refusal | None = None
         self._refusals: dict[str, Refusal] = {}
-        # Set in cluster mode, for /metrics: refused gossip input by reason (gossip/state.py).
+        # Cluster mode (cluster_joined), for /metrics: refused gossip input by reason.
         self.gossip_refused: Callable[[], dict[str, int]] | None = None
         # wrong secret keys per source address, WebSocket and HTTP (server/guard.py)
         self.key_guard = KeyGuard(self.loop.time)
@@ -82,10 +82,20 @@ class BrokerRuntime:
         self.http_connections: set[object] = set()
         self._rearm()
 
-    # ---------------------------------------------------------------- storage
+    # ---------------------------------------------------------------- storage, sync, cluster
     def storage_opened(self, storage: Storage) -> None:
         """Storage's hook (storage/manager.py StorageHost): read its state from now on."""
         self.storage = storage
+
+    def replication_opened(self, ticket: Callable[[], asyncio.Future[None] | None]) -> None:
+        """A master with sync.ack 1 (cluster/replication.py Replica): every ``ok`` also
+        waits for ``ticket()``, done once the slaves hold what was published so far."""
+        self.replica_ticket = ticket
+
+    def cluster_joined(self, refused: Callable[[], dict[str, int]]) -> None:
+        """Cluster mode (server/main.py): /metrics reports the gossip input ``refused()``
+        by reason (gossip/state.py)."""
+        self.gossip_refused = refused
 
     @property
     def durable_barrier(self) -> Callable[[], Awaitable[None]] | None:
