@@ -90,8 +90,6 @@ class NsBroker(BrokerProcess):
     """``kapokmq serve`` (or ``registry``: set ``SUBCOMMAND``) inside namespace ``ns``, on
     ``addr``."""
 
-    START_TIMEOUT = 20.0
-
     ns: str = ""
 
     def launcher(self) -> list[str]:
