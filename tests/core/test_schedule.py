@@ -146,7 +146,7 @@ def test_the_schedule_holds_exactly_the_delayed_messages():
     broker.deliver_now(msgs[0].code)
     broker.delete(msgs[1].code)
     copy = Message(
-        msgs[2].code, "", msgs[2].topic, msgs[2].create_time, 0, Status.WAITING, msgs[2].arrival
+        msgs[2].code, msgs[2].topic, "", msgs[2].create_time, 0, 0, Status.WAITING, msgs[2].arrival
     )
     broker.replicate(copy)  # the master says it is due now
     assert len(broker.scheduler) == 6
