@@ -134,15 +134,21 @@ async def test_slave_with_wrong_key_gives_up_and_serves_alone(broker_factory):
     assert "refused our key" in slave.log()
 
 
+async def post(
+    session: aiohttp.ClientSession, broker: BrokerProcess, path: str, form: dict[str, str]
+) -> dict[str, Any]:
+    async with session.post(
+        f"{broker.http}{path}", data=form, headers={"secretKey": SECRET}
+    ) as resp:
+        body: dict[str, Any] = await resp.json()
+    return body
+
+
 async def http_send(
     session: aiohttp.ClientSession, broker: BrokerProcess, data: str, **fields: str
 ) -> dict[str, Any]:
     form = {"messageData": data, "topic": "t", "delayTime": "0", **fields}
-    async with session.post(
-        f"{broker.http}/Producer/Send", data=form, headers={"secretKey": SECRET}
-    ) as resp:
-        body: dict[str, Any] = await resp.json()
-    return body
+    return await post(session, broker, "/Producer/Send", form)
 
 
 async def test_following_slave_is_read_only_and_says_so(broker_factory):
@@ -278,11 +284,7 @@ async def test_sync_ack_oks_only_what_the_slave_holds_and_survives_kill_9(broker
 async def console(
     session: aiohttp.ClientSession, broker: BrokerProcess, route: str, **form: str
 ) -> dict[str, Any]:
-    async with session.post(
-        f"{broker.http}/Console/{route}", data=form, headers={"secretKey": SECRET}
-    ) as resp:
-        body: dict[str, Any] = await resp.json()
-    return body
+    return await post(session, broker, f"/Console/{route}", form)
 
 
 async def test_slave_keeps_ttls_dedup_ids_and_dead_reasons_after_it_takes_over(broker_factory):
