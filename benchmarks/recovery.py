@@ -98,7 +98,7 @@ def run(n: int, fill: Any) -> dict[str, Any]:
                 figures["rss_bytes"] - empty_rss
             ) / n - PAYLOAD_BYTES
     row["recovery_s"] = max(row["wal_recovery_s"], row["snapshot_recovery_s"])
-    row["msgs_per_s"] = n / row["recovery_s"]
+    row["msgs_per_s"] = n / max(row["recovery_s"], 0.01)  # the log has 2 decimals
     return row
 
 

@@ -1,5 +1,5 @@
-"""The benchmark runner's report and wrk scenario (benchmarks/): what they print and write,
-not how fast anything is (speed lives in the benchmarks themselves)."""
+"""The benchmark runner's report, wrk and recovery scenarios (benchmarks/): what they print
+and write, not how fast anything is (speed lives in the benchmarks themselves)."""
 
 from __future__ import annotations
 
@@ -91,3 +91,18 @@ def test_wrk_scenario_prints_its_ratio_and_saves_it(
     row = json.loads(saved[0].read_text())["rows"]["5 HTTP Send, wrk -t1 -c16"]
     assert row["n"] > 0 and row["server_us_per_msg"] > 0 and row["loadgen_us_per_msg"] > 0
     assert len(list(tmp_path.glob("report-*.html"))) == 1
+
+
+@pytest.mark.timeout(90)
+def test_recovery_scenario_restarts_from_the_wal_and_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(runner, "RESULTS", tmp_path)
+    assert runner.main(["--only", "recovery", "--scale", "0.001", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"recovery \(log\) WAL [\d.]+ s, snapshot [\d.]+ s \(target <= 3 s\)", out)
+    row = json.loads(next(tmp_path.glob("run-*.json")).read_text())["rows"]
+    recovery = row["8 recovery of 1,000 queued"]
+    assert recovery["wal_recovered"] == recovery["snapshot_recovered"] == 1000
+    assert recovery["wal_start_to_serving_s"] > 0
+    assert recovery["snapshot_recovery_s"] >= 0
