@@ -95,7 +95,7 @@ async def test_fsync_always_fault_answers_errors_then_resumes(tmp_path: Path, fa
     assert runtime.refusal.ws_text == str(info.value)
     assert storage.fault is not None and "Input/output error" in storage.fault
     assert storage.write_failures >= 1
-    await asyncio.sleep(0.05)  # retries fail while the fault lasts
+    await asyncio.sleep(0.05)  # deliberately: no retry may succeed while the fault lasts
     assert runtime.refusal is not None and not storage.available.is_set()
 
     files.failing.clear()
