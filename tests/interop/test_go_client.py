@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from kapokmq.client.sync import SyncConsoleClient as ConsoleClient
+
 SOURCE = Path(__file__).with_name("goclient") / "main.go"
 GOPATH = "/usr/share/gocode"
 GORILLA = Path(GOPATH) / "src/github.com/gorilla/websocket"
@@ -88,3 +90,28 @@ def test_go_client_sees_the_wrong_key_texts(broker, goclient):
         "Secret key matching error",
         "Please enter the secret key",
     ]
+
+
+def test_an_original_slave_reads_our_sync_records(broker_factory, goclient):
+    """The original slave decodes every /Sync/Conn frame with json.Unmarshal into its message
+    struct: our extra keys (TTL, History, MessageId, ...) must not disturb it, and the records
+    of gone dedup ids, which it would store as messages, are not sent to it
+    (docs/protocol.md, Master-slave sync)."""
+    master = broker_factory(settings={"sync.isSync": 1})
+    with ConsoleClient(master.http) as console:
+        gone = console.send("t", "gone", message_id="gone-1")
+        console.del_message(gone)
+        kept = {
+            console.send("t", "with ttl", ttl=60): "with ttl",
+            console.send("t", "with id", message_id="id-1"): "with id",
+            console.send("t", "later", 3600, ttl=5): "later",
+        }
+        stored = {code: console.get_message(code) for code in kept}
+    assert "TTL" in stored[next(iter(kept))]  # the records do carry extras
+    lines = run(goclient, "slave", f"{master.ws}/Sync/Conn", "3")  # then 1 s: nothing more
+    assert not [line for line in lines if line.startswith("extra")], lines
+    decoded = {m["MessageCode"]: m for m in map(json.loads, lines)}
+    assert set(decoded) == set(kept), lines
+    for code, message in decoded.items():
+        original = {k: stored[code][k] for k in message}  # the original's fields
+        assert message == original

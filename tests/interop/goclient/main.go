@@ -5,6 +5,9 @@
 //	goclient produce WSURL N DELAY   -> prints "ok N" when every send got exactly "ok"
 //	goclient consume WSURL N         -> prints each message as JSON, acks it
 //	goclient wrongkey WSURL KEY      -> prints the server's answers to a wrong key
+//	goclient slave WSURL N           -> as the original slave: /Sync/Conn, json.Unmarshal of
+//	                                    each frame into the message struct; prints N of them,
+//	                                    then "extra" for any frame within a further second
 package main
 
 import (
@@ -12,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -105,6 +109,27 @@ func consume(url string, n int) {
 	}
 }
 
+func slave(url string, n int) {
+	conn := login(url, "test")
+	defer conn.Close()
+	for i := 0; i < n; i++ {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			fail("read: %v", err)
+		}
+		var m message
+		if err := json.Unmarshal(data, &m); err != nil {
+			fail("decode %q: %v", data, err)
+		}
+		out, _ := json.Marshal(m)
+		fmt.Println(string(out))
+	}
+	conn.SetReadDeadline(time.Now().Add(time.Second))
+	if _, data, err := conn.ReadMessage(); err == nil {
+		fmt.Printf("extra %s\n", data)
+	}
+}
+
 func wrongKey(url string, key string) {
 	conn, _, err := websocket.DefaultDialer.Dial(url, nil)
 	if err != nil {
@@ -134,6 +159,8 @@ func main() {
 		produce(os.Args[2], n, delay)
 	case "consume":
 		consume(os.Args[2], n)
+	case "slave":
+		slave(os.Args[2], n)
 	case "wrongkey":
 		wrongKey(os.Args[2], os.Args[3])
 	default:
