@@ -72,6 +72,10 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
+# read per frame: an Enum member lookup (WSMsgType.TEXT) costs ~200 ns on Python 3.11
+_TEXT = WSMsgType.TEXT
+
+
 class Client(WSListener):
     """Handshake, then hands every frame to ``on_message``."""
 
@@ -87,7 +91,7 @@ class Client(WSListener):
         self.raw = transport.underlying_transport
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if self.authed and frame.msg_type is WSMsgType.TEXT:
+        if self.authed and frame.msg_type is _TEXT:
             self.on_message(frame)
             return
         if frame.msg_type is WSMsgType.CLOSE:
