@@ -319,15 +319,13 @@ class ProducerWebSocket(Session):
         self.source = (client_id, ip, "ws:" + host.config.server.wsEngine)
 
     def receive(self, payload: bytes) -> None:
-        if self.state is _OPEN and len(payload) <= self.limit:
-            self._accept(payload)
-        elif self.state is _HOLDING and len(payload) <= self.limit:
-            self._held.append(payload)  # already in the read buffer when reading paused
-        else:
-            super().receive(payload)
-
-    def _accept(self, payload: bytes) -> None:
         """Parse now; publish with the rest of the read once it is done."""
+        if self.state is not _OPEN or len(payload) > self.limit:
+            if self.state is _HOLDING and len(payload) <= self.limit:
+                self._held.append(payload)  # already in the read buffer when reading paused
+            else:
+                super().receive(payload)
+            return
         if not self._read_pending:  # the read's first: answer them all once it is done
             self._read_pending = True
             self.host.loop.call_soon(self.end_of_read)
@@ -335,7 +333,7 @@ class ProducerWebSocket(Session):
             item = parse_send_frame(payload)
         except FrameError as exc:
             self._publish_pending()  # replies keep the order of the frames
-            if self.state is State.HOLDING:
+            if self.state is _HOLDING:
                 self._held.append(payload)
             else:
                 self._reply(error_frame(str(exc)), False)
@@ -406,10 +404,7 @@ class ProducerWebSocket(Session):
         self.state = State.OPEN
         held, self._held = self._held, deque()
         for payload in held:
-            if self.state is State.OPEN:
-                self._accept(payload)
-            else:
-                self._held.append(payload)
+            self.receive(payload)  # held again if the backlog fills up again
         self.end_of_read()
         if self.state is State.OPEN:
             self.link.resume_reading()
