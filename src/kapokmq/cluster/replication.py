@@ -47,6 +47,7 @@ from kapokmq.model import Message, Status, dumps
 log = logging.getLogger(__name__)
 
 SNAPSHOT_CHUNK = 5000
+_DELAYED = Status.DELAYED
 SLAVE_SOURCE = "slave"  # the write gate's source while a master is followed
 ACK_SOURCE = "sync.ack"  # the write gate's source while sync.ack 1 has no slave
 HAND_BACK_BATCH = 1000  # records per hand-back frame
@@ -75,7 +76,7 @@ def record_of(
         history = letters.history(code)
         if history:
             record["History"] = [{"Event": event, "Time": at} for at, event in history]
-    if msg.status is Status.DELAYED:
+    if msg.status is _DELAYED:
         record["Arrival"] = msg.arrival
     if dedup is not None:
         record["MessageId"] = split_dedup_key(dedup[0])[1]
