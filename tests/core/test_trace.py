@@ -229,3 +229,16 @@ def test_bytes_per_event_in_a_burst_are_small():
     assert traced(broker).events == 6000
     store_share = 2000 * 400  # generous: the messages themselves are measured too
     assert (used - store_share) / 6000 < 120
+
+
+def test_sampled_messages_get_every_event_and_the_others_none() -> None:
+    broker, _clock = make_broker(trace=0.3, pushRetryTime=5)
+    session, _ = attach(broker)
+    msgs = broker._add("t", [("x", 0)] * 300, SOURCE)[0]
+    broker.dispatch()
+    broker.ack_many(session, [m.code for m in msgs])
+    sampled = [m for m in msgs if m.code in traced(broker)]
+    assert 30 < len(sampled) < 180
+    for msg in sampled:
+        assert kinds(broker, msg.code) == [PUBLISHED, PUSHED, ACKED]
+    assert traced(broker).events == 3 * len(sampled)

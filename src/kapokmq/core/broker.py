@@ -115,7 +115,7 @@ class Broker:
         self._topic_window: dict[str, int] = {}
         # mq.trace (docs/protocol.md "Message trace"); None: off, no hook does anything
         self.trace: Trace | None = (
-            Trace(min(1.0, mq_trace), config.mq.traceMaxEvents, clock)
+            Trace(min(1.0, mq_trace), config.mq.traceMaxEvents, clock, self.store.get)
             if (mq_trace := config.mq.trace) > 0
             else None
         )

@@ -26,6 +26,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 from kapokmq.model import Message
@@ -63,6 +64,8 @@ SLOW_CONSUMER = "slow consumer"
 
 UNKNOWN_SOURCE: Source = ("", "", "")
 
+_code = attrgetter("code")
+
 
 class Trace:
     __slots__ = (
@@ -76,15 +79,23 @@ class Trace:
         "clock",
         "events",
         "evicted",
+        "lookup",
         "on_unsaved",
         "rate",
         "unsaved",
     )
 
-    def __init__(self, rate: float, budget: int, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        rate: float,
+        budget: int,
+        clock: Callable[[], float],
+        lookup: Callable[[str], Message | None],
+    ) -> None:
         """``rate``: the share of messages traced (1 = all); ``budget``: events held at
-        most, all traces together."""
+        most, all traces together; ``lookup``: the stored message of a code."""
         self.rate = rate
+        self.lookup = lookup
         self.budget = budget
         self.clock = clock
         self._traces: dict[str, tuple[Event, ...]] = {}
@@ -181,6 +192,12 @@ class Trace:
 
     def pushed(self, batch: list[Message], consumer_id: str) -> None:
         traces = self._traces
+        if self.rate < 1.0:  # sampled: the few traced ones are found in C
+            hits = traces.keys() & map(_code, batch)
+            if not hits:
+                return
+            lookup = self.lookup
+            batch = [m for code in hits if (m := lookup(code)) is not None]
         get = traces.get
         unsaved = self.unsaved
         was_saved = not unsaved
@@ -220,6 +237,8 @@ class Trace:
     def _record(self, codes: Iterable[str], event: Event) -> None:
         """``event`` for each of ``codes`` that has a trace."""
         traces = self._traces
+        if self.rate < 1.0:  # sampled: the few traced ones are found in C
+            codes = traces.keys() & codes
         get = traces.get
         unsaved = self.unsaved
         was_saved = not unsaved
