@@ -142,9 +142,10 @@ class Trace:
     def published(self, msgs: list[Message], now: float, source: Source | None) -> None:
         """New messages; each is traced with probability ``rate`` (independently)."""
         if self.rate < 1.0:
-            msgs = self._sample(msgs)
-            if not msgs:
+            if self._skip >= len(msgs):  # the common case: none of these is sampled
+                self._skip -= len(msgs)
                 return
+            msgs = self._sample(msgs)
         if source is None:
             source = UNKNOWN_SOURCE
         elif not source[0].isascii():
@@ -183,6 +184,16 @@ class Trace:
         not change)."""
 
         consumer_id = self.name(consumer_id)
+        if self.rate < 1.0:
+            keys = self._traces.keys()  # a live view
+
+            def sampled(batch: list[Message]) -> None:
+                # most batches hold no traced message: one C-level test, no set built
+                if not keys.isdisjoint(map(_code, batch)):
+                    self.pushed(batch, consumer_id)
+                deliver(batch)
+
+            return sampled
 
         def traced(batch: list[Message]) -> None:
             self.pushed(batch, consumer_id)
@@ -226,6 +237,8 @@ class Trace:
 
     def acked(self, codes: Iterable[str], consumer_id: str, now: float) -> None:
         """A consumer acked these codes (whatever the broker made of each ack)."""
+        if self.rate < 1.0 and self._traces.keys().isdisjoint(codes):
+            return  # sampled: most reads ack no traced message
         self._record(codes, (now, ACKED, self.name(consumer_id)))
 
     def happened(self, msgs: Iterable[Message], kind: int, now: float, detail: str = "") -> None:
