@@ -117,6 +117,10 @@ def test_bad_topic_settings(tmp_path):
     path.write_text("mq:\n  topics:\n    news: {pushType: 5}\n")
     with pytest.raises(ConfigError, match=r"mq.topics.news.pushType"):
         load_config(path, environ={})
+    for value in ("1.5", "2.0", "[60]", "true"):  # never truncated to a whole number
+        path.write_text(f"mq:\n  topics:\n    news: {{ttl: {value}}}\n")
+        with pytest.raises(ConfigError, match=r"mq.topics.news.ttl must be an integer >= 0"):
+            load_config(path, environ={})
 
 
 def test_serve_refuses_bad_config_with_a_clear_message(tmp_path):

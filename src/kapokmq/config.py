@@ -281,9 +281,9 @@ def _check_topics(key: str, raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]
             raise ConfigError(f"{key}.{name}.pushType must be one of 1, 2")
         checked: dict[str, Any] = {}
         for setting, value in settings.items():
-            try:
-                number = int(value)
-            except (TypeError, ValueError):
+            try:  # an int, or its text as mq's own integer keys take it; never 1.5 -> 1
+                number = int(value) if isinstance(value, int | str) else -1
+            except ValueError:
                 number = -1
             if isinstance(value, bool) or number < 0:
                 raise ConfigError(f"{key}.{name}.{setting} must be an integer >= 0, got {value!r}")
