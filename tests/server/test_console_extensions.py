@@ -56,3 +56,13 @@ def test_paged_message_list_reports_the_total(broker: BrokerProcess) -> None:
     unpaged = post(broker, "/Console/GetMessageList", topic="paged")
     assert set(unpaged) == {"code", "data"}
     assert len(unpaged["data"]) == 5
+
+
+def test_message_list_refuses_an_unknown_reason(broker: BrokerProcess) -> None:
+    for reason in ("expired", "max deliveries"):
+        assert post(broker, "/Console/GetMessageList", status=2, reason=reason)["code"] == 0
+    answer = post(broker, "/Console/GetMessageList", status=2, reason="max_deliveries")
+    assert answer == {
+        "code": -1,
+        "msg": "reason must be one of expired, max deliveries; got 'max_deliveries'",
+    }

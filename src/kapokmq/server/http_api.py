@@ -18,6 +18,7 @@ from multidict import MultiDictProxy
 
 from kapokmq.config import SECTIONS, Config
 from kapokmq.core.broker import Broker
+from kapokmq.core.lifetimes import EXPIRED, MAX_DELIVERIES
 from kapokmq.core.trace import event_view
 from kapokmq.httpbase import KEY_MISMATCH, json_response, key_matches
 from kapokmq.model import Message, Status
@@ -310,6 +311,9 @@ async def del_message(request: web.Request, form: MultiDictProxy[Any]) -> web.Re
     return json_response({"code": 0})
 
 
+DEATH_REASONS = (EXPIRED, MAX_DELIVERIES)  # what GetMessageList's reason filter takes
+
+
 @authorised
 async def get_message_list(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
     start = time_field(form, "startTime", 0)
@@ -321,6 +325,8 @@ async def get_message_list(request: web.Request, form: MultiDictProxy[Any]) -> w
     broker = runtime_of(request).broker
     found = broker.store.search(start, end, STATUS_FILTERS[raw_status], topic)
     reason = field(form, "reason").strip()
+    if reason and reason not in DEATH_REASONS:  # a typo would silently list nothing
+        raise BadInput(f"reason must be one of {', '.join(DEATH_REASONS)}; got {reason!r}")
     if reason:  # dead messages that died (last) for this reason
         reason_of = broker.dead_letters.reason
         found = [m for m in found if m.status is Status.DEAD and reason_of(m.code) == reason]
