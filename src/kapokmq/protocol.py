@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import msgspec
 import orjson
@@ -25,10 +25,10 @@ EXAMPLE = '{"MessageData":"hello","DelayTime":0}'
 MAX_MESSAGE_ID_BYTES = 128
 
 
-@dataclass(frozen=True, slots=True)
-class Extras:
+class Extras(NamedTuple):
     """What a producer may add to a message beyond data and delay: a TTL in seconds
-    (0 = none, the topic's default applies) and a dedup id ("" = none)."""
+    (0 = none, the topic's default applies) and a dedup id ("" = none). A tuple: a
+    frozen dataclass cost ~0.6 us to build, per frame that has one."""
 
     ttl: int = 0
     message_id: str = ""
@@ -69,20 +69,10 @@ def _loads(raw: str | bytes) -> tuple[object, bool]:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class _CanonicalFrame(msgspec.Struct, forbid_unknown_fields=True):
-    """Exactly the two keys, exactly spelled, of the right types (duplicates: the last
-    wins, as in Go); anything else takes the general path."""
-
-    MessageData: str
-    DelayTime: int
-
-
-_decode_canonical = msgspec.json.Decoder(_CanonicalFrame).decode
-
-
-class _ExtendedFrame(msgspec.Struct, forbid_unknown_fields=True):
-    """The same with our optional keys, exactly spelled (a producer using TTL or dedup
-    ids); a missing key is its zero value, anything unusual takes the general path."""
+class _Frame(msgspec.Struct, forbid_unknown_fields=True):
+    """The Go client's frame and ours with the optional keys, exactly spelled; a missing
+    key is its zero value (as in Go), duplicates: the last wins (as in Go); anything
+    unusual (other spellings, other types, unknown keys) takes the general path."""
 
     MessageData: str = ""
     DelayTime: int = 0
@@ -90,35 +80,29 @@ class _ExtendedFrame(msgspec.Struct, forbid_unknown_fields=True):
     MessageId: str = ""
 
 
-_decode_extended = msgspec.json.Decoder(_ExtendedFrame).decode
+_decode_frame = msgspec.json.Decoder(_Frame).decode
 
 
 def parse_send_frame(raw: str | bytes) -> SendItem:
     """Return (MessageData, DelayTime[, Extras]) or raise FrameError."""
-    # fast path: what the Go client sends, {"MessageData":"...","DelayTime":<int>};
-    # msgspec decodes it straight into two fields (~3x cheaper than a dict and checks)
+    # fast path: msgspec decodes what the Go client sends, {"MessageData":"...",
+    # "DelayTime":<int>}, with or without our keys, straight into fields (one decoder:
+    # a second one tried first cost a raised error, ~1.3 us, per frame with TTL/MessageId)
     try:
-        frame = _decode_canonical(raw)
+        frame = _decode_frame(raw)
     except (msgspec.DecodeError, ValueError):
         pass
     else:
-        delay = frame.DelayTime
-        if INT64_MIN <= delay <= INT64_MAX:
-            return frame.MessageData, delay
-    try:
-        extended = _decode_extended(raw)
-    except (msgspec.DecodeError, ValueError):
-        pass
-    else:
-        delay, ttl, message_id = extended.DelayTime, extended.TTL, extended.MessageId
-        if (
+        delay, ttl, message_id = frame.DelayTime, frame.TTL, frame.MessageId
+        if not ttl and not message_id:
+            if INT64_MIN <= delay <= INT64_MAX:
+                return frame.MessageData, delay
+        elif (
             INT64_MIN <= delay <= INT64_MAX
             and 0 <= ttl <= INT64_MAX
             and len(message_id.encode("utf-8", "surrogatepass")) <= MAX_MESSAGE_ID_BYTES
         ):
-            if ttl or message_id:
-                return extended.MessageData, delay, Extras(ttl, message_id)
-            return extended.MessageData, delay
+            return frame.MessageData, delay, Extras(ttl, message_id)
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
