@@ -284,6 +284,12 @@ def scenario_rows(args: argparse.Namespace) -> dict[str, Row]:
             repeated(rep, lambda: on_broker({}, "e2e", "--n", n(200_000))),
             ceiling=e2e_ceiling,
         )
+    if "dedup" in wanted:
+        add(
+            "1b e2e p2p, a MessageId on every frame (dedup on)",
+            repeated(rep, lambda: on_broker({}, "e2e", "--n", n(200_000), "--message-ids")),
+            ceiling=e2e_ceiling,
+        )
     if "latency" in wanted:
         add(
             f"2 latency at {args.rate:,.0f} msg/s",

@@ -7,6 +7,7 @@ import argparse
 SCENARIOS = (
     "ceiling",
     "e2e",
+    "dedup",
     "latency",
     "fanout",
     "topics",
