@@ -147,10 +147,12 @@ def _parse_decoded(obj: object, lenient: bool) -> SendItem:
         elif lowered == "ttl":
             if value is None:
                 continue
-            if type(value) is not int or not 0 <= value <= INT64_MAX:
+            if type(value) is not int or value < 0:
                 raise FrameError(
                     f"TTL must be a whole number of seconds >= 0, got {_json_type(value)}"
                 )
+            if value > INT64_MAX:
+                raise FrameError("TTL is out of the 64-bit integer range")
             ttl = value
         elif lowered == "messageid":
             if value is None:

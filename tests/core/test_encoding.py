@@ -147,6 +147,7 @@ def test_bad_ttl_or_message_id_is_an_error() -> None:
         (b'{"MessageData":"x","TTL":"5"}', "TTL must be"),
         (b'{"MessageData":"x","TTL":1.5}', "TTL must be"),
         (b'{"MessageData":"x","TTL":true}', "TTL must be"),
+        (b'{"MessageData":"x","TTL":9223372036854775808}', "TTL is out of the 64-bit"),
         (b'{"MessageData":"x","MessageId":5}', "MessageId must be a string"),
         (too_long, "MessageId is longer than 128 bytes"),
     ]:

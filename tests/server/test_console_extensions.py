@@ -66,3 +66,12 @@ def test_message_list_refuses_an_unknown_reason(broker: BrokerProcess) -> None:
         "code": -1,
         "msg": "reason must be one of expired, max deliveries; got 'max_deliveries'",
     }
+
+
+def test_send_says_why_a_ttl_is_refused(broker: BrokerProcess) -> None:
+    def send(ttl: str) -> Any:
+        return post(broker, "/Producer/Send", topic="t", messageData="x", delayTime=0, ttl=ttl)
+
+    assert send("-1")["msg"] == "ttl must be a whole number of seconds >= 0"
+    assert send(str(1 << 63))["msg"] == "ttl is out of the 64-bit integer range"
+    assert send("1.5")["msg"] == "ttl must be an integer, got '1.5'"

@@ -69,8 +69,10 @@ def publish_form(runtime: BrokerRuntime, form: Form, ip: str = "") -> SendAnswer
         if delay not in INT64:
             raise BadInput("delayTime is out of the 64-bit integer range")
         ttl = int_field(form, "ttl", 0)
-        if not 0 <= ttl < 1 << 63:
+        if ttl < 0:
             raise BadInput("ttl must be a whole number of seconds >= 0")
+        if ttl not in INT64:
+            raise BadInput("ttl is out of the 64-bit integer range")
         message_id = check_message_id(field(form, "messageId"), "messageId")
         data = field(form, "messageData")
         topic = field(form, "topic")
