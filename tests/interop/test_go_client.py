@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,21 @@ def test_go_client_delayed_message(broker, goclient):
     assert run(goclient, "produce", f"{broker.ws}/Producers/Conn/later/p", "1", "1") == ["ok 1"]
     [line] = run(goclient, "consume", f"{broker.ws}/Consumers/Conn/later/c", "1")
     assert json.loads(line)["DelayTime"] == 1
+
+
+def test_go_client_consumes_messages_with_ttl_and_a_dedup_id(broker, goclient):
+    """Our extensions (TTL, MessageId, a dedup repeat) stay out of what the Go client reads:
+    it decodes and acks the message as any other, and the repeat is not pushed again."""
+    with ConsoleClient(broker.http) as console:
+        code = console.send("go-ext", "once", ttl=600, message_id="go-ext-1")
+        assert console.send("go-ext", "twice", ttl=600, message_id="go-ext-1") == code
+        [line] = run(goclient, "consume", f"{broker.ws}/Consumers/Conn/go-ext/c", "1")
+        assert json.loads(line)["MessageData"] == "once"
+        for _ in range(100):  # the ack is written just before the Go client exits
+            if console.get_message(code)["Status"] == 1:
+                break
+            time.sleep(0.02)
+        assert console.get_message(code)["Status"] == 1
 
 
 def test_go_client_sees_the_wrong_key_texts(broker, goclient):
