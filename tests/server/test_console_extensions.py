@@ -75,3 +75,14 @@ def test_send_says_why_a_ttl_is_refused(broker: BrokerProcess) -> None:
     assert send("-1")["msg"] == "ttl must be a whole number of seconds >= 0"
     assert send(str(1 << 63))["msg"] == "ttl is out of the 64-bit integer range"
     assert send("1.5")["msg"] == "ttl must be an integer, got '1.5'"
+
+
+def test_due_times_and_deadlines_stay_in_the_64_bit_range(broker: BrokerProcess) -> None:
+    most = (1 << 63) - 1  # DelayTime and TTL may be this large (no upper bound)
+    code = post(broker, "/Producer/Send", topic="far", messageData="x", delayTime=most)["msg"]
+    lives = post(broker, "/Producer/Send", topic="far", messageData="y", delayTime=0, ttl=most)
+    [scheduled] = post(broker, "/Console/GetScheduled", topic="far")["data"]
+    assert scheduled["MessageCode"] == code and scheduled["DueTime"] == most
+    assert (
+        post(broker, "/Console/GetMessage", messageCode=lives["msg"])["data"]["ExpiresAt"] == most
+    )

@@ -22,6 +22,7 @@ from kapokmq.core.lifetimes import EXPIRED, MAX_DELIVERIES
 from kapokmq.core.trace import event_view
 from kapokmq.httpbase import KEY_MISMATCH, json_response, key_matches
 from kapokmq.model import Message, Status
+from kapokmq.protocol import INT64_MAX
 from kapokmq.server.forms import BadInput, field, int_field
 from kapokmq.server.keys import NODES, RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
@@ -260,7 +261,7 @@ def message_view(broker: Broker, msg: Message, with_data: bool = True) -> dict[s
             view["TTL"] = ttl
             deadline = lifetimes.deadline(code)
             if deadline is not None and msg.status is Status.WAITING:
-                view["ExpiresAt"] = math.ceil(deadline)
+                view["ExpiresAt"] = whole_seconds(deadline)
     letters = broker.dead_letters
     if letters:
         if msg.status is Status.DEAD:
@@ -354,6 +355,12 @@ def _page_of(form: MultiDictProxy[Any]) -> tuple[int, int]:
     return page, size
 
 
+def whole_seconds(moment: float) -> int:
+    """A due time or deadline as unix seconds rounded up, within the 64-bit range that
+    DelayTime and TTL have (a delay of 2^63-1 s from now would be past it)."""
+    return min(math.ceil(moment), INT64_MAX)
+
+
 @authorised
 async def get_scheduled(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
     """Extension: delayed messages by due time (MessageData blanked), with ``DueTime``."""
@@ -361,7 +368,9 @@ async def get_scheduled(request: web.Request, form: MultiDictProxy[Any]) -> web.
     topic = field(form, "topic") or None
     total, upcoming = runtime_of(request).broker.scheduler.upcoming(topic, (page - 1) * size, size)
     broker = runtime_of(request).broker
-    data = [{**message_view(broker, m, False), "DueTime": math.ceil(due)} for due, m in upcoming]
+    data = [
+        {**message_view(broker, m, False), "DueTime": whole_seconds(due)} for due, m in upcoming
+    ]
     return json_response({"code": 0, "data": data, "now": int(time.time()), "total": total})
 
 
