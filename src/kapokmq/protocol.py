@@ -1,7 +1,8 @@
 """Producer frames: parse ``{"MessageData": "...", "DelayTime": 0}`` like Go's encoding/json.
 
-Keys match case-insensitively (the last matching key wins), unknown keys are ignored, a
-missing or null field keeps its zero value, and ``null`` or ``{}`` is an empty message.
+Keys match case-insensitively as Go folds them (``ſ``, the long s, is an ``s`` too; the last
+matching key wins), unknown keys are ignored, a missing or null field keeps its zero value,
+and ``null`` or ``{}`` is an empty message.
 Anything else is a ``FrameError`` whose text becomes the ``error: ...`` reply.
 
 Our optional keys ``TTL`` and ``MessageId`` (docs/protocol.md, "Producer session") follow
@@ -127,7 +128,7 @@ def _parse_decoded(obj: object, lenient: bool) -> SendItem:
     ttl = 0
     message_id = ""
     for key, value in obj.items():
-        lowered = key.lower()
+        lowered = key.lower().replace("\u017f", "s")  # Go folds ſ (long s) to s as well
         if lowered == "messagedata":
             if value is None:
                 continue

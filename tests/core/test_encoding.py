@@ -136,6 +136,14 @@ def test_ttl_and_message_id_follow_the_go_rules() -> None:
     assert parse_send_frame(b'{"MessageData":"x","TTL":0,"MessageId":""}') == ("x", 0)
     assert parse_send_frame(b'{"MessageData":"x","TTL":null,"MessageId":null}') == ("x", 0)
     assert parse_send_frame(b'{"MessageData":"x","TTL":1,"TTL":0}') == ("x", 0)  # last wins
+    # Go's encoding/json folds keys with Unicode simple folding: the long s is an s
+    folded = '{"me\u017f\u017fagedata":"x","MESSAGE\u017fID":"a","MessageId":"b","ttl":3}'
+    assert parse_send_frame(folded.encode()) == ("x", 0, Extras(3, "b"))
+    assert parse_send_frame('{"messageId":"a","me\u017fsageid":"c"}'.encode()) == (
+        "",
+        0,
+        Extras(0, "c"),
+    )
     id128 = "é" * 64  # 128 bytes
     assert parse_send_frame(f'{{"MessageId":"{id128}"}}'.encode()) == ("", 0, Extras(0, id128))
 
