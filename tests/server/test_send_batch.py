@@ -123,3 +123,17 @@ async def test_write_gate_and_durable_failure_per_item(served: tuple[BrokerRunti
     disk.set_exception(OSError("storage unavailable: EIO"))
     answer = await asyncio.wait_for(pending, 5)
     assert answer["data"] == [{"code": -1, "msg": "storage unavailable: EIO"}] * 2
+
+
+async def test_items_take_send_s_ttl_and_message_id(served: tuple[BrokerRuntime, str]) -> None:
+    runtime, base = served
+    items = [
+        {"topic": "d", "messageData": "first", "delayTime": 0, "messageId": "o-1", "ttl": 60},
+        {"topic": "d", "messageData": "repeat", "delayTime": 0, "messageId": "o-1"},
+        {"topic": "d", "messageData": "bad", "delayTime": 0, "ttl": -1},
+    ]
+    first, repeat, bad = (await batch(base, orjson.dumps(items)))["data"]
+    assert repeat == first and first["code"] == 0  # a repeat answers the first's code
+    assert bad == {"code": -1, "msg": "ttl must be a whole number of seconds >= 0"}
+    assert runtime.broker.lifetimes.ttl(first["msg"]) == 60
+    assert runtime.broker.store.unconsumed() == 1
