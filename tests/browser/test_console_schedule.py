@@ -94,3 +94,12 @@ def test_dead_reasons_are_shown_and_filtered(console: Page, broker: BrokerProces
     expect(dialog.locator("#d-history li")).to_have_count(2)
     expect(dialog.locator("#d-history li").nth(1)).to_contain_text("re-queued from the console")
     expect(dialog.locator("#d-reason")).to_be_hidden()  # waiting again
+
+
+def test_a_delay_past_the_calendar_shows_no_nan(console: Page, broker: BrokerProcess) -> None:
+    most = (1 << 63) - 1  # DelayTime has no upper bound but the 64-bit range
+    code = send(broker, "far", topic="far", delay=most)
+    go(console, "schedule")
+    row = console.locator("#sched-table tbody tr").filter(has_text=code)
+    expect(row).to_contain_text("after the year 275760")  # where a JS Date ends
+    expect(row).not_to_contain_text("NaN")

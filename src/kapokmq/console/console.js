@@ -71,6 +71,8 @@
   function formatTime(unix) {
     if (!unix) return t("common.none");
     const d = new Date(unix * 1000);
+    // a Date ends in the year 275760; DelayTime and TTL run to 2^63-1 s (docs/protocol.md)
+    if (Number.isNaN(d.getTime())) return t("common.pastCalendar");
     return `${dayKey(d)} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   }
 

@@ -151,6 +151,7 @@ window.KAPOK_I18N = {
     "reason.consumer gone": "consumer gone",
     "reason.slow consumer": "slow consumer",
     "common.none": "–",
+    "common.pastCalendar": "after the year 275760",
   },
   zh: {
     "app.title": "KapokMQ 控制台",
@@ -300,5 +301,6 @@ window.KAPOK_I18N = {
     "reason.consumer gone": "消费者已断开",
     "reason.slow consumer": "慢消费者",
     "common.none": "–",
+    "common.pastCalendar": "275760 年之后",
   },
 };
