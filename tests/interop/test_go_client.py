@@ -97,6 +97,7 @@ def test_go_client_consumes_messages_with_ttl_and_a_dedup_id(broker, goclient):
                 break
             time.sleep(0.02)
         assert console.get_message(code)["Status"] == 1
+        assert console.count()["all"] == 1  # the repeat was never stored, so never pushed
 
 
 def test_go_client_sees_the_wrong_key_texts(broker, goclient):
