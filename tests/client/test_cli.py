@@ -166,3 +166,19 @@ def test_console_list_pages_and_closed_pipes_exit_quietly(broker: BrokerProcess)
         closed = sh(f"{KAPOKMQ} {command} | head -1", broker)
         assert (closed.returncode, closed.stderr) == (0, ""), command
         assert len(closed.stdout.splitlines()) == 1
+
+
+def test_produce_ttl_and_message_id(broker: BrokerProcess) -> None:
+    first = sh(f"{KAPOKMQ} produce --http --topic x --ttl 60 --message-id o-1 one", broker)
+    again = sh(f"{KAPOKMQ} produce --http --topic x --message-id o-1 two", broker)
+    assert first.returncode == again.returncode == 0 and first.stdout == again.stdout
+    ws = sh(f"{KAPOKMQ} produce --topic x --ttl 60 --message-id o-2 three", broker)
+    lines = sh(f"{KAPOKMQ} produce --topic x --ttl 60 -", broker, stdin="four\nfive\n")
+    assert (ws.returncode, lines.returncode) == (0, 0), ws.stderr + lines.stderr
+    code = first.stdout.strip()
+    got = json.loads(sh(f"{KAPOKMQ} console get {code}", broker).stdout)
+    assert got["MessageData"] == "one" and got["TTL"] == 60
+    assert json.loads(sh(f"{KAPOKMQ} console count", broker).stdout)["all"] == 4
+    for bad in ("--ttl 0 x", "--message-id m -"):
+        refused = sh(f"{KAPOKMQ} produce --topic x {bad}", broker)
+        assert refused.returncode == 2 and refused.stderr.startswith("kapokmq: --"), refused.stderr

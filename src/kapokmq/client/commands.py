@@ -135,6 +135,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     produce.add_argument("--topic", required=True)
     produce.add_argument("--delay", type=int, default=0, help="delay in whole seconds")
+    produce.add_argument(
+        "--ttl", type=int, help="seconds it may wait to be consumed once due, then dead (expired)"
+    )
+    produce.add_argument(
+        "--message-id",
+        help="dedup id of the one message (a repeat within the window is not stored)",
+    )
     produce.add_argument("--producer-id", default=_client_id("producer"))
     produce.add_argument("--max-in-flight", type=int, default=1000)
     produce.add_argument(
@@ -231,14 +238,24 @@ def _stdin_size() -> int | None:
     return info.st_size if stat.S_ISREG(info.st_mode) and info.st_size > 0 else None
 
 
+def _extras(args: argparse.Namespace) -> dict[str, Any]:
+    """--ttl and --message-id as the clients' keywords (docs/protocol.md, TTL and Dedup)."""
+    if args.ttl is not None and args.ttl <= 0:
+        raise ValueError(f"--ttl must be whole seconds > 0, got {args.ttl}")
+    if args.message_id is not None and args.data == "-":
+        raise ValueError("--message-id names one message; with - every line would repeat it")
+    return {"ttl": args.ttl, "message_id": args.message_id}
+
+
 async def _produce(args: argparse.Namespace) -> int:
+    extras = _extras(args)
     if args.http:
         return await _produce_http(args)
     async with Producer(
         args.url, args.topic, args.producer_id, args.secret_key, max_in_flight=args.max_in_flight
     ) as producer:
         if args.data != "-":
-            await producer.send(args.data, args.delay)
+            await producer.send(args.data, args.delay, **extras)
             return 0
         show = sys.stderr.isatty() if args.progress is None else args.progress
         # Asked for explicitly: show it at once; automatic: only once the input proves large.
@@ -263,7 +280,7 @@ async def _produce(args: argparse.Namespace) -> int:
             line = raw.decode("utf-8", "replace").removesuffix("\r")
             counts["sent"] += 1
             counts["bytes"] += len(raw) + 1  # the bar follows what was sent, not what was read
-            future = await producer.submit(line, args.delay)
+            future = await producer.submit(line, args.delay, ttl=args.ttl)
             future.add_done_callback(done(counts["sent"]))
             if progress:
                 progress.update(counts["sent"], counts["confirmed"], counts["bytes"])
@@ -288,12 +305,12 @@ async def _produce(args: argparse.Namespace) -> int:
 async def _produce_http(args: argparse.Namespace) -> int:
     async with ConsoleClient(args.url, args.secret_key) as client:
         if args.data != "-":
-            print(await client.send(args.topic, args.data, args.delay))
+            print(await client.send(args.topic, args.data, args.delay, **_extras(args)))
             return 0
         failed = 0
         async for chunk in _read_lines(asyncio.get_running_loop()):
             try:
-                print(await client.send(args.topic, chunk, args.delay), flush=True)
+                print(await client.send(args.topic, chunk, args.delay, ttl=args.ttl), flush=True)
             except KapokMQError as exc:
                 if isinstance(exc, AuthenticationError | ConnectionLostError):
                     raise
