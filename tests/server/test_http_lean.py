@@ -97,6 +97,15 @@ LAST: dict[str, bytes] = {
     "send-connection-close": request(extra=b"Connection: close\r\n"),
     "send-http-1.0": request(version=b"1.0"),
     "garbage-head": b"POST /Producer/Send HTTP/1.1\r\nHost x\r\n\r\n",
+    # heads llhttp takes but aiohttp's parser answers 400 (aiohttp/_http_parser.pyx)
+    "no-host": request().replace(b"Host: x\r\n", b""),
+    "two-hosts": request(extra=b"Host: y\r\n"),
+    "two-user-agents": request(extra=b"User-Agent: a\r\nUser-Agent: b\r\n"),
+    "header-over-max-field": request(extra=b"X-Long: %s\r\n" % (b"a" * 9000)),
+    "too-many-headers": request(extra=b"".join(b"X-%d: 1\r\n" % i for i in range(130))),
+    # a line ended by LF alone: aiohttp answers at once; CRLF CRLF never comes
+    "bare-lf": request(extra=b"X-A: b\n"),
+    "bare-lf-everywhere": request().replace(b"\r\n", b"\n"),
 }
 
 
@@ -191,6 +200,15 @@ async def test_same_answers_as_aiohttp(
         assert await exchange(lean, [send, raw], 2) == expected, name
         assert len(expected) == 2, name
     assert len(served) >= 3 * len(CASES)
+
+
+async def test_first_request_with_bare_lf_is_answered(servers: tuple[int, int]) -> None:
+    """The listener does not wait for a CRLF CRLF that an LF-only client never sends."""
+    raw = CASES["ping"].replace(b"\r\n", b"\n")
+    lean, plain = servers
+    expected = await exchange(plain, [raw], 1)
+    assert await exchange(lean, [raw], 1) == expected
+    assert len(expected) == 1 and expected[0][0] == 400
 
 
 async def test_pipelined_sends_keep_their_order(servers: tuple[int, int]) -> None:

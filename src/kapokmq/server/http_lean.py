@@ -11,8 +11,9 @@ one write, in order.
 Anything else is not re-implemented here: at the first request this path does not serve
 (another route or method, multipart or any other body type, chunked or compressed bodies,
 ``Expect``, upgrades, HTTP/1.0 or ``Connection: close``, bodies over MAX_BODY, a head it
-cannot parse, a form yarl will not read, a wrong key (its answer waits for the key-guess
-throttle), an ``Origin`` header (the Origin rule)) the connection, with that request's
+cannot parse, a head aiohttp's parser refuses (see ``head_is_plain``), a form yarl will not
+read, a wrong key (its answer waits for the key-guess throttle), an ``Origin`` header (the
+Origin rule)) the connection, with that request's
 bytes, is handed to aiohttp for good (server/listener.py ``hand_over``), which answers as
 always.
 """
@@ -32,7 +33,7 @@ from multidict import MultiDict
 from yarl import query_to_pairs
 
 from kapokmq.httpbase import CORS_HEADERS, key_matches
-from kapokmq.server.listener import MAX_HEAD, hand_over
+from kapokmq.server.listener import MAX_HEAD, bare_lf, hand_over
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.send import SendAnswer, accept_send, last_durable, settled
 
@@ -49,6 +50,26 @@ IDLE_TIMEOUT = 75.0
 # (Origin: a browser's request, judged by the Origin rule in aiohttp's middleware.)
 AIOHTTP_ONLY = frozenset(
     (b"transfer-encoding", b"content-encoding", b"expect", b"upgrade", b"origin")
+)
+# What aiohttp's parser refuses with a 400 on top of llhttp (aiohttp/_http_parser.pyx): a
+# header line longer than its max_field_size, more than max_headers headers, a second
+# header of one of these names, an HTTP/1.1 request without Host. Such a head goes to
+# aiohttp, which words the 400.
+MAX_FIELD = 8190
+MAX_HEADERS = 128
+SINGLETONS = frozenset(
+    (
+        b"content-length",
+        b"content-location",
+        b"content-range",
+        b"content-type",
+        b"etag",
+        b"host",
+        b"max-forwards",
+        b"server",
+        b"transfer-encoding",
+        b"user-agent",
+    )
 )
 
 _HEAD = (
@@ -91,6 +112,8 @@ class LeanHttp(asyncio.Protocol):
         self.key: bytes | None = None
         self.content_type: bytes | None = None
         self.content_length: int | None = None
+        self.seen: set[bytes] = set()  # SINGLETONS met so far
+        self.header_count = 0
         self.servable = True
         self.headers_done = False
         self.complete = False
@@ -101,6 +124,8 @@ class LeanHttp(asyncio.Protocol):
         self.url = b""
         self.key = self.content_type = None
         self.content_length = None
+        self.seen = set()
+        self.header_count = 0
         self.servable = True
         self.headers_done = self.complete = False
 
@@ -109,6 +134,13 @@ class LeanHttp(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
+        self.header_count += 1
+        if name in SINGLETONS:
+            if name in self.seen:
+                self.servable = False
+            self.seen.add(name)
+        if len(name) + len(value) > MAX_FIELD:
+            self.servable = False
         if name == b"secretkey":
             if self.key is None:  # aiohttp's headers.get: the first one
                 self.key = value
@@ -170,10 +202,11 @@ class LeanHttp(asyncio.Protocol):
             if self.body_at < 0:  # a new request: parse its head
                 head_end = buffer.find(b"\r\n\r\n", start)
                 if head_end < 0:
-                    if len(buffer) - start > MAX_HEAD:
+                    if len(buffer) - start > MAX_HEAD or bare_lf(buffer[start:]):
                         return self._to_aiohttp(start, answers)
                     break
-                if not self._parse_head(buffer[start : head_end + 4]):
+                head = buffer[start : head_end + 4]
+                if bare_lf(head) or not self._parse_head(head):
                     return self._to_aiohttp(start, answers)
                 self.body_at = head_end + 4 - start  # relative: the buffer is trimmed below
             body_start = start + self.body_at
@@ -205,6 +238,8 @@ class LeanHttp(asyncio.Protocol):
         except (HttpParserError, HttpParserUpgrade):
             return False
         if not (self.headers_done and self.servable and self.url == SEND_PATH):
+            return False
+        if b"host" not in self.seen or self.header_count > MAX_HEADERS:
             return False
         if parser.get_method() != b"POST" or parser.get_http_version() != "1.1":
             return False

@@ -33,6 +33,12 @@ HttpFactory = Callable[[], asyncio.BaseProtocol]
 OriginCheck = Callable[[str | None, str | None], bool]
 
 
+def bare_lf(head: bytes | bytearray) -> bool:
+    """Does ``head`` end a line with LF alone? aiohttp answers such a head 400 at once, and
+    the CRLF CRLF that ends a head may never come: hand it over rather than wait."""
+    return head.count(b"\n") != head.count(b"\r\n")
+
+
 def websocket_upgrade(head: bytes) -> tuple[str, str | None, str | None] | None:
     """(path, Origin, Host) if ``head`` is a ``GET`` with ``Upgrade: websocket``, else None."""
     line_end = head.find(b"\r\n")
@@ -98,7 +104,7 @@ class FirstRequestRouter(asyncio.Protocol):
         searched_from = max(0, len(buffer) - 3)
         buffer += data
         end = buffer.find(b"\r\n\r\n", searched_from)
-        if end < 0 and len(buffer) <= MAX_HEAD:
+        if end < 0 and len(buffer) <= MAX_HEAD and not bare_lf(buffer):
             return
         protocol = None
         if end >= 0:
