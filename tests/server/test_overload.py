@@ -275,11 +275,11 @@ async def test_a_pubsub_subscriber_that_does_not_read_is_cut(broker_factory, eng
         f"{pushes} pushes before its close"
     )
     assert result["deliveries"] == n  # loadgen's subscriber got every message
-    # What was written to the silent one is its window (mq.maxInFlight), not every frame;
-    # the RSS bound is loose because the store's share depends on how far the acking
-    # subscriber lags behind the producer (+32-49 MB seen on an idle machine).
+    # What was written to the silent one is its window (mq.maxInFlight), not every frame:
+    # that is the bound. RSS is printed, not asserted: the store's share depends on how far
+    # the acking subscriber lags behind the producer (+32-70 MB seen with the silent one cut,
+    # +47 MB before the cut existed), so no RSS bound tells the two apart.
     assert pushes <= 1000
-    assert grew < 64, f"RSS grew {grew:.0f} MB"
 
 
 @pytest.mark.parametrize("engine", ENGINES)
