@@ -53,23 +53,16 @@ AIOHTTP_ONLY = frozenset(
 )
 # What aiohttp's parser refuses with a 400 on top of llhttp (aiohttp/_http_parser.pyx): a
 # header line longer than its max_field_size, more than max_headers headers, a second
-# header of one of these names, an HTTP/1.1 request without Host. Such a head goes to
-# aiohttp, which words the 400.
+# header of a "singleton" name, an HTTP/1.1 request without Host. Such a head goes to
+# aiohttp, which words the 400: here a head longer than max_field_size or with as many
+# lines as max_headers goes there whole (cheaper to test than each field, and aiohttp
+# serves a long but valid one just the same). Content-Type, Content-Length, Host and
+# Transfer-Encoding (AIOHTTP_ONLY) are checked by name in ``on_header``; these are the
+# other singletons.
 MAX_FIELD = 8190
 MAX_HEADERS = 128
-SINGLETONS = frozenset(
-    (
-        b"content-length",
-        b"content-location",
-        b"content-range",
-        b"content-type",
-        b"etag",
-        b"host",
-        b"max-forwards",
-        b"server",
-        b"transfer-encoding",
-        b"user-agent",
-    )
+OTHER_SINGLETONS = frozenset(
+    (b"content-location", b"content-range", b"etag", b"max-forwards", b"server", b"user-agent")
 )
 
 _HEAD = (
@@ -92,6 +85,12 @@ def response(body: bytes) -> bytes:
     return b"%s%d%s%s%s" % (_HEAD, len(body), _date_line, _SERVER, body)
 
 
+def plain_head(head: bytearray) -> bool:
+    """Within aiohttp's size and header-count limits, every line ended by CRLF."""
+    lines = head.count(b"\n")
+    return len(head) <= MAX_FIELD and lines < MAX_HEADERS and lines == head.count(b"\r\n")
+
+
 class LeanHttp(asyncio.Protocol):
     """One HTTP connection: Sends served here until a request that only aiohttp serves."""
 
@@ -112,8 +111,8 @@ class LeanHttp(asyncio.Protocol):
         self.key: bytes | None = None
         self.content_type: bytes | None = None
         self.content_length: int | None = None
-        self.seen: set[bytes] = set()  # SINGLETONS met so far
-        self.header_count = 0
+        self.host = False
+        self.seen: set[bytes] | None = None  # OTHER_SINGLETONS met so far
         self.servable = True
         self.headers_done = False
         self.complete = False
@@ -124,8 +123,8 @@ class LeanHttp(asyncio.Protocol):
         self.url = b""
         self.key = self.content_type = None
         self.content_length = None
-        self.seen = set()
-        self.header_count = 0
+        self.host = False
+        self.seen = None
         self.servable = True
         self.headers_done = self.complete = False
 
@@ -134,13 +133,6 @@ class LeanHttp(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        self.header_count += 1
-        if name in SINGLETONS:
-            if name in self.seen:
-                self.servable = False
-            self.seen.add(name)
-        if len(name) + len(value) > MAX_FIELD:
-            self.servable = False
         if name == b"secretkey":
             if self.key is None:  # aiohttp's headers.get: the first one
                 self.key = value
@@ -150,8 +142,17 @@ class LeanHttp(asyncio.Protocol):
         elif name == b"content-length":  # llhttp has checked it is a number
             self.servable = self.servable and self.content_length is None
             self.content_length = int(value)
+        elif name == b"host":
+            self.servable = self.servable and not self.host
+            self.host = True
         elif name in AIOHTTP_ONLY:
             self.servable = False
+        elif name in OTHER_SINGLETONS:
+            if self.seen is None:
+                self.seen = set()
+            elif name in self.seen:
+                self.servable = False
+            self.seen.add(name)
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
@@ -206,7 +207,7 @@ class LeanHttp(asyncio.Protocol):
                         return self._to_aiohttp(start, answers)
                     break
                 head = buffer[start : head_end + 4]
-                if bare_lf(head) or not self._parse_head(head):
+                if not plain_head(head) or not self._parse_head(head):
                     return self._to_aiohttp(start, answers)
                 self.body_at = head_end + 4 - start  # relative: the buffer is trimmed below
             body_start = start + self.body_at
@@ -239,7 +240,7 @@ class LeanHttp(asyncio.Protocol):
             return False
         if not (self.headers_done and self.servable and self.url == SEND_PATH):
             return False
-        if b"host" not in self.seen or self.header_count > MAX_HEADERS:
+        if not self.host:
             return False
         if parser.get_method() != b"POST" or parser.get_http_version() != "1.1":
             return False
