@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httptools
@@ -21,7 +23,10 @@ from kapokmq.server.listener import MAX_HEAD
 from kapokmq.server.main import listen
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.send import accept_send
+from kapokmq.storage import open_storage
+from kapokmq.storage.files import FileOps
 from tests.server.test_session import use_ticket
+from tests.storage.helpers import make_config
 
 CODE = re.compile(rb"[0-9a-f]{32}")
 FORM = b"topic=lean&messageData=hello%20world&delayTime=0"
@@ -389,3 +394,50 @@ async def test_shutdown_closes_lean_connections_but_not_handed_over_ones() -> No
     http_lean.close_all(runtime)
     assert kept.closed and not handed.closed  # aiohttp's runner closes that one
     runtime.close()
+
+
+class HeldFsync(FileOps):
+    """The real calls, but every fsync waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def datasync(self, fd: int) -> None:
+        self.entered.set()
+        assert self.release.wait(20)
+        super().datasync(fd)
+
+
+@pytest.mark.timeout(60)
+async def test_fsync_always_send_is_answered_only_after_the_fsync(tmp_path: Path) -> None:
+    """A real socket, a real WAL: the lean path's answer waits for the fsync itself."""
+    config = make_config(tmp_path, fsync="always")
+    config.server.port = 0
+    runtime = BrokerRuntime(config)
+    files = HeldFsync()
+    storage = open_storage(runtime, files)
+    assert storage is not None
+    runner = web.AppRunner(build_app(runtime), access_log=None, handle_signals=False)
+    await runner.setup()
+    server = await listen(runtime, runner, None)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    try:
+        files.entered.clear()
+        writer.write(CASES["send"])
+        await asyncio.to_thread(files.entered.wait, 20)  # the Send's batch is being synced
+        with pytest.raises(TimeoutError):  # nothing answered while the fsync is held
+            await asyncio.wait_for(reader.read(1), 0.3)
+        files.release.set()
+        responses = Responses()
+        while not responses.done:
+            responses.parser.feed_data(await asyncio.wait_for(reader.read(1 << 16), 10))
+        assert responses.done[0][2] == b'{"code":0,"msg":"CODE"}'
+        assert runtime.broker.store.unconsumed() == 1
+    finally:
+        files.release.set()
+        writer.close()
+        server.close()
+        await runner.cleanup()
+        await storage.close()
+        runtime.close()
