@@ -73,9 +73,9 @@ def record_of(
                 record["Deadline"] = deadline
     letters = broker.dead_letters
     if letters:
-        history = letters.history(code)
+        history = letters.history_view(code)
         if history:
-            record["History"] = [{"Event": event, "Time": at} for at, event in history]
+            record["History"] = history
     if msg.status is _DELAYED:
         record["Arrival"] = msg.arrival
     if dedup is not None:

@@ -125,6 +125,10 @@ class DeadLetters:
     def history(self, code: str) -> list[tuple[int, str]]:
         return list(self._history.get(code, ()))
 
+    def history_view(self, code: str) -> list[dict[str, object]]:
+        """The history as GetMessage and sync send it: ``[{"Event": e, "Time": t}]``."""
+        return [{"Event": event, "Time": at} for at, event in self._history.get(code, ())]
+
     def restore(self, code: str, history: list[tuple[int, str]]) -> None:
         self._history[code] = list(history)
 

@@ -267,9 +267,9 @@ def message_view(broker: Broker, msg: Message, with_data: bool = True) -> dict[s
         if msg.status is Status.DEAD:
             view["DeadReason"] = letters.reason(code) or ""
         if with_data:
-            history = letters.history(code)
+            history = letters.history_view(code)
             if history:
-                view["History"] = [{"Event": event, "Time": at} for at, event in history]
+                view["History"] = history
     return view
 
 
