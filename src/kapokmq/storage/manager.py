@@ -33,6 +33,7 @@ from kapokmq.storage.format import (
     REMOVE,
     TRACE_EVENTS,
     UPDATE,
+    message_record,
     meta_record,
 )
 from kapokmq.storage.layout import DataDir, StorageError, unavailable
@@ -63,20 +64,7 @@ class WalListener:
         self.append_many = wal.append_many
 
     def message_added(self, msg: Message) -> None:
-        self.append(
-            (
-                ADD,
-                msg.code,
-                msg.topic,
-                msg.data,
-                msg.create_time,
-                msg.consumed_time,
-                msg.delay_time,
-                msg.status,
-                msg.arrival,
-                msg.attempts,
-            )
-        )
+        self.append(message_record(msg))
 
     def message_updated(self, msg: Message) -> None:
         self.append((UPDATE, msg.code, msg.status, msg.consumed_time, msg.delay_time, msg.attempts))
