@@ -14,10 +14,41 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+
+_children: set[subprocess.Popen[bytes]] = set()  # started and not yet waited for
+_reaper_installed = False
+
+
+def reap_on_sigterm(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``proc`` if this (pytest) process is sent SIGTERM before it is stopped.
+
+    A killed test run cannot reach its fixtures' cleanup, so the brokers of the test in
+    progress would outlive it (and keep their ports and data directories)."""
+    global _reaper_installed
+    _children.add(proc)
+    if _reaper_installed or threading.current_thread() is not threading.main_thread():
+        return
+    _reaper_installed = True
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def reap(signum: int, frame: FrameType | None) -> None:
+        for child in list(_children):
+            with contextlib.suppress(OSError):
+                child.kill()
+        signal.signal(signal.SIGTERM, previous)
+        if callable(previous):
+            previous(signum, frame)
+        else:  # die of SIGTERM as before, with the children gone
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, reap)
+
 
 LISTENING = re.compile(r"listening on https?://[^:]+:(\d+)")
 SECRET = "test"
@@ -63,6 +94,7 @@ class BrokerProcess:
         self.log_path = Path(name)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(args, stdout=fd, stderr=fd, cwd=self.cwd, env=env)
+        reap_on_sigterm(self.proc)
         os.close(fd)
         timeout = timeout or self.START_TIMEOUT
         deadline = time.monotonic() + timeout
@@ -92,6 +124,7 @@ class BrokerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        _children.discard(self.proc)
         return self.proc.returncode
 
     def kill(self) -> None:
