@@ -15,6 +15,7 @@ Recovery loads the newest snapshot N and replays the WAL segments numbered N and
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -24,6 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kapokmq.storage.files import REAL, FileOps
+
+
+def _locked(fd: int) -> int:
+    """``fd`` with an exclusive flock taken (BlockingIOError if another broker has it)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 class StorageError(RuntimeError):
@@ -53,6 +64,7 @@ class DataDir:
         self.stem = Path(stem).name or "MQDATA"
         self._pattern = re.compile(re.escape(self.stem) + r"\.(\d{12})\.(snap|wal)(\.tmp)?$")
         self._lock_fd: int | None = None
+        self._dir_fd: int | None = None
 
     def snapshot_path(self, seq: int) -> Path:
         return self.path / f"{self.stem}.{seq:012d}.snap"
@@ -64,29 +76,53 @@ class DataDir:
         return self.path / f"{self.stem}.{seq:012d}.snap.tmp"
 
     def open(self) -> None:
-        """Create the directory if needed and take its lock (one broker per directory)."""
+        """Create the directory if needed and take its lock (one broker per directory).
+
+        The lock is an flock on the directory itself and on ``MQDATA.lock`` (what earlier
+        builds lock). On a read-only file system the lock file cannot be created: the
+        directory's lock is enough, and the broker starts refusing writes until the file
+        system is writable again (docs/durability.md "When the disk fails")."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create data directory {self.path}: {exc}") from None
+        try:
+            self._dir_fd = _locked(os.open(self.path, os.O_RDONLY | os.O_DIRECTORY))
+            self._lock_fd = self.lock_file()
+        except BlockingIOError:
+            self.close()
+            raise StorageError(
+                f"data directory {self.path} is in use by another broker "
+                f"({self.path / (self.stem + '.lock')} is locked)"
+            ) from None
+        except OSError as exc:
+            self.close()
+            raise StorageError(f"cannot open {self.path}: {exc.strerror or exc}") from None
+
+    @property
+    def read_only(self) -> bool:
+        """Opened on a read-only file system (no lock file could be created yet)."""
+        return self._dir_fd is not None and self._lock_fd is None
+
+    def lock_file(self) -> int | None:
+        """Lock ``MQDATA.lock`` (None on a read-only file system: try again later)."""
+        if self._lock_fd is not None:
+            return self._lock_fd
         lock = self.path / f"{self.stem}.lock"
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StorageError(f"cannot open {lock}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise StorageError(
-                f"data directory {self.path} is in use by another broker ({lock} is locked)"
-            ) from None
-        self._lock_fd = fd
+            if exc.errno == errno.EROFS:
+                return None
+            raise OSError(exc.errno, f"{lock}: {exc.strerror}") from None
+        self._lock_fd = _locked(fd)
+        return fd
 
     def close(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        for fd in (self._lock_fd, self._dir_fd):
+            if fd is not None:
+                os.close(fd)
+        self._lock_fd = self._dir_fd = None
 
     def list(self) -> Listing:
         listing = Listing()

@@ -248,6 +248,8 @@ class Storage:
                     self._failed(wal.error.reason)
             else:
                 self.broker.add_listener(self.counter)
+                if self.datadir.read_only:  # no snapshot could be written: say so now
+                    self._failed(f"Read-only file system ({self.datadir.path})")
         except BaseException:
             self.datadir.close()
             raise
@@ -473,6 +475,7 @@ class Storage:
             if self.wal is not None and self.wal.error is not None:
                 raise self.wal.error
             await self.loop.run_in_executor(self.snap_executor, self.datadir.remove_before, seq)
+            self.datadir.lock_file()  # started on a read-only file system: lock it now
         except (OSError, StorageError) as exc:
             reason = _reason(exc, f"writing snapshot {self.seq}")
             log.debug("storage rebuild %d failed: %s", self.seq, reason)

@@ -274,7 +274,7 @@ def recover(datadir: DataDir, skip_corrupt: bool = False) -> Recovered:
     result = Recovered(max_seq=listing.max_seq)
     for temp in listing.temps:
         log.info("removing unfinished snapshot %s", temp.name)
-        temp.unlink(missing_ok=True)
+        _remove(temp)
     base = max(listing.snapshots, default=0)
     segments = sorted(seq for seq in listing.wals if seq >= base)
     files = [listing.wals[s] for s in segments]
@@ -296,7 +296,7 @@ def recover(datadir: DataDir, skip_corrupt: bool = False) -> Recovered:
             # created just before a crash (or a full disk), header not (fully) written
             log.warning("WAL segment %s: header incomplete (%d bytes); removed", path.name, size)
             result.problems.append(f"WAL segment {path.name}: header incomplete")
-            path.unlink()
+            _remove(path)
             continue
         wal = replay_wal(path, tables, progress)
         result.wal_segments += 1
@@ -355,6 +355,15 @@ class _Judge:
             if damage is not None:
                 self.result.skipped_bytes += damage.bytes
                 self.result.dropped_records += damage.records
+
+
+def _remove(path: Path) -> None:
+    """Delete a file recovery does not read; on a read-only file system it stays (and is
+    ignored again next time)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not remove %s (%s)", path.name, exc.strerror or exc)
 
 
 def _truncate(path: Path, size: int) -> None:
