@@ -101,7 +101,7 @@ def test_truncated_wal_keeps_valid_prefix(frames: list[list[int]], data: st.Data
 def test_random_damage_never_loses_an_intact_frame(
     frames: list[list[int]], data: st.DataObject
 ) -> None:
-    """Flips anywhere after the file header, maybe a truncation: recovery never crashes,
+    """Flips anywhere (the file header too), maybe a truncation: recovery never crashes,
     keeps every record of every frame whose bytes are intact, and without the flag either
     refuses (naming the offset) or finds nothing worse than a torn tail."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,7 +111,7 @@ def test_random_damage_never_loses_an_intact_frame(
         starts = [HEADER_SIZE, *ends[:-1]]
         raw = bytearray(path.read_bytes())
         flips = data.draw(
-            st.lists(st.integers(HEADER_SIZE, len(raw) - 1), min_size=1, max_size=3), label="at"
+            st.lists(st.integers(0, len(raw) - 1), min_size=1, max_size=3), label="at"
         )
         for where in flips:
             raw[where] ^= data.draw(st.integers(1, 255), label="mask")
@@ -174,6 +174,26 @@ def test_damaged_frame_header_is_skipped_by_resynchronising(tmp_path: Path) -> N
         code(2),
         code(102),
     }
+
+
+@pytest.mark.parametrize("where", [0, 8, HEADER_SIZE - 1])  # magic, version, checksum
+@pytest.mark.parametrize("kind", ["wal", "snap"])
+def test_a_damaged_file_header_costs_only_the_header(tmp_path: Path, kind: str, where: int) -> None:
+    """Refused at byte offset 0 without the flag; with it every frame after it is kept."""
+    d = DataDir(tmp_path, "MQDATA")
+    frames = [[i, i + 100] for i in range(4)]
+    if kind == "wal":
+        path = d.wal_path(1)
+        write_file(path, KIND_WAL, 1, frames)
+    else:
+        path = d.snapshot_path(1)
+        write_snapshot(path, 1, frames)
+    flip(path, where)
+    with pytest.raises(CorruptData, match=r"byte offset 0 \(32 bytes\); \d+ valid frame"):
+        recover(d)
+    result = recover(d, skip_corrupt=True)
+    assert set(result.messages) == {code(i) for ids in frames for i in ids}
+    assert len(result.kept_copies) == 1
 
 
 def test_zeros_at_the_end_are_a_torn_tail(tmp_path: Path) -> None:
@@ -239,8 +259,8 @@ def test_damaged_snapshot_stops_start_up(tmp_path: Path, damage: str) -> None:
         raw = raw[: ends[2]]
         keep = [1, 2, 3, 4, 5, 6]
     else:
-        raw[0:4] = b"JUNK"
-        keep = [6]
+        raw[0:4] = b"JUNK"  # only the header is lost: its frames resynchronise
+        keep = [1, 2, 3, 4, 5, 6]
     original = bytes(raw)
     snap.write_bytes(original)
     with pytest.raises(CorruptData) as info:
@@ -324,7 +344,7 @@ def test_random_damage_in_a_snapshot_keeps_every_intact_chunk(
         starts = [HEADER_SIZE, *ends[:-1]]
         raw = bytearray(path.read_bytes())
         flips = data.draw(
-            st.lists(st.integers(HEADER_SIZE, len(raw) - 1), min_size=1, max_size=3, unique=True),
+            st.lists(st.integers(0, len(raw) - 1), min_size=1, max_size=3, unique=True),
             label="at",
         )
         for where in flips:

@@ -201,6 +201,11 @@ class FormatError(ValueError):
     """A file that is not ours, or of a version this code cannot read."""
 
 
+class HeaderDamaged(FormatError):
+    """A file header with a bad magic or checksum: damage at byte offset 0, the frames
+    after it may still be intact (recovery resynchronises on them)."""
+
+
 @dataclass(frozen=True, slots=True)
 class FileHeader:
     kind: int
@@ -220,10 +225,10 @@ def decode_header(raw: bytes) -> FileHeader:
     head = raw[: HEADER.size]
     magic, version, kind, seq, created = HEADER.unpack(head)
     if magic != MAGIC:
-        raise FormatError("not a KapokMQ data file (bad magic)")
+        raise HeaderDamaged("not a KapokMQ data file (bad magic)")
     (crc,) = struct.unpack_from("<I", raw, HEADER.size)
     if crc != zlib.crc32(head):
-        raise FormatError("header checksum mismatch")
+        raise HeaderDamaged("header checksum mismatch")
     if version not in READABLE_VERSIONS:
         raise FormatError(
             f"format version {version} is not supported (this build reads "

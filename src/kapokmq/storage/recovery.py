@@ -31,11 +31,13 @@ from kapokmq.storage.format import (
     KIND_SNAPSHOT,
     KIND_WAL,
     Buffer,
+    Damage,
     Decoded,
     DedupRecord,
     End,
     FileHeader,
     FormatError,
+    HeaderDamaged,
     MetaRecord,
     Remove,
     Scan,
@@ -185,10 +187,16 @@ class Tables:
 
 
 @contextlib.contextmanager
-def _mapped(path: Path, kind: int) -> Iterator[tuple[Buffer, FileHeader]]:
-    """The whole file, mapped read-only, and its checked header."""
+def _mapped(path: Path, kind: int, scan: Scan) -> Iterator[tuple[Buffer, FileHeader]]:
+    """The whole file, mapped read-only, and its checked header. A damaged header (bad
+    magic or checksum) is noted in ``scan`` as damage at offset 0 and the file is read as
+    format 2, whose frames resynchronise: only the header is lost, not the file."""
     with path.open("rb") as f:
-        header = decode_header(f.read(HEADER_SIZE))
+        try:
+            header = decode_header(f.read(HEADER_SIZE))
+        except HeaderDamaged:
+            header = FileHeader(kind, 0, 0.0)
+            scan.damages.append(Damage(0, HEADER_SIZE, torn=False, at_tail=False))
         if header.kind != kind:
             raise FormatError(f"expected file kind {kind}, found {header.kind}")
         size = os.fstat(f.fileno()).st_size
@@ -226,7 +234,7 @@ def load_snapshot(path: Path, tables: Tables, progress: Progress) -> FileResult:
             result.problem = f"unexpected record type {op}"
 
     try:
-        with _mapped(path, KIND_SNAPSHOT) as (buf, header):
+        with _mapped(path, KIND_SNAPSHOT, scan) as (buf, header):
             last = HEADER_SIZE
             for records in read_frames(buf, HEADER_SIZE, header.version, scan):
                 tables.add(records, other)
@@ -255,7 +263,7 @@ def replay_wal(path: Path, tables: Tables, progress: Progress) -> FileResult:
             result.unknown.append(rec.op if isinstance(rec, Unknown) else type(rec).__name__)
 
     try:
-        with _mapped(path, KIND_WAL) as (buf, header):
+        with _mapped(path, KIND_WAL, scan) as (buf, header):
             last = HEADER_SIZE
             for records in read_frames(buf, HEADER_SIZE, header.version, scan):
                 add(records, apply)
