@@ -53,7 +53,9 @@ async def send(ws: aiohttp.ClientWebSocketResponse, data: str) -> str:
     return await ws.receive_str(timeout=10)
 
 
-async def healthz(session: aiohttp.ClientSession, broker: BrokerProcess) -> tuple[int, dict[str, str]]:
+async def healthz(
+    session: aiohttp.ClientSession, broker: BrokerProcess
+) -> tuple[int, dict[str, str]]:
     async with session.get(f"{broker.http}/healthz") as resp:
         return resp.status, await resp.json()
 
