@@ -100,7 +100,8 @@ def route(
     paths: list[str] = []
     ws, http = Recorder(), Recorder()
 
-    def websocket(path: str) -> asyncio.BaseProtocol | None:
+    def websocket(path: str, head: bytes) -> asyncio.BaseProtocol | None:
+        assert head.startswith(b"GET ") and not head.endswith(b"\r\n")
         paths.append(path)
         return ws if path.startswith("/Producers/") else None
 

@@ -111,6 +111,56 @@ async def test_unknown_path_is_refused(broker: BrokerProcess) -> None:
         assert info.value.status == 404
 
 
+async def raw_answer(port: int, request: bytes) -> bytes:
+    """The status line and headers answered to ``request`` (a raw upgrade head)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    finally:
+        writer.close()
+
+
+async def test_firefox_connection_header_upgrades(broker: BrokerProcess) -> None:
+    """Firefox sends `Connection: keep-alive, Upgrade`; picows alone refuses that token
+    list (400), so the picows engine leaves such an upgrade to aiohttp."""
+    request = upgrade_request("/Producers/Conn/firefox/p").replace(
+        b"Connection: Upgrade", b"Connection: keep-alive, Upgrade"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+    writer.write(request + masked_text(b"test") + masked_text(frame("from firefox").encode()))
+    await upgraded(reader)
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == PROMPT.encode()
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == MATCHED.encode()
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == b"ok"
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new", "status"),
+    [
+        ("no key", b"Sec-WebSocket-Key", b"X-Key", b"400"),
+        ("no version", b"Sec-WebSocket-Version: 13", b"X-V: 1", b"400"),
+        ("no connection", b"Connection: Upgrade", b"X-C: 1", b"400"),
+        (
+            "foreign origin",
+            b"Host: 127.0.0.1",
+            b"Host: 127.0.0.1\r\nOrigin: http://a.example",
+            b"403",
+        ),
+    ],
+)
+async def test_refused_upgrades_carry_cors_on_both_engines(
+    broker: BrokerProcess, name: str, old: bytes, new: bytes, status: bytes
+) -> None:
+    request = upgrade_request("/Consumers/Conn/refused/c")
+    assert old in request
+    head = await raw_answer(broker.port, request.replace(old, new))
+    assert head.split(b" ")[1] == status, head
+    assert b"\r\nAccess-Control-Allow-Origin: *\r\n" in head, head
+    assert b"\r\nAccess-Control-Allow-Credentials: true\r\n" in head, head
+
+
 # ---------------------------------------------------------------- the router (picows engine)
 @pytest.fixture(scope="module")
 def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:

@@ -26,8 +26,9 @@ MAX_HEAD = 16 * 1024
 # A connection that has not sent a whole request head by then is closed (slowloris).
 HEAD_TIMEOUT = 30.0
 
-# path of a WebSocket upgrade -> the protocol serving it, or None to leave it to aiohttp
-WebSocketFactory = Callable[[str], asyncio.BaseProtocol | None]
+# (path, request head) of a WebSocket upgrade -> the protocol serving it, or None to leave
+# it to aiohttp
+WebSocketFactory = Callable[[str, bytes], asyncio.BaseProtocol | None]
 HttpFactory = Callable[[], asyncio.BaseProtocol]
 # (Origin, Host) of an upgrade -> may it go ahead (server/origins.py)
 OriginCheck = Callable[[str | None, str | None], bool]
@@ -108,10 +109,11 @@ class FirstRequestRouter(asyncio.Protocol):
             return
         protocol = None
         if end >= 0:
-            upgrade = websocket_upgrade(bytes(buffer[:end]))
+            head = bytes(buffer[:end])
+            upgrade = websocket_upgrade(head)
             if upgrade is not None:
                 path, origin, host = upgrade
-                protocol = self.websocket(path)
+                protocol = self.websocket(path, head)
                 if protocol is not None and not self.origin_ok(origin, host):
                     self._refuse(origin)
                     return

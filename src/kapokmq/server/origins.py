@@ -18,6 +18,7 @@ hands to picows and by the aiohttp middleware for everything else, with this fun
 from __future__ import annotations
 
 from kapokmq.config import Config
+from kapokmq.httpbase import CORS_HEADERS
 
 DEFAULT_KEY = "test"
 FORBIDDEN = b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -41,6 +42,16 @@ def origin_allowed(config: Config, origin: str | None, host: str | None) -> bool
 
 
 def forbidden_response() -> bytes:
-    """The whole 403 answer, for a connection the listener refuses before any engine."""
+    """The whole 403 answer, for a connection the listener refuses before any engine;
+    with the CORS headers, as aiohttp's 403 has them (docs/protocol.md "Origins")."""
     body = FORBIDDEN_TEXT.encode()
-    return FORBIDDEN + b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+    cors = "".join(f"{name}: {value}\r\n" for name, value in CORS_HEADERS.items()).encode()
+    return (
+        FORBIDDEN
+        + cors
+        + b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+        % (
+            len(body),
+            body,
+        )
+    )

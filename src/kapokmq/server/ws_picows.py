@@ -25,7 +25,11 @@ from picows import (
     WSTransport,
     WSUpgradeRequest,
 )
-from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in picows' stubs
+from picows.picows import (  # type: ignore[attr-defined]  # not in picows' stubs
+    WSProtocol,
+    _parse_http_request,
+    _validate_upgrade_request,
+)
 
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.session import ROLES, Session
@@ -103,14 +107,29 @@ def _route(path: str) -> tuple[str, str, str] | None:
     return parts[1], unquote(parts[3]), unquote(parts[4])
 
 
-def websocket_protocols(runtime: BrokerRuntime) -> Callable[[str], asyncio.BaseProtocol | None]:
-    """For the listener: the picows protocol of a producer or consumer upgrade path."""
+def picows_takes(head: bytes) -> bool:
+    """Would picows upgrade this request head (without its final CRLF CRLF)? It refuses
+    some heads that aiohttp and the original's gorilla/websocket take, such as Firefox's
+    ``Connection: keep-alive, Upgrade``, and answers its 400s without the CORS headers of
+    docs/protocol.md: such a head is left to aiohttp, so both engines answer it alike."""
+    try:
+        _validate_upgrade_request(_parse_http_request(head))
+    except Exception:  # picows raises RuntimeError (or anything) for a head it refuses
+        return False
+    return True
+
+
+def websocket_protocols(
+    runtime: BrokerRuntime,
+) -> Callable[[str, bytes], asyncio.BaseProtocol | None]:
+    """For the listener: the picows protocol of a producer or consumer upgrade (path and
+    request head), or None to leave the connection to aiohttp."""
     max_frame = runtime.config.mq.maxMessageBytes + 1024  # fragments are checked as joined
     picows_log = logging.getLogger("picows.server")
 
-    def for_path(path: str) -> asyncio.BaseProtocol | None:
+    def for_path(path: str, head: bytes) -> asyncio.BaseProtocol | None:
         route = _route(path)
-        if route is None:
+        if route is None or not picows_takes(head):
             return None
 
         role, topic, client_id = route
