@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 
@@ -143,6 +144,9 @@ def test_trace_takes_off_on_or_a_sample_rate(tmp_path, monkeypatch):
     assert load_config(path, environ={}).mq.trace == 1.0
     assert load_config(None, environ={"KAPOKMQ_MQ_TRACE": "0.25"}).mq.trace == 0.25
     assert load_config(None, environ={}).mq.trace == 0.0
+    # a whole number stays an int (GetConfig reports 0 and 1, not 0.0)
+    assert type(load_config(path, environ={}).mq.trace) is int
+    assert type(load_config(None, environ={}).console_view()["trace"]) is int
     for bad, message in [
         ("2", r"mq.trace must be <= 1"),
         ("-0.1", r"mq.trace must be >= 0"),
@@ -151,3 +155,65 @@ def test_trace_takes_off_on_or_a_sample_rate(tmp_path, monkeypatch):
     ]:
         with pytest.raises(ConfigError, match=message):
             load_config(None, environ={}, overrides={"mq.trace": bad})
+
+
+def test_sections_match_case_insensitively_and_unknown_ones_are_named(tmp_path, caplog):
+    """The original's viper reads `MQ:` / `SecretKey:` as mq.secretKey; a section that no
+    config of ours reads (a typo) is warned about, the registry's own is skipped quietly."""
+    path = tmp_path / "application.yaml"
+    path.write_text("MQ:\n  SecretKey: upper\nmqq:\n  pushType: 2\nregistry:\n  gossipPort: 1\n")
+    with caplog.at_level("WARNING", logger="kapokmq.config"):
+        config = load_config(path, environ={})
+    assert config.mq.secretKey == "upper" and config.mq.pushType == 1
+    warnings = [r.getMessage() for r in caplog.records]
+    assert any("ignoring unknown section mqq" in w for w in warnings), warnings
+    assert not any("registry" in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (None, "config file {path} does not exist"),
+        ("dir", "config file {path} is a directory"),
+        ("mq: [1,2\n", "config file {path} is not valid YAML: line 2, column 1: "),
+        ("mq:\n\tpushType: 2\n", "is not valid YAML: line 2, column 1: "),
+        ("mq:\n  checkSpeed: fast\n", "mq.checkSpeed must be an integer, got 'fast'"),
+        ("- 1\n", "the top level must be a mapping of sections"),
+    ],
+    ids=["missing", "directory", "syntax", "tab", "wrong-type", "not-a-mapping"],
+)
+def test_serve_with_a_bad_config_file_says_what_is_wrong(tmp_path, write, message):
+    """One line on stderr naming the file (and the line of a syntax error), exit 2."""
+    path = tmp_path / "application.yaml"
+    if write == "dir":
+        path.mkdir()
+    elif write is not None:
+        path.write_text(write)
+    result = subprocess.run(
+        [sys.executable, "-m", "kapokmq", "serve", "--config", str(path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kapokmq: configuration error: "), lines
+    assert message.format(path=path) in lines[0], lines
+
+
+def test_serve_on_a_port_in_use_says_so(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "kapokmq", "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=tmp_path,
+        )
+    assert result.returncode == 1
+    assert f"kapokmq: cannot listen on 127.0.0.1:{port}: " in result.stderr
+    assert "address already in use" in result.stderr and "Traceback" not in result.stderr

@@ -111,7 +111,9 @@ class MqSection:
     dedupMaxIds: int = field(default=1_000_000, metadata=_at_least(1))
     # message trace (docs/protocol.md, "Message trace"): 0 off, 1 every message, or the
     # share of messages traced (0 < x < 1); at most traceMaxEvents events are kept in all
-    trace: float = field(default=0.0, metadata={"min": 0, "max": 1})
+    # (a whole number is kept as an int: /Console/GetConfig reports 0 and 1 as the
+    # original's integer keys, never 0.0)
+    trace: float = field(default=0, metadata={"min": 0, "max": 1})
     traceMaxEvents: int = field(default=1_000_000, metadata=_at_least(16))
     topics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -235,6 +237,8 @@ def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
             raise ConfigError(f"{key} must be a number, got {raw!r}") from None
         if value != value:  # NaN
             raise ConfigError(f"{key} must be a number, got {raw!r}")
+        if value.is_integer() and abs(value) < 1 << 63:
+            value = int(value)
     elif kind == "str":
         if isinstance(raw, bool) or not isinstance(raw, str | int):
             raise ConfigError(f"{key} must be a string, got {raw!r}")
@@ -310,18 +314,45 @@ def _apply(config: Any, section: str, name: str, raw: object, origin: str) -> No
     setattr(target, f.name, _coerce(section, f, raw))
 
 
+# sections of the original's files that one of our two configs (broker, registry) reads:
+# the other one's sections are skipped quietly, anything else is warned about
+KNOWN_SECTIONS = ("server", "mq", "cluster", "sync", "registry")
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    """A YAML syntax error as ``line L, column C: problem`` (PyYAML's own text names
+    "<unicode string>" instead of the file and spans several lines)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        what = ": ".join(part for part in (exc.context, exc.problem) if part)
+        return f"line {mark.line + 1}, column {mark.column + 1}: {what}"
+    return " ".join(str(exc).split())
+
+
 def load_yaml(config: Any, path: Path) -> None:
-    """Overlay an application.yaml (original format; unknown keys are warned about)."""
+    """Overlay an application.yaml (original format; unknown keys are warned about).
+    Section and key names match case-insensitively, as the original's viper reads them."""
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_reason(exc)}") from None
     if document is None:
         return
     if not isinstance(document, Mapping):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    for section, values in document.items():
-        if section not in _sections(config):
+    ours = {name.lower(): name for name in _sections(config)}
+    for raw_section, values in document.items():
+        section = ours.get(str(raw_section).lower())
+        if section is None:
+            if str(raw_section).lower() not in KNOWN_SECTIONS:
+                log.warning(
+                    "%s: ignoring unknown section %s (sections: %s)",
+                    path,
+                    raw_section,
+                    ", ".join(_sections(config)),
+                )
             continue  # e.g. Serena's `registry:` section in a shared file
         if values is None:
             continue
@@ -367,7 +398,8 @@ def overlay(
     """Apply yaml file, then KAPOKMQ_* environment, then dotted overrides, in that order."""
     if path is not None:
         if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+            what = "is a directory" if path.is_dir() else "does not exist"
+            raise ConfigError(f"config file {path} {what}")
         load_yaml(config, path)
     load_env(config, os.environ if environ is None else environ)
     if overrides:
