@@ -289,6 +289,26 @@ async def test_send_bad_bodies_get_a_reason(mb, name, kwargs):
         assert await count_all(session, mb) == before
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"json": {"messageData": "a", "topic": "t", "delayTime": 0}}, "application/json"),
+        ({"params": {"messageData": "a", "topic": "t", "delayTime": "0"}}, "query string"),
+    ],
+    ids=["json", "query"],
+)
+async def test_send_fields_not_in_a_form_body_are_named(mb, kwargs, says):
+    """The original reads only the form body (code -1 for anything else); the reason says
+    where the fields went instead of 'delayTime is required'."""
+    async with aiohttp.ClientSession() as session:
+        url = f"{mb.http}/Producer/Send"
+        async with session.post(url, headers={"secretKey": "test"}, **kwargs) as resp:
+            reply = orjson.loads(await resp.read())
+        assert reply["code"] == -1 and says in reply["msg"], reply
+        async with session.post(url, headers={"secretKey": "nope"}, **kwargs) as resp:
+            assert await resp.read() == KEY_ERROR_BODY  # the key is checked first
+
+
 async def test_send_file_upload_instead_of_field(mb):
     form = aiohttp.FormData()
     form.add_field("messageData", b"abc", filename="f.txt")
@@ -424,6 +444,9 @@ async def test_get_config(mb):
         assert type(data["maxInFlight"]) is int and type(data["maxMessageBytes"]) is int
         assert data["maxMessageBytes"] == 1 << 20
         assert data["fsync"] in ("always", "everysec", "no")
+        # "other numbers ints": no key of ours is a float when its value is whole (mq.trace)
+        floats = {k: v for k, v in data.items() if type(v) is float}
+        assert not floats, floats
 
 
 async def test_count_message(mb):

@@ -145,6 +145,8 @@ def time_field(form: MultiDictProxy[Any], name: str, default: int) -> int:
 async def producer_send(request: web.Request) -> web.StreamResponse:
     """The rules are accept_send's (server/send.py), shared with the lean path."""
     form = await read_form(request)
+    if not isinstance(form, str) and not form:
+        form = _misplaced_fields(request) or form
     answer = accept_send(
         runtime_of(request), request.headers.get("secretKey"), form, request.remote or ""
     )
@@ -153,6 +155,24 @@ async def producer_send(request: web.Request) -> web.StreamResponse:
     if answer.durable is not None:
         await asyncio.wait([answer.durable])  # shared: never cancelled here, never raises
     return web.Response(body=settled(answer), content_type="application/json", charset="utf-8")
+
+
+def _misplaced_fields(request: web.Request) -> str | None:
+    """Why a Send with no form field at all has none, when the fields were sent another
+    way (a JSON body, the query string); the original reads only the form body too."""
+    if request.content_type == "application/json":
+        return (
+            "the body is application/json, but /Producer/Send reads form fields "
+            "(application/x-www-form-urlencoded or multipart/form-data): "
+            "send -d messageData=...&topic=...&delayTime=0, or JSON to /Producer/SendBatch"
+        )
+    if request.query:
+        return (
+            "no form fields in the body: messageData, topic and delayTime are read from the "
+            "form body (application/x-www-form-urlencoded or multipart/form-data), "
+            "not from the query string"
+        )
+    return None
 
 
 async def producer_send_batch(request: web.Request) -> web.StreamResponse:
