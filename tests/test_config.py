@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import kapokmq
 from kapokmq.config import ConfigError, load_config
 
 ORIGINAL_YAML = """\
@@ -217,3 +218,32 @@ def test_serve_on_a_port_in_use_says_so(tmp_path):
     assert result.returncode == 1
     assert f"kapokmq: cannot listen on 127.0.0.1:{port}: " in result.stderr
     assert "address already in use" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_keys_name_the_nearest_one(tmp_path, caplog):
+    """A typo on the command line stops start-up; in the file or the environment it is a
+    warning; both name the key meant. pushRetryCount (the original's) is neither."""
+    with pytest.raises(
+        ConfigError, match=r"unknown setting mq.retryTime \(did you mean mq.pushRetryTime\?\)"
+    ):
+        load_config(None, environ={}, overrides={"mq.retryTime": "5"})
+    path = tmp_path / "application.yaml"
+    path.write_text("mq:\n  secretKy: x\n")
+    environ = {"KAPOKMQ_MQ_PUSHRETRYTIM": "3", "KAPOKMQ_MQ_PUSHRETRYCOUNT": "3"}
+    with caplog.at_level("INFO", logger="kapokmq.config"):
+        load_config(path, environ=environ, overrides={"mq.pushRetryCount": "3"})
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("mq.secretKy (did you mean mq.secretKey?)" in w for w in warnings), warnings
+    assert any("mq.PUSHRETRYTIM (did you mean mq.pushRetryTime?)" in w for w in warnings)
+    assert not any("PUSHRETRYCOUNT" in w or "pushRetryCount" in w for w in warnings), warnings
+
+
+def test_version_and_help_speak_to_a_user():
+    run = [sys.executable, "-m", "kapokmq"]
+    version = subprocess.run([*run, "--version"], capture_output=True, text=True, timeout=30)
+    assert version.returncode == 0 and version.stdout.strip() == f"kapokmq {kapokmq.__version__}"
+    helped = subprocess.run([*run, "--help"], capture_output=True, text=True, timeout=30)
+    assert "kapokmq serve" in helped.stdout and "registered by the modules" not in helped.stdout
+    serve = subprocess.run([*run, "serve", "--help"], capture_output=True, text=True, timeout=30)
+    text = " ".join(serve.stdout.split())  # argparse wraps at the terminal's width
+    assert "./config/application.yaml" in text and "(default INFO)" in text

@@ -8,6 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from kapokmq import __version__
+
 # Each module exposes `register(subparsers)`; it adds its subcommands and sets `func`
 # (args -> exit code) on each. Optional modules that are not present are skipped.
 COMMAND_MODULES = (
@@ -19,7 +21,13 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kapokmq", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="kapokmq",
+        description="KapokMQ for Python: a message queue that speaks the Go KapokMQ's "
+        "WebSocket and HTTP API. Start a broker with `kapokmq serve`; "
+        "`kapokmq COMMAND --help` tells more about each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"kapokmq {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

@@ -12,6 +12,7 @@ picks the nearest sane value and logs a warning naming the key (docs/protocol.md
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 import os
 from collections.abc import Mapping
@@ -296,20 +297,28 @@ def _check_topics(key: str, raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]
     return topics
 
 
+COMMAND_LINE = "command line"
+
+
 def _apply(config: Any, section: str, name: str, raw: object, origin: str) -> None:
     target = getattr(config, section)
     fields = {f.name: f for f in dataclasses.fields(target)}
     f = fields.get(name)
     if f is None:
         lowered = {n.lower(): n for n in fields}
+        original_only = {k.lower(): (k, v) for k, v in ORIGINAL_ONLY_KEYS.items()}
         if name.lower() in lowered:
             f = fields[lowered[name.lower()]]
-        elif f"{section}.{name}" in ORIGINAL_ONLY_KEYS:
-            reason = ORIGINAL_ONLY_KEYS[f"{section}.{name}"]
-            log.info("%s: %s.%s has no setting here: %s", origin, section, name, reason)
+        elif f"{section}.{name}".lower() in original_only:
+            key, reason = original_only[f"{section}.{name}".lower()]
+            log.info("%s: %s has no setting here: %s", origin, key, reason)
             return
         else:
-            log.warning("%s: ignoring unknown key %s.%s", origin, section, name)
+            close = difflib.get_close_matches(name.lower(), list(lowered), n=1)
+            hint = f" (did you mean {section}.{lowered[close[0]]}?)" if close else ""
+            if origin == COMMAND_LINE:  # typed just now: say so rather than start without it
+                raise ConfigError(f"unknown setting {section}.{name}{hint}")
+            log.warning("%s: ignoring unknown key %s.%s%s", origin, section, name, hint)
             return
     setattr(target, f.name, _coerce(section, f, raw))
 
@@ -383,7 +392,7 @@ def apply_overrides(config: Any, overrides: Mapping[str, object]) -> None:
             raise ConfigError(f"unknown setting {dotted!r}; use section.key, e.g. mq.pushType")
         if section == "mq" and name == "topics":
             raise ConfigError("mq.topics can only be set in the yaml file")
-        _apply(config, section, name, raw, "command line")
+        _apply(config, section, name, raw, COMMAND_LINE)
 
 
 DEFAULT_FILES = (Path("application.yaml"), Path("config/application.yaml"))

@@ -37,7 +37,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECTION.KEY=VALUE",
         help="any setting, e.g. --set registry.gossipPort=8041 (repeatable)",
     )
-    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="least severe log lines written to stderr (default INFO)",
+    )
     p.set_defaults(func=run_registry_command)
     register_nodes(subparsers)
 

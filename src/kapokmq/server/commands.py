@@ -18,7 +18,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(127.0.0.1:8011, secret key 'test'). Precedence: defaults < yaml < KAPOKMQ_* env < flags.",
     )
     p.add_argument(
-        "--config", type=Path, help="application.yaml (default: ./application.yaml if present)"
+        "--config",
+        type=Path,
+        help="application.yaml (default: ./application.yaml, else ./config/application.yaml "
+        "as the original lays it out, if present)",
     )
     p.add_argument("--addr", help="listen address (server.addr)")
     p.add_argument("--port", type=int, help="listen port (server.port; 0 = any free port)")
@@ -39,7 +42,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="start even if a snapshot or WAL segment is corrupt, keeping what can be read "
         "(mq.recoverSkipCorrupt=1)",
     )
-    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="least severe log lines written to stderr (default INFO)",
+    )
     p.set_defaults(func=serve)
 
 
