@@ -1,6 +1,7 @@
 """What every HTTP service of the package shares, the broker (server/) and the registry
-(cluster/registry.py): CORS as the original answers it (docs/protocol.md "HTTP API"),
-JSON answers, the constant-time key check, and where a service really listens.
+(cluster/registry.py): CORS as the original answers it (docs/protocol.md "HTTP API"), the
+Origin rule (docs/protocol.md "Origins"), JSON answers, the constant-time key check, and
+where a service really listens.
 
 A leaf: it imports nothing of the package but model.py and login.py, so cluster/ uses it
 without depending on server/.
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -52,6 +54,54 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not response.prepared:
         response.headers.update(CORS_HEADERS)
     return response
+
+
+DEFAULT_KEY = "test"
+FORBIDDEN_TEXT = "403 Forbidden: this Origin may not use the broker (server.allowedOrigins)\n"
+
+
+def origin_allowed(
+    allowed: Sequence[str], secret: str, origin: str | None, host: str | None
+) -> bool:
+    """The Origin rule, for a request that carries ``Origin`` (clients that are not
+    browsers send none and are never affected): with ``server.allowedOrigins`` (``*``:
+    all) the service's own origin and the listed ones; with no list and the default key
+    only its own origin (the page it served); with no list and a key of one's own, every
+    origin, as the original. "Its own origin" is the one whose host[:port] is ``Host``."""
+    if origin is None:
+        return True
+    origin = origin.strip().lower().rstrip("/")
+    if "*" in allowed:
+        return True
+    if host is not None:
+        _, _, netloc = origin.partition("://")
+        if netloc == host.strip().lower():
+            return True
+    if allowed:
+        return origin in {a.lower().rstrip("/") for a in allowed}
+    return secret != DEFAULT_KEY
+
+
+def origin_rule(allowed: Sequence[str], secret: str, log: logging.Logger) -> Any:
+    """A middleware answering 403 to a page the Origin rule refuses; put it inside
+    ``cors``, so preflights stay 204 and the 403 carries the CORS headers."""
+
+    @web.middleware
+    async def rule(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None and not origin_allowed(
+            allowed, secret, origin, request.headers.get("Host")
+        ):
+            log.info(
+                "refused %s %s from Origin %r (server.allowedOrigins)",
+                request.method,
+                request.path,
+                origin,
+            )
+            return web.Response(status=403, text=FORBIDDEN_TEXT)
+        return await handler(request)
+
+    return rule
 
 
 def json_response(payload: Any) -> web.Response:

@@ -79,6 +79,16 @@ async def test_registry_key_and_cors(cluster: Cluster, http: aiohttp.ClientSessi
     async with http.post(cluster.registry.http + "/nope") as resp:
         assert resp.status == 404
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    # the default key: a foreign web page is refused (docs/protocol.md "Origins"), with
+    # CORS headers; its preflight and the registry's own origin are answered as before
+    evil = {"Origin": "http://evil.example", "secretKey": "test"}
+    async with http.post(url, headers=evil) as resp:
+        assert resp.status == 403
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    async with http.options(url, headers=evil) as resp:
+        assert resp.status == 204
+    async with http.post(url, headers={**evil, "Origin": cluster.registry.http}) as resp:
+        assert await resp.json() == []
 
 
 @pytest.mark.timeout(90)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -20,7 +21,15 @@ from kapokmq.cluster.nodes import broker_nodes, registry_name
 from kapokmq.cluster.settings import RegistryConfig
 from kapokmq.config import ConfigError
 from kapokmq.gossip import GossipConfig, Memberlist, NodeEvent
-from kapokmq.httpbase import KEY_MISMATCH, bound_port, cors, is_loopback, json_response, key_matches
+from kapokmq.httpbase import (
+    KEY_MISMATCH,
+    bound_port,
+    cors,
+    is_loopback,
+    json_response,
+    key_matches,
+    origin_rule,
+)
 
 log = logging.getLogger("kapokmq.registry")
 
@@ -53,8 +62,10 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "members": members, "gossipRefused": refused})
 
 
-def build_registry_app(registry: Registry) -> web.Application:
-    app = web.Application(middlewares=[cors])
+def build_registry_app(registry: Registry, allowed_origins: Sequence[str] = ()) -> web.Application:
+    """With the default key a foreign web page gets 403, as on a broker (docs/cluster.md)."""
+    rule = origin_rule(allowed_origins, registry.secret_key, log)
+    app = web.Application(middlewares=[cors, rule])
     app[REGISTRY] = registry
     app.router.add_post("/Registry/GetNodes", get_nodes)
     app.router.add_get("/healthz", healthz)
@@ -94,7 +105,10 @@ async def run_registry(config: RegistryConfig, stop: asyncio.Event | None = None
     addr = config.server.addr
     registry = Registry(config.registry.secretKey)
     runner = web.AppRunner(
-        build_registry_app(registry), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        build_registry_app(registry, config.server.allowedOrigins),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=1.0,
     )
     await runner.setup()
     site = web.TCPSite(runner, addr, config.server.port, reuse_address=True)

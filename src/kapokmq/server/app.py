@@ -7,11 +7,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from kapokmq.httpbase import Handler, cors, json_response
+from kapokmq.httpbase import cors, json_response, origin_rule
 from kapokmq.server import http_api
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.metrics import CONTENT_TYPE, MetricsPage
-from kapokmq.server.origins import FORBIDDEN_TEXT, origin_allowed
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.session import SyncFeed
 from kapokmq.server.ws_aiohttp import SYNC_FEED, sync_endpoint
@@ -22,24 +21,6 @@ log = logging.getLogger(__name__)
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 # the browser client (docs/client.md, "Browser client"), served from the broker's own origin
 BROWSER_CLIENT = Path(__file__).resolve().parent.parent / "client" / "kapokmq.js"
-
-
-@web.middleware
-async def origin_rule(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A page whose Origin the rule refuses gets 403 (server/origins.py); inside ``cors``,
-    so preflights stay 204 and the 403 carries the CORS headers like every answer."""
-    origin = request.headers.get("Origin")
-    if origin is not None and not origin_allowed(
-        request.app[RUNTIME].config, origin, request.headers.get("Host")
-    ):
-        log.info(
-            "refused %s %s from Origin %r (server.allowedOrigins)",
-            request.method,
-            request.path,
-            origin,
-        )
-        return web.Response(status=403, text=FORBIDDEN_TEXT)
-    return await handler(request)
 
 
 async def console_index(request: web.Request) -> web.StreamResponse:
@@ -84,8 +65,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def build_app(runtime: BrokerRuntime, sync_feed: SyncFeed | None = None) -> web.Application:
+    server = runtime.config.server
     app = web.Application(
-        middlewares=[cors, origin_rule],
+        middlewares=[cors, origin_rule(server.allowedOrigins, runtime.config.mq.secretKey, log)],
         client_max_size=runtime.config.mq.maxMessageBytes + 65536,
     )
     app[RUNTIME] = runtime

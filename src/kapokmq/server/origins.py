@@ -12,33 +12,21 @@ send none and are never affected):
 
 "The broker's own origin" is the one whose host[:port] is the request's ``Host``: the
 console page the broker served. Checked by the listener for the WebSocket upgrades it
-hands to picows and by the aiohttp middleware for everything else, with this function.
+hands to picows and by the aiohttp middleware for everything else; the rule itself is
+``httpbase.origin_allowed`` (the registry applies it too).
 """
 
 from __future__ import annotations
 
+from kapokmq import httpbase
 from kapokmq.config import Config
-from kapokmq.httpbase import CORS_HEADERS
+from kapokmq.httpbase import CORS_HEADERS, FORBIDDEN_TEXT
 
-DEFAULT_KEY = "test"
 FORBIDDEN = b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"
-FORBIDDEN_TEXT = "403 Forbidden: this Origin may not use the broker (server.allowedOrigins)\n"
 
 
 def origin_allowed(config: Config, origin: str | None, host: str | None) -> bool:
-    if origin is None:
-        return True
-    origin = origin.strip().lower().rstrip("/")
-    allowed = config.server.allowedOrigins
-    if "*" in allowed:
-        return True
-    if host is not None:
-        _, _, netloc = origin.partition("://")
-        if netloc == host.strip().lower():
-            return True
-    if allowed:
-        return origin in {a.lower().rstrip("/") for a in allowed}
-    return config.mq.secretKey != DEFAULT_KEY
+    return httpbase.origin_allowed(config.server.allowedOrigins, config.mq.secretKey, origin, host)
 
 
 def forbidden_response() -> bytes:
