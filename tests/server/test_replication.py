@@ -151,6 +151,10 @@ async def http_send(
     return await post(session, broker, "/Producer/Send", form)
 
 
+async def _is_delayed(session: aiohttp.ClientSession, broker: BrokerProcess, code: str) -> bool:
+    return await status_on(session, broker, code) == 0
+
+
 async def test_following_slave_is_read_only_and_says_so(broker_factory):
     master = broker_factory(settings=MASTER)
     slave = broker_factory(settings=slave_of(master))
@@ -163,6 +167,14 @@ async def test_following_slave_is_read_only_and_says_so(broker_factory):
             await producer.send_str('{"MessageData":"x","DelayTime":0}')
             reply = await producer.receive_str(timeout=5)
             assert reply == f"error: this broker is a slave of {where}; send to the master"
+        # the console may not change what the master owns: the master's copy would undo it
+        delayed = await http_send(session, master, "the master's", delayTime="3600")
+        code = delayed["msg"]
+        await until(lambda: _is_delayed(session, slave, code))
+        for route in ("/Console/DelMessage", "/Console/DeliverNow", "/Console/Requeue"):
+            answer = await post(session, slave, route, {"messageCode": code})
+            assert answer == {"code": -1, "msg": f"slave of {where}"}, (route, answer)
+        assert await status_on(session, slave, code) == 0
         consumer = await login(session, f"{slave.ws}/Consumers/Conn/t/c1")  # may wait
         # the master serves /Sync/Conn; the slave, and a broker without sync, do not
         plain = broker_factory()

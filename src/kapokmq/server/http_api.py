@@ -328,7 +328,10 @@ async def get_message_trace(request: web.Request, form: MultiDictProxy[Any]) -> 
 
 @authorised
 async def del_message(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
-    runtime_of(request).broker.delete(field(form, "messageCode").strip())
+    runtime = runtime_of(request)
+    if (refused := runtime.console_refusal()) is not None:
+        return error(refused)
+    runtime.broker.delete(field(form, "messageCode").strip())
     return json_response({"code": 0})
 
 
@@ -398,6 +401,8 @@ async def get_scheduled(request: web.Request, form: MultiDictProxy[Any]) -> web.
 async def deliver_now(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
     """Extension: a delayed message becomes due now (on disk first under fsync always)."""
     runtime = runtime_of(request)
+    if (refused := runtime.console_refusal()) is not None:
+        return error(refused)
     if runtime.broker.deliver_now(field(form, "messageCode").strip()):
         if runtime.durable_barrier is not None:
             try:
@@ -411,7 +416,10 @@ async def deliver_now(request: web.Request, form: MultiDictProxy[Any]) -> web.Re
 @authorised
 async def requeue_message(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
     """Extension: put a dead (or consumed) message back in its queue."""
-    if runtime_of(request).broker.requeue(field(form, "messageCode").strip()):
+    runtime = runtime_of(request)
+    if (refused := runtime.console_refusal()) is not None:
+        return error(refused)
+    if runtime.broker.requeue(field(form, "messageCode").strip()):
         return json_response({"code": 0})
     return error("no dead or consumed message with that messageCode")
 

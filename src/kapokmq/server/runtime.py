@@ -171,6 +171,15 @@ class BrokerRuntime:
         self._refusals.pop(source, None)
         self.refusal = next(iter(self._refusals.values()), None)
 
+    def console_refusal(self) -> str | None:
+        """Why the console may not change messages (DelMessage, DeliverNow, Requeue): only
+        while this broker follows a master (it does not push), whose copy is the one that
+        counts and would undo the change (docs/protocol.md "Master-slave sync")."""
+        if not self.broker.paused:
+            return None
+        refusal = self.refusal
+        return refusal.http_text if refusal is not None else "this broker follows a master"
+
     # ---------------------------------------------------------------- publishing
     def publish(self, topic: str, data: str, delay: int, ttl: int = 0) -> Message:
         """One message, refused like ``send``."""
