@@ -249,3 +249,39 @@ async def test_restart_on_a_full_disk_starts_degraded_and_delivers(
         raise
     finally:
         broker.cleanup()
+
+
+async def test_recovery_strategy_zero_on_a_full_disk_starts_degraded(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """recoveryStrategy 0 with no room for the empty snapshot that obsoletes the old files:
+    the old files go first, the broker starts refusing writes and resumes by itself."""
+    settings: dict[str, object] = {"mq.isPersistent": 2, "mq.dataDir": small_disk}
+    broker = BrokerProcess(settings=settings, cwd=tmp_path).start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            ws = await login(session, f"{broker.ws}/Producers/Conn/{TOPIC}/p1")
+            await ws.send_str('{"MessageData":"old"}')
+            assert await ws.receive_str(timeout=10) == "ok"
+        broker.stop()
+        filler = fill(small_disk, leave=0)
+        broker.settings["mq.recoveryStrategy"] = 0
+        broker.start()
+        async with aiohttp.ClientSession() as session:
+            status, body = await health(session, broker)
+            assert status == 503 and "No space left on device" in body["storage"], body
+            assert (await console(session, broker, "CountMessage"))["all"] == 0
+            filler.unlink()
+            for _ in range(100):  # the broker retries within 5 s; it has no event to await
+                if (await health(session, broker))[0] == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert (await health(session, broker))[0] == 200
+            ws = await login(session, f"{broker.ws}/Producers/Conn/{TOPIC}/p1")
+            await ws.send_str('{"MessageData":"new"}')
+            assert await ws.receive_str(timeout=10) == "ok"
+    except BaseException:
+        print(broker.log()[-5000:])
+        raise
+    finally:
+        broker.cleanup()

@@ -353,10 +353,17 @@ class Storage:
         listing = self.datadir.list()
         self.seq = listing.max_seq + 1
         old = len(listing.snapshots) + len(listing.wals)
-        write_snapshot_sync(self.datadir, self.seq, [])
-        self.datadir.remove_before(self.seq)
-        for temp in listing.temps:
-            temp.unlink(missing_ok=True)
+        try:
+            try:
+                write_snapshot_sync(self.datadir, self.seq, [])
+            except OSError:  # no room even for that: the files it obsoletes go first
+                self.datadir.remove_before(self.seq)
+                write_snapshot_sync(self.datadir, self.seq, [])
+            self.datadir.remove_before(self.seq)
+            for temp in listing.temps:
+                temp.unlink(missing_ok=True)
+        except OSError as exc:  # nothing old is left to recover: start, refusing writes
+            self._failed(_reason(exc, f"writing snapshot {self.seq}"))
         if old:
             log.warning(
                 "recoveryStrategy 0: discarded %d data file(s) in %s", old, self.datadir.path
@@ -429,7 +436,7 @@ class Storage:
                 "fresh snapshot can be written; stored messages are still delivered",
                 reason,
             )
-        else:
+        elif _cause(self.fault) != _cause(reason):  # not once per retry and file name
             log.error("storage still unavailable, now: %s", reason)
         self.fault = reason
         self.available.clear()
@@ -542,6 +549,12 @@ class Storage:
         self.datadir.close()
         self.wal_executor.shutdown(wait=True)
         self.snap_executor.shutdown(wait=True)
+
+
+def _cause(reason: str) -> str:
+    """A reason without what was being done: "No space left on device" of
+    "No space left on device (creating MQDATA.000000000007.wal)"."""
+    return reason.partition(" (")[0]
 
 
 def _reason(exc: BaseException, doing: str) -> str:
