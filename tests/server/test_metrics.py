@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.compat.wsclient import producer, publish
 from tests.harness import SECRET
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
 
 async def test_metrics_count_messages_and_wal_fsyncs(broker_factory):
@@ -28,6 +31,12 @@ async def test_metrics_count_messages_and_wal_fsyncs(broker_factory):
     assert "kapokmq_wal_records_total 1.0" in text
     fsyncs = next(line for line in text.splitlines() if line.startswith("kapokmq_wal_fsyncs_total"))
     assert float(fsyncs.split()[-1]) >= 1
+    # every series is in docs/protocol.md's table, under the name a scrape shows
+    documented = DOCS.read_text(encoding="utf-8")
+    served = [line.split()[2] for line in text.splitlines() if line.startswith("# HELP ")]
+    assert len(served) >= 20
+    missing = [name for name in served if f"`{name}`" not in documented]
+    assert not missing, missing
 
 
 async def test_metrics_want_the_key_in_either_header(broker_factory):
