@@ -149,14 +149,32 @@ async def test_send(mb, multipart):
 async def test_send_negative_and_zero_delay(mb):
     topic = fresh_topic()
     async with aiohttp.ClientSession() as session:
-        for delay in (0, -3):
+        for delay in (0, -3, "+0", "-0", "-2"):  # Atoi takes a sign
             code = await http_send(session, mb, topic, "now", delay=delay)
             stored = await get_message(session, mb, code)
-            assert stored["DelayTime"] == delay and stored["Status"] == -1
+            assert stored["DelayTime"] == int(delay) and stored["Status"] == -1
 
 
 @pytest.mark.parametrize("multipart", [False, True], ids=["urlencoded", "multipart"])
-@pytest.mark.parametrize("delay", ["abc", "1.5", "5s", "", " ", "99999999999999999999", None])
+# " 5", "1_0", "５" (fullwidth), "١" (Arabic-Indic): Python's int() takes them, Go's Atoi does not
+@pytest.mark.parametrize(
+    "delay",
+    [
+        "abc",
+        "1.5",
+        "5s",
+        "",
+        " ",
+        "99999999999999999999",
+        None,
+        " 5",
+        "5 ",
+        "1_0",
+        "５",
+        "١",
+        "0x10",
+    ],
+)
 async def test_send_bad_delay_time(mb, multipart, delay):
     topic = fresh_topic()
     fields: dict[str, Any] = {"messageData": "x", "topic": topic}

@@ -125,7 +125,7 @@ async def http_send(
     broker: BrokerProcess,
     topic: str,
     data: str,
-    delay: int = 0,
+    delay: int | str = 0,
 ) -> str:
     """Publish over HTTP; returns the MessageCode."""
     reply = await api(

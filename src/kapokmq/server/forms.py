@@ -8,6 +8,7 @@ same MultiDict built by the lean path: the first value of a repeated field wins.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from multidict import MultiMapping
@@ -26,13 +27,18 @@ def field(form: Form, name: str) -> str:
     return value
 
 
+# What Go's strconv.Atoi takes (the original parses delayTime with it): an optional sign
+# and ASCII digits, nothing else. Python's int() also takes " 5", "1_0" and non-ASCII
+# digits such as "５", which the original refuses.
+GO_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
 def int_field(form: Form, name: str, default: int | None = None) -> int:
-    raw = field(form, name).strip()
-    if not raw:
+    raw = field(form, name)
+    if not raw.strip():
         if default is not None:
             return default
         raise BadInput(f"{name} is required and must be an integer")
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadInput(f"{name} must be an integer, got {raw!r}") from None
+    if GO_INTEGER.fullmatch(raw) is None:
+        raise BadInput(f"{name} must be an integer, got {raw!r}")
+    return int(raw)
