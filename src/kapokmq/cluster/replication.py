@@ -106,6 +106,11 @@ class ReplicaLost(ConnectionError):
     """A slave went away before confirming a message (sync.ack 1): its ``ok`` is withheld."""
 
 
+# sync.ack 1: a connected slave that confirms nothing for this long (its own storage is
+# failing, say) turns the waiting `ok`s into errors instead of leaving producers unanswered
+CONFIRM_TIMEOUT = 5.0
+
+
 class Replica(Protocol):
     """What sync needs of the broker it runs in (server/runtime.py BrokerRuntime): the
     broker and its loop, the replicate entry that arms timers, the write gate, and where
@@ -144,6 +149,16 @@ class _Slave:
     def send(self, frames: bytes, count: int) -> None:
         self.writer.send(frames)
         self.sent += count
+
+
+def _overdue(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(
+            ReplicaLost(
+                f"the slave did not confirm this message within {CONFIRM_TIMEOUT:g} s (its "
+                "storage may be failing); it may be stored on the master only: send it again"
+            )
+        )
 
 
 class ReplicationHub:
@@ -227,6 +242,7 @@ class ReplicationHub:
             return None
         future: asyncio.Future[None] = self.runtime.loop.create_future()
         self._waiting.append((future, targets))
+        self.runtime.loop.call_later(CONFIRM_TIMEOUT, _overdue, future)
         return future
 
     def acked(self, slave: _Slave, count: int) -> None:
