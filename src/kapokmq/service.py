@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from kapokmq.config import ConfigError
@@ -31,12 +33,28 @@ def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> dict[str,
     return overrides
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+class JsonLines(logging.Formatter):
+    """``--log-format json``: one JSON object per line, for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def configure_logging(level: str, style: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if style == "json":
+        handler.setFormatter(JsonLines())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level), handlers=[handler])
     if level != "DEBUG":  # picows logs every connection at INFO; ours already does
         logging.getLogger("picows").setLevel(logging.WARNING)
 
@@ -47,7 +65,7 @@ def run_service(
     run: Callable[[T], Coroutine[Any, Any, None]],
 ) -> int:
     """Shared by `serve` and `registry`: logging, config (errors as one line), event loop."""
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, getattr(args, "log_format", "text"))
     try:
         config = load()
     except ConfigError as exc:

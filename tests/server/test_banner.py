@@ -65,3 +65,18 @@ def test_the_default_key_warning_is_louder_off_loopback() -> None:
     assert empty is not None and "an empty secret key" in empty and "!!!" in empty
     config.mq.secretKey = "s3cret"
     assert key_warning(config) is None
+
+
+def test_json_log_lines_are_one_object_each(tmp_path: Path) -> None:
+    """`--log-format json`: structured logs for a collector; the banner's lines too."""
+    import json
+
+    broker = BrokerProcess(extra_args=["--log-format", "json"], cwd=tmp_path).start()
+    try:
+        log = broker.log()
+    finally:
+        broker.cleanup()
+    lines = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert lines and all(set(line) == {"time", "level", "logger", "msg"} for line in lines)
+    assert any(line["level"] == "WARNING" and "default secret key" in line["msg"] for line in lines)
+    assert any(f"listening on http://127.0.0.1:{broker.port}" in line["msg"] for line in lines)

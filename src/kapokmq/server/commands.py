@@ -48,6 +48,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="least severe log lines written to stderr (default INFO)",
     )
+    p.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="log lines as text (default) or as one JSON object each (time, level, logger, msg)",
+    )
     p.set_defaults(func=serve)
 
 
