@@ -98,6 +98,16 @@ def loop_cpu_of(proc: psutil.Process) -> float:
     return 0.0
 
 
+def sched_seconds(pid: int) -> tuple[float, float]:
+    """Seconds the process's main thread has run on a CPU and has waited, runnable, for
+    one (/proc/PID/schedstat; zeros where the kernel does not keep it)."""
+    try:
+        ran, waited, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return int(ran) / 1e9, int(waited) / 1e9
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -109,9 +119,16 @@ def drive(pid: int, url: str, *loadgen_args: str, settle: float = 0.0) -> dict[s
     """Run one load-generator scenario against a running server; add the server's figures."""
     ps = psutil.Process(pid)
     cpu0, rss0, loop0 = cpu_of(ps), ps.memory_info().rss, loop_cpu_of(ps)
+    ran0, waited0 = sched_seconds(pid)
     result = run_loadgen(loadgen_args[0], url, *loadgen_args[1:])
+    ran1, waited1 = sched_seconds(pid)
     if settle:
         time.sleep(settle)
+    if result.get("seconds") and ran1:
+        # Saturation: the loop either runs or waits for a CPU for this share of the
+        # measured time; the rest it sleeps, waiting for the load generator (or the disk).
+        result["server_running_share"] = (ran1 - ran0) / result["seconds"]
+        result["server_cpu_wait_share"] = (waited1 - waited0) / result["seconds"]
     result["server_cpu_s"] = cpu_of(ps) - cpu0
     result["server_loop_cpu_s"] = loop_cpu_of(ps) - loop0
     result["server_rss_mb"] = ps.memory_info().rss / 1e6
@@ -482,6 +499,11 @@ def table(rows: dict[str, Row]) -> str:
             other.append(
                 f"delay error p50 {r['err_p50_ms']:.1f} / p99 {r['err_p99_ms']:.1f} / "
                 f"max {r['err_max_ms']:.1f} ms, {r['early']:.0f} early"
+            )
+        if "server_running_share" in r:
+            other.append(
+                f"server loop on a CPU {r['server_running_share']:.0%}, "
+                f"waiting for one {r['server_cpu_wait_share']:.0%}"
             )
         if "msgs_per_s_all" in r:
             other.append(f"runs {r['msgs_per_s_all']}")

@@ -216,13 +216,14 @@ def encode_pushes(batch: list[Message]) -> list[bytes]:
     bytes that differ: everything after MessageData (Topic, CreateTime, DelayTime and the
     constant fields) is formatted again only when those three differ from the previous
     message's, which in a burst is about once per batch; the frame header is cached per
-    length, and each frame is one formatting operation. The bytes are exactly those of
+    length, and each frame is one join of its six parts. The bytes are exactly those of
     the one-message functions. (Each orjson result is consumed at once on purpose:
     keeping many of them alive until a batch is joined costs ~3 us each, measured;
     orjson allocates big and shrinks.)
     """
     frames: list[bytes] = []
     append = frames.append
+    join = b"".join  # of a tuple: ~20 ns less than one bytes % formatting per frame
     dumps = orjson.dumps
     headers = _FRAME_HEADERS
     topic: str | None = None
@@ -246,11 +247,12 @@ def encode_pushes(batch: list[Message]) -> list[bytes]:
             header = _frame_header(n)
             if len(headers) < 4096:
                 headers[n] = header
-        append(
-            b'%s{"MessageCode":"%s","MessageData":%s%s'
-            % (header, msg.code.encode(), data_encoded, tail)
-        )
+        append(join((header, _CODE_KEY, msg.code.encode(), _DATA_KEY, data_encoded, tail)))
     return frames
+
+
+_CODE_KEY = b'{"MessageCode":"'
+_DATA_KEY = b'","MessageData":'
 
 
 class PushBatches:

@@ -26,6 +26,7 @@ from kapokmq.protocol import (
     _loads,
     _parse_decoded,
     parse_send_frame,
+    parse_send_frames,
 )
 
 
@@ -125,6 +126,23 @@ def test_fast_path_agrees_with_the_general_path(pairs: list[tuple[str, str]], pa
     if pad:
         raw = b" " + raw + b"\n"
     assert outcome(raw) == general_path(raw)
+
+
+@given(st.lists(st.lists(st.tuples(_KEYS, _VALUES), max_size=3), max_size=6), st.integers(0, 3))
+def test_a_read_parses_as_its_frames_one_by_one(
+    objects: list[list[tuple[str, str]]], start: int
+) -> None:
+    """parse_send_frames: the items up to the first bad frame and that frame's error,
+    exactly what parse_send_frame gives frame by frame."""
+    raws = [
+        ("{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in pairs) + "}").encode()
+        for pairs in objects
+    ]
+    items, error = parse_send_frames(raws, start)
+    expected = [outcome(raw) for raw in raws[start:]]
+    bad = next((i for i, x in enumerate(expected) if isinstance(x, str)), None)
+    assert items == expected[:bad]
+    assert (error and str(error)) == (None if bad is None else expected[bad])
 
 
 def test_ttl_and_message_id_follow_the_go_rules() -> None:

@@ -389,6 +389,22 @@ def test_full_backlog_holds_frames_until_room() -> None:
     assert data == ["a", "b", "c", "d"]
 
 
+def test_a_bad_frame_held_with_the_rest_is_answered_in_order_once_there_is_room() -> None:
+    harness = Harness(messageChanBuffer=1)
+    producer = harness.login(ProducerWebSocket, "hold")
+    assert producer.read(send_frame("a"), send_frame("b"), b"not json", send_frame("c")) == [b"ok"]
+    assert producer.state() is State.HOLDING
+    consumer = harness.login(ConsumerWebSocket, "hold")
+    harness.loop.run()
+    pushes, replies = consumer.texts(), []
+    while pushes:  # one message at a time: each ack makes room for the next
+        pushes = consumer.read(*(orjson.loads(p)["MessageCode"].encode() for p in pushes))
+        replies += producer.texts()
+    assert replies[0] == b"ok" and replies[1].startswith(b"error: ") and replies[2] == b"ok"
+    assert [m.data for m in harness.runtime.broker.messages()] == ["a", "b", "c"]
+    assert producer.state() is State.OPEN
+
+
 def test_connection_lost_stores_what_was_received_in_full(harness: Harness) -> None:
     client = harness.login(ProducerWebSocket)
     client.session.receive(send_frame("last words"))

@@ -37,7 +37,7 @@ from kapokmq.frames import OK_FRAME, ReplyWriter, text_frame
 from kapokmq.httpbase import key_matches
 from kapokmq.login import HEARTBEAT, MATCHED, MAX_ATTEMPTS, MISMATCH, PROMPT
 from kapokmq.model import ClientInfo, Message
-from kapokmq.protocol import FrameError, SendItem, parse_send_frame
+from kapokmq.protocol import SendItem, parse_send_frames
 from kapokmq.server.runtime import BrokerRuntime, WritesRefused
 
 if TYPE_CHECKING:
@@ -306,12 +306,9 @@ class ProducerWebSocket(Session):
         ip: str,
     ) -> None:
         self.producer: ProducerSession | None = None
-        # frames of the current read, parsed, and as received (for a partial take)
-        self._pending: list[SendItem] = []
-        self._pending_raw: list[bytes] = []
+        self._pending: list[bytes] = []  # frames of the current read, parsed once it is done
         self._held: deque[bytes] = deque()  # frames waiting for backlog room, in order
         self._out: list[bytes] = []  # replies of the current read
-        self._read_pending = False  # end_of_read is scheduled
         self._flush_pending = False  # _flush is scheduled
         self._ordered: _DurableReplies | None = None
         super().__init__(host, transport, link, topic, client_id, ip)
@@ -319,55 +316,60 @@ class ProducerWebSocket(Session):
         self.source = (client_id, ip, "ws:" + host.config.server.wsEngine)
 
     def receive(self, payload: bytes) -> None:
-        """Parse now; publish with the rest of the read once it is done."""
+        """Keep the frame; the read's frames are parsed and published together once it
+        is done (one parse call per read, not per frame)."""
         if self.state is not _OPEN or len(payload) > self.limit:
             if self.state is _HOLDING and len(payload) <= self.limit:
                 self._held.append(payload)  # already in the read buffer when reading paused
             else:
                 super().receive(payload)
             return
-        if not self._read_pending:  # the read's first: answer them all once it is done
-            self._read_pending = True
+        pending = self._pending
+        if not pending:  # the read's first: answer them all once it is done
             self.host.loop.call_soon(self.end_of_read)
-        try:
-            item = parse_send_frame(payload)
-        except FrameError as exc:
-            self._publish_pending()  # replies keep the order of the frames
-            if self.state is _HOLDING:
-                self._held.append(payload)
-            else:
-                self._reply(error_frame(str(exc)), False)
-            return
-        self._pending.append(item)
-        self._pending_raw.append(payload)
+        pending.append(payload)
 
     def end_of_read(self) -> None:
         """Publish the read's frames; answer them in one write once the dispatch they
         caused has run (pushes before replies: a producer that is answered first floods
         the broker faster than it delivers, e2e p50 6 ms -> 260 ms)."""
-        self._read_pending = False
         self._publish_pending()
         if self._out and not self._flush_pending:
             self._flush_pending = True
             self.host.loop.call_soon(self._flush)
 
     def _publish_pending(self) -> None:
-        items = self._pending
-        if not items:
+        """Parse and publish the frames received so far, in order: each run of messages
+        up to a bad frame is published, then the bad frame answered with its error. A
+        full backlog holds the rest, the bad frames among them, for ``on_room``."""
+        raw = self._pending
+        if not raw:
             return
-        raw = self._pending_raw
         self._pending = []
-        self._pending_raw = []
+        start = 0
+        while start < len(raw):
+            items, error = parse_send_frames(raw, start)
+            taken = self._publish(items) if items else 0
+            if taken < len(items):  # backlog full: stop reading until there is room
+                self._held.extend(raw[start + taken :])
+                self._hold()
+                return
+            if error is None:
+                return
+            self._reply(error_frame(str(error)), False)
+            start += len(items) + 1
+
+    def _publish(self, items: list[SendItem]) -> int:
+        """One run of parsed frames, answered; returns how many the backlog took (all
+        of them when writes are refused: they are answered with the refusal)."""
         try:
             taken = self.host.publish_many(self.topic, items, self.source)
         except WritesRefused as exc:
             self._reply(error_frame(exc.refusal.ws_text) * len(items), False)
-            return
+            return len(items)
         if taken:
             self._reply(OK_FRAME * taken if taken > 1 else OK_FRAME, True)
-        if taken < len(items):  # backlog full: stop reading until there is room
-            self._held.extend(raw[taken:])
-            self._hold()
+        return taken
 
     def _reply(self, frames: bytes, durable: bool) -> None:
         """Replies wait for the disk under fsync ``always`` (docs/durability.md)."""
@@ -450,7 +452,10 @@ class ConsumerWebSocket(Session):
 
     def receive(self, payload: bytes) -> None:
         if self.state is _OPEN and len(payload) <= self.limit:
-            code = payload.decode("utf-8", "replace")
+            try:
+                code = payload.decode()  # ~25 ns less than with an error handler
+            except UnicodeDecodeError:
+                code = payload.decode("utf-8", "replace")
             if len(code) != 32:
                 code = code.strip()
             acks = self._acks
