@@ -186,6 +186,18 @@ def test_empty_keys_take_the_originals_zero_value(
     assert load_registry_config(registry, environ={}).registry.secretKey == ""
 
 
+def test_yaml_booleans_are_the_originals_one_and_zero(tmp_path: Path) -> None:
+    """viper's GetInt reads `true` as 1: a file the original starts with starts here."""
+    path = tmp_path / "application.yaml"
+    path.write_text("mq:\n  isPersistent: true\n  isClean: false\n  isRePush: yes\n")
+    mq = load_config(path, environ={}).mq
+    assert (mq.isPersistent, mq.isClean, mq.isRePush) == (1, 0, 1)
+    assert type(mq.isPersistent) is int
+    with pytest.raises(ConfigError, match=r"mq\.secretKey must be a string"):  # not guessed
+        path.write_text("mq:\n  secretKey: true\n")
+        load_config(path, environ={})
+
+
 def test_original_only_key_is_not_reported_as_unknown(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="kapokmq.config"):
         load_config(ORIGINAL / "seed.yaml", environ={})

@@ -222,8 +222,10 @@ def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
             if kind == "list[str]"
             else {}
         )
+    if kind == "int" and isinstance(raw, bool):  # `isClean: true`: the original's viper
+        raw = int(raw)  # reads a yaml boolean as 1 / 0 for its integer keys
     if kind == "int":
-        if isinstance(raw, bool) or not isinstance(raw, int | str):
+        if not isinstance(raw, int | str):
             raise ConfigError(f"{key} must be an integer, got {raw!r}")
         try:
             value = int(raw)
