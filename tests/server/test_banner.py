@@ -80,3 +80,10 @@ def test_json_log_lines_are_one_object_each(tmp_path: Path) -> None:
     assert lines and all(set(line) == {"time", "level", "logger", "msg"} for line in lines)
     assert any(line["level"] == "WARNING" and "default secret key" in line["msg"] for line in lines)
     assert any(f"listening on http://127.0.0.1:{broker.port}" in line["msg"] for line in lines)
+
+
+def test_the_console_line_names_the_key_it_wants() -> None:
+    config = Config()
+    assert "(log in with the secret key)" in "\n".join(banner_lines(config, 8011, False))
+    config.mq.consoleKey = "admin"
+    assert "(log in with mq.consoleKey)" in "\n".join(banner_lines(config, 8011, False))

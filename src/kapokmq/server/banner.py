@@ -63,10 +63,11 @@ def banner_lines(config: Config, port: int, tls: bool) -> list[str]:
     host = f"{_browsable(addr)}:{port}"
     console = f"{scheme}://{host}/"
     ws = "wss" if tls else "ws"
+    login = "mq.consoleKey" if config.mq.consoleKey else "the secret key"
     return [
         f"kapokmq {__version__}",
         f"  config:      {config.source}",
-        f"  console:     {console} (log in with the secret key)",
+        f"  console:     {console} (log in with {login})",
         f"  websocket:   {ws}://{host}/Producers/Conn/{{topic}}/{{id}} and /Consumers/Conn/...",
         f"  persistence: {persistence(config)}",
         f"  role:        {role(config)}",
