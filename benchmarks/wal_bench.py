@@ -54,17 +54,19 @@ def run(n: int, with_wal: bool, batch: int) -> tuple[float, float]:
     ]
     gc.collect()
     writing = 0.0
-    started = time.process_time()
+    started = time.thread_time()
     for start in range(0, n, batch):
         broker.publish_many("bench", [parse_send_frame(f) for f in frames[start : start + batch]])
         broker.dispatch()
         broker.ack_many(session, [msg.code for msg in pushed])
         pushed.clear()
         if wal is not None:  # what the loop's flush callback does once per iteration
-            before = time.process_time()
+            before = time.thread_time()
             wal.flush()
-            writing += time.process_time() - before
-    total = time.process_time() - started
+            writing += time.thread_time() - before
+        loop.call_soon(loop.stop)  # one loop iteration: the WAL thread's results come in
+        loop.run_forever()
+    total = time.thread_time() - started
     if wal is not None:
         loop.run_until_complete(wal.close())
     datadir.close()

@@ -19,12 +19,20 @@ good: waiting tickets fail, later records are dropped, and ``on_failure`` tells 
 storage manager, which refuses writes and later starts a fresh writer on a new segment
 from the state in memory (manager.py). A write that failed half-way is cut off again, so
 the segment ends at a frame boundary.
+
+Disk blocks past the segment's end are allocated ahead of the writes, in the WAL thread
+(``FileOps.reserve``: fallocate with the file's size kept), so the loop's appends skip
+the file system's block allocation: about a third less CPU per byte written on ext4.
+A reservation that fails (no fallocate) changes nothing but that, and none is made on a
+disk with less than ``RESERVE_FREE_MIN`` free, so a filling disk is met as before; what
+is left of one is given back (truncated) when a segment is retired or closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -45,6 +53,10 @@ from kapokmq.storage.layout import DataDir, StorageError, unavailable
 
 FLUSH_AT = 4 << 20  # bytes: a flush of a huge batch writes in steps of about this size
 SEAL_BYTES = 1 << 20  # a frame of more than one record is split until it is at most this
+# bytes of disk allocated past the segment's end at a time, renewed at half: the thread's
+# answer can take a GIL switch or two (5 ms each) while the loop writes ~40 MB/s
+RESERVE_AHEAD = 2 << 20
+RESERVE_FREE_MIN = 256 << 20  # no reservations on a disk with less free space than this
 
 
 class WalError(StorageError):
@@ -91,6 +103,8 @@ class WalWriter:
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
         self._open_future: asyncio.Future[None] | None = None  # for the unwritten buffer
         self._job: asyncio.Future[float] | None = None  # the fsync running in the thread
+        self._reserved = 0  # the current segment's blocks are allocated up to here
+        self._reserving: asyncio.Future[bool] | None = None  # the reservation running
         self._retired: list[int] = []
         self._dir_dirty = False
         self.error: WalError | None = None
@@ -130,15 +144,18 @@ class WalWriter:
         self.flush()
         if self.error is not None:
             raise self.error
+        old_fd, old_size = self.fd, self.size  # _create sets the size of the new one
         try:
             new_fd = self._create(seq)
         except WalError as exc:
             self._fail(exc, f"starting segment {seq}")
             raise
-        self._retired.append(self.fd)
+        self._release(old_fd, old_size)
+        self._retired.append(old_fd)
         self.fd = new_fd
         self.seq = seq
         self.bytes_written = 0
+        self._reserved = 0
         self._kick()
 
     # ------------------------------------------------------------------ appending
@@ -222,7 +239,38 @@ class WalWriter:
         self.size += size
         self.frames += len(parts) >> 1
         self.bytes_written += size
+        if self._reserved - self.size < RESERVE_AHEAD >> 1 and self._reserving is None:
+            self._reserve()
         return True
+
+    def _reserve(self) -> None:
+        """Allocate the next ``RESERVE_AHEAD`` bytes past the end in the WAL thread (the
+        one-thread executor runs it before any later fsync or close of this fd)."""
+        start, fd = self.size, self.fd
+        self._reserved = start + RESERVE_AHEAD
+        job = self.loop.run_in_executor(self.executor, self._reserve_job, fd, start)
+        self._reserving = job
+        job.add_done_callback(lambda job: self._reserve_done(job, fd))
+
+    def _reserve_job(self, fd: int, start: int) -> bool:
+        """Reserve unless the disk is close to full: there the space is the snapshot's
+        and the next segment's, and a full disk is noticed as soon as it was before."""
+        disk = os.statvfs(self.datadir.path)
+        if disk.f_bavail * disk.f_frsize < RESERVE_FREE_MIN:
+            return False
+        self.files.reserve(fd, start, RESERVE_AHEAD)
+        return True
+
+    def _release(self, fd: int, size: int) -> None:
+        """Give back the blocks reserved past ``size`` (truncating to the same size does)."""
+        with contextlib.suppress(OSError):
+            self.files.truncate(fd, size)
+
+    def _reserve_done(self, job: asyncio.Future[bool], fd: int) -> None:
+        self._reserving = None
+        failed = job.cancelled() or job.exception() is not None or not job.result()
+        if failed and fd == self.fd:  # (nearly) full disk or no fallocate: appends allocate
+            self._reserved = 1 << 62  # not again for this segment
 
     def _cut_back(self) -> None:
         """After a partial write: end the segment at the last whole frame again."""
@@ -375,6 +423,10 @@ class WalWriter:
             self._timer = None
         await self.drain()
         self._closed = True
+        if self._reserving is not None:  # it names self.fd: let it end before the close
+            await asyncio.wait([self._reserving])
+        if self.fd >= 0:
+            self._release(self.fd, self.size)
         for fd in [*self._retired, self.fd]:
             if fd >= 0:
                 with contextlib.suppress(OSError):
