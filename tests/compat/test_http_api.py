@@ -231,6 +231,10 @@ async def test_send_message_size_limit(mb):
     async with aiohttp.ClientSession() as session:
         code = await http_send(session, mb, topic, "x" * limit)
         assert len((await get_message(session, mb, code))["MessageData"]) == limit
+        # at the limit in UTF-8 bytes, three times that urlencoded: stored, as over WebSocket
+        wide = "中" * (limit // 3)
+        code = await http_send(session, mb, topic, wide)
+        assert (await get_message(session, mb, code))["MessageData"] == wide
         before = await count_all(session, mb)
         for size in (limit + 1, 2 * limit, 4 * limit):
             status, body, resp = await api_raw(

@@ -84,7 +84,7 @@ CASES: dict[str, bytes] = {
     "send-not-utf8": request(b"topic=t&messageData=\xff&delayTime=0"),
     "send-too-many-fields": request(b"&".join(b"f%d=1" % i for i in range(1001))),
     "send-body-over-lean-limit": request(b"topic=t&delayTime=0&messageData=" + b"x" * MAX_BODY),
-    "send-body-over-client-max": request(b"topic=t&delayTime=0&messageData=" + b"y" * (2 << 20)),
+    "send-body-over-client-max": request(b"topic=t&delayTime=0&messageData=" + b"y" * (4 << 20)),
     "send-charset": request(content_type=b"application/x-www-form-urlencoded; charset=utf-8"),
     "send-no-content-type": request(content_type=None),
     "send-json": request(b'{"topic":"t"}', content_type=b"application/json"),

@@ -101,7 +101,7 @@ async def test_whole_request_errors(served: tuple[BrokerRuntime, str]) -> None:
     many = orjson.dumps([{"topic": "t", "messageData": "m", "delayTime": 0}] * (MAX_BATCH + 1))
     answer = await batch(base, many)
     assert answer == {"code": -1, "msg": f"a batch holds at most {MAX_BATCH} messages, got 10001"}
-    too_big = b"[" + b'"' + b"x" * (2 << 20) + b'"]'
+    too_big = b"[" + b'"' + b"x" * (4 << 20) + b'"]'  # over 3 x 1 MiB + 64 KiB
     answer = await batch(base, too_big)
     assert answer["code"] == -1 and "larger than" in answer["msg"]
     assert runtime.broker.store.unconsumed() == 0

@@ -68,7 +68,9 @@ def build_app(runtime: BrokerRuntime, sync_feed: SyncFeed | None = None) -> web.
     server = runtime.config.server
     app = web.Application(
         middlewares=[cors, origin_rule(server.allowedOrigins, runtime.config.mq.secretKey, log)],
-        client_max_size=runtime.config.mq.maxMessageBytes + 65536,
+        # a form field's bytes may each become %XX: a MessageData of mq.maxMessageBytes
+        # must fit urlencoded too (multipart and WebSocket frames carry it as it is)
+        client_max_size=3 * runtime.config.mq.maxMessageBytes + 65536,
     )
     app[RUNTIME] = runtime
     app[METRICS] = MetricsPage(runtime)
