@@ -213,6 +213,8 @@ def test_original_only_key_is_not_reported_as_unknown(caplog: pytest.LogCaptureF
         ({"mq.isPersistent": "3"}, "mq.isPersistent must be one of 0, 1, 2"),
         ({"mq.checkSpeed": "fast"}, "mq.checkSpeed must be an integer"),
         ({"sync.masterProtocol": "http"}, "sync.masterProtocol must be one of ws, wss"),
+        ({"sync.masterPort": "abc"}, r"sync.masterPort must be a port number \(0-65535\)"),
+        ({"cluster.registryGossipPort": "70000"}, "cluster.registryGossipPort must be a port"),
     ],
 )
 def test_meaningless_values_are_still_refused(overrides: dict[str, str], message: str) -> None:

@@ -124,7 +124,7 @@ class ClusterSection:
     isCluster: int = field(default=0, metadata=_choices(0, 1))
     gossipPort: int = field(default=8021, metadata={"min": 0, "max": 65535})
     registryAddr: str = "127.0.0.1"
-    registryGossipPort: str = "8041"
+    registryGossipPort: str = field(default="8041", metadata={"port": True})
     # gossip encryption and bounds (docs/cluster.md, Security): base64 keys, the first
     # primary; an empty key means plaintext gossip
     gossipKey: str = ""
@@ -140,7 +140,7 @@ class SyncSection:
     isSlave: int = field(default=0, metadata=_choices(0, 1))
     masterProtocol: str = field(default="ws", metadata=_choices("ws", "wss"))
     masterAddr: str = "127.0.0.1"
-    masterPort: str = "8011"
+    masterPort: str = field(default="8011", metadata={"port": True})
     # 1 = synchronous replication: a master answers ok only once its slave confirmed the
     # message, and writes need both brokers (docs/cluster.md, sync.ack)
     ack: int = field(default=0, metadata=_choices(0, 1))
@@ -246,6 +246,11 @@ def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
         if isinstance(raw, bool) or not isinstance(raw, str | int):
             raise ConfigError(f"{key} must be a string, got {raw!r}")
         value = str(raw)
+        if f.metadata.get("port") and not (
+            value.isascii() and value.isdigit() and int(value) < 65536
+        ):
+            # a port kept as text, as the original's GetConfig reports it
+            raise ConfigError(f"{key} must be a port number (0-65535), got {raw!r}")
     elif kind == "list[str]":  # a yaml list, or comma-separated in the environment or a flag
         items = raw.split(",") if isinstance(raw, str) else raw
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
