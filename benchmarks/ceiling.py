@@ -130,6 +130,7 @@ async def serve_picows(port: int) -> None:
     )
 
     loop = asyncio.get_running_loop()
+    close = WSMsgType.CLOSE  # read per frame: a local, as the broker's own adapter does
 
     class Conn(WSListener):
         def __init__(self, producer: bool) -> None:
@@ -147,7 +148,7 @@ async def serve_picows(port: int) -> None:
                 RELAY.consumers.remove(self.box)
 
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-            if frame.msg_type is WSMsgType.CLOSE:
+            if frame.msg_type is close:
                 transport.disconnect()
             elif not self.authed:
                 self.authed = True
