@@ -247,3 +247,19 @@ def test_version_and_help_speak_to_a_user():
     serve = subprocess.run([*run, "serve", "--help"], capture_output=True, text=True, timeout=30)
     text = " ".join(serve.stdout.split())  # argparse wraps at the terminal's width
     assert "./config/application.yaml" in text and "(default INFO)" in text
+
+
+def test_a_list_setting_takes_commas_or_the_yaml_flow_form_from_env_and_flags() -> None:
+    """server.allowedOrigins as docs/protocol.md writes it (`[a, b]`), or `a,b`."""
+    for raw in ("[http://a.example, http://b.example]", '["http://a.example","http://b.example"]'):
+        for source in (
+            {"environ": {"KAPOKMQ_SERVER_ALLOWEDORIGINS": raw}, "overrides": {}},
+            {"environ": {}, "overrides": {"server.allowedOrigins": raw}},
+        ):
+            config = load_config(None, **source)
+            assert config.server.allowedOrigins == ["http://a.example", "http://b.example"]
+    flags = {"server.allowedOrigins": " http://a.example ,null"}
+    assert load_config(None, environ={}, overrides=flags).server.allowedOrigins == [
+        "http://a.example",
+        "null",
+    ]

@@ -11,6 +11,7 @@ picks the nearest sane value and logs a warning naming the key (docs/protocol.md
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import logging
@@ -252,7 +253,14 @@ def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
             # a port kept as text, as the original's GetConfig reports it
             raise ConfigError(f"{key} must be a port number (0-65535), got {raw!r}")
     elif kind == "list[str]":  # a yaml list, or comma-separated in the environment or a flag
-        items = raw.split(",") if isinstance(raw, str) else raw
+        items = raw
+        if isinstance(raw, str):  # "[a, b]" as in application.yaml, or "a,b"
+            flow = raw.strip()
+            if flow.startswith("[") and flow.endswith("]"):
+                with contextlib.suppress(yaml.YAMLError):
+                    items = yaml.safe_load(flow)
+            if isinstance(items, str):
+                items = items.split(",")
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
             raise ConfigError(f"{key} must be a list of strings, got {raw!r}")
         value = [i.strip() for i in items if i.strip()]
