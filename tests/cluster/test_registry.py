@@ -91,6 +91,28 @@ async def test_registry_key_and_cors(cluster: Cluster, http: aiohttp.ClientSessi
         assert await resp.json() == []
 
 
+async def test_registry_throttles_wrong_keys_per_address(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    """As a broker: 20 wrong keys within 60 s are answered at once, then one a second;
+    the right key from the same address is never held up (docs/protocol.md "HTTP API")."""
+    url = registry_nodes_url(cluster.registry)
+
+    async def wrong() -> None:
+        async with http.post(url, headers={"secretKey": "guess"}) as resp:
+            assert (await resp.json())["code"] == -1
+
+    for _ in range(20):
+        await wrong()
+    started = time.monotonic()
+    await asyncio.gather(wrong(), wrong(), wrong())
+    assert time.monotonic() - started >= 1.9  # three answers spaced a second apart
+    started = time.monotonic()
+    async with http.post(url, headers={"secretKey": "test"}) as resp:
+        assert await resp.json() == []
+    assert time.monotonic() - started < 0.5
+
+
 @pytest.mark.timeout(90)
 async def test_kill_restart_and_graceful_stop(
     cluster: Cluster, http: aiohttp.ClientSession

@@ -1,8 +1,8 @@
-"""The key-guess throttle's rule, driven by a fake clock (server/guard.py)."""
+"""The key-guess throttle's rule, driven by a fake clock (guard.py)."""
 
 from __future__ import annotations
 
-from kapokmq.server.guard import KeyGuard, source_of
+from kapokmq.guard import KeyGuard, source_of
 from tests.core.fakes import FakeClock
 
 

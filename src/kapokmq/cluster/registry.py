@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -21,6 +22,7 @@ from kapokmq.cluster.nodes import broker_nodes, registry_name
 from kapokmq.cluster.settings import RegistryConfig
 from kapokmq.config import ConfigError
 from kapokmq.gossip import GossipConfig, Memberlist, NodeEvent
+from kapokmq.guard import KeyGuard
 from kapokmq.httpbase import (
     KEY_MISMATCH,
     bound_port,
@@ -40,6 +42,8 @@ class Registry:
 
     secret_key: str
     gossip: Memberlist | None = None
+    # wrong keys per source address, throttled as on a broker (docs/protocol.md "HTTP API")
+    key_guard: KeyGuard = field(default_factory=lambda: KeyGuard(time.monotonic))
 
     def nodes(self) -> list[dict[str, str]]:
         return [] if self.gossip is None else broker_nodes(self.gossip.members())
@@ -51,6 +55,9 @@ REGISTRY = web.AppKey("registry", Registry)
 async def get_nodes(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     if not key_matches(request.headers.get("secretKey"), registry.secret_key):
+        delay = registry.key_guard.wrong_key(request.remote or "")
+        if delay:
+            await asyncio.sleep(delay)
         return json_response(KEY_MISMATCH)
     return json_response(registry.nodes())
 

@@ -75,7 +75,7 @@ def authorised(handler: FormHandler) -> Handler:
 async def key_accepted(request: web.Request, secret: str, bearer: bool = False) -> bool:
     """Does the request carry ``secret`` (the ``secretKey`` header, or with ``bearer``
     also ``Authorization: Bearer <key>``)? A wrong or missing key is answered only after
-    the per-address throttle's delay (server/guard.py); a right one at once."""
+    the per-address throttle's delay (guard.py); a right one at once."""
     given = request.headers.get("secretKey")
     if given is None and bearer:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 from kapokmq.config import Config
 from kapokmq.core.broker import Broker, ReplicaExtras
 from kapokmq.core.trace import Source
+from kapokmq.guard import KeyGuard
 from kapokmq.model import Message, PushBatches, Status
 from kapokmq.protocol import SendItem
-from kapokmq.server.guard import KeyGuard
 
 if TYPE_CHECKING:
     from kapokmq.server.session import Session
@@ -74,7 +74,7 @@ class BrokerRuntime:
         self._refusals: dict[str, Refusal] = {}
         # Cluster mode (cluster_joined), for /metrics: refused gossip input by reason.
         self.gossip_refused: Callable[[], dict[str, int]] | None = None
-        # wrong secret keys per source address, WebSocket and HTTP (server/guard.py)
+        # wrong secret keys per source address, WebSocket and HTTP (guard.py)
         self.key_guard = KeyGuard(self.loop.time)
         # live producer and consumer WebSocket sessions (server/session.py), closed at shutdown
         self.sessions: set[Session] = set()

@@ -224,7 +224,7 @@ class Session:
             log.info("%s connected%s", self.peer, self._attach())
             return
         self.attempts += 1
-        # the key-guess throttle (server/guard.py): an address that keeps sending wrong
+        # the key-guess throttle (guard.py): an address that keeps sending wrong
         # keys, over any number of connections, gets its answers one per second
         delay = self.host.key_guard.wrong_key(self.ip)
         if delay <= 0:
