@@ -106,3 +106,17 @@ def test_recovery_scenario_restarts_from_the_wal_and_the_snapshot(
     assert recovery["wal_recovered"] == recovery["snapshot_recovered"] == 1000
     assert recovery["wal_start_to_serving_s"] > 0
     assert recovery["snapshot_recovery_s"] >= 0
+
+
+def test_schedule_bench_reports_the_schedule_and_the_isclean_check(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from benchmarks import schedule_bench
+
+    schedule_bench.in_process(200)
+    schedule_bench.clean_checks(2000)
+    out = capsys.readouterr().out
+    assert "200 delayed messages" in out
+    assert "isClean check over 2,000 delayed messages" in out and "0 deleted" in out
+    assert "deletes 1,000 plain messages" in out
+    assert re.search(r"deletes 1,00\d delayed messages", out), out

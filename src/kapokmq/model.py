@@ -73,11 +73,15 @@ class Message(msgspec.Struct, gc=False, eq=False, array_like=True, tag=1):
             f"delay={self.delay_time}, attempts={self.attempts})"
         )
 
-    def stale_before(self, cutoff: float) -> bool:
-        """Old enough for ``mq.isClean`` to delete it: created before ``cutoff``, and due
-        before it too, so a long delay is cleaned cleanTime after it came due, never while
+    def stale_at(self) -> int:
+        """From when ``mq.isClean`` counts its cleanTime: its creation, or its due time if
+        that is later, so a long delay is cleaned cleanTime after it came due, never while
         it waits or right after (README, Configuration)."""
-        return self.create_time + max(0, self.delay_time) < cutoff
+        return self.create_time + max(0, self.delay_time)
+
+    def stale_before(self, cutoff: float) -> bool:
+        """Old enough for ``mq.isClean`` to delete it (``cutoff`` is now - cleanTime)."""
+        return self.stale_at() < cutoff
 
     def to_dict(self, with_data: bool = True) -> dict[str, Any]:
         """The message as the original's JSON object (field order matters)."""

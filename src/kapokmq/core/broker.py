@@ -38,6 +38,10 @@ from kapokmq.protocol import Extras, SendItem
 
 Clock = Callable[[], float]
 
+# messages one step of the mq.isClean check looks at: a few ms of loop time per step
+# (docs/performance.md, "The isClean check")
+CLEAN_SLICE = 2_000
+
 _WAITING = Status.WAITING
 _DELAYED = Status.DELAYED
 _CONSUMED = Status.CONSUMED
@@ -138,6 +142,7 @@ class Broker:
         self.clean_after: int | None = mq.cleanTime if mq.isClean else None
         self.check_every = float(mq.checkSpeed)
         self._next_expiry = clock() + self.check_every
+        self.clean_slice = CLEAN_SLICE
         # optional rate limit of the original: pushCount pushes per pushMessagesSpeed seconds
         self.throttle = config.push_throttle()
         self._budget = mq.pushCount
@@ -429,6 +434,7 @@ class Broker:
             return
         msg.consumed_time = record.consumed_time
         msg.delay_time = record.delay_time
+        self.store.retimed(msg)
         status = record.status
         if msg.status is not status:
             self._release(msg)
@@ -610,6 +616,7 @@ class Broker:
         if self.trace is not None:
             self.trace.happened((msg,), DELIVERED_NOW, now)
         msg.delay_time = max(0, int(now) - msg.create_time)
+        self.store.retimed(msg)
         self._become_due(msg, now)
         return True
 
@@ -833,16 +840,14 @@ class Broker:
 
     def expire(self, now: float) -> int:
         """Delete messages older than cleanTime, whatever their status (a delayed one
-        counts from its due time: ``Message.stale_before``)."""
+        counts from its due time: ``Message.stale_before``). One call looks at no more
+        than ``clean_slice`` messages (``MessageStore.take_stale``); if there may be
+        more, the next tick goes on (the loop serves what waits in between)."""
         if self.clean_after is None:
             return 0
-        cutoff = now - self.clean_after
-        old: list[Message] = []
-        for msg in self.store:
-            if msg.create_time >= cutoff:
-                break  # creation order: the rest is younger still
-            if msg.stale_before(cutoff):
-                old.append(msg)
+        old, more = self.store.take_stale(now - self.clean_after, self.clean_slice)
+        if more:
+            self._next_expiry = now
         if old:
             was_full = self.full
             for msg in old:

@@ -2,14 +2,23 @@
 
 Counts by status and by creation hour are kept up to date on every change, so the
 console's counters and 7-day chart never scan the table. Insertion order is creation
-order, which makes expiry a scan from the front that stops at the first young message.
+order, which makes the ``mq.isClean`` check (``take_stale``) a scan from the front that
+stops at the first young message.
+
+A message the scan passes that is not stale yet (a delay that ends after its cleanTime,
+or a redelivery that rewrote its DelayTime; ``Message.stale_at``) moves out of the main
+table into the *late* table, kept by stale time, so no check walks it again: a check
+costs what it deletes, plus a heap step per late message it finds due, never a walk over
+what waits. Ordinary messages never enter it and pay nothing for it (one empty-dict test
+on a lookup miss, an add and a remove).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterator
-from itertools import repeat
+from itertools import chain, count, islice, repeat
 from operator import attrgetter, floordiv
 
 from kapokmq.model import Message, Status
@@ -19,26 +28,41 @@ _created_of = attrgetter("create_time")
 
 
 class MessageStore:
-    __slots__ = ("_by_hour", "_counts", "_messages")
+    __slots__ = ("_by_hour", "_counts", "_late", "_late_entry", "_late_heap", "_messages", "_seq")
 
     def __init__(self) -> None:
         self._messages: dict[str, Message] = {}
         # indexed by status + 1: list indexing avoids Enum.__hash__ on the hot path
         self._counts = [0] * len(Status)
         self._by_hour: dict[int, int] = {}
+        # the late table (module docstring): its messages are older than every one in
+        # _messages, in creation order too; each has one live heap entry (stale time,
+        # sequence number, message), the sequence number in _late_entry; an entry whose
+        # number is not there any more is left over (the message was re-timed or removed)
+        self._late: dict[str, Message] = {}
+        self._late_entry: dict[str, int] = {}
+        self._late_heap: list[tuple[int, int, Message]] = []
+        self._seq = count()
 
     def __len__(self) -> int:
-        return len(self._messages)
+        return len(self._messages) + len(self._late)
 
     def __iter__(self) -> Iterator[Message]:
+        """Every message, in creation order."""
+        if self._late:
+            return chain(self._late.values(), self._messages.values())
         return iter(self._messages.values())
 
     def get(self, code: str) -> Message | None:
-        return self._messages.get(code)
+        msg = self._messages.get(code)
+        if msg is None and self._late:
+            return self._late.get(code)
+        return msg
 
     def add(self, msg: Message) -> None:
-        if self._messages.setdefault(msg.code, msg) is not msg:  # one hash lookup, not two
-            raise KeyError(f"duplicate message code {msg.code}")
+        late = self._late
+        if (late and msg.code in late) or self._messages.setdefault(msg.code, msg) is not msg:
+            raise KeyError(f"duplicate message code {msg.code}")  # setdefault: one lookup
         self._counts[msg.status + 1] += 1
         hour = msg.create_time // 3600
         by_hour = self._by_hour
@@ -49,6 +73,8 @@ class MessageStore:
         messages = self._messages
         counts = self._counts
         by_hour = self._by_hour
+        if self._late and not self._late.keys().isdisjoint([msg.code for msg in msgs]):
+            raise KeyError("duplicate message code in the late table")
         for msg in msgs:
             code = msg.code
             if code in messages:
@@ -62,7 +88,7 @@ class MessageStore:
         """``add_many`` for a recovery's table (code -> message, in creation order). An
         empty store takes the dict itself rather than building a second one: inserting a
         million fresh codes costs ~0.7 s on this machine, most of a recovery's time."""
-        if self._messages:
+        if self._messages or self._late:
             self.add_many(list(table.values()))
             return
         self._messages = table
@@ -75,7 +101,12 @@ class MessageStore:
     def remove(self, code: str) -> Message | None:
         msg = self._messages.pop(code, None)
         if msg is None:
-            return None
+            if not self._late:
+                return None
+            msg = self._late.pop(code, None)
+            if msg is None:
+                return None
+            del self._late_entry[code]
         msg.removed = True
         self._counts[msg.status + 1] -= 1
         hour = msg.create_time // 3600
@@ -85,6 +116,78 @@ class MessageStore:
         else:
             del self._by_hour[hour]
         return msg
+
+    def take_stale(self, cutoff: float, limit: int) -> tuple[list[Message], bool]:
+        """The messages ``mq.isClean`` deletes now (``Message.stale_before(cutoff)``); the
+        caller removes every one. Passed messages that are not stale yet go to the late
+        table (module docstring). At most ``limit`` messages are looked at; True with
+        them when there may be more to look at (the caller asks again soon)."""
+        messages = self._messages
+        stale: list[Message] = []
+        passed: list[Message] = []
+        for msg in islice(messages.values(), limit):
+            if msg.create_time >= cutoff:
+                more = False
+                break  # creation order: the rest is younger still
+            (stale if msg.stale_before(cutoff) else passed).append(msg)
+        else:
+            more = len(stale) + len(passed) == limit
+        budget = limit - len(stale) - len(passed)
+        heap = self._late_heap
+        live = self._late_entry
+        if passed:
+            late = self._late
+            numbers = self._seq
+            entries = []
+            for msg in passed:
+                code = msg.code
+                del messages[code]
+                late[code] = msg
+                live[code] = n = next(numbers)
+                entries.append((msg.stale_at(), n, msg))
+            if len(entries) > len(heap) // 4:
+                heap += entries
+                heapq.heapify(heap)  # O(heap): cheaper than a push each for this many
+            else:
+                for entry in entries:
+                    heapq.heappush(heap, entry)
+        while heap and heap[0][0] < cutoff:
+            if not budget:
+                more = True
+                break
+            budget -= 1
+            _, seq, msg = heapq.heappop(heap)
+            if live.get(msg.code) != seq:
+                continue  # left over
+            if msg.stale_before(cutoff):
+                stale.append(msg)
+            else:
+                self._enter_late(msg)  # a redelivery rewrote its DelayTime since
+        self._drop_leftovers()
+        return stale, more
+
+    def retimed(self, msg: Message) -> None:
+        """``msg``'s DelayTime was rewritten (deliver now, a replicated update): a late
+        message is filed again by its new stale time, which may be earlier. Not needed
+        when it can only be later (a redelivery): ``take_stale`` re-files those itself."""
+        if msg.code in self._late_entry:
+            self._enter_late(msg)
+
+    def _enter_late(self, msg: Message) -> None:
+        seq = next(self._seq)
+        live = self._late_entry
+        live[msg.code] = seq
+        heapq.heappush(self._late_heap, (msg.stale_at(), seq, msg))
+        self._drop_leftovers()
+
+    def _drop_leftovers(self) -> None:
+        """Keep the heap's left-over entries (removed or re-timed messages) fewer than
+        its live ones, so they cost O(1) memory and time per late message."""
+        heap = self._late_heap
+        live = self._late_entry
+        if len(heap) > 2 * len(live) + 1024:
+            heap[:] = [entry for entry in heap if live.get(entry[2].code) == entry[1]]
+            heapq.heapify(heap)
 
     def set_status(self, msg: Message, status: Status) -> None:
         counts = self._counts
@@ -124,7 +227,7 @@ class MessageStore:
         """Messages created in [start, end] (unix seconds), newest first."""
         found = [
             m
-            for m in self._messages.values()
+            for m in self
             if start <= m.create_time <= end
             and (status is None or m.status == status)
             and (topic is None or m.topic == topic)
