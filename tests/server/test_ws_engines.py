@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import yarl
 
 from tests.compat.conftest import started_broker
 from tests.compat.wsclient import (
@@ -109,6 +110,32 @@ async def test_unknown_path_is_refused(broker: BrokerProcess) -> None:
         with pytest.raises(aiohttp.WSServerHandshakeError) as info:
             await http.ws_connect(f"{broker.ws}/Nope/Conn/t/x")
         assert info.value.status == 404
+
+
+async def test_a_path_escape_that_is_not_utf8_names_the_same_topic_on_both_engines(
+    broker: BrokerProcess,
+) -> None:
+    """`%FF` in the path: U+FFFD in the topic and id, however the upgrade is served (aiohttp's
+    match_info alone would keep `%FF`, the picows engine decodes it)."""
+    async with aiohttp.ClientSession() as http:
+        urls = [
+            yarl.URL(f"{broker.ws}/{role}/Conn/odd%FFtopic/id%FE", encoded=True)
+            for role in ("Producers", "Consumers")
+        ]
+        p, c = [await http.ws_connect(url) for url in urls]
+        for ws in (p, c):
+            assert await ws.receive_str(timeout=5) == PROMPT
+            await ws.send_str("test")
+            assert await ws.receive_str(timeout=5) == MATCHED
+        await publish(p, "odd")
+        push = await recv_push(c)
+        assert push["Topic"] == "odd\ufffdtopic" and push["MessageData"] == "odd"
+        async with http.post(
+            f"{broker.http}/Console/GetProducers", headers={"secretKey": "test"}
+        ) as resp:
+            producers = (await resp.json())["data"]
+        assert {"odd\ufffdtopic"} == {r["Topic"] for r in producers if r["Topic"].startswith("odd")}
+        assert any(r["ProducerId"] == "id\ufffd" for r in producers)
 
 
 async def raw_answer(port: int, request: bytes) -> bytes:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from aiohttp import WSMsgType, web
 
 from kapokmq.login import SYNC_EXTENSIONS
+from kapokmq.server.client_path import client_route
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.session import ROLES, Session, SyncFeed, SyncWebSocket
@@ -78,8 +79,11 @@ def open_websocket(limit: int, heartbeat: float | None = None) -> web.WebSocketR
 
 async def endpoint(request: web.Request) -> web.StreamResponse:
     """`GET /Producers/Conn/{topic}/{id}` and `GET /Consumers/Conn/{topic}/{id}`."""
-    kind = ROLES[request.match_info["role"]]
-    topic, client_id = request.match_info["topic"], request.match_info["id"]
+    route = client_route(request.raw_path)  # as the picows engine reads it
+    if route is None:  # the router matched, so this cannot be; aiohttp's reading then
+        route = request.match_info["role"], request.match_info["topic"], request.match_info["id"]
+    role, topic, client_id = route
+    kind = ROLES[role]
 
     def session(runtime: BrokerRuntime, transport: asyncio.Transport, link: _Link) -> Session:
         return kind(runtime, transport, link, topic, client_id, request.remote or "")

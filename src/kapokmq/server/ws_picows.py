@@ -14,7 +14,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
 
 from picows import (
     WSAutoPingStrategy,
@@ -31,6 +30,7 @@ from picows.picows import (  # type: ignore[attr-defined]  # not in picows' stub
     _validate_upgrade_request,
 )
 
+from kapokmq.server.client_path import client_route
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.session import ROLES, Session
 
@@ -97,16 +97,6 @@ class _Connection(WSListener):
         self.raw.resume_reading()
 
 
-def _route(path: str) -> tuple[str, str, str] | None:
-    parts = path.split("?", 1)[0].split("/")
-    # "", "Producers"|"Consumers", "Conn", topic, id
-    if len(parts) != 5 or parts[0] or parts[2] != "Conn" or not parts[3] or not parts[4]:
-        return None
-    if parts[1] not in ROLES:
-        return None
-    return parts[1], unquote(parts[3]), unquote(parts[4])
-
-
 def picows_takes(head: bytes) -> bool:
     """Would picows upgrade this request head (without its final CRLF CRLF)? It refuses
     some heads that aiohttp and the original's gorilla/websocket take, such as Firefox's
@@ -128,7 +118,7 @@ def websocket_protocols(
     picows_log = logging.getLogger("picows.server")
 
     def for_path(path: str, head: bytes) -> asyncio.BaseProtocol | None:
-        route = _route(path)
+        route = client_route(path)
         if route is None or not picows_takes(head):
             return None
 
