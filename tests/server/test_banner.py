@@ -87,3 +87,13 @@ def test_the_console_line_names_the_key_it_wants() -> None:
     assert "(log in with the secret key)" in "\n".join(banner_lines(config, 8011, False))
     config.mq.consoleKey = "admin"
     assert "(log in with mq.consoleKey)" in "\n".join(banner_lines(config, 8011, False))
+
+
+def test_an_empty_addr_is_named_as_every_interface() -> None:
+    """`addr:` with no value (the original's packaged file) listens on every interface."""
+    config = Config()
+    config.server.addr = ""
+    lines = banner_lines(config, 8011, False)
+    assert lines[-1].startswith("kapokmq listening on http://0.0.0.0:8011 ")
+    warning = key_warning(config)
+    assert warning is not None and warning.startswith("!!! listening on 0.0.0.0 with")

@@ -55,9 +55,15 @@ def role(config: Config) -> str:
     return ", ".join(parts) or "standalone"
 
 
+def shown_addr(addr: str) -> str:
+    """How the listen address is named: an empty ``server.addr`` (the original's packaged
+    ``addr:``, Gin's ``:port``) listens on every interface, as 0.0.0.0 does."""
+    return addr or "0.0.0.0"
+
+
 def banner_lines(config: Config, port: int, tls: bool) -> list[str]:
     scheme = "https" if tls else "http"
-    addr = config.server.addr
+    addr = shown_addr(config.server.addr)
     pubsub = config.mq.pushType == PushType.PUBLISH_SUBSCRIBE
     mode = "publish/subscribe" if pubsub else "point-to-point"
     host = f"{_browsable(addr)}:{port}"
@@ -81,7 +87,7 @@ def key_warning(config: Config) -> str | None:
     if key not in (DEFAULT_KEY, ""):
         return None
     what = "the default secret key 'test'" if key == DEFAULT_KEY else "an empty secret key"
-    addr = config.server.addr
+    addr = shown_addr(config.server.addr)
     if is_loopback(addr):
         return (
             f"using {what}: fine on this machine; set mq.secretKey (--secret-key) before "
