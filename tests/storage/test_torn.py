@@ -196,6 +196,16 @@ def test_a_damaged_file_header_costs_only_the_header(tmp_path: Path, kind: str, 
     assert len(result.kept_copies) == 1
 
 
+def test_a_segment_of_zeros_is_one_whose_header_never_made_it(tmp_path: Path) -> None:
+    """A power loss right after a segment was created can leave its blocks as zeros."""
+    d = DataDir(tmp_path, "MQDATA")
+    write_file(d.wal_path(1), KIND_WAL, 1, [[1], [2]])
+    d.wal_path(2).write_bytes(bytes(8192))
+    result = recover(d)
+    assert list(result.messages) == [code(1), code(2)]
+    assert not d.wal_path(2).exists()
+
+
 def test_zeros_at_the_end_are_a_torn_tail(tmp_path: Path) -> None:
     """A power loss can leave allocated but never written blocks."""
     d = DataDir(tmp_path, "MQDATA")

@@ -300,8 +300,9 @@ def recover(datadir: DataDir, skip_corrupt: bool = False) -> Recovered:
     for seq in segments:
         path = listing.wals[seq]
         size = path.stat().st_size
-        if size < HEADER_SIZE:
-            # created just before a crash (or a full disk), header not (fully) written
+        if size < HEADER_SIZE or _only_zeros(path):
+            # created just before a crash (or a full disk), header not (fully) written; a
+            # power loss can leave its blocks allocated but never written (zeros)
             log.warning("WAL segment %s: header incomplete (%d bytes); removed", path.name, size)
             result.problems.append(f"WAL segment {path.name}: header incomplete")
             _remove(path)
@@ -363,6 +364,17 @@ class _Judge:
             if damage is not None:
                 self.result.skipped_bytes += damage.bytes
                 self.result.dropped_records += damage.records
+
+
+def _only_zeros(path: Path) -> bool:
+    """A file holding nothing but zero bytes (read only past a zero header)."""
+    with path.open("rb") as f:
+        if f.read(HEADER_SIZE).strip(b"\0"):
+            return False
+        while block := f.read(1 << 20):
+            if block.strip(b"\0"):
+                return False
+    return True
 
 
 def _remove(path: Path) -> None:
