@@ -3,8 +3,9 @@ dispatch with push encoding, ack_many) with and without the WAL listener, no soc
 
     python -m benchmarks.wal_bench [N] [BATCH]      # BATCH messages per loop iteration
 
-Prints CPU µs per message for both and the difference (one ADD and one UPDATE record
-encoded, framed and written with ``fsync no``; the flush is timed on its own). Wall
+Prints the loop thread's CPU µs per message for both and the difference (one ADD and
+one UPDATE record encoded, framed and written with ``fsync no``; the flush is timed on
+its own; the WAL thread's block reservations are not counted, as in the broker). Wall
 clocks on a shared machine move by tens of percent; for a step's before/after count
 instructions instead, e.g. ``valgrind --tool=callgrind python -m benchmarks.wal_bench
 20000 500 --once wal`` minus the same with ``memory`` (docs/performance.md, Session 4).
@@ -31,7 +32,7 @@ from kapokmq.storage.wal import WalWriter
 
 
 def run(n: int, with_wal: bool, batch: int) -> tuple[float, float]:
-    """(CPU µs per message for the whole cycle, of which the WAL's writes)."""
+    """(loop-thread CPU µs per message for the whole cycle, of which the WAL's writes)."""
     loop = asyncio.new_event_loop()
     broker = Broker(Config(), time.time, on_dirty=lambda: None)
     where = Path(tempfile.mkdtemp(prefix="kapokmq-wal-bench-"))
