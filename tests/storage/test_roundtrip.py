@@ -273,3 +273,18 @@ async def test_tickets_share_one_future_per_batch_and_replies_stay_in_order(
     assert ticket() is None  # everything is on disk
     await storage.close()
     runtime.close()
+
+
+async def test_snapshot_mode_saves_a_change_within_persistent_time(tmp_path: Path) -> None:
+    """isPersistent 1 is checked once a second: a snapshot is taken at the last check
+    before persistentTime has passed, not at the first one after it (which could lose
+    a change made just after a snapshot for persistentTime + 1 s)."""
+    runtime, storage = start(make_config(tmp_path, isPersistent=1, persistentTime=3))
+    runtime.publish("t", "change", 0)
+    storage.last_snapshot_at = time.monotonic() - 2.5  # the next check would be at 3.5 s
+    storage._tick()
+    assert storage._snapshot_task is not None
+    await storage._snapshot_task
+    assert storage.counter.changes == 0
+    await storage.close()
+    runtime.close()

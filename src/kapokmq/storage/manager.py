@@ -46,6 +46,7 @@ log = logging.getLogger("kapokmq.storage")
 GATE = "storage"  # the write gate's source name (runtime.refuse_writes)
 RETRY_FIRST = 0.2  # seconds before the first rebuild attempt; doubled up to RETRY_MAX
 RETRY_MAX = 5.0
+TICK = 1.0  # seconds between checks whether a snapshot is due
 
 
 class WalListener:
@@ -253,7 +254,7 @@ class Storage:
         except BaseException:
             self.datadir.close()
             raise
-        self._timer = self.loop.call_later(1.0, self._tick)
+        self._timer = self.loop.call_later(TICK, self._tick)
         self.runtime.storage_opened(self)
         where = self.datadir.path.resolve()
         if self.mode == Persistence.WAL:
@@ -371,14 +372,16 @@ class Storage:
 
     # ------------------------------------------------------------------ snapshots
     def _tick(self) -> None:
-        self._timer = self.loop.call_later(1.0, self._tick)
+        self._timer = self.loop.call_later(TICK, self._tick)
         if self._snapshot_task is not None or self.fault is not None:
             return
         due = self._snapshot_soon
         if self.wal is not None:
             due = due or self.wal.bytes_written >= max(self.compact_bytes, self.last_snapshot_bytes)
         elif self.counter.changes:
-            due = due or time.monotonic() - self.last_snapshot_at >= self.persist_every
+            # a tick early rather than late: a change just after a snapshot is then saved
+            # within persistentTime seconds, not persistentTime + a tick
+            due = due or time.monotonic() - self.last_snapshot_at > self.persist_every - TICK
         if due:
             self._snapshot_soon = False
             self.start_snapshot()
