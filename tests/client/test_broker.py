@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -230,6 +231,32 @@ def test_sync_api(broker: BrokerProcess) -> None:
         assert console.count()["consumed"] in (2, 3)  # the last ack may still be in flight
 
 
+async def test_ttl_zero_means_the_topic_default_as_on_the_wire(
+    broker_factory: type[BrokerProcess], tmp_path: Path
+) -> None:
+    """ttl=0 is no TTL of the message's own (the wire's TTL 0): the topic's default applies,
+    over WebSocket, HTTP and the blocking client alike."""
+    (tmp_path / "application.yaml").write_text("mq:\n  topics:\n    news: {ttl: 60}\n")
+    broker = broker_factory()
+    async with (
+        Producer(broker.http, "news", "p1") as news,
+        Producer(broker.http, "plain", "p2") as plain,
+        ConsoleClient(broker.http) as console,
+    ):
+        await news.send("n", ttl=0)
+        await plain.send("p", ttl=0)
+        codes = [await console.send(topic, "h", ttl=0) for topic in ("news", "plain")]
+        listed = await console.list_messages("1970-01-02 00:00:00", "2100-01-01 00:00:00")
+    with SyncProducer(broker.http, "news", "p3") as sync_producer:
+        sync_producer.send("s", ttl=0)
+    with SyncConsoleClient(broker.http) as sync_console:
+        every = sync_console.list_messages("1970-01-02 00:00:00", "2100-01-01 00:00:00")
+    ttls = {(m["Topic"], m.get("TTL")) for m in listed}
+    assert ttls == {("news", 60), ("plain", None)} and len(listed) == 4
+    assert {m["MessageCode"] for m in listed} >= set(codes)
+    assert sorted(m.get("TTL", 0) for m in every) == [0, 0, 60, 60, 60]
+
+
 async def test_ttl_and_message_id(broker: BrokerProcess) -> None:
     """The client's ttl and message_id reach the broker: a repeated id is stored once (over
     WebSocket and HTTP alike) and the TTL is on the stored message."""
@@ -244,7 +271,7 @@ async def test_ttl_and_message_id(broker: BrokerProcess) -> None:
         assert stored["MessageData"] == "first" and stored["TTL"] == 600
         assert (await console.count())["all"] == 1
         with pytest.raises(TypeError, match="ttl"):
-            await producer.send("bad", ttl=0)
+            await producer.send("bad", ttl=-1)
     with SyncProducer(broker.http, "ids", "p2") as sync_producer:
         sync_producer.send("sync", message_id="order-42")
     with SyncConsoleClient(broker.http) as sync_console:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -179,6 +180,77 @@ def test_produce_ttl_and_message_id(broker: BrokerProcess) -> None:
     got = json.loads(sh(f"{KAPOKMQ} console get {code}", broker).stdout)
     assert got["MessageData"] == "one" and got["TTL"] == 60
     assert json.loads(sh(f"{KAPOKMQ} console count", broker).stdout)["all"] == 4
-    for bad in ("--ttl 0 x", "--message-id m -"):
+    for bad in ("--ttl -1 x", "--message-id m -"):
         refused = sh(f"{KAPOKMQ} produce --topic x {bad}", broker)
         assert refused.returncode == 2 and refused.stderr.startswith("kapokmq: --"), refused.stderr
+
+
+def test_console_schedule_deliver_now_requeue_and_trace(broker_factory) -> None:
+    broker = broker_factory(settings={"mq.trace": 1})
+
+    def code_of(command: str) -> str:
+        done = sh(f"{KAPOKMQ} produce --http {command}", broker)
+        assert done.returncode == 0, done.stderr
+        return str(done.stdout).strip()
+
+    far = code_of("--topic s --delay 86400 far")
+    soon = code_of("--topic s --delay 3600 soon")
+    other = code_of("--topic o --delay 60 other")
+    table = sh(f"{KAPOKMQ} console scheduled", broker)
+    assert (table.returncode, table.stderr) == (0, "")
+    header, *rows = table.stdout.splitlines()
+    assert header.split() == ["DUE", "IN", "TOPIC", "DELAY", "CODE"]
+    assert [row.split()[-1] for row in rows] == [other, soon, far]  # soonest first
+    assert re.search(r"\s(59s|1m 00s)\s+o\s+60\s", rows[0]), rows[0]
+    assert re.search(r"\s(23h 59m|1d 00h)\s+s\s+86400\s", rows[2]), rows[2]
+    paged = sh(f"{KAPOKMQ} console scheduled --topic s --page-size 1 --json", broker)
+    assert [m["MessageCode"] for m in json.loads(paged.stdout)] == [soon]
+    assert paged.stderr == (
+        "kapokmq: showing 1-1 of 2 delayed messages, soonest first; "
+        "--page 2 for the next 1, --all for all of them\n"
+    )
+    every = json.loads(sh(f"{KAPOKMQ} console scheduled --all --json", broker).stdout)
+    assert [m["MessageCode"] for m in every] == [other, soon, far] and every[0]["DueTime"]
+
+    assert sh(f"{KAPOKMQ} console deliver-now {far}", broker).stdout == "ok\n"
+    got = json.loads(sh(f"{KAPOKMQ} consume --topic s --count 1", broker).stdout)
+    assert got["MessageCode"] == far
+    twice = sh(f"{KAPOKMQ} console deliver-now {far}", broker)
+    assert (twice.returncode, twice.stderr) == (
+        1,
+        "kapokmq: no delayed message with that messageCode\n",
+    )
+    assert sh(f"{KAPOKMQ} console requeue {far}", broker).stdout == "ok\n"  # consumed: again
+    waiting = sh(f"{KAPOKMQ} console requeue {far}", broker)
+    assert (waiting.returncode, waiting.stderr) == (
+        1,
+        "kapokmq: no dead or consumed message with that messageCode\n",
+    )
+    again = json.loads(sh(f"{KAPOKMQ} consume --topic s --count 1", broker).stdout)
+    assert again["MessageCode"] == far
+
+    expected = ["published", "delivered now", "pushed", "acked", "requeued", "pushed", "acked"]
+    deadline = time.monotonic() + 10
+    while True:  # the last ack may still be on its way when consume exits
+        events = json.loads(sh(f"{KAPOKMQ} console trace {far} --json", broker).stdout)
+        if len(events) == len(expected) or time.monotonic() > deadline:
+            break
+    assert [e["Event"] for e in events] == expected
+    trace = sh(f"{KAPOKMQ} console trace {far}", broker)
+    header, *rows = trace.stdout.splitlines()
+    assert header.split() == ["TIME", "EVENT", "DETAILS"] and len(rows) == len(expected)
+    assert "ProducerId= ProducerIp=127.0.0.1 Engine=http" in rows[0]
+    assert "delivered now" in rows[1] and "Attempt=1" in rows[2]
+
+    for action in ("trace", "deliver-now", "requeue"):
+        blank = sh(f"{KAPOKMQ} console {action} ''", broker)
+        assert (blank.returncode, blank.stderr) == (1, "kapokmq: messageCode is required\n")
+    helped = sh(f"{KAPOKMQ} console --help", broker).stdout
+    assert all(a in helped for a in ("scheduled", "deliver-now", "requeue", "trace"))
+    assert "--page-size" in sh(f"{KAPOKMQ} console scheduled --help", broker).stdout
+
+
+def test_console_trace_when_tracing_is_off(broker: BrokerProcess) -> None:
+    code = sh(f"{KAPOKMQ} produce --http --topic t x", broker).stdout.strip()
+    off = sh(f"{KAPOKMQ} console trace {code}", broker)
+    assert (off.returncode, off.stderr) == (1, "kapokmq: message trace is off (mq.trace is 0)\n")

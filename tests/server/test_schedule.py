@@ -59,6 +59,23 @@ async def test_list_deliver_now_and_cancel(broker: BrokerProcess) -> None:
         assert [m["MessageCode"] for m in answer["data"]] == [other]  # type: ignore[attr-defined]
 
 
+async def test_a_blank_message_code_is_one_error_on_every_route_of_ours(
+    broker: BrokerProcess,
+) -> None:
+    """DeliverNow, Requeue and GetMessageTrace refuse a missing or blank messageCode with
+    the same text (docs/protocol.md, "HTTP API"); an unknown code keeps each its own."""
+    async with ConsoleClient(broker.http) as console:
+        for route in ("/Console/DeliverNow", "/Console/Requeue", "/Console/GetMessageTrace"):
+            for form in ({}, {"messageCode": "  "}):
+                with pytest.raises(ApiError) as refused:
+                    await console.request(route, form)
+                assert refused.value.response == {"code": -1, "msg": "messageCode is required"}
+        with pytest.raises(ApiError, match="no delayed message with that messageCode"):
+            await console.deliver_now("0" * 32)
+        with pytest.raises(ApiError, match="no dead or consumed message with that messageCode"):
+            await console.requeue("0" * 32)
+
+
 async def test_bad_paging_is_a_clear_error(broker: BrokerProcess) -> None:
     async with ConsoleClient(broker.http) as console:
         for form in ({"pageSize": "0"}, {"page": "0"}, {"page": "x"}):

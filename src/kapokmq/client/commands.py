@@ -15,7 +15,7 @@ import socket
 import stat
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from types import FrameType
 from typing import Any
 
@@ -41,6 +41,7 @@ STATUS_NAMES = {"all": STATUS_ALL, "waiting": -1, "delayed": 0, "consumed": 1, "
 STATUS_LABELS = {-1: "waiting", 0: "delayed", 1: "consumed", 2: "dead"}
 INTERRUPT_GRACE = 2.0  # seconds the orderly exit after Ctrl-C may take before a hard exit
 PAGE_SIZE = 50  # `console list` without --all: a screenful, not the whole store
+ALL_PAGE_SIZE = 10_000  # `console scheduled --all` pages this many at a time (the API's most)
 MAX_ERRORS_SHOWN = 10
 
 
@@ -136,7 +137,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     produce.add_argument("--topic", required=True)
     produce.add_argument("--delay", type=int, default=0, help="delay in whole seconds")
     produce.add_argument(
-        "--ttl", type=int, help="seconds it may wait to be consumed once due, then dead (expired)"
+        "--ttl",
+        type=int,
+        help="seconds it may wait to be consumed once due, then dead (expired); "
+        "0: the topic's default",
     )
     produce.add_argument(
         "--message-id",
@@ -184,16 +188,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument("--end", default=None, help="default: tomorrow")
     listing.add_argument("--status", type=_status, default=STATUS_ALL, help="all|waiting|...")
     listing.add_argument("--topic", default=None)
-    pages = listing.add_mutually_exclusive_group()
+    _paging(listing, "message")
+    schedule = action("scheduled", "delayed messages, soonest first, with countdowns")
+    schedule.add_argument("--topic", default=None, help="only this topic's")
+    _paging(schedule, "delayed message")
+    action("deliver-now", "make a delayed message due at once").add_argument("code")
+    action(
+        "requeue", "put a dead (or consumed) message back in its queue, attempts reset"
+    ).add_argument("code")
+    tracing = action("trace", "what happened to one message, oldest first (needs mq.trace)")
+    tracing.add_argument("code")
+    tracing.add_argument("--json", action="store_true", help="the events as JSON, not a table")
+    console.set_defaults(func=_runner(_console))
+
+
+def _paging(parser: argparse.ArgumentParser, noun: str) -> None:
+    """--page | --all, --page-size and --json, as every listing action takes them."""
+    pages = parser.add_mutually_exclusive_group()
     pages.add_argument("--page", type=_positive, default=1, help="1-based page (default 1)")
-    pages.add_argument("--all", action="store_true", help="every matching message, no paging")
-    listing.add_argument(
+    pages.add_argument("--all", action="store_true", help=f"every matching {noun}, no paging")
+    parser.add_argument(
         "--page-size", type=_positive, default=PAGE_SIZE, help=f"default {PAGE_SIZE}"
     )
-    listing.add_argument(
+    parser.add_argument(
         "--json", action="store_true", help="a JSON array of the messages instead of a table"
     )
-    console.set_defaults(func=_runner(_console))
 
 
 # -- produce ------------------------------------------------------------------------------------
@@ -240,8 +259,8 @@ def _stdin_size() -> int | None:
 
 def _extras(args: argparse.Namespace) -> dict[str, Any]:
     """--ttl and --message-id as the clients' keywords (docs/protocol.md, TTL and Dedup)."""
-    if args.ttl is not None and args.ttl <= 0:
-        raise ValueError(f"--ttl must be whole seconds > 0, got {args.ttl}")
+    if args.ttl is not None and args.ttl < 0:
+        raise ValueError(f"--ttl must be whole seconds >= 0 (0: the topic's), got {args.ttl}")
     if args.message_id is not None and args.data == "-":
         raise ValueError("--message-id names one message; with - every line would repeat it")
     return {"ttl": args.ttl, "message_id": args.message_id}
@@ -383,6 +402,20 @@ async def _console(args: argparse.Namespace) -> int:
             print("ok")
         elif action == "list":
             await _list(client, args)
+        elif action == "scheduled":
+            await _scheduled(client, args)
+        elif action == "deliver-now":
+            await client.deliver_now(args.code)
+            print("ok")
+        elif action == "requeue":
+            await client.requeue(args.code)
+            print("ok")
+        elif action == "trace":
+            events = await client.trace(args.code)
+            if args.json:
+                _print_json(events)
+            else:
+                _print_trace(events)
     return 0
 
 
@@ -401,28 +434,103 @@ async def _list(client: ConsoleClient, args: argparse.Namespace) -> None:
         _print_json(messages)
     else:
         _print_table(messages)
+    _say_what_is_left(args, len(messages), total, "messages, newest first")
+
+
+def _say_what_is_left(args: argparse.Namespace, shown: int, total: int, what: str) -> None:
+    """On stderr, so stdout stays what was asked for: how to get the rest of a listing."""
     first = (args.page - 1) * args.page_size
-    if not args.all and first + len(messages) < total:
+    if not args.all and first + shown < total:
         _err(
-            f"showing {first + 1}-{first + len(messages)} of {total} messages, newest first; "
+            f"showing {first + 1}-{first + shown} of {total} {what}; "
             f"--page {args.page + 1} for the next {args.page_size}, --all for all of them"
         )
-    elif not messages and total:
-        _err(f"page {args.page} is past the last one ({total} messages)")
+    elif not shown and total:
+        _err(f"page {args.page} is past the last one ({total} {what.split(',')[0]})")
+
+
+async def _scheduled(client: ConsoleClient, args: argparse.Namespace) -> None:
+    """A page of the schedule (a table with countdowns from the broker's clock, or JSON).
+    ``--all`` reads it page by page: what comes due meanwhile may be missed or repeated."""
+    if args.all:
+        messages: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            chunk, total, now = await client.scheduled(args.topic, page, ALL_PAGE_SIZE)
+            messages += chunk
+            if len(chunk) < ALL_PAGE_SIZE or len(messages) >= total:
+                break
+            page += 1
+    else:
+        messages, total, now = await client.scheduled(args.topic, args.page, args.page_size)
+    if args.json:
+        _print_json(messages)
+    else:
+        _print_rows(
+            ("DUE", "IN", "TOPIC", "DELAY", "CODE"),
+            [
+                (
+                    _local_time(m["DueTime"]),
+                    _countdown(m["DueTime"] - now),
+                    m["Topic"],
+                    str(m["DelayTime"]),
+                    m["MessageCode"],
+                )
+                for m in messages
+            ],
+        )
+    _say_what_is_left(args, len(messages), total, "delayed messages, soonest first")
+
+
+def _countdown(seconds: int) -> str:
+    """``1d 02h``, ``2h 03m``, ``4m 05s``, ``12s``: the two largest units; ``due`` at 0."""
+    if seconds <= 0:
+        return "due"
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def _local_time(unix: int) -> str:
+    try:
+        return dt.datetime.fromtimestamp(unix).strftime(TIME_FORMAT)
+    except (OverflowError, OSError, ValueError):  # a delay of centuries
+        return f"@{unix}"
+
+
+def _print_trace(events: list[dict[str, Any]]) -> None:
+    rows = []
+    for event in events:
+        details = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("Time", "Event"))
+        rows.append((_local_time(event["Time"]), event["Event"], details))
+    _print_rows(("TIME", "EVENT", "DETAILS"), rows)
 
 
 def _print_table(messages: list[dict[str, Any]]) -> None:
-    rows = [
-        (
-            dt.datetime.fromtimestamp(m["CreateTime"]).strftime(TIME_FORMAT),
-            STATUS_LABELS.get(m["Status"], str(m["Status"])),
-            m["Topic"],
-            str(m["DelayTime"]),
-            m["MessageCode"],
-        )
-        for m in messages
-    ]
-    header = ("CREATED", "STATUS", "TOPIC", "DELAY", "CODE")
+    _print_rows(
+        ("CREATED", "STATUS", "TOPIC", "DELAY", "CODE"),
+        [
+            (
+                _local_time(m["CreateTime"]),
+                STATUS_LABELS.get(m["Status"], str(m["Status"])),
+                m["Topic"],
+                str(m["DelayTime"]),
+                m["MessageCode"],
+            )
+            for m in messages
+        ],
+    )
+
+
+def _print_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns padded to their widest cell; the last one is not padded."""
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header) - 1)]
     for row in (header, *rows):
         print("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]))

@@ -183,6 +183,34 @@ class ConsoleClient:
         answer = await self.request("/Console/GetMessageList", form)
         return answer.get("data") or [], int(answer.get("total", 0))
 
+    async def scheduled(
+        self, topic: str | None = None, page: int = 1, page_size: int = 20
+    ) -> tuple[list[dict[str, Any]], int, int]:
+        """One page of the delayed messages, soonest first (MessageData blanked, plus
+        ``DueTime``), how many are delayed in all (in ``topic``, if given), and the
+        broker's clock (unix seconds) for countdowns."""
+        form = {"page": str(page), "pageSize": str(page_size)}
+        if topic:
+            form["topic"] = topic
+        answer = await self.request("/Console/GetScheduled", form)
+        return answer.get("data") or [], int(answer.get("total", 0)), int(answer.get("now", 0))
+
+    async def deliver_now(self, message_code: str) -> None:
+        """Make a delayed message due at once; ApiError unless it is delayed."""
+        await self.request("/Console/DeliverNow", {"messageCode": message_code})
+
+    async def requeue(self, message_code: str) -> None:
+        """Put a dead (or consumed) message back in its queue, attempts reset; ApiError
+        unless it is dead or consumed."""
+        await self.request("/Console/Requeue", {"messageCode": message_code})
+
+    async def trace(self, message_code: str) -> list[dict[str, Any]]:
+        """The message's trace events, oldest first (``mq.trace``); ApiError when tracing
+        is off, no message has that code, or it has no trace."""
+        result = await self._data("/Console/GetMessageTrace", {"messageCode": message_code})
+        events: list[dict[str, Any]] = result["Events"]
+        return events
+
     async def nodes(self) -> list[dict[str, Any]]:
         """Cluster nodes; [] when the broker is not clustered."""
         result = await self.request("/Console/GetNodes")

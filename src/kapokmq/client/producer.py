@@ -38,9 +38,10 @@ def encode_send(
         raise TypeError(f"delay must be whole seconds (int), not {delay!r}")
     frame: dict[str, object] = {"MessageData": data, "DelayTime": seconds}
     if ttl is not None:
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
-            raise TypeError(f"ttl must be whole seconds > 0 (int), not {ttl!r}")
-        frame["TTL"] = ttl
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
+            raise TypeError(f"ttl must be whole seconds >= 0 (int), not {ttl!r}")
+        if ttl:  # 0: none of its own, the topic's default applies, as on the wire
+            frame["TTL"] = ttl
     if message_id is not None:
         if not isinstance(message_id, str) or not message_id:
             raise TypeError(f"message_id must be a non-empty str, not {message_id!r}")
@@ -117,7 +118,8 @@ class Producer(Session):
         """Publish one message; raises SendError if the broker rejects it.
 
         ``delay`` is in whole seconds; the message is delivered once it is due. ``ttl``:
-        seconds after it is due before an unconsumed message is dead (reason `expired`).
+        seconds after it is due before an unconsumed message is dead (reason `expired`);
+        0 or None: no TTL of its own, the topic's default (``mq.topics``) applies.
         ``message_id``: a repeat with the same id within the broker's dedup window is not
         stored again (so a resend after a reconnect is stored once).
         """

@@ -284,6 +284,24 @@ class SyncConsoleClient(_Closing):
         """Messages created in [start, end], newest first."""
         return run(self._client.list_messages(start, end, status, topic, page, page_size))
 
+    def scheduled(
+        self, topic: str | None = None, page: int = 1, page_size: int = 20
+    ) -> tuple[list[dict[str, Any]], int, int]:
+        """One page of the delayed messages, soonest first; the total; the broker's clock."""
+        return run(self._client.scheduled(topic, page, page_size))
+
+    def deliver_now(self, message_code: str) -> None:
+        """Make a delayed message due at once."""
+        run(self._client.deliver_now(message_code))
+
+    def requeue(self, message_code: str) -> None:
+        """Put a dead (or consumed) message back in its queue."""
+        run(self._client.requeue(message_code))
+
+    def trace(self, message_code: str) -> list[dict[str, Any]]:
+        """The message's trace events, oldest first."""
+        return run(self._client.trace(message_code))
+
     def nodes(self) -> list[dict[str, Any]]:
         """Cluster nodes."""
         return run(self._client.nodes())

@@ -293,6 +293,16 @@ def message_view(broker: Broker, msg: Message, with_data: bool = True) -> dict[s
     return view
 
 
+def required_code(form: MultiDictProxy[Any]) -> str:
+    """The ``messageCode`` of our routes that act on one message (GetMessageTrace,
+    DeliverNow, Requeue): a blank one is refused with one text everywhere (docs/protocol.md,
+    "HTTP API"). The original's GetMessage and DelMessage keep their own answers."""
+    code = field(form, "messageCode").strip()
+    if not code:
+        raise BadInput("messageCode is required")
+    return code
+
+
 def _lookup(request: web.Request, form: MultiDictProxy[Any]) -> Message | None:
     return runtime_of(request).broker.store.get(field(form, "messageCode").strip())
 
@@ -309,9 +319,7 @@ async def get_message(request: web.Request, form: MultiDictProxy[Any]) -> web.Re
 async def get_message_trace(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
     """Extension: a message's trace, oldest event first (docs/protocol.md "Message trace").
     A trace outlives its message, so a deleted message's trace is still answered."""
-    code = field(form, "messageCode").strip()
-    if not code:
-        raise BadInput("messageCode is required")
+    code = required_code(form)
     broker = runtime_of(request).broker
     trace = broker.trace
     if trace is None:
@@ -403,7 +411,7 @@ async def deliver_now(request: web.Request, form: MultiDictProxy[Any]) -> web.Re
     runtime = runtime_of(request)
     if (refused := runtime.console_refusal()) is not None:
         return error(refused)
-    if runtime.broker.deliver_now(field(form, "messageCode").strip()):
+    if runtime.broker.deliver_now(required_code(form)):
         if runtime.durable_barrier is not None:
             try:
                 await runtime.durable_barrier()
@@ -419,7 +427,7 @@ async def requeue_message(request: web.Request, form: MultiDictProxy[Any]) -> we
     runtime = runtime_of(request)
     if (refused := runtime.console_refusal()) is not None:
         return error(refused)
-    if runtime.broker.requeue(field(form, "messageCode").strip()):
+    if runtime.broker.requeue(required_code(form)):
         return json_response({"code": 0})
     return error("no dead or consumed message with that messageCode")
 
