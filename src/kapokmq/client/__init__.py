@@ -10,6 +10,7 @@ from kapokmq.client.connection import DEFAULT_SECRET_KEY, DEFAULT_URL
 from kapokmq.client.consumer import Consumer
 from kapokmq.client.errors import (
     ApiError,
+    ApiKeyError,
     AuthenticationError,
     ClientClosedError,
     ConnectionLostError,
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_SECRET_KEY",
     "DEFAULT_URL",
     "ApiError",
+    "ApiKeyError",
     "AuthenticationError",
     "Backoff",
     "ClientClosedError",

@@ -152,7 +152,13 @@ class _Follower(Connectable):
                 return
             if self._http is None:
                 self._http = aiohttp.ClientSession()
-            nodes = await self._fetch()
+            try:
+                nodes = await self._fetch()
+            except BaseException:
+                if self._own_http:  # a failed first connect leaves nothing open
+                    await self._http.close()
+                    self._http = None
+                raise
             self._started = True
             self._reconcile(nodes)
             if self._connecting:
@@ -417,6 +423,7 @@ class ClusterProducer(_Follower):
             reconnect=False,  # a lost broker is failed over, not waited for
             connect_timeout=self.connect_timeout,
             close_timeout=self.close_timeout,
+            send_timeout=self.send_timeout,  # a broker that stops answering is failed over
             session=self._http,
         )
         await producer.connect()

@@ -9,7 +9,12 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 
-from kapokmq.client.errors import AuthenticationError, ConnectionLostError, ProtocolError
+from kapokmq.client.errors import (
+    AuthenticationError,
+    ConnectionLostError,
+    ProtocolError,
+    failure_reason,
+)
 from kapokmq.login import MATCHED, MISMATCH, PROMPT
 
 DEFAULT_URL = "http://127.0.0.1:8011"
@@ -90,12 +95,14 @@ async def open_session(
     except aiohttp.WSServerHandshakeError as exc:
         raise ConnectionLostError(f"WebSocket upgrade refused ({exc.status}): {url}") from exc
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise ConnectionLostError(f"cannot connect to {url}: {exc or type(exc).__name__}") from exc
+        raise ConnectionLostError(
+            f"cannot connect to {url}: {failure_reason(exc, timeout)}"
+        ) from exc
     try:
         await asyncio.wait_for(handshake(ws, secret_key), timeout)
     except TimeoutError as exc:
         await ws.close()
-        raise ConnectionLostError(f"handshake with {url} timed out") from exc
+        raise ConnectionLostError(f"handshake with {url}: {failure_reason(exc, timeout)}") from exc
     except (aiohttp.ClientError, OSError) as exc:
         await ws.close()
         raise ConnectionLostError(f"handshake with {url} failed: {exc}") from exc

@@ -11,7 +11,7 @@ import aiohttp
 
 from kapokmq.client.backoff import Backoff
 from kapokmq.client.connection import DEFAULT_SECRET_KEY, Role
-from kapokmq.client.errors import KapokMQError, ProtocolError
+from kapokmq.client.errors import ConnectionLostError, KapokMQError, ProtocolError
 from kapokmq.client.lifecycle import MessageStream
 from kapokmq.client.message import Message
 from kapokmq.client.session import Session, log
@@ -53,6 +53,7 @@ class Consumer(MessageStream, Session):
         reconnect: bool = True,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
+        ack_timeout: float | None = 30.0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         if concurrency < 1 or buffer < 1:
@@ -68,6 +69,7 @@ class Consumer(MessageStream, Session):
             session=session,
         )
         self.auto_ack = auto_ack
+        self.ack_timeout = ack_timeout
         self.concurrency = concurrency
         self._queue: asyncio.Queue[Message | _End] = asyncio.Queue(buffer)
         self._ack_bound = self.ack
@@ -117,10 +119,17 @@ class Consumer(MessageStream, Session):
                 task.cancel()
 
     async def ack(self, message_code: str) -> None:
-        """Acknowledge by code. Waits through a reconnect; the broker sends no reply."""
+        """Acknowledge by code; the broker sends no reply. Waits through a reconnect, up to
+        ``ack_timeout`` seconds (then ConnectionLostError; the broker redelivers it)."""
         ws = self._ws
         if ws is None or not self._ready.is_set() or self._fatal or self._closing:
-            ws = await self._wait_ready()
+            try:
+                async with asyncio.timeout(self.ack_timeout):
+                    ws = await self._wait_ready()
+            except TimeoutError as exc:
+                raise ConnectionLostError(
+                    f"not connected to {self._ws_url} within {self.ack_timeout:g} s to ack"
+                ) from exc
         with contextlib.suppress(aiohttp.ClientError, OSError):
             await ws.send_frame(message_code.encode(), aiohttp.WSMsgType.TEXT)
 

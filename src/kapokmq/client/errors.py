@@ -46,3 +46,15 @@ class ApiError(KapokMQError):
         self.msg = msg
         self.response = response
         super().__init__(msg)
+
+
+class ApiKeyError(AuthenticationError, ApiError):
+    """The HTTP API answered `Secret key matching error`: fatal like any wrong key, and
+    still the ApiError of that answer for callers that catch ApiError."""
+
+
+def failure_reason(exc: BaseException, timeout: float) -> str:
+    """A network failure in words; a timeout's own text is empty, so name the bound."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    return str(exc) or type(exc).__name__

@@ -11,7 +11,14 @@ import aiohttp
 import orjson
 
 from kapokmq.client.connection import DEFAULT_SECRET_KEY, DEFAULT_URL, base_url
-from kapokmq.client.errors import ApiError, ConnectionLostError, ProtocolError
+from kapokmq.client.errors import (
+    ApiError,
+    ApiKeyError,
+    ConnectionLostError,
+    ProtocolError,
+    failure_reason,
+)
+from kapokmq.login import MISMATCH
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # Go's "2006-01-02 15:04:05", broker-local time
 STATUS_ALL = 3
@@ -29,7 +36,9 @@ def format_time(value: TimeLike) -> str:
 
 
 class ConsoleClient:
-    """Calls the broker's HTTP API. Every call raises ApiError on `{"code": -1}`.
+    """Calls the broker's HTTP API. Every call raises ApiError on `{"code": -1}` (ApiKeyError,
+    also an AuthenticationError, for a wrong key) and ConnectionLostError when there is no
+    answer within ``timeout`` seconds.
 
     Use as an async context manager, or pass a shared aiohttp session.
     """
@@ -80,7 +89,8 @@ class ConsoleClient:
                 body = await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise ConnectionLostError(f"cannot reach {url}: {exc or type(exc).__name__}") from exc
+            reason = failure_reason(exc, self._timeout.total or 0)
+            raise ConnectionLostError(f"cannot reach {url}: {reason}") from exc
         if status != 200:
             raise ProtocolError(f"{url} answered HTTP {status}: {body[:200]!r}")
         if not body.strip():
@@ -90,8 +100,10 @@ class ConsoleClient:
         except orjson.JSONDecodeError as exc:
             raise ProtocolError(f"{url} answered non-JSON: {body[:200]!r}") from exc
         if isinstance(answer, dict) and answer.get("code") not in (0, None):
-            reason = answer.get("msg", answer.get("data", "request failed"))
-            raise ApiError(str(reason), answer)
+            reason = str(answer.get("msg", answer.get("data", "request failed")))
+            if reason == MISMATCH:
+                raise ApiKeyError(reason, answer)
+            raise ApiError(reason, answer)
         return answer
 
     async def _data(self, path: str, form: dict[str, str] | None = None) -> Any:
@@ -141,9 +153,16 @@ class ConsoleClient:
 
     async def get_message(self, message_code: str) -> dict[str, Any]:
         """One message in wire form; ApiError if unknown."""
-        result: dict[str, Any] = await self._data(
-            "/Console/GetMessage", {"messageCode": message_code}
-        )
+        try:
+            result: dict[str, Any] = await self._data(
+                "/Console/GetMessage", {"messageCode": message_code}
+            )
+        except ApiKeyError:
+            raise
+        except ApiError as exc:  # the broker says only "error" (docs/protocol.md)
+            if exc.msg != "error":
+                raise
+            raise ApiError(f"no message with code {message_code!r}", exc.response) from exc
         return result
 
     async def del_message(self, message_code: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import aiohttp
@@ -53,6 +53,7 @@ def encode_send(
 class _Pending:
     frame: bytes
     future: asyncio.Future[None]
+    sent_at: float  # loop time of the first write, for send_timeout
 
 
 class Producer(Session):
@@ -78,6 +79,7 @@ class Producer(Session):
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
         close_timeout: float = 10.0,
+        send_timeout: float | None = 30.0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         if max_in_flight < 1:
@@ -94,6 +96,10 @@ class Producer(Session):
         )
         self.max_in_flight = max_in_flight
         self._close_timeout = close_timeout
+        if send_timeout is not None and send_timeout <= 0:
+            raise ValueError("send_timeout must be positive (or None for no bound)")
+        self.send_timeout = send_timeout
+        self._expiry: asyncio.TimerHandle | None = None
         # The in-flight window: free slots, and waiters that get a freed slot handed over
         # in FIFO order (cheaper than asyncio.Semaphore on the hot path, and fair).
         self._free = max_in_flight
@@ -115,7 +121,8 @@ class Producer(Session):
         ttl: int | None = None,
         message_id: str | None = None,
     ) -> None:
-        """Publish one message; raises SendError if the broker rejects it.
+        """Publish one message; raises SendError if the broker rejects it, and
+        ConnectionLostError if it is not answered within ``send_timeout`` seconds.
 
         ``delay`` is in whole seconds; the message is delivered once it is due. ``ttl``:
         seconds after it is due before an unconsumed message is dead (reason `expired`);
@@ -179,6 +186,9 @@ class Producer(Session):
             with contextlib.suppress(Exception):
                 await self.flush(self._close_timeout)
         await super().close()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -187,21 +197,61 @@ class Producer(Session):
         if self._free > 0 and not self._slot_waiters:
             self._free -= 1
         else:
-            await self._wait_for_slot()
+            async with self._bounded("room in the in-flight window"):
+                await self._wait_for_slot()
         try:
             ws = self._ws
             if ws is None or not self._ready.is_set() or self._fatal or self._closing:
-                ws = await self._wait_ready()
+                async with self._bounded("a connection"):
+                    ws = await self._wait_ready()
         except BaseException:
             self._release_slot()
             raise
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(frame, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._pending.append(_Pending(frame, future, loop.time()))
+        if self._expiry is None and self.send_timeout is not None:
+            self._expiry = loop.call_later(self.send_timeout / 4, self._expire)
         # The frame is queued before the first suspension point, so wire order == deque order.
         # A failed write means a dead socket: the reader notices and the frame is resent.
         with contextlib.suppress(aiohttp.ClientError, OSError):
             await ws.send_frame(frame, aiohttp.WSMsgType.TEXT)
         return future
+
+    @contextlib.asynccontextmanager
+    async def _bounded(self, what: str) -> AsyncIterator[None]:
+        """Wait at most ``send_timeout`` for ``what``; then ConnectionLostError."""
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                yield
+        except TimeoutError as exc:
+            raise ConnectionLostError(
+                f"no {what} to {self._ws_url} within {self.send_timeout:g} s"
+                + ("" if self.connected else " (reconnecting)")
+            ) from exc
+
+    def _expire(self) -> None:
+        """Fail the sends unanswered for ``send_timeout`` (a broker that stopped answering).
+
+        They stay in the queue: a late reply still pairs with its frame, and a reconnect
+        still resends them (so a timed-out message may yet be stored)."""
+        self._expiry = None
+        assert self.send_timeout is not None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for pending in self._pending:
+            if now - pending.sent_at < self.send_timeout:
+                break
+            if not pending.future.done():
+                state = "" if self.connected else " (reconnecting)"
+                pending.future.set_exception(
+                    ConnectionLostError(
+                        f"no reply from {self._ws_url} within {self.send_timeout:g} s{state}"
+                    )
+                )
+                pending.future.exception()  # retrieved: the caller may have stopped waiting
+        if self._pending and not self._closing:
+            self._expiry = loop.call_later(self.send_timeout / 4, self._expire)
 
     async def _wait_for_slot(self) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -88,6 +88,7 @@ class SyncProducer(_Closing):
         reconnect: bool = True,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
+        send_timeout: float | None = 30.0,
     ) -> None:
         async def make() -> Producer:
             producer = Producer(
@@ -99,6 +100,7 @@ class SyncProducer(_Closing):
                 reconnect=reconnect,
                 backoff=backoff,
                 connect_timeout=connect_timeout,
+                send_timeout=send_timeout,
             )
             await producer.connect()
             return producer
