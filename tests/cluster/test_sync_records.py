@@ -7,7 +7,7 @@ import orjson
 
 from kapokmq.cluster.replication import decode_record, dedup_by_code, record_of, removal_of
 from kapokmq.core.dedup import dedup_key
-from kapokmq.model import Message, Status
+from kapokmq.model import Message, Status, code_key
 from kapokmq.protocol import Extras
 from tests.core.fakes import attach, make_broker
 
@@ -43,7 +43,7 @@ def test_extras_follow_the_original_keys_and_never_collide_with_them():
 def test_a_slave_applies_ttl_deadline_history_and_dedup_ids():
     master, clock = make_broker()
     master.publish_many("t", [("a", 0, Extras(30, "id-1")), ("b", 0)])
-    gone = master.publish_once("t", ("c", 0, Extras(0, "id-2")))
+    gone = code_key(master.publish_once("t", ("c", 0, Extras(0, "id-2"))))
     master.delete(gone)
     slave, slave_clock = make_broker()
     slave_clock.now = clock.now
@@ -55,7 +55,7 @@ def test_a_slave_applies_ttl_deadline_history_and_dedup_ids():
         if isinstance(record, Message):
             slave.replicate(record)
         if extras is not None:
-            slave.replicate_extras(record if isinstance(record, str) else record.code, extras)
+            slave.replicate_extras(record.code if isinstance(record, Message) else record, extras)
     first = next(iter(master.messages()))
     assert slave.lifetimes.ttl(first.code) == 30
     assert slave.lifetimes.deadline(first.code) == master.lifetimes.deadline(first.code)

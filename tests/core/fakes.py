@@ -8,7 +8,7 @@ from collections.abc import Callable
 from kapokmq.config import Config
 from kapokmq.core.broker import Broker
 from kapokmq.core.topics import ConsumerSession
-from kapokmq.model import ClientInfo, Message
+from kapokmq.model import ClientInfo, Code, Message
 
 
 class FakeClock:
@@ -32,7 +32,7 @@ class Recorder:
         self.pushed.extend(batch)
 
     @property
-    def codes(self) -> list[str]:
+    def codes(self) -> list[Code]:
         return [m.code for m in self.pushed]
 
     def take(self) -> list[Message]:
@@ -48,10 +48,10 @@ def make_broker(**mq: object) -> tuple[Broker, FakeClock]:
     return Broker(config, clock, new_code=sequential_codes()), clock
 
 
-def sequential_codes() -> Callable[[], str]:
+def sequential_codes() -> Callable[[], Code]:
     """Codes that are the same on every run (hypothesis replays need it; real codes are
-    random)."""
-    return (f"{n:032x}" for n in itertools.count(1)).__next__
+    random), as the broker keeps them: ``code_key`` of ``f"{n:032x}"`` is ``n``."""
+    return itertools.count(1).__next__
 
 
 def attach(broker: Broker, topic: str = "t", name: str = "c") -> tuple[ConsumerSession, Recorder]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kapokmq.model import ClientInfo, Message, Status
+from kapokmq.model import ClientInfo, Code, Message, Status
 from tests.core.fakes import Recorder, attach, make_broker
 
 
@@ -433,7 +433,7 @@ def test_backlog_limit_and_room_callback():
 
 class EventLog:
     def __init__(self) -> None:
-        self.events: list[tuple[str, str, Status]] = []
+        self.events: list[tuple[str, Code, Status]] = []
 
     def message_added(self, msg: Message) -> None:
         self.events.append(("added", msg.code, msg.status))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from kapokmq.core.topics import ConsumerSession
-from kapokmq.model import Message, Status
+from kapokmq.model import Code, Message, Status
 from tests.core.fakes import attach, make_broker
 
 CLEAN = 100
@@ -168,7 +168,7 @@ class CleaningMachine(RuleBasedStateMachine):
             cleanTime=CLEAN, checkSpeed=CHECK, pushRetryTime=30, maxDeliveries=0
         )
         self.broker.clean_slice = 3  # a check of more messages takes several ticks
-        self.live: dict[str, Message] = {}
+        self.live: dict[Code, Message] = {}
         self.sessions: list[ConsumerSession] = []
 
     def _settle(self) -> None:

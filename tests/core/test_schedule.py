@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kapokmq.model import Message, Status
+from kapokmq.model import Code, Message, Status
 from tests.core.fakes import attach, make_broker
 
 DAY = 86_400
@@ -51,7 +51,7 @@ def test_upcoming_lists_delayed_messages_soonest_first_paged_and_by_topic():
 def test_deliver_now_pushes_at_once_and_leaves_the_schedule():
     broker, clock = make_broker(isRePush=0)
     _, rec = attach(broker)
-    events: list[tuple[str, Status]] = []
+    events: list[tuple[Code, Status]] = []
 
     class Listener:
         def message_added(self, m: Message) -> None: ...

@@ -11,7 +11,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from kapokmq.core.dispatch import FANOUT
 from kapokmq.core.topics import ConsumerSession
-from kapokmq.model import ClientInfo, Message, Status
+from kapokmq.model import ClientInfo, Code, Message, Status
 from tests.core.fakes import make_broker
 
 RETRY = 30
@@ -32,10 +32,10 @@ class BrokerMachine(RuleBasedStateMachine):
             maxDeliveries=self.max_deliveries,
             isClean=0,
         )
-        self.published: dict[str, Message] = {}
-        self.consumed: set[str] = set()
+        self.published: dict[Code, Message] = {}
+        self.consumed: set[Code] = set()
         self.sessions: list[ConsumerSession] = []
-        self.last_push: dict[str, tuple[ConsumerSession, float]] = {}
+        self.last_push: dict[Code, tuple[ConsumerSession, float]] = {}
         self.violations: list[str] = []
 
     def _deliver_to(self, holder: list[ConsumerSession]):
@@ -137,7 +137,7 @@ class BrokerMachine(RuleBasedStateMachine):
             self.consumed.add(code)
         self._settle()
 
-    def _ack(self, session: ConsumerSession, code: str) -> None:
+    def _ack(self, session: ConsumerSession, code: Code) -> None:
         msg = self.published.get(code)
         if self.broker.ack(session, code):
             assert msg is not None and msg.topic == session.topic.name, "cross-topic ack"
@@ -154,7 +154,7 @@ class BrokerMachine(RuleBasedStateMachine):
     def nothing_lost(self) -> None:
         assert not self.violations, self.violations
         broker = self.broker
-        in_ready: dict[str, int] = {}
+        in_ready: dict[Code, int] = {}
         for topic in broker.topics.values():
             for msg in topic.ready:
                 if msg.status is Status.WAITING and msg.holder is None:

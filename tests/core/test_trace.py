@@ -22,7 +22,7 @@ from kapokmq.core.trace import (
     Trace,
     event_view,
 )
-from kapokmq.model import ClientInfo
+from kapokmq.model import ClientInfo, Code
 from tests.core.fakes import Recorder, attach, make_broker
 
 SOURCE = ("p1", "10.0.0.7", "ws:picows")
@@ -33,13 +33,13 @@ def traced(broker: Broker) -> Trace:
     return broker.trace
 
 
-def events_of(broker: Broker, code: str) -> list[Event]:
+def events_of(broker: Broker, code: Code) -> list[Event]:
     events = traced(broker).events_of(code)
     assert events is not None
     return events
 
 
-def kinds(broker: Broker, code: str) -> list[int]:
+def kinds(broker: Broker, code: Code) -> list[int]:
     return [event[1] for event in events_of(broker, code)]
 
 

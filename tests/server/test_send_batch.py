@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from kapokmq.config import Config
+from kapokmq.model import code_key
 from kapokmq.server.app import build_app
 from kapokmq.server.main import listen
 from kapokmq.server.runtime import BrokerRuntime
@@ -83,7 +84,9 @@ async def test_every_item_gets_its_own_answer_in_order(
     assert list(answer) == ["code", "data"] and answer["code"] == 0
     got = ["ok" if a["code"] == 0 else a["msg"] for a in answer["data"]]
     assert got == EXPECTED
-    stored = [runtime.broker.store.get(a["msg"]) for a in answer["data"] if a["code"] == 0]
+    stored = [
+        runtime.broker.store.get(code_key(a["msg"])) for a in answer["data"] if a["code"] == 0
+    ]
     assert [(m.data, m.delay_time) for m in stored if m is not None] == [("one", 0), ("three", 5)]
 
 
@@ -135,5 +138,5 @@ async def test_items_take_send_s_ttl_and_message_id(served: tuple[BrokerRuntime,
     first, repeat, bad = (await batch(base, orjson.dumps(items)))["data"]
     assert repeat == first and first["code"] == 0  # a repeat answers the first's code
     assert bad == {"code": -1, "msg": "ttl must be a whole number of seconds >= 0"}
-    assert runtime.broker.lifetimes.ttl(first["msg"]) == 60
+    assert runtime.broker.lifetimes.ttl(code_key(first["msg"])) == 60
     assert runtime.broker.store.unconsumed() == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kapokmq.config import Config
-from kapokmq.model import Message
+from kapokmq.model import Code, Message
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.storage import Storage, open_storage
 
@@ -52,7 +52,7 @@ def crash(runtime: BrokerRuntime, storage: Storage) -> None:
     runtime.close()
 
 
-def state(messages: list[Message], attempts: bool = True) -> dict[str, tuple[object, ...]]:
+def state(messages: list[Message], attempts: bool = True) -> dict[Code, tuple[object, ...]]:
     """Everything that is persisted; pushes alone do not log ``attempts``."""
     fields = FIELDS if attempts else FIELDS[:-1]
     return {m.code: tuple(getattr(m, f) for f in fields) for m in messages}

@@ -13,7 +13,7 @@ import msgpack
 import pytest
 
 from kapokmq.config import Config
-from kapokmq.model import ClientInfo
+from kapokmq.model import ClientInfo, code_text
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.session import ProducerWebSocket, State
 from kapokmq.storage import Storage, open_storage
@@ -172,15 +172,15 @@ async def test_an_ack_is_flushed_and_synced_with_its_batch(tmp_path: Path) -> No
     writes = [c for c in files.calls if c[0] == "write"]
     assert len(writes) == 1, files.calls  # one write holds the ack and the publish
     assert [(r[0], r[1]) for r in records_written(files)] == [
-        (UPDATE, first.code),
-        (ADD, second.code),
+        (UPDATE, code_text(first.code)),
+        (ADD, code_text(second.code)),
     ]
     assert [c[0] for c in files.calls] == ["write", "fsync"]  # and one fsync covers both
 
     files.calls.clear()
     broker.requeue(first.code)  # an ack alone (any update) is flushed within the iteration
     await asyncio.sleep(0)
-    assert [(r[0], r[1]) for r in records_written(files)] == [(UPDATE, first.code)]
+    assert [(r[0], r[1]) for r in records_written(files)] == [(UPDATE, code_text(first.code))]
     await storage.close()
     runtime.close()
 

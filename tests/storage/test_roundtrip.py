@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kapokmq.model import Status
+from kapokmq.model import Code, Status
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.storage import Storage
 from kapokmq.storage.format import clean_text
@@ -18,10 +18,10 @@ TOPICS = ["plain", "主题-队列", "émoji 🚀 topic", "tab\tand\nnewline", ""
 DATA = ["", "hello", "数据 ✓", "\x00binary\x01", "x" * 70_000, "lone \ud800 surrogate"]
 
 
-def populate(runtime: BrokerRuntime) -> dict[str, str]:
+def populate(runtime: BrokerRuntime) -> dict[Code, str]:
     """One message of every status per topic; returns code -> expected status name."""
     broker = runtime.broker
-    expected: dict[str, str] = {}
+    expected: dict[Code, str] = {}
     for i, topic in enumerate(TOPICS):
         # acks apply to the consumer's own topic only (docs/protocol.md "Consumer session")
         session = broker.attach_consumer(_info(topic), lambda batch: None)
@@ -51,7 +51,7 @@ def _info(topic: str):
     return ClientInfo("c", topic, "127.0.0.1", int(time.time()))
 
 
-def expected_state(runtime: BrokerRuntime, attempts: bool = True) -> dict[str, tuple[object, ...]]:
+def expected_state(runtime: BrokerRuntime, attempts: bool = True) -> dict[Code, tuple[object, ...]]:
     snap = state(list(runtime.broker.store), attempts)
     # lone surrogates are stored as U+FFFD (what a consumer is sent anyway)
     return {code: (v[0], clean_text(str(v[1])), *v[2:]) for code, v in snap.items()}

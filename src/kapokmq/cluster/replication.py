@@ -42,7 +42,7 @@ from kapokmq.core.broker import Broker, ReplicaExtras
 from kapokmq.core.dedup import dedup_key, split_dedup_key
 from kapokmq.frames import ReplyWriter, text_frame
 from kapokmq.login import HEARTBEAT, SYNC_EXTENSIONS
-from kapokmq.model import Message, Status, dumps
+from kapokmq.model import Code, Message, Status, code_key, code_text, dumps
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,9 @@ def record_of(
     return record
 
 
-def removal_of(code: str, dedup: tuple[str, float] | None = None) -> dict[str, Any]:
+def removal_of(code: Code, dedup: tuple[str, float] | None = None) -> dict[str, Any]:
     """A deletion; with ``dedup`` (key, until), the id it was sent with still counts."""
-    record: dict[str, Any] = {"MessageCode": code, "Deleted": True}
+    record: dict[str, Any] = {"MessageCode": code_text(code), "Deleted": True}
     if dedup is not None:
         topic, message_id = split_dedup_key(dedup[0])
         record.update(Topic=topic, MessageId=message_id, DedupUntil=dedup[1])
@@ -97,7 +97,7 @@ def frame(record: dict[str, Any]) -> bytes:
     return text_frame(dumps(record) + b"\n")
 
 
-def dedup_by_code(broker: Broker) -> dict[str, tuple[str, float]]:
+def dedup_by_code(broker: Broker) -> dict[Code, tuple[str, float]]:
     """code -> (dedup key, until) of every remembered id (a snapshot or hand-back)."""
     return {code: (key, until) for key, code, until in broker.dedup.items()}
 
@@ -177,7 +177,7 @@ class ReplicationHub:
         self.sync_ack = runtime.config.sync.ack == 1
         self._waiting: deque[tuple[asyncio.Future[None], list[tuple[_Slave, int]]]] = deque()
         # code -> (dedup key, until) of messages being added: sent with their first record
-        self._new_ids: dict[str, tuple[str, float]] = {}
+        self._new_ids: dict[Code, tuple[str, float]] = {}
         if self.sync_ack:
             runtime.replication_opened(self.ticket)
             self._refuse_writes()
@@ -290,7 +290,7 @@ class ReplicationHub:
     def meta_changed(self, msg: Message) -> None:
         """Nothing to send yet: the message's next record carries its TTL and history."""
 
-    def dedup_remembered(self, key: str, code: str, until: float) -> None:
+    def dedup_remembered(self, key: str, code: Code, until: float) -> None:
         self._new_ids[code] = (key, until)
 
 
@@ -325,13 +325,13 @@ _SETTLED = (Status.CONSUMED, Status.DEAD)
 
 
 def merge_handed_back(
-    runtime: Replica, record: Message | str, extras: ReplicaExtras | None = None
+    runtime: Replica, record: Message | Code, extras: ReplicaExtras | None = None
 ) -> None:
     """Apply a slave's record only where it is news: an unknown message, a consumption,
     a death (with its history) or a deletion; a message the master already consumed (or
     saw die) never comes back."""
     broker = runtime.broker
-    if isinstance(record, str):
+    if not isinstance(record, Message):
         broker.delete(record)
         if extras is not None:
             broker.replicate_extras(record, extras)
@@ -348,7 +348,7 @@ def merge_handed_back(
 def apply_record(runtime: Replica, raw: str | bytes) -> None:
     """Apply another broker's view of one message (or its deletion); ValueError if bad."""
     record, extras = decode_record(raw)
-    if isinstance(record, str):
+    if not isinstance(record, Message):
         runtime.broker.delete(record)
         if extras is not None:
             runtime.broker.replicate_extras(record, extras)
@@ -360,7 +360,7 @@ class TakeoverChanges:
     """A broker listener kept during a takeover: the codes whose state changed, in order."""
 
     def __init__(self) -> None:
-        self.codes: dict[str, None] = {}
+        self.codes: dict[Code, None] = {}
 
     def _note(self, msg: Message) -> None:
         self.codes.pop(msg.code, None)
@@ -384,13 +384,13 @@ class TakeoverChanges:
             self._note(msg)
 
 
-def decode_record(raw: str | bytes) -> tuple[Message | str, ReplicaExtras | None]:
+def decode_record(raw: str | bytes) -> tuple[Message | Code, ReplicaExtras | None]:
     """A replicated message (or the code of a deleted one) and what it carries beyond
     the original's JSON (None: nothing; see ``record_of``). ValueError if malformed."""
     obj: Any = orjson.loads(raw)
     if not isinstance(obj, dict) or not isinstance(obj.get("MessageCode"), str):
         raise ValueError("not a message record")
-    code: str = obj["MessageCode"]
+    code = code_key(obj["MessageCode"])
     data = obj.get("MessageData", "")
     topic = obj.get("Topic", "")
     if not isinstance(data, str) or not isinstance(topic, str):
@@ -496,7 +496,7 @@ class SlaveLink:
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self._changes: TakeoverChanges | None = None  # listening while taken over
-        self._to_hand_back: dict[str, None] = {}  # changed codes the master has not acked
+        self._to_hand_back: dict[Code, None] = {}  # changed codes the master has not acked
         self._taken_over = False  # since the master last acknowledged a hand-back
 
     def start(self) -> None:

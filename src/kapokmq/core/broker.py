@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -33,7 +33,16 @@ from kapokmq.core.trace import (
     Source,
     Trace,
 )
-from kapokmq.model import ClientInfo, CodeGenerator, Message, Status
+from kapokmq.model import (
+    ClientInfo,
+    Code,
+    CodeGenerator,
+    Message,
+    Status,
+    code_key,
+    code_keys,
+    code_text,
+)
 from kapokmq.protocol import Extras, SendItem
 
 Clock = Callable[[], float]
@@ -73,7 +82,7 @@ class Journal(Protocol):
     def meta_changed(self, msg: Message) -> None:
         """The message's TTL deadline or dead-letter history changed."""
 
-    def dedup_remembered(self, key: str, code: str, until: float) -> None: ...
+    def dedup_remembered(self, key: str, code: Code, until: float) -> None: ...
 
 
 class ReplicaExtras(NamedTuple):
@@ -97,7 +106,7 @@ class Broker:
         config: Config,
         clock: Clock,
         on_dirty: Callable[[], None] | None = None,
-        new_code: Callable[[], str] | None = None,
+        new_code: Callable[[], Code] | None = None,
         on_room: Callable[[], None] | None = None,
     ) -> None:
         """``on_dirty``: something can be dispatched, call ``dispatch`` soon. ``on_room``:
@@ -242,11 +251,11 @@ class Broker:
 
     def _orphaned_copies(self, session: ConsumerSession) -> list[Message]:
         """Pub/sub: the leaving session's messages that no remaining subscriber holds."""
-        held: set[str] = set()
+        held: set[Code] = set()
         for other in session.topic.consumers:
             held.update(other.in_flight)
             held.update(m.code for m in other.pending)
-        orphaned: dict[str, Message] = {}
+        orphaned: dict[Code, Message] = {}
         for msg in (*session.in_flight.values(), *session.pending):
             if (
                 msg.holder is FANOUT
@@ -289,11 +298,11 @@ class Broker:
         MessageId was seen within the topic's dedup window (nothing stored then)."""
         msgs, _, _ = self._add(topic_name, [item], source)
         if msgs:
-            return msgs[0].code
+            return code_text(msgs[0].code)
         assert len(item) == 3  # only a dedup id makes _add skip an item
         first = self.dedup.first(dedup_key(topic_name, item[2].message_id), self.clock())
         assert first is not None
-        return first
+        return code_text(first)
 
     def publish_many(
         self, topic_name: str, items: list[SendItem], source: Source | None = None
@@ -396,7 +405,7 @@ class Broker:
         self.store.add_many(msgs)
         self._queue_restored(msgs)
 
-    def restore_table(self, table: dict[str, Message]) -> None:
+    def restore_table(self, table: dict[Code, Message]) -> None:
         """``restore_many`` for a recovery's table (code -> message, creation order),
         which becomes the store's own table (``MessageStore.add_table``)."""
         self.store.add_table(table)
@@ -464,8 +473,10 @@ class Broker:
         msg.holder = None
         self._mark(topic)  # a window opened
 
-    def ack(self, session: ConsumerSession, code: str) -> bool:
-        """Mark a message consumed; unknown or already consumed codes are ignored."""
+    def ack(self, session: ConsumerSession, code: Code) -> bool:
+        """Mark a message consumed; unknown or already consumed codes are ignored. ``code``
+        as the wire spells it or as the broker keeps it (``model.code_key``)."""
+        code = code_key(code)
         session.acked_at = self.clock()
         if self.trace is not None:
             self.trace.acked((code,), session.info.client_id, session.acked_at)
@@ -485,7 +496,7 @@ class Broker:
             return self._consumed(msg, topic)
         return self._ack_other(session, code, msg)
 
-    def ack_many(self, session: ConsumerSession, codes: list[str]) -> None:
+    def ack_many(self, session: ConsumerSession, codes: Sequence[Code]) -> None:
         """``ack`` for every code a consumer sent in one read, with the per-ack
         bookkeeping (clock, counters, window, backlog room, listeners) done once per batch.
 
@@ -496,6 +507,7 @@ class Broker:
         consumed, so the result is that of ``ack`` code by code (a repeated code is
         ignored, like a second ``ack``)."""
         session.acked_at = self.clock()
+        codes = code_keys(codes)
         if self.trace is not None:
             self.trace.acked(codes, session.info.client_id, session.acked_at)
         topic = session.topic
@@ -527,7 +539,7 @@ class Broker:
         if done:
             self._consumed_many(done, topic)
 
-    def _ack_other(self, session: ConsumerSession, code: str, msg: Message | None) -> bool:
+    def _ack_other(self, session: ConsumerSession, code: Code, msg: Message | None) -> bool:
         """The uncommon acks: not in this session's window (``msg`` None), pub/sub copies,
         messages redelivered to someone else, or already consumed, dead or deleted.
 
@@ -576,7 +588,8 @@ class Broker:
         self._consumed_many([msg], topic)
         return True
 
-    def delete(self, code: str) -> bool:
+    def delete(self, code: Code) -> bool:
+        code = code_key(code)
         msg = self.store.get(code)
         if msg is None:
             return False
@@ -588,8 +601,9 @@ class Broker:
             self._room()
         return True
 
-    def requeue(self, code: str) -> bool:
+    def requeue(self, code: Code) -> bool:
         """Give a dead (or consumed) message another life: waiting, attempts reset."""
+        code = code_key(code)
         msg = self.store.get(code)
         if msg is None or msg.status not in (Status.DEAD, Status.CONSUMED):
             return False
@@ -605,9 +619,10 @@ class Broker:
         self._become_due(msg, now, journal=was_dead)  # a new life: a TTL runs again from now
         return True
 
-    def deliver_now(self, code: str) -> bool:
+    def deliver_now(self, code: Code) -> bool:
         """Make a delayed message due at once (the console's "deliver now"). Its DelayTime
         becomes the seconds it actually waited, as a redelivery rewrites it."""
+        code = code_key(code)
         msg = self.store.get(code)
         if msg is None or msg.status is not Status.DELAYED:
             return False
@@ -762,8 +777,8 @@ class Broker:
 
     def restore_extras(
         self,
-        meta: dict[str, tuple[int, float | None, list[tuple[int, str]]]],
-        dedup: dict[str, tuple[str, float]],
+        meta: dict[Code, tuple[int, float | None, list[tuple[int, str]]]],
+        dedup: dict[str, tuple[Code, float]],
     ) -> None:
         """TTLs, dead-letter histories and dedup ids read back by storage (after
         ``restore_many``); ids whose window ended are dropped."""
@@ -781,11 +796,12 @@ class Broker:
             if until > now:
                 self.dedup.restore(key, code, until)
 
-    def replicate_extras(self, code: str, extras: ReplicaExtras) -> None:
+    def replicate_extras(self, code: Code, extras: ReplicaExtras) -> None:
         """Another broker's TTL, dead-letter history and dedup id for a message it just
         sent us (docs/protocol.md "Master-slave sync"; the message may be gone already,
         its dedup id still counts). Applied only where they differ from ours, and
         journaled, so the copy survives our restart too."""
+        code = code_key(code)
         msg = self.store.get(code)
         if msg is not None:
             lifetimes = self.lifetimes

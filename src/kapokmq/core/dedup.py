@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from kapokmq.model import Code
+
 
 def dedup_key(topic: str, message_id: str) -> str:
     """One string per (topic, id), unambiguous whatever either holds."""
@@ -28,7 +30,7 @@ class DedupWindow:
     def __init__(self, max_ids: int) -> None:
         self.max_ids = max_ids
         # key -> (the first message's code, when the id is forgotten)
-        self._first: dict[str, tuple[str, float]] = {}
+        self._first: dict[str, tuple[Code, float]] = {}
         self._order: deque[str] = deque()  # keys, oldest first (may repeat a re-used key)
         self.evicted = 0  # forgotten early because of max_ids
         self.expired = 0  # forgotten at the end of their window
@@ -37,7 +39,7 @@ class DedupWindow:
     def __len__(self) -> int:
         return len(self._first)
 
-    def first(self, key: str, now: float) -> str | None:
+    def first(self, key: str, now: float) -> Code | None:
         """The code of the first message with this key, if still within its window."""
         entry = self._first.get(key)
         if entry is None:
@@ -48,7 +50,7 @@ class DedupWindow:
             return None
         return entry[0]
 
-    def remember(self, key: str, code: str, until: float, now: float) -> None:
+    def remember(self, key: str, code: Code, until: float, now: float) -> None:
         """The first message with ``key`` is ``code``; forget it at ``until``."""
         first = self._first
         order = self._order
@@ -67,16 +69,16 @@ class DedupWindow:
         first[key] = (code, until)
         order.append(key)
 
-    def restore(self, key: str, code: str, until: float) -> None:
+    def restore(self, key: str, code: Code, until: float) -> None:
         """A remembered id read back from storage (oldest first)."""
         if key not in self._first:
             self._order.append(key)
         self._first[key] = (code, until)
 
-    def items(self) -> list[tuple[str, str, float]]:
+    def items(self) -> list[tuple[str, Code, float]]:
         """(key, code, until) of every remembered id, oldest first (for a snapshot)."""
         seen: set[str] = set()
-        out: list[tuple[str, str, float]] = []
+        out: list[tuple[str, Code, float]] = []
         for key in self._order:
             entry = self._first.get(key)
             if entry is not None and key not in seen:

@@ -19,7 +19,7 @@ it (docs/protocol.md, "Slow consumers").
 from __future__ import annotations
 
 from kapokmq.core.topics import COPY_OVERHEAD, HARD_LIMIT, STALLED_AFTER, ConsumerSession, Topic
-from kapokmq.model import Message, Status
+from kapokmq.model import Code, Message, Status
 
 
 class _Fanout:
@@ -150,7 +150,7 @@ def dispatch_pubsub(
             session.pending_bytes += weight
     pushed = 0
     n_fanned = len(fanned)
-    fanned_codes: dict[str, Message] | None = None
+    fanned_codes: dict[Code, Message] | None = None
     shared: list[Message] = fanned  # the latest batch delivered: equal batches are one list
     for session in consumers:
         pending = session.pending

@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 import itertools
 
-from kapokmq.model import Message, Status
+from kapokmq.model import Code, Message, Status
 
 # why a message is dead; the console filters by these texts
 MAX_DELIVERIES = "max deliveries"
@@ -28,23 +28,23 @@ class Lifetimes:
     __slots__ = ("_deadline", "_heap", "_seq", "_ttl")
 
     def __init__(self) -> None:
-        self._ttl: dict[str, int] = {}
-        self._deadline: dict[str, float] = {}
+        self._ttl: dict[Code, int] = {}
+        self._deadline: dict[Code, float] = {}
         self._heap: list[tuple[float, int, Message]] = []
         self._seq = itertools.count()
 
     def __bool__(self) -> bool:
         return bool(self._ttl)
 
-    def codes(self) -> list[str]:
+    def codes(self) -> list[Code]:
         """The messages that have a TTL."""
         return list(self._ttl)
 
-    def ttl(self, code: str) -> int:
+    def ttl(self, code: Code) -> int:
         """The message's TTL in seconds, 0 if it has none."""
         return self._ttl.get(code, 0)
 
-    def deadline(self, code: str) -> float | None:
+    def deadline(self, code: Code) -> float | None:
         """When the message dies unless consumed; None without a TTL or while delayed."""
         return self._deadline.get(code)
 
@@ -70,7 +70,7 @@ class Lifetimes:
         self._deadline[msg.code] = deadline
         heapq.heappush(self._heap, (deadline, next(self._seq), msg))
 
-    def forget(self, code: str) -> None:
+    def forget(self, code: Code) -> None:
         if self._ttl.pop(code, None) is not None:
             self._deadline.pop(code, None)
 
@@ -100,37 +100,37 @@ class DeadLetters:
     __slots__ = ("_history",)
 
     def __init__(self) -> None:
-        self._history: dict[str, list[tuple[int, str]]] = {}
+        self._history: dict[Code, list[tuple[int, str]]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._history)
 
-    def died(self, code: str, now: float, reason: str) -> None:
+    def died(self, code: Code, now: float, reason: str) -> None:
         self._history.setdefault(code, []).append((int(now), f"dead: {reason}"))
 
-    def requeued(self, code: str, now: float) -> None:
+    def requeued(self, code: Code, now: float) -> None:
         self._history.setdefault(code, []).append((int(now), REQUEUED))
 
-    def reason(self, code: str) -> str | None:
+    def reason(self, code: Code) -> str | None:
         """The reason of the latest death (a dead message's current reason)."""
         for _, event in reversed(self._history.get(code, ())):
             if event.startswith("dead: "):
                 return event[6:]
         return None
 
-    def codes(self) -> list[str]:
+    def codes(self) -> list[Code]:
         """The messages that have a history."""
         return list(self._history)
 
-    def history(self, code: str) -> list[tuple[int, str]]:
+    def history(self, code: Code) -> list[tuple[int, str]]:
         return list(self._history.get(code, ()))
 
-    def history_view(self, code: str) -> list[dict[str, object]]:
+    def history_view(self, code: Code) -> list[dict[str, object]]:
         """The history as GetMessage and sync send it: ``[{"Event": e, "Time": t}]``."""
         return [{"Event": event, "Time": at} for at, event in self._history.get(code, ())]
 
-    def restore(self, code: str, history: list[tuple[int, str]]) -> None:
+    def restore(self, code: Code, history: list[tuple[int, str]]) -> None:
         self._history[code] = list(history)
 
-    def forget(self, code: str) -> None:
+    def forget(self, code: Code) -> None:
         self._history.pop(code, None)

@@ -16,7 +16,7 @@ import itertools
 
 from sortedcontainers import SortedList
 
-from kapokmq.model import Message
+from kapokmq.model import Code, Message
 
 _SEQ_BITS = 40
 
@@ -33,7 +33,7 @@ class Scheduler:
         self._all: SortedList[int] = SortedList()
         self._by_topic: dict[str, SortedList[int]] = {}
         self._at: dict[int, tuple[float, Message]] = {}  # key -> (due, message)
-        self._keys: dict[str, int] = {}  # message code -> key
+        self._keys: dict[Code, int] = {}  # message code -> key
         self._seq = itertools.count()
 
     def __len__(self) -> int:
@@ -51,7 +51,7 @@ class Scheduler:
             topic = self._by_topic[msg.topic] = SortedList()
         topic.add(key)
 
-    def cancel(self, code: str) -> bool:
+    def cancel(self, code: Code) -> bool:
         """Forget a message's delay (it was delivered early or removed); False if none."""
         key = self._keys.pop(code, None)
         if key is None:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from itertools import chain, count, islice, repeat
 from operator import attrgetter, floordiv
 
-from kapokmq.model import Message, Status
+from kapokmq.model import Code, Message, Status, code_text
 
 _status_of = attrgetter("status")
 _created_of = attrgetter("create_time")
@@ -31,7 +31,7 @@ class MessageStore:
     __slots__ = ("_by_hour", "_counts", "_late", "_late_entry", "_late_heap", "_messages", "_seq")
 
     def __init__(self) -> None:
-        self._messages: dict[str, Message] = {}
+        self._messages: dict[Code, Message] = {}
         # indexed by status + 1: list indexing avoids Enum.__hash__ on the hot path
         self._counts = [0] * len(Status)
         self._by_hour: dict[int, int] = {}
@@ -39,8 +39,8 @@ class MessageStore:
         # _messages, in creation order too; each has one live heap entry (stale time,
         # sequence number, message), the sequence number in _late_entry; an entry whose
         # number is not there any more is left over (the message was re-timed or removed)
-        self._late: dict[str, Message] = {}
-        self._late_entry: dict[str, int] = {}
+        self._late: dict[Code, Message] = {}
+        self._late_entry: dict[Code, int] = {}
         self._late_heap: list[tuple[int, int, Message]] = []
         self._seq = count()
 
@@ -53,7 +53,7 @@ class MessageStore:
             return chain(self._late.values(), self._messages.values())
         return iter(self._messages.values())
 
-    def get(self, code: str) -> Message | None:
+    def get(self, code: Code) -> Message | None:
         msg = self._messages.get(code)
         if msg is None and self._late:
             return self._late.get(code)
@@ -62,7 +62,9 @@ class MessageStore:
     def add(self, msg: Message) -> None:
         late = self._late
         if (late and msg.code in late) or self._messages.setdefault(msg.code, msg) is not msg:
-            raise KeyError(f"duplicate message code {msg.code}")  # setdefault: one lookup
+            raise KeyError(
+                f"duplicate message code {code_text(msg.code)}"
+            )  # setdefault: one lookup
         self._counts[msg.status + 1] += 1
         hour = msg.create_time // 3600
         by_hour = self._by_hour
@@ -78,13 +80,13 @@ class MessageStore:
         for msg in msgs:
             code = msg.code
             if code in messages:
-                raise KeyError(f"duplicate message code {code}")
+                raise KeyError(f"duplicate message code {code_text(code)}")
             messages[code] = msg
             counts[msg.status + 1] += 1
             hour = msg.create_time // 3600
             by_hour[hour] = by_hour.get(hour, 0) + 1
 
-    def add_table(self, table: dict[str, Message]) -> None:
+    def add_table(self, table: dict[Code, Message]) -> None:
         """``add_many`` for a recovery's table (code -> message, in creation order). An
         empty store takes the dict itself rather than building a second one: inserting a
         million fresh codes costs ~0.7 s on this machine, most of a recovery's time."""
@@ -98,7 +100,7 @@ class MessageStore:
         hours = map(floordiv, map(_created_of, table.values()), repeat(3600))
         self._by_hour.update(Counter(hours))
 
-    def remove(self, code: str) -> Message | None:
+    def remove(self, code: Code) -> Message | None:
         msg = self._messages.pop(code, None)
         if msg is None:
             if not self._late:

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 
 from kapokmq.config import PushType
-from kapokmq.model import ClientInfo, Message
+from kapokmq.model import ClientInfo, Code, Message
 
 Deliver = Callable[[list[Message]], None]
 
@@ -66,7 +66,7 @@ class ConsumerSession:
         self.deliver = deliver
         # code -> message pushed to this session and not yet acked by it (in pub/sub too:
         # another subscriber's ack does not take a copy out of this window)
-        self.in_flight: dict[str, Message] = {}
+        self.in_flight: dict[Code, Message] = {}
         # pub/sub only: messages fanned out to this session, waiting for window room,
         # and their weight (copy_bytes); over max_bytes the session is a slow consumer
         self.pending: deque[Message] = deque()

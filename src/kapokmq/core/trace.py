@@ -29,7 +29,7 @@ from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
-from kapokmq.model import Message
+from kapokmq.model import Code, Message
 
 Deliver = Callable[[list[Message]], None]
 Event = tuple[Any, ...]  # (time, kind, details...)
@@ -90,7 +90,7 @@ class Trace:
         rate: float,
         budget: int,
         clock: Callable[[], float],
-        lookup: Callable[[str], Message | None],
+        lookup: Callable[[Code], Message | None],
     ) -> None:
         """``rate``: the share of messages traced (1 = all); ``budget``: events held at
         most, all traces together; ``lookup``: the stored message of a code."""
@@ -98,8 +98,8 @@ class Trace:
         self.lookup = lookup
         self.budget = budget
         self.clock = clock
-        self._traces: dict[str, tuple[Event, ...]] = {}
-        self._order: deque[str] = deque()  # codes, oldest trace first
+        self._traces: dict[Code, tuple[Event, ...]] = {}
+        self._order: deque[Code] = deque()  # codes, oldest trace first
         self._random = random.random
         self._log_miss = math.log1p(-rate) if rate < 1.0 else 0.0
         self._skip = self._gap() if rate < 1.0 else 0  # messages to pass over first
@@ -113,15 +113,15 @@ class Trace:
     def __len__(self) -> int:
         return len(self._traces)
 
-    def __contains__(self, code: str) -> bool:
+    def __contains__(self, code: Code) -> bool:
         return code in self._traces
 
-    def events_of(self, code: str) -> list[Event] | None:
+    def events_of(self, code: Code) -> list[Event] | None:
         """The message's events, oldest first; None if it has no trace."""
         events = self._traces.get(code)
         return None if events is None else list(events)
 
-    def items(self) -> list[tuple[str, tuple[Event, ...]]]:
+    def items(self) -> list[tuple[Code, tuple[Event, ...]]]:
         """(code, events) of every trace, oldest trace first (for a snapshot)."""
         return list(self._traces.items())
 
@@ -235,7 +235,7 @@ class Trace:
         if added or (unsaved and was_saved):
             self._settle(added, was_saved)
 
-    def acked(self, codes: Iterable[str], consumer_id: str, now: float) -> None:
+    def acked(self, codes: Iterable[Code], consumer_id: str, now: float) -> None:
         """A consumer acked these codes (whatever the broker made of each ack)."""
         if self.rate < 1.0 and self._traces.keys().isdisjoint(codes):
             return  # sampled: most reads ack no traced message
@@ -247,7 +247,7 @@ class Trace:
         event: Event = (now, kind, detail) if detail else (now, kind)
         self._record([m.code for m in msgs], event)
 
-    def _record(self, codes: Iterable[str], event: Event) -> None:
+    def _record(self, codes: Iterable[Code], event: Event) -> None:
         """``event`` for each of ``codes`` that has a trace."""
         traces = self._traces
         if self.rate < 1.0:  # sampled: the few traced ones are found in C
@@ -297,7 +297,7 @@ class Trace:
         self.unsaved = []
         return unsaved
 
-    def restore(self, code: str, events: Iterable[Event]) -> None:
+    def restore(self, code: Code, events: Iterable[Event]) -> None:
         """Events read back by storage (a snapshot's, then the WAL's after it). Replay is
         idempotent: an event the trace already holds is not added again."""
         held = self._traces.get(code)

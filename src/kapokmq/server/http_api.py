@@ -21,7 +21,7 @@ from kapokmq.core.broker import Broker
 from kapokmq.core.lifetimes import EXPIRED, MAX_DELIVERIES
 from kapokmq.core.trace import event_view
 from kapokmq.httpbase import KEY_MISMATCH, json_response, key_matches
-from kapokmq.model import Message, Status
+from kapokmq.model import Message, Status, code_key
 from kapokmq.protocol import INT64_MAX
 from kapokmq.server.forms import BadInput, field, int_field
 from kapokmq.server.keys import NODES, RUNTIME
@@ -304,7 +304,7 @@ def required_code(form: MultiDictProxy[Any]) -> str:
 
 
 def _lookup(request: web.Request, form: MultiDictProxy[Any]) -> Message | None:
-    return runtime_of(request).broker.store.get(field(form, "messageCode").strip())
+    return runtime_of(request).broker.store.get(code_key(field(form, "messageCode").strip()))
 
 
 @authorised
@@ -324,9 +324,10 @@ async def get_message_trace(request: web.Request, form: MultiDictProxy[Any]) -> 
     trace = broker.trace
     if trace is None:
         return error("message trace is off (mq.trace is 0)")
-    events = trace.events_of(code)
+    key = code_key(code)
+    events = trace.events_of(key)
     if events is None:
-        if broker.store.get(code) is None:
+        if broker.store.get(key) is None:
             return error("no message with that messageCode")
         return error("that message has no trace (not sampled, or evicted by mq.traceMaxEvents)")
     return json_response(

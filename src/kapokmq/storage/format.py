@@ -52,7 +52,7 @@ from typing import Any
 import msgpack
 import msgspec
 
-from kapokmq.model import Message, Status
+from kapokmq.model import Code, Message, Status, code_text
 
 try:  # ISA-L's CRC-32, the same checksum as zlib's, ~8x faster: 0.02 against 0.165 ns per
     # byte, ~30 ns of the WAL's work per message (docs/performance.md, "Session 5: WAL")
@@ -477,15 +477,15 @@ def _frames_v1(buf: Buffer, pos: int, scan: Scan) -> Iterator[list[Decoded]]:
 
 # ---------------------------------------------------------------------------- records
 def meta_record(
-    code: str, ttl: int, deadline: float | None, history: list[tuple[int, str]]
+    code: Code, ttl: int, deadline: float | None, history: list[tuple[int, str]]
 ) -> Record:
-    return (META, code, ttl, deadline, [list(event) for event in history])
+    return (META, code_text(code), ttl, deadline, [list(event) for event in history])
 
 
 def message_record(msg: Message) -> Record:
     return (
         ADD,
-        msg.code,
+        code_text(msg.code),
         msg.topic,
         msg.data,
         msg.create_time,

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from kapokmq.config import Config, Persistence
 from kapokmq.core.broker import Broker
-from kapokmq.model import Message, Status
+from kapokmq.model import Code, Message, Status, code_text
 from kapokmq.storage.files import REAL, FileOps, describe
 from kapokmq.storage.format import (
     ADD,
@@ -68,17 +68,26 @@ class WalListener:
         self.append(message_record(msg))
 
     def message_updated(self, msg: Message) -> None:
-        self.append((UPDATE, msg.code, msg.status, msg.consumed_time, msg.delay_time, msg.attempts))
+        self.append(
+            (
+                UPDATE,
+                code_text(msg.code),
+                msg.status,
+                msg.consumed_time,
+                msg.delay_time,
+                msg.attempts,
+            )
+        )
 
     def message_removed(self, msg: Message) -> None:
-        self.append((REMOVE, msg.code))
+        self.append((REMOVE, code_text(msg.code)))
 
     def messages_added(self, msgs: list[Message]) -> None:
         self.append_many(
             [
                 (
                     ADD,
-                    m.code,
+                    code_text(m.code),
                     m.topic,
                     m.data,
                     m.create_time,
@@ -94,14 +103,17 @@ class WalListener:
 
     def messages_updated(self, msgs: list[Message]) -> None:
         self.append_many(
-            [(UPDATE, m.code, m.status, m.consumed_time, m.delay_time, m.attempts) for m in msgs]
+            [
+                (UPDATE, code_text(m.code), m.status, m.consumed_time, m.delay_time, m.attempts)
+                for m in msgs
+            ]
         )
 
     def meta_changed(self, msg: Message) -> None:
         self.append(meta_of(self.broker, msg.code))
 
-    def dedup_remembered(self, key: str, code: str, until: float) -> None:
-        self.append((DEDUP, key, code, until))
+    def dedup_remembered(self, key: str, code: Code, until: float) -> None:
+        self.append((DEDUP, key, code_text(code), until))
 
     def save_trace(self) -> None:
         """The trace events recorded since the last call as TRACE_EVENTS records (a
@@ -110,6 +122,7 @@ class WalListener:
         if trace is None:
             return
         pairs = trace.take_unsaved()
+        pairs[::2] = map(code_text, pairs[::2])  # code, event, code, event...
         for start in range(0, len(pairs), TRACE_RECORD_PAIRS):
             self.append((TRACE_EVENTS, pairs[start : start + TRACE_RECORD_PAIRS]))
 
@@ -117,7 +130,7 @@ class WalListener:
 TRACE_RECORD_PAIRS = 4000  # list items (code, event, ...) per TRACE_EVENTS record
 
 
-def meta_of(broker: Broker, code: str) -> tuple[object, ...]:
+def meta_of(broker: Broker, code: Code) -> tuple[object, ...]:
     """The META record of one message, from the broker's TTLs and dead-letter history."""
     lifetimes = broker.lifetimes
     return meta_record(
@@ -131,7 +144,7 @@ def snapshot_extras(broker: Broker) -> Extras:
     trace = broker.trace
     return Extras(
         {code: meta_of(broker, code) for code in codes},
-        [(DEDUP, key, code, until) for key, code, until in broker.dedup.items()],
+        [(DEDUP, key, code_text(code), until) for key, code, until in broker.dedup.items()],
         trace.items() if trace is not None else [],
     )
 

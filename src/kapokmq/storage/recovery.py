@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kapokmq.model import Message
+from kapokmq.model import Code, Message, code_key
 from kapokmq.storage.format import (
     HEADER_SIZE,
     KIND_SNAPSHOT,
@@ -65,12 +65,13 @@ class CorruptData(StorageError):
 
 @dataclass
 class Recovered:
-    messages: dict[str, Message] = field(default_factory=dict)
+    # codes as the broker keeps them (model.code_key), not as the files spell them
+    messages: dict[Code, Message] = field(default_factory=dict)
     # code -> (ttl, deadline, history) from META records; dedup key -> (code, until)
-    meta: dict[str, Meta] = field(default_factory=dict)
-    dedup: dict[str, tuple[str, float]] = field(default_factory=dict)
+    meta: dict[Code, Meta] = field(default_factory=dict)
+    dedup: dict[str, tuple[Code, float]] = field(default_factory=dict)
     # code -> trace events as read (snapshot's, then the WAL's; duplicates possible)
-    traces: dict[str, list[Event]] = field(default_factory=dict)
+    traces: dict[Code, list[Event]] = field(default_factory=dict)
     snapshot_seq: int | None = None
     snapshot_messages: int = 0
     wal_segments: int = 0
@@ -133,9 +134,10 @@ class Tables:
         order. The hot loop of a recovery: one type check and one insert per message.
 
         A decoded message holds its own topic string and time objects; the topic is
-        interned (there are few topics), and a creation time or arrival equal to the
+        interned (there are few topics), a creation time or arrival equal to the
         previous message's shares its object (a batch published in one loop iteration
-        shares one), so a recovered message weighs what a published one does."""
+        shares one), and the code becomes what the broker keeps (``code_key``), so a
+        recovered message weighs what a published one does."""
         messages = self.messages
         intern = self.topics.setdefault
         created: object = None
@@ -156,31 +158,33 @@ class Tables:
                 rec.arrival = arrival
             else:
                 arrival = rec.arrival
-            messages[rec.code] = rec
+            code = rec.code = code_key(rec.code)
+            messages[code] = rec
 
     def apply(self, rec: Decoded) -> bool:
         """A record other than ADD (WAL: any; snapshot: META, DEDUP, TRACE); False if unknown."""
         if isinstance(rec, Update):
-            old = self.messages.get(rec.code)
+            old = self.messages.get(code_key(rec.code))
             if old is not None:
                 old.status = rec.status
                 old.consumed_time = rec.consumed_time
                 old.delay_time = rec.delay_time
                 old.attempts = rec.attempts
         elif isinstance(rec, Remove):
-            self.messages.pop(rec.code, None)
-            self.meta.pop(rec.code, None)
+            code = code_key(rec.code)
+            self.messages.pop(code, None)
+            self.meta.pop(code, None)
         elif isinstance(rec, MetaRecord):
-            self.meta[rec.code] = (rec.ttl, rec.deadline, rec.history)
+            self.meta[code_key(rec.code)] = (rec.ttl, rec.deadline, rec.history)
         elif isinstance(rec, DedupRecord):
-            self.dedup[rec.key] = (rec.code, rec.until)
+            self.dedup[rec.key] = (code_key(rec.code), rec.until)
         elif isinstance(rec, TraceEvents):
             pairs = rec.pairs
             traces = self.traces
             for i in range(0, len(pairs) - 1, 2):
-                traces.setdefault(pairs[i], []).append(tuples(pairs[i + 1]))
+                traces.setdefault(code_key(pairs[i]), []).append(tuples(pairs[i + 1]))
         elif isinstance(rec, TraceRecord):
-            self.traces.setdefault(rec.code, []).extend(tuples(rec.events))
+            self.traces.setdefault(code_key(rec.code), []).extend(tuples(rec.events))
         else:
             return False
         return True

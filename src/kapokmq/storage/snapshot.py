@@ -28,7 +28,7 @@ from typing import Any
 
 import msgpack
 
-from kapokmq.model import Message
+from kapokmq.model import Code, Message, code_text
 from kapokmq.storage.format import (
     CHUNK_BYTES,
     CHUNK_RECORDS,
@@ -55,10 +55,10 @@ class Extras:
     """What a snapshot holds beside the messages: META records by message code, and the
     DEDUP and TRACE records (taken on the loop when the snapshot starts)."""
 
-    meta: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    meta: dict[Code, tuple[Any, ...]] = field(default_factory=dict)
     dedup: list[tuple[Any, ...]] = field(default_factory=list)
     # (code, events) of every message trace: immutable tuples, encoded as TRACE records
-    traces: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    traces: list[tuple[Code, tuple[Any, ...]]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -162,7 +162,7 @@ def encode_slices(
     traces = enc.extras.traces
     for start in range(0, len(traces), slice_size):
         for code, events in traces[start : start + slice_size]:
-            enc.other((TRACE, code, events))
+            enc.other((TRACE, code_text(code), events))
         if len(enc.out) >= WRITE_BYTES:
             yield enc.take()
         else:
