@@ -16,7 +16,6 @@ from binascii import hexlify as _hexlify
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from itertools import repeat
 from typing import Any
 
 import msgspec
@@ -56,15 +55,28 @@ def code_key(code: str | int) -> Code:
 
 
 def code_keys(codes: Sequence[str | int]) -> list[Code]:
-    """``code_key`` of each of a consumer's acks, looped in C when all are canonical (the
-    usual case): ~0.15 us per code less than a Python call each (callgrind)."""
+    """``code_key`` of each of a consumer's acks, in C when all are canonical (the usual
+    case): ``bytes.fromhex`` plus ``int.from_bytes``, ~65 ns per code against ~265 ns for
+    ``int(code, 16)`` with the spelling check (timeit). The checks: every code 32
+    characters that are 16 bytes of hex (so no whitespace, which ``fromhex`` skips, and
+    no sign, prefix, underscore or non-ASCII digit), and no uppercase letter in any."""
     try:
-        keys: list[Code] = list(map(int, codes, repeat(16)))  # type: ignore[arg-type]
+        raw = list(map(_fromhex, codes))  # type: ignore[arg-type]
     except (ValueError, TypeError):
         return list(map(code_key, codes))
-    if all(map(str.__eq__, map(_HEX32.__mod__, keys), codes)):
-        return keys
+    joined = "".join(codes)  # type: ignore[arg-type]
+    if (
+        len(joined) == 32 * len(codes)
+        and all(map(_IS_16, map(len, raw)))
+        and (joined.islower() or joined.isdigit() or not joined)
+    ):
+        return list(map(_from_bytes, raw))
     return list(map(code_key, codes))
+
+
+_fromhex = bytes.fromhex
+_from_bytes = int.from_bytes
+_IS_16 = (16).__eq__
 
 
 def code_text(code: Code) -> str:

@@ -111,8 +111,31 @@ def test_a_replicated_message_with_a_string_code_is_found_and_acked_by_it_alone(
 
 @pytest.mark.parametrize(
     "codes",
-    [[CANONICAL, CANONICAL[::-1]], [CANONICAL, *NOT_CANONICAL], NOT_CANONICAL, [], [7, CANONICAL]],
+    [
+        [CANONICAL, CANONICAL[::-1]],
+        [CANONICAL, *NOT_CANONICAL],
+        NOT_CANONICAL,
+        [],
+        [7, CANONICAL],
+        ["0" * 32, "1" * 32],  # no letter at all
+        # lengths that add up to 32 each, with whitespace fromhex skips
+        [CANONICAL[:16] + " " + CANONICAL[16:], CANONICAL[:15] + " " + CANONICAL[17:]],
+        [CANONICAL[:16] + " " + CANONICAL[16:], CANONICAL[:31]],
+    ],
 )
 def test_code_keys_is_code_key_of_each(codes: list[str | int]) -> None:
+    assert code_keys(codes) == [code_key(c) for c in codes]
+    assert list(map(type, code_keys(codes))) == [type(code_key(c)) for c in codes]
+
+
+@given(
+    st.lists(
+        st.from_regex(r"[0-9a-f]{32}", fullmatch=True)
+        | st.from_regex(r"[0-9a-fA-F \t_x]{30,34}", fullmatch=True)
+        | st.text(max_size=34),
+        max_size=6,
+    )
+)
+def test_code_keys_agrees_with_code_key_on_any_batch(codes: list[str]) -> None:
     assert code_keys(codes) == [code_key(c) for c in codes]
     assert list(map(type, code_keys(codes))) == [type(code_key(c)) for c in codes]
