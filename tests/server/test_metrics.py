@@ -158,3 +158,57 @@ async def test_metrics_with_10k_topics_do_not_stall_producers(broker_factory):
     )
     assert scrapes >= 4
     assert p99 < 0.25, f"send->ok p99 {p99 * 1000:.0f} ms"
+
+
+async def test_metric_values_follow_known_traffic(broker_factory):
+    """Publish 6 and 1 delayed, ack 2, drop the consumer with 4 in flight, ack them on a
+    second: each counter and gauge says exactly that (a consumer that left makes its
+    messages redelivered, as pushRetryTime does)."""
+    from kapokmq.client import Consumer, Producer
+
+    broker = broker_factory()
+    async with Producer(broker.http, "known", "p") as producer:
+        await producer.send_many(f"m{i}" for i in range(6))
+        await producer.send("later", delay=3600)
+    first = Consumer(broker.http, "known", "c1")
+    got = [await first.receive(timeout=10) for _ in range(6)]
+    for msg in got[:2]:
+        await msg.ack()
+    await first.close()
+    async with Consumer(broker.http, "known", "c2") as second:
+        again = [await second.receive(timeout=10) for _ in range(4)]
+        assert {m.message_code for m in again} == {m.message_code for m in got[2:]}
+        for msg in again:
+            await msg.ack()
+        expected = {
+            'kapokmq_messages_in_total{topic="known"}': 7,
+            'kapokmq_messages_out_total{topic="known"}': 10,
+            'kapokmq_messages_acked_total{topic="known"}': 6,
+            'kapokmq_messages_redelivered_total{topic="known"}': 4,
+            'kapokmq_messages_dead_total{topic="known"}': 0,
+            'kapokmq_ready{topic="known"}': 0,
+            'kapokmq_in_flight{topic="known"}': 0,
+            'kapokmq_consumers{topic="known"}': 1,
+            'kapokmq_messages_stored{status="consumed"}': 6,
+            'kapokmq_messages_stored{status="delayed"}': 1,
+            'kapokmq_messages_stored{status="waiting"}': 0,
+            "kapokmq_backlog": 1,
+            "kapokmq_producers": 0,
+        }
+        seen: dict[str, float] = {}
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 10  # one rendering is served for 1 s
+            while True:
+                async with session.get(
+                    f"{broker.http}/metrics", headers={"secretKey": SECRET}
+                ) as resp:
+                    lines = (await resp.text()).splitlines()
+                seen = {
+                    name: float(value)
+                    for name, _, value in (line.rpartition(" ") for line in lines)
+                    if name in expected
+                }
+                if seen == expected or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+        assert seen == expected

@@ -210,6 +210,7 @@ class Broker:
         session.pending.clear()
         session.pending_bytes = 0
         if back:
+            topic.stats.redelivered += len(back)  # pushed again, as after pushRetryTime
             if self.trace is not None:
                 self.trace.happened(back, REDELIVERED, self.clock(), why)
             back.sort(key=lambda m: m.arrival)

@@ -31,7 +31,12 @@ TOPIC_SERIES = (
     ("kapokmq_messages_in", "Messages accepted from producers", True),
     ("kapokmq_messages_out", "Messages pushed to consumers (copies counted)", True),
     ("kapokmq_messages_acked", "Messages acknowledged by consumers", True),
-    ("kapokmq_messages_redelivered", "Messages re-pushed after pushRetryTime", True),
+    (
+        "kapokmq_messages_redelivered",
+        "Messages put back to be pushed again: unacked after pushRetryTime,"
+        " or in flight to a consumer that left",
+        True,
+    ),
     ("kapokmq_messages_dead", "Messages dead-lettered (mq.maxDeliveries or TTL expired)", True),
     ("kapokmq_acks_unknown", "Acks of codes the topic has no message for", True),
     ("kapokmq_acks_late", "Acks of dead messages (expired or max deliveries), ignored", True),
