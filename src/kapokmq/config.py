@@ -186,20 +186,22 @@ class Config:
         return mq.pushCount, float(mq.pushMessagesSpeed)
 
     def console_view(self) -> dict[str, Any]:
-        """The GetConfig payload: every key but the secrets and the listen address.
+        """The GetConfig payload: every key but the secrets and the listen address (the
+        original reports mq, cluster and sync; our server keys, tlsCert..., are added).
 
         Keys are sorted because the original returns a Go map, which encoding/json sorts.
         """
         view: dict[str, Any] = {}
-        for section in (self.mq, self.cluster, self.sync):
+        for section in (self.server, self.mq, self.cluster, self.sync):
             for f in dataclasses.fields(section):
-                if f.name not in SECRETS:
+                if f.name not in SECRETS and f.name not in LISTEN_ADDRESS:
                     view[f.name] = getattr(section, f.name)
         return dict(sorted(view.items()))
 
 
 SECTIONS = ("server", "mq", "cluster", "sync")
 SECRETS = frozenset(("secretKey", "consoleKey", "gossipKey"))
+LISTEN_ADDRESS = frozenset(("addr", "port"))  # server's; not in the original's GetConfig
 
 
 def _sections(config: Any) -> tuple[str, ...]:

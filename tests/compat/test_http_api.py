@@ -463,6 +463,10 @@ async def test_get_config(mb):
         # A6: the new keys are reported too
         for key in ("maxInFlight", "maxDeliveries", "maxMessageBytes", "fsync", "dataDir"):
             assert key in data, key
+        for key in ("tlsCert", "tlsKey", "wsEngine", "allowedOrigins"):  # server.tls*...
+            assert key in data, key
+        for key in ("secretKey", "consoleKey", "gossipKey", "addr", "port"):
+            assert key not in data, key
         assert type(data["maxInFlight"]) is int and type(data["maxMessageBytes"]) is int
         assert data["maxMessageBytes"] == 1 << 20
         assert data["fsync"] in ("always", "everysec", "no")

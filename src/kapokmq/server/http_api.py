@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from kapokmq.config import SECTIONS, Config
+from kapokmq.config import SECRETS, SECTIONS, Config
 from kapokmq.core.broker import Broker
 from kapokmq.core.lifetimes import EXPIRED, MAX_DELIVERIES
 from kapokmq.core.trace import event_view
@@ -231,11 +231,6 @@ async def get_config(request: web.Request, form: MultiDictProxy[Any]) -> web.Res
     return json_response({"code": 0, "data": runtime_of(request).config.console_view()})
 
 
-def _is_secret(name: str) -> bool:
-    lowered = name.lower()
-    return "secret" in lowered or "password" in lowered or name.endswith("Key")
-
-
 @authorised
 async def get_config_sections(request: web.Request, form: MultiDictProxy[Any]) -> web.Response:
     """Extension for the console: every config value grouped by its application.yaml section,
@@ -247,7 +242,7 @@ async def get_config_sections(request: web.Request, form: MultiDictProxy[Any]) -
         sections[name] = {
             f.name: getattr(section, f.name)
             for f in dataclasses.fields(section)
-            if not _is_secret(f.name)
+            if f.name not in SECRETS
         }
     return json_response({"code": 0, "data": sections})
 
