@@ -70,9 +70,14 @@ async def _login_result(url: str, key: str) -> str:
         return reply
 
 
-async def test_original_application_yaml_in_working_directory(tmp_path):
-    (tmp_path / "application.yaml").write_text(ORIGINAL_YAML, encoding="utf-8")
+@pytest.mark.parametrize("place", ["application.yaml", "config/application.yaml"])
+async def test_original_application_yaml_in_working_directory(tmp_path, place):
+    """./application.yaml, or ./config/application.yaml where the original keeps it."""
+    path = tmp_path / place
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(ORIGINAL_YAML, encoding="utf-8")
     with started_broker(tmp_path) as proc:
+        assert f"config:      {path.resolve()}" in proc.log()
         url = f"{proc.ws}/Consumers/Conn/t/c"
         assert await _login_result(url, "yamlkey") == MATCHED
         assert await _login_result(url, "test") == MISMATCH
