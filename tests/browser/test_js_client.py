@@ -6,6 +6,9 @@ served next to the broker would); the checks on what the broker stored go throug
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -143,3 +146,55 @@ def test_too_big_is_refused_and_the_next_send_goes_through(
     assert result == [too_big, "closed"]
     stored = post(broker, "/Console/GetMessageList", topic="js")["data"]
     assert len(stored) == 1
+
+
+def test_unreachable_and_silent_brokers_fail_in_time(page: Page, broker: BrokerProcess) -> None:
+    """The first connection is not retried: a closed port and a port that never answers
+    reject connect() and send() (connectTimeout), and the client stays usable."""
+    open_broker_page(page, broker)
+    with socket.socket() as closed, socket.socket() as silent:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # accepted by the kernel, never answered
+        urls = [f"http://127.0.0.1:{s.getsockname()[1]}" for s in (closed, silent)]
+        result = page.evaluate(
+            """async (urls) => {
+              const m = await import("/client/kapokmq.js");
+              const out = [];
+              for (const url of urls) {
+                const p = new m.Producer("js", "p-away", { url, connectTimeout: 500 });
+                const started = Date.now();
+                const connect = await p.connect().then(() => "connected", (e) => [e.name, e.message]);
+                const send = await p.send("x").then(() => "sent", (e) => e.name);
+                out.push([connect, send, p.state, Date.now() - started < 5000]);
+              }
+              return out;
+            }""",
+            urls,
+        )
+    refused, unanswered = result
+    assert refused[0][0] == "ClosedError" and "cannot connect to ws://" in refused[0][1]
+    assert unanswered[0] == ["ClosedError", unanswered[0][1]]
+    assert "no login within 500 ms" in unanswered[0][1]
+    assert refused[1:] == unanswered[1:] == ["ClosedError", "idle", True]
+
+
+def test_a_send_the_broker_does_not_answer_times_out(page: Page, broker: BrokerProcess) -> None:
+    open_broker_page(page, broker)
+    page.evaluate(
+        """async () => {
+          const m = await import("/client/kapokmq.js");
+          window.p = new m.Producer("js", "p-slow", { sendTimeout: 500 });
+          await window.p.send("before");
+        }"""
+    )
+    assert broker.proc is not None
+    os.kill(broker.proc.pid, signal.SIGSTOP)
+    try:
+        result = page.evaluate(
+            "() => window.p.send('while stopped').then(() => 'sent', (e) => [e.name, e.message])"
+        )
+    finally:
+        os.kill(broker.proc.pid, signal.SIGCONT)
+    assert result == ["TimeoutError", "no reply within 500 ms"]
+    assert page.evaluate("() => window.p.send('after').then(() => 'sent')") == "sent"

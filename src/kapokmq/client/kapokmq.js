@@ -25,8 +25,10 @@ export class KapokMQError extends Error {
 export class SendError extends KapokMQError {}
 /** The broker refused the secret key; the client gives up and does not reconnect. */
 export class AuthError extends KapokMQError {}
-/** The client was closed, or gave up reconnecting, before the operation finished. */
+/** The client was closed, could not connect, or gave up reconnecting, before the operation finished. */
 export class ClosedError extends KapokMQError {}
+/** No answer in time: a send not answered within `sendTimeout` ms (it may still be stored). */
+export class TimeoutError extends KapokMQError {}
 
 /** Reconnect delays: attempt n waits a random time in [d/2, d], d = min(maximum, initial*factor^n) ms. */
 export class Backoff {
@@ -54,7 +56,12 @@ function webSocketBase(url) {
  * Events: "statechange" (see `state`: connecting, open, reconnecting, closed, failed).
  */
 class Session extends EventTarget {
-  constructor(role, topic, clientId, { url, key = "test", reconnect = true, backoff } = {}) {
+  constructor(
+    role,
+    topic,
+    clientId,
+    { url, key = "test", reconnect = true, backoff, connectTimeout = 10000 } = {},
+  ) {
     super();
     if (!topic || !clientId) throw new TypeError("topic and client id are required");
     this.url = `${webSocketBase(url)}/${role}/Conn/${encodeURIComponent(topic)}/${encodeURIComponent(clientId)}`;
@@ -63,6 +70,9 @@ class Session extends EventTarget {
     this.key = key;
     this.reconnect = reconnect;
     this.backoff = backoff instanceof Backoff ? backoff : new Backoff(backoff);
+    this.connectTimeout = connectTimeout; // ms to open the socket and log in
+    this.loginTimer = null;
+    this.whyClosed = null; // set when this client closed a socket that did not log in
     this.state = "idle";
     this.error = null;
     this.ws = null;
@@ -104,6 +114,12 @@ class Session extends EventTarget {
     const ws = new WebSocket(this.url);
     this.ws = ws;
     this.ready = false;
+    this.loginTimer = setTimeout(() => {
+      if (ws === this.ws && !this.ready) {
+        this.whyClosed = `no login within ${this.connectTimeout} ms`;
+        ws.close(); // onclose follows, as for any failed attempt
+      }
+    }, this.connectTimeout);
     ws.onmessage = (event) => {
       if (ws !== this.ws) return;
       const text = typeof event.data === "string" ? event.data : String(event.data);
@@ -112,6 +128,7 @@ class Session extends EventTarget {
       } else if (text === PROMPT) {
         ws.send(this.key);
       } else if (text === KEY_OK) {
+        clearTimeout(this.loginTimer);
         this.ready = true;
         this.ever = true;
         this.attempt = 0;
@@ -128,12 +145,19 @@ class Session extends EventTarget {
     };
     ws.onclose = (event) => {
       if (ws !== this.ws) return;
+      clearTimeout(this.loginTimer);
       this.ws = null;
       const wasReady = this.ready;
       this.ready = false;
+      const why = this.whyClosed ?? `closed with code ${event.code}`;
+      this.whyClosed = null;
       if (this.closing || this.state === "failed") return;
       this.dropped(event, wasReady);
-      if (!this.reconnect) {
+      if (!this.ever) {
+        // The first connection is not retried (a wrong address fails at once); the client
+        // stays usable: a later connect() or send() tries again.
+        this.unreachable(new ClosedError(`cannot connect to ${this.url}: ${why}`));
+      } else if (!this.reconnect) {
         this.finish("closed", new ClosedError(`connection closed (${event.code})`));
       } else if (this.backoff.exhausted(this.attempt)) {
         this.finish("failed", new ClosedError(`gave up after ${this.attempt} reconnect attempts`));
@@ -148,9 +172,17 @@ class Session extends EventTarget {
     this.error = error;
     this.closing = true;
     clearTimeout(this.timer);
+    clearTimeout(this.loginTimer);
     for (const [, reject] of this.waiters.splice(0)) reject(error);
     this.failAll(error);
     this.setState(state);
+  }
+
+  unreachable(error) {
+    this.error = error;
+    for (const [, reject] of this.waiters.splice(0)) reject(error);
+    this.failAll(error);
+    this.setState("idle");
   }
 
   // hooks for the roles
@@ -167,9 +199,10 @@ class Session extends EventTarget {
  * lost may be stored twice, unless it has a `messageId`).
  */
 export class Producer extends Session {
-  constructor(topic, producerId, options = {}) {
+  constructor(topic, producerId, { sendTimeout = 30000, ...options } = {}) {
     super("Producers", topic, producerId, options);
-    this.pending = []; // {frame, resolve, reject, tries}, in wire order
+    this.sendTimeout = sendTimeout; // ms before an unanswered send() rejects (null: never)
+    this.pending = []; // {frame, resolve, reject, tries, timer}, in wire order
   }
 
   /** Messages sent and not yet answered. */
@@ -193,7 +226,14 @@ export class Producer extends Session {
     if (messageId) body.MessageId = messageId;
     const frame = JSON.stringify(body);
     return new Promise((resolve, reject) => {
-      const item = { frame, resolve, reject, tries: 0 };
+      const item = { frame, resolve, reject, tries: 0, timer: null };
+      if (this.sendTimeout !== null) {
+        // The frame stays queued (a late reply still pairs with it, a reconnect resends it).
+        item.timer = setTimeout(() => {
+          const state = this.ready ? "" : ` (${this.state})`;
+          reject(new TimeoutError(`no reply within ${this.sendTimeout} ms${state}`));
+        }, this.sendTimeout);
+      }
       this.pending.push(item);
       if (this.ready) {
         item.tries += 1;
@@ -221,6 +261,7 @@ export class Producer extends Session {
   received(reply) {
     const item = this.pending.shift();
     if (!item) return; // a reply with nothing in flight: the broker never does that
+    clearTimeout(item.timer);
     if (reply === "ok") item.resolve();
     else if (reply.startsWith("error:")) item.reject(new SendError(reply));
     else item.reject(new KapokMQError(`unexpected producer reply ${JSON.stringify(reply.slice(0, 80))}`));
@@ -230,6 +271,7 @@ export class Producer extends Session {
     const head = this.pending[0];
     if (head && head.tries >= MAX_RESENDS) {
       this.pending.shift();
+      clearTimeout(head.timer);
       head.reject(new ClosedError(`connection dropped ${MAX_RESENDS} times sending this message`));
     }
     for (const item of this.pending) {
@@ -241,12 +283,17 @@ export class Producer extends Session {
   dropped(event, wasReady) {
     // the broker reads frames in order, so the first unanswered one was the one too big
     if (event.code === TOO_BIG && this.pending.length) {
-      this.pending.shift().reject(new SendError("error: message too big for the broker (closed 1009)"));
+      const culprit = this.pending.shift();
+      clearTimeout(culprit.timer);
+      culprit.reject(new SendError("error: message too big for the broker (closed 1009)"));
     }
   }
 
   failAll(error) {
-    for (const item of this.pending.splice(0)) item.reject(error);
+    for (const item of this.pending.splice(0)) {
+      clearTimeout(item.timer);
+      item.reject(error);
+    }
   }
 }
 
