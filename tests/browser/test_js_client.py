@@ -164,7 +164,8 @@ def test_unreachable_and_silent_brokers_fail_in_time(page: Page, broker: BrokerP
               for (const url of urls) {
                 const p = new m.Producer("js", "p-away", { url, connectTimeout: 500 });
                 const started = Date.now();
-                const connect = await p.connect().then(() => "connected", (e) => [e.name, e.message]);
+                const connect = await p.connect().then(
+                  () => "connected", (e) => [e.name, e.message]);
                 const send = await p.send("x").then(() => "sent", (e) => e.name);
                 out.push([connect, send, p.state, Date.now() - started < 5000]);
               }
