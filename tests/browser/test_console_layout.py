@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import Watched, log_in
 from tests.browser.helpers import connect_client, send, shoot
-from tests.harness import BrokerProcess
+from tests.harness import SECRET, BrokerProcess
 
 VIEWPORTS = {"phone": (390, 844), "desktop": (1920, 1080)}
 PAGES = ("overview", "messages", "schedule", "clients", "config", "cluster")
@@ -143,5 +143,60 @@ def test_phone_menu_collapses_and_closes_after_a_choice(
             "e => e.getBoundingClientRect().height"
         )
         assert font >= 9, font
+    finally:
+        context.close()
+
+
+# the other ends and middles of the promised range, in Chinese (labels are of other widths)
+ZH_SIZES = {"zh-360": (360, 740), "zh-768": (768, 1024), "zh-2560": (2560, 1440)}
+
+
+@pytest.mark.parametrize("size", list(ZH_SIZES))
+def test_chinese_from_360_to_2560_px_stays_on_loopback(
+    browser: Browser, filled: BrokerProcess, size: str
+) -> None:
+    """Every page in Chinese: no sideways scroll, and no request leaves the machine (no CDN,
+    fonts or analytics: the console works offline)."""
+    width, height = ZH_SIZES[size]
+    context = browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN")
+    page = context.new_page()
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    try:
+        page.goto(filled.http + "/")
+        page.locator("#login-key").fill(SECRET)
+        page.locator("#login-submit").click()
+        expect(page.locator("#health")).to_have_text("服务正常")
+        expect(page.locator("nav a[data-page=overview]")).to_have_text("概览")
+        for name in PAGES:
+            open_page(page, name)
+            selector, _ = READY[name]
+            expect(page.locator(selector)).not_to_be_empty()
+            assert overflow(page) == 0, name
+        shoot(page, f"layout-{size}-cluster")
+    finally:
+        context.close()
+    away = [url for url in requested if not url.startswith(("http://127.0.0.1", "ws://127.0.0.1"))]
+    assert not away, away
+
+
+def test_a_very_long_topic_wraps_and_keeps_every_column_in_view(
+    browser: Browser, filled: BrokerProcess
+) -> None:
+    topic = "t" * 300  # one unbroken word: the topic cell wraps it (console.css td.long)
+    send(filled, "long", topic=topic)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    page = context.new_page()
+    try:
+        log_in(page, filled)
+        open_page(page, "messages")
+        page.locator("#f-topic").fill(topic)
+        page.locator("#f-submit").click()
+        expect(page.locator("#msg-table tbody tr")).to_have_count(1)
+        view = page.locator("#msg-table tbody button").first.bounding_box()
+        card = page.locator("#msg-table").locator("xpath=..").bounding_box()
+        assert view is not None and card is not None
+        assert view["x"] + view["width"] <= card["x"] + card["width"], (view, card)
+        shoot(page, "layout-long-topic")
     finally:
         context.close()

@@ -77,6 +77,10 @@
   }
 
   // A table body from rows of cells; numbers are right-aligned, Nodes are kept as they are.
+  // A text cell longer than this (a long topic or client id) wraps instead of pushing the
+  // columns after it out of the card (console.css td.long).
+  const LONG_TEXT = 48;
+
   function fillTable(tbody, rows, emptyKey) {
     const head = tbody.parentElement.tHead.rows;
     const columns = head[head.length - 1].cells.length; // the last row names every column
@@ -85,7 +89,8 @@
       return;
     }
     tbody.replaceChildren(...rows.map((cells) => el("tr", {}, ...cells.map((cell) =>
-      typeof cell === "number" ? el("td", { class: "num" }, cell.toLocaleString("en")) : el("td", {}, cell)))));
+      typeof cell === "number" ? el("td", { class: "num" }, cell.toLocaleString("en"))
+        : el("td", typeof cell === "string" && cell.length > LONG_TEXT ? { class: "long" } : {}, cell)))));
     labelCells(tbody.parentElement);
   }
 
