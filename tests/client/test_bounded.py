@@ -14,6 +14,7 @@ import pytest
 from kapokmq.client import (
     ApiError,
     AuthenticationError,
+    ClientClosedError,
     ClusterProducer,
     ConnectionLostError,
     ConsoleClient,
@@ -59,6 +60,16 @@ async def test_send_to_a_stopped_broker_times_out(broker: BrokerProcess) -> None
         finally:
             os.kill(broker.proc.pid, signal.SIGCONT)
         await producer.send("after")  # the session is still good once it answers again
+
+
+async def test_receive_on_a_closed_consumer_says_so(broker: BrokerProcess) -> None:
+    consumer = Consumer(broker.http, "closed", "c")
+    await consumer.connect()
+    await consumer.close()
+    with pytest.raises(ClientClosedError, match="consumer is closed"):
+        await consumer.receive(timeout=1)
+    async for _ in consumer:  # iteration simply ends
+        raise AssertionError("a closed consumer yielded a message")
 
 
 async def test_http_wrong_key_and_unknown_code(broker: BrokerProcess) -> None:

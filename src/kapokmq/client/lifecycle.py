@@ -6,6 +6,7 @@ import asyncio
 from types import TracebackType
 from typing import Self
 
+from kapokmq.client.errors import ClientClosedError
 from kapokmq.client.message import Message
 
 
@@ -42,8 +43,10 @@ class MessageStream:
         raise NotImplementedError
 
     async def receive(self, timeout: float | None = None) -> Message:
-        """The next message (auto-acked if so configured); TimeoutError after ``timeout``."""
-        if timeout is None:
-            return await self.__anext__()
-        async with asyncio.timeout(timeout):
-            return await self.__anext__()
+        """The next message (auto-acked if so configured); TimeoutError after ``timeout``,
+        ClientClosedError once the consumer is closed (where iteration just ends)."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.__anext__()
+        except StopAsyncIteration:
+            raise ClientClosedError("consumer is closed") from None
