@@ -254,3 +254,15 @@ def test_console_trace_when_tracing_is_off(broker: BrokerProcess) -> None:
     code = sh(f"{KAPOKMQ} produce --http --topic t x", broker).stdout.strip()
     off = sh(f"{KAPOKMQ} console trace {code}", broker)
     assert (off.returncode, off.stderr) == (1, "kapokmq: message trace is off (mq.trace is 0)\n")
+
+
+def test_console_list_takes_a_date_alone(broker: BrokerProcess) -> None:
+    """``--start``/``--end`` take a date alone (its first / last second), as the web
+    console's search fields do."""
+    assert sh(f"{KAPOKMQ} produce --topic days today", broker).returncode == 0
+    today = time.strftime("%Y-%m-%d")
+    found = sh(f"{KAPOKMQ} console list --topic days --start {today} --end {today} --json", broker)
+    assert found.returncode == 0, found.stderr
+    assert len(json.loads(found.stdout)) == 1
+    before = sh(f"{KAPOKMQ} console list --topic days --end 2020-01-01 --json", broker)
+    assert (before.returncode, json.loads(before.stdout)) == (0, [])

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import datetime as dt
 import os
+import re
 import signal
 import socket
 import stat
@@ -184,8 +185,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     action("get", "one message").add_argument("code")
     action("del", "delete one message").add_argument("code")
     listing = action("list", "messages in a time range, newest first")
-    listing.add_argument("--start", default="1970-01-02 00:00:00", help="'YYYY-MM-DD HH:MM:SS'")
-    listing.add_argument("--end", default=None, help="default: tomorrow")
+    listing.add_argument(
+        "--start",
+        default="1970-01-02 00:00:00",
+        type=_day_start,
+        help="'YYYY-MM-DD HH:MM:SS', or a date alone (its first second)",
+    )
+    listing.add_argument(
+        "--end",
+        default=None,
+        type=_day_end,
+        help="as --start, a date alone is its last second; default: tomorrow",
+    )
     listing.add_argument("--status", type=_status, default=STATUS_ALL, help="all|waiting|...")
     listing.add_argument("--topic", default=None)
     _paging(listing, "message")
@@ -379,6 +390,18 @@ async def _consume(args: argparse.Namespace) -> int:
 
 def _print_json(value: Any) -> None:
     print(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+def _day_start(text: str) -> str:
+    """A date alone (``2026-12-02``) is the start of that day, as in the web console."""
+    return f"{text} 00:00:00" if _DATE_ONLY.fullmatch(text) else text
+
+
+def _day_end(text: str) -> str:
+    return f"{text} 23:59:59" if _DATE_ONLY.fullmatch(text) else text
+
+
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 async def _console(args: argparse.Namespace) -> int:
