@@ -63,6 +63,19 @@ def test_wrong_key_shows_a_clear_error(page: Page, broker: BrokerProcess) -> Non
     expect(error).to_be_hidden()
 
 
+def test_with_a_console_key_only_that_key_logs_in(page: Page, broker_factory) -> None:
+    broker = broker_factory(settings={"mq.consoleKey": "admin-key"})
+    page.goto(broker.http + "/")
+    expect(page.locator("#login .hint")).to_contain_text("mq.consoleKey")
+    page.locator("#login-key").fill("test")  # the secret key opens WebSockets, not this
+    page.locator("#login-submit").click()
+    expect(page.locator("#login-error")).to_have_text("Wrong secret key: the broker rejected it.")
+    page.locator("#login-key").fill("admin-key")
+    page.locator("#login-submit").click()
+    expect(page.locator("#health")).to_have_text("Broker up")
+    expect(page.locator("#count-all")).to_have_text("0")
+
+
 # ---------------------------------------------------------------------------- overview
 def test_counters_rates_and_chart_follow_published_messages(
     console: Page, broker: BrokerProcess
