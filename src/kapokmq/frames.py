@@ -61,3 +61,9 @@ class ReplyWriter:
     @property
     def closed(self) -> bool:
         return self._transport is None or self._transport.is_closing()
+
+    def buffered(self) -> int:
+        """Bytes queued and not yet taken by the kernel (the peer is not reading them)."""
+        transport = self._transport
+        waiting = sum(map(len, self._frames))
+        return waiting + (transport.get_write_buffer_size() if transport is not None else 0)

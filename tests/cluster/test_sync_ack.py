@@ -22,6 +22,9 @@ class Writer:
     def send(self, frames: bytes) -> None:
         self.sent.append(frames)
 
+    def buffered(self) -> int:
+        return 0
+
 
 async def test_a_slave_that_never_confirms_turns_the_ok_into_an_error(monkeypatch) -> None:
     monkeypatch.setattr(replication, "CONFIRM_TIMEOUT", 0.05)
@@ -30,7 +33,7 @@ async def test_a_slave_that_never_confirms_turns_the_ok_into_an_error(monkeypatc
     config.sync.ack = 1
     runtime = BrokerRuntime(config)
     hub = ReplicationHub(runtime)
-    slave = hub.attach(Writer())  # type: ignore[arg-type]
+    slave = hub.attach(Writer(), False, print)  # type: ignore[arg-type]
     runtime.publish("t", "confirmed", 0)
     ticket = runtime.durable_ticket
     assert ticket is not None

@@ -480,7 +480,7 @@ class RecordingFeed:
     def __init__(self) -> None:
         self.events: list[tuple[str, bytes]] = []
 
-    def attach(self, writer: object, extended: bool) -> str:
+    def attach(self, writer: object, extended: bool, cut: object) -> str:
         self.events.append(("attach", b""))
         return "handle"
 

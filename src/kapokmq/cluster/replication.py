@@ -10,13 +10,16 @@ dead-letter history and dedup id under keys an original broker ignores (``record
 
 While connected to a live master a slave stores but neither pushes nor accepts writes
 (producers are told to send to the master, through the runtime's write gate); when the
-master is unreachable it takes over: it pushes and accepts writes. When the master is back,
-the slave first hands back what changed during the takeover (messages stored, consumed or
-deleted) and every message it holds that is not consumed yet (a master that restarted
-without storage has none of them), sent up the same connection as newline-separated
-records followed by ``{"HandBack": n}``. The master applies them monotonically (an unknown
-message is added, a consumed or dead one marked so, never the reverse) and answers
-``{"HandBackAck": n}``; only then does the slave forget its takeover changes.
+master is unreachable it takes over: it pushes and accepts writes. A slave that stops
+reading is cut by the master (``ReplicationHub._why_cut``); a slave whose connection the
+master ended, while the master's port still answers, follows it again instead. When the
+master is back, the slave first hands back what changed during the takeover (messages
+stored, consumed or deleted) and every message it holds that is not consumed yet (a master
+that restarted without storage has none of them), sent up the same connection as
+newline-separated records followed by ``{"HandBack": n}``. The master applies them
+monotonically (an unknown message is added, a consumed or dead one marked so, never the
+reverse) and answers ``{"HandBackAck": n}``; only then does the slave forget its takeover
+changes.
 ``/Sync/Conn`` is served only by a master (``sync.isSync: 1``, not a slave).
 See docs/protocol.md, Master-slave sync.
 """
@@ -33,7 +36,7 @@ from typing import Any, Protocol
 
 import aiohttp
 import orjson
-from aiohttp import WSMsgType
+from aiohttp import WSCloseCode, WSMsgType
 
 from kapokmq.client.connection import handshake as login
 from kapokmq.client.errors import AuthenticationError, ConnectionLostError, ProtocolError
@@ -51,6 +54,7 @@ _DELAYED = Status.DELAYED
 SLAVE_SOURCE = "slave"  # the write gate's source while a master is followed
 ACK_SOURCE = "sync.ack"  # the write gate's source while sync.ack 1 has no slave
 HAND_BACK_BATCH = 1000  # records per hand-back frame
+MASTER_PROBE_TIMEOUT = 2.0  # a master that ended our connection must take a new one by then
 
 
 def record_of(
@@ -110,6 +114,15 @@ class ReplicaLost(ConnectionError):
 # failing, say) turns the waiting `ok`s into errors instead of leaving producers unanswered
 CONFIRM_TIMEOUT = 5.0
 
+# A slave that does not read (docs/protocol.md "Master-slave sync", Slow slaves): with more
+# than mq.maxPendingBytes unread at the master and nothing of it read for SLAVE_STALLED_AFTER
+# seconds, or more than LAG_FACTOR times that unread beyond what is left of its initial
+# dump (it reads, but slower than the changes come), it is cut; looked at every
+# SLAVE_WATCH_EVERY seconds while a slave is connected.
+SLAVE_STALLED_AFTER = 5.0
+SLAVE_LAG_FACTOR = 8
+SLAVE_WATCH_EVERY = 1.0
+
 
 class Replica(Protocol):
     """What sync needs of the broker it runs in (server/runtime.py BrokerRuntime): the
@@ -133,22 +146,43 @@ class Replica(Protocol):
 
     def accept_writes(self, source: str) -> None: ...
 
+    def sync_served(self, figures: Callable[[], tuple[int, int, int]]) -> None:
+        """/metrics reports ``figures()``: slaves connected, bytes unread, slaves cut."""
+
 
 class _Slave:
-    """One connected slave: frames sent to it, and how many it confirmed (``{"Acked":n}``)."""
+    """One connected slave: frames sent to it, and how many it confirmed (``{"Acked":n}``);
+    bytes queued for it, and when it last read any (the slow-slave rule above)."""
 
-    __slots__ = ("acked", "extended", "handed_back", "sent", "writer")
+    __slots__ = (
+        "acked",
+        "cut",
+        "drained",
+        "dump_bytes",
+        "extended",
+        "handed_back",
+        "queued",
+        "read_at",
+        "sent",
+        "writer",
+    )
 
-    def __init__(self, writer: ReplyWriter, extended: bool) -> None:
+    def __init__(self, writer: ReplyWriter, extended: bool, cut: Callable[[str], None]) -> None:
         self.writer = writer
         self.extended = extended  # a slave of ours (login.SYNC_EXTENSIONS)
+        self.cut = cut  # closes its connection, logging why
         self.sent = 0
         self.acked = 0
         self.handed_back = 0  # records of a hand-back in progress
+        self.queued = 0  # bytes handed to its connection so far
+        self.dump_bytes = 0  # of which the initial dump
+        self.drained = 0  # bytes it had read at the last look
+        self.read_at = 0.0  # loop time of the last look that found it reading (or caught up)
 
     def send(self, frames: bytes, count: int) -> None:
         self.writer.send(frames)
         self.sent += count
+        self.queued += len(frames)
 
 
 def _overdue(future: asyncio.Future[None]) -> None:
@@ -178,6 +212,10 @@ class ReplicationHub:
         self._waiting: deque[tuple[asyncio.Future[None], list[tuple[_Slave, int]]]] = deque()
         # code -> (dedup key, until) of messages being added: sent with their first record
         self._new_ids: dict[Code, tuple[str, float]] = {}
+        self.bound = runtime.config.mq.maxPendingBytes
+        self.cut_slaves = 0  # /metrics kapokmq_sync_slaves_cut_total
+        self._watch: asyncio.TimerHandle | None = None
+        runtime.sync_served(self.figures)
         if self.sync_ack:
             runtime.replication_opened(self.ticket)
             self._refuse_writes()
@@ -189,10 +227,11 @@ class ReplicationHub:
             "no slave connected (sync.ack: 1)",
         )
 
-    def attach(self, writer: ReplyWriter, extended: bool = False) -> _Slave:
+    def attach(self, writer: ReplyWriter, extended: bool, cut: Callable[[str], None]) -> _Slave:
         """Send the whole store, then every later change (one loop step: nothing between);
-        to a slave of ours (``extended``) also the dedup ids whose message is gone."""
-        slave = _Slave(writer, extended)
+        to a slave of ours (``extended``) also the dedup ids whose message is gone.
+        ``cut(reason)`` closes the slave's connection when it stops reading."""
+        slave = _Slave(writer, extended, cut)
         broker = self.runtime.broker
         messages = list(broker.messages())
         ids = dedup_by_code(broker)
@@ -203,9 +242,12 @@ class ReplicationHub:
         if extended and ids:
             gone = [frame(removal_of(code, dedup)) for code, dedup in ids.items()]
             slave.send(b"".join(gone), len(gone))
+        slave.dump_bytes = slave.queued
+        slave.read_at = self.runtime.loop.time()
         if not self.slaves:
             broker.add_listener(self)
             broker.add_journal(self)
+            self._watch_in(SLAVE_WATCH_EVERY)
         self.slaves.append(slave)
         if self.sync_ack:
             self.runtime.accept_writes(ACK_SOURCE)
@@ -226,6 +268,9 @@ class ReplicationHub:
         if not self.slaves:
             self.runtime.broker.remove_listener(self)
             self.runtime.broker.remove_journal(self)
+            if self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
             if self.sync_ack:
                 self._refuse_writes()
         lost = ReplicaLost("the slave disconnected before it confirmed this message")
@@ -233,6 +278,45 @@ class ReplicationHub:
             if not future.done() and any(s is slave for s, _ in targets):
                 future.set_exception(lost)
         self._settle()
+
+    # ------------------------------------------------------------ slow slaves
+    def figures(self) -> tuple[int, int, int]:
+        """For /metrics: slaves connected, bytes queued for them and unread, slaves cut."""
+        unread = sum(slave.writer.buffered() for slave in self.slaves)
+        return len(self.slaves), unread, self.cut_slaves
+
+    def _watch_in(self, seconds: float) -> None:
+        self._watch = self.runtime.loop.call_later(seconds, self._look_at_slaves)
+
+    def _look_at_slaves(self) -> None:
+        self._watch_in(SLAVE_WATCH_EVERY)
+        now = self.runtime.loop.time()
+        for slave in list(self.slaves):
+            reason = self._why_cut(slave, now)
+            if reason is not None:
+                self.cut_slaves += 1
+                slave.cut(reason)  # its connection's end detaches it
+
+    def _why_cut(self, slave: _Slave, now: float) -> str | None:
+        """Why this slave must be cut (the rule above), or None."""
+        unread = slave.writer.buffered()
+        drained = slave.queued - unread
+        if drained > slave.drained or unread <= self.bound:
+            slave.drained = drained
+            slave.read_at = now
+            lagging = unread - max(0, slave.dump_bytes - drained)
+            if lagging > SLAVE_LAG_FACTOR * self.bound:
+                return (
+                    f"slow slave: {lagging} bytes of changes unread, over {SLAVE_LAG_FACTOR} x "
+                    f"mq.maxPendingBytes ({self.bound})"
+                )
+            return None
+        if now - slave.read_at >= SLAVE_STALLED_AFTER:
+            return (
+                f"slow slave: {unread} bytes unread, over mq.maxPendingBytes ({self.bound}), "
+                f"and nothing read for {now - slave.read_at:.1f} s"
+            )
+        return None
 
     # ------------------------------------------------------------ sync.ack
     def ticket(self) -> asyncio.Future[None] | None:
@@ -527,8 +611,15 @@ class SlaveLink:
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
-                    await self._follow(session)
+                    ended_by_master = await self._follow(session)
                     backoff = 0.5
+                    if ended_by_master and await self._master_listening():
+                        log.warning(
+                            "master %s closed our sync connection but is up: following it "
+                            "again (no takeover)",
+                            self.master,
+                        )
+                        continue
                 except PermissionError as exc:
                     log.error("master at %s refused our key (%s); not retrying", self.url, exc)
                     self._takeover()
@@ -538,6 +629,23 @@ class SlaveLink:
                 self._takeover()
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, 5.0)
+
+    async def _master_listening(self) -> bool:
+        """Whether the master's port takes a connection right now: after it closed or
+        dropped our connection (it cuts a slave that stops reading), a master that is up
+        is followed again instead of being taken over from; a dead one refuses at once."""
+        sync = self.runtime.config.sync
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(sync.masterAddr, int(sync.masterPort)),
+                MASTER_PROBE_TIMEOUT,
+            )
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
 
     def _takeover(self) -> None:
         if self.connected.is_set():
@@ -575,7 +683,10 @@ class SlaveLink:
                 records.append(dumps(record_of(broker, msg, dedup)))
         return records
 
-    async def _follow(self, session: aiohttp.ClientSession) -> None:
+    async def _follow(self, session: aiohttp.ClientSession) -> bool:
+        """Follow the master until the connection ends; True if the master ended it (a
+        close or a dropped connection), False if it is shutting down (1001) or its
+        heartbeat went unanswered."""
         timeout = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0)
         headers = dict([SYNC_EXTENSIONS])
         async with session.ws_connect(
@@ -610,6 +721,9 @@ class SlaveLink:
             finally:
                 beats.cancel()
                 confirm.cancel()
+            if ws.close_code == WSCloseCode.GOING_AWAY:
+                return False  # the master is shutting down
+            return not isinstance(ws.exception(), aiohttp.ServerTimeoutError)
 
     async def _heartbeat(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while not ws.closed:

@@ -179,6 +179,20 @@ def broker_families(runtime: BrokerRuntime) -> Iterator[Metric]:
             "Message traces forgotten, oldest first, because of mq.traceMaxEvents",
             value=trace.evicted,
         )
+    sync_figures = runtime.sync_figures
+    if sync_figures is not None:
+        slaves, unread, cut = sync_figures()
+        yield GaugeMetricFamily("kapokmq_sync_slaves", "Sync slaves connected", value=slaves)
+        yield GaugeMetricFamily(
+            "kapokmq_sync_unread_bytes",
+            "Bytes queued for the sync slaves that they have not read yet",
+            value=unread,
+        )
+        yield CounterMetricFamily(
+            "kapokmq_sync_slaves_cut",
+            "Sync slaves cut for not reading (over mq.maxPendingBytes unread)",
+            value=cut,
+        )
     gossip_refused = runtime.gossip_refused
     if gossip_refused is not None:
         refused = CounterMetricFamily(

@@ -74,6 +74,9 @@ class BrokerRuntime:
         self._refusals: dict[str, Refusal] = {}
         # Cluster mode (cluster_joined), for /metrics: refused gossip input by reason.
         self.gossip_refused: Callable[[], dict[str, int]] | None = None
+        # A master (sync_served), for /metrics: (slaves connected, bytes unread by them,
+        # slaves cut for not reading).
+        self.sync_figures: Callable[[], tuple[int, int, int]] | None = None
         # wrong secret keys per source address, WebSocket and HTTP (guard.py)
         self.key_guard = KeyGuard(self.loop.time)
         # live producer and consumer WebSocket sessions (server/session.py), closed at shutdown
@@ -91,6 +94,11 @@ class BrokerRuntime:
         """A master with sync.ack 1 (cluster/replication.py Replica): every ``ok`` also
         waits for ``ticket()``, done once the slaves hold what was published so far."""
         self.replica_ticket = ticket
+
+    def sync_served(self, figures: Callable[[], tuple[int, int, int]]) -> None:
+        """A master (cluster/replication.py ReplicationHub): /metrics reports ``figures()``,
+        (slaves connected, bytes unread by them, slaves cut for not reading)."""
+        self.sync_figures = figures
 
     def cluster_joined(self, refused: Callable[[], dict[str, int]]) -> None:
         """Cluster mode (server/main.py): /metrics reports the gossip input ``refused()``

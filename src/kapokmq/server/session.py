@@ -16,6 +16,7 @@ States and transitions (``State``; nothing else moves a session)::
     OPEN --a read's frames exceed the backlog room----------> HOLDING   (producer)
     HOLDING --room: held frames replayed as a fresh read----> OPEN
     OPEN --over mq.maxPendingBytes: close 1008--------------> CLOSING   (consumer)
+    OPEN --over mq.maxPendingBytes, nothing read: abort-----> CLOSING   (slave)
     any --message above mq.maxMessageBytes: close 1009------> CLOSING
     any --connection lost-----------------------------------> CLOSED
 
@@ -30,6 +31,7 @@ import asyncio
 import enum
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from kapokmq.core.topics import ConsumerSession
@@ -75,6 +77,7 @@ NO_KEY = b"no secret key in time"
 TOO_MANY_KEYS = b"too many wrong secret keys"
 TOO_BIG = b"message too big"
 SLOW_CONSUMER = b"slow consumer"
+SLOW_SLAVE = b"slow slave"
 
 # Back-pressure (docs/protocol.md "Slow consumers"): a consumer whose connection has more
 # than PAUSE_ABOVE bytes waiting in its write buffer (the kernel's socket buffer is full)
@@ -543,10 +546,10 @@ class SyncFeed(Protocol):
     """The master's side of docs/protocol.md "Master-slave sync" (cluster/replication.py
     ReplicationHub), injected into the app by server/main.py."""
 
-    def attach(self, writer: ReplyWriter, extended: bool) -> Any:
+    def attach(self, writer: ReplyWriter, extended: bool, cut: Callable[[str], None]) -> Any:
         """Stream the store, then every change, to a slave that just logged in
-        (``extended``: one of ours, it asked for our extension records); returns the
-        feed's handle for that slave."""
+        (``extended``: one of ours, it asked for our extension records; ``cut(reason)``
+        closes it when it stops reading); returns the feed's handle for that slave."""
 
     def received(self, slave: Any, payload: bytes) -> None:
         """A frame from the slave other than its heartbeat (acks, hand-back)."""
@@ -586,8 +589,15 @@ class SyncWebSocket(Session):
 
     def _attach(self) -> str:
         self.writer = ReplyWriter(cast(asyncio.Transport, self.transport), self.host.loop)
-        self.slave = self.feed.attach(self.writer, self.extended)
+        self.slave = self.feed.attach(self.writer, self.extended, self._cut)
         return f"; streaming {len(self.host.broker.store)} stored messages"
+
+    def _cut(self, reason: str) -> None:
+        """The feed gave up on this slave (it stopped reading): a close frame would wait
+        behind everything it did not read, so the connection is dropped at once."""
+        log.warning("closing %s: %s", self.peer, reason)
+        self._close(CloseCode.POLICY_VIOLATION, SLOW_SLAVE)
+        self.transport.abort()
 
     def _attached(self) -> bool:
         return self.writer is not None
@@ -596,7 +606,11 @@ class SyncWebSocket(Session):
         assert self.writer is not None
         self.writer.flush()
         self.feed.detach(self.slave)
+        unread = self.writer.buffered()
         self.writer = None
+        if unread:  # (its heartbeat went unanswered, say) a new connection starts afresh
+            log.warning("%s gone with %d bytes it did not read: dropped", self.peer, unread)
+            self.transport.abort()
 
 
 ROLES: dict[str, type[ProducerWebSocket] | type[ConsumerWebSocket]] = {
