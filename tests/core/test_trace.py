@@ -22,7 +22,7 @@ from kapokmq.core.trace import (
     Trace,
     event_view,
 )
-from kapokmq.model import ClientInfo, Code
+from kapokmq.model import ClientInfo, Code, Message, Status
 from tests.core.fakes import Recorder, attach, make_broker
 
 SOURCE = ("p1", "10.0.0.7", "ws:picows")
@@ -242,3 +242,27 @@ def test_sampled_messages_get_every_event_and_the_others_none() -> None:
     for msg in sampled:
         assert kinds(broker, msg.code) == [PUBLISHED, PUSHED, ACKED]
     assert traced(broker).events == 3 * len(sampled)
+
+
+def test_a_replicated_message_is_traced_from_its_arrival() -> None:
+    """A slave (or a master taking a hand-back) traces a new code it is sent as published
+    by `sync`; a replicated update adds nothing, a replicated deletion is no `deleted`."""
+    master, _ = make_broker()
+    msgs = [master.publish("t", f"m{i}") for i in range(2)]
+    replica, clock = make_broker(trace=1)
+    for msg in msgs:
+        replica.replicate(Message(*(getattr(msg, f) for f in Message.__struct_fields__[:9])))
+    trace = replica.trace
+    assert trace is not None
+    kept, gone = (m.code for m in msgs)
+    assert trace.events_of(kept) == [(clock.now, PUBLISHED, ("", "", "sync"))]
+    update = replica.store.get(kept)
+    assert update is not None
+    replica.replicate(
+        Message(kept, "t", "m0", update.create_time, 5, 0, Status.CONSUMED, update.arrival)
+    )
+    assert len(trace.events_of(kept) or []) == 1
+    assert replica.delete(gone, by_console=False) and trace.events_of(gone) == [
+        (clock.now, PUBLISHED, ("", "", "sync"))
+    ]
+    assert event_view(trace.events_of(kept)[0])["Engine"] == "sync"  # type: ignore[index]

@@ -354,3 +354,72 @@ async def test_slave_keeps_ttls_dedup_ids_and_dead_reasons_after_it_takes_over(b
         taker = await login(session, f"{slave.ws}/Consumers/Conn/t/c2")
         assert json.loads(await taker.receive_str(timeout=10))["MessageCode"] == first
         await taker.close()
+
+
+async def trace_on(session: aiohttp.ClientSession, broker: BrokerProcess, code: str) -> list[Any]:
+    async with session.post(
+        f"{broker.http}/Console/GetMessageTrace",
+        data={"messageCode": code},
+        headers={"secretKey": SECRET},
+    ) as resp:
+        body = await resp.json()
+    return body["data"]["Events"] if body["code"] == 0 else []
+
+
+async def test_a_slave_traces_what_it_replicates_and_what_it_does_after_a_takeover(
+    broker_factory,
+):
+    """docs/protocol.md "Message trace": a slave's trace of a message starts with its
+    arrival (`published`, Engine `sync`); a replicated deletion is no console `deleted`."""
+    master = broker_factory(settings={**MASTER, "mq.trace": 1})
+    slave = broker_factory(settings={**slave_of(master), "mq.trace": 1})
+    async with aiohttp.ClientSession() as session:
+        kept, gone = await send(session, master, "kept"), await send(session, master, "gone")
+
+        async def mirrored() -> bool:
+            return bool(await trace_on(session, slave, kept)) and bool(
+                await trace_on(session, slave, gone)
+            )
+
+        await until(mirrored)
+        arrived = await trace_on(session, slave, kept)
+        assert [(e["Event"], e["Engine"], e["ProducerId"]) for e in arrived] == [
+            ("published", "sync", "")
+        ]
+        on_master = await trace_on(session, master, kept)
+        assert on_master[0]["Engine"] == "http" and on_master[0]["Time"] <= arrived[0]["Time"]
+
+        async with session.post(
+            f"{master.http}/Console/DelMessage",
+            data={"messageCode": gone},
+            headers={"secretKey": SECRET},
+        ) as resp:
+            assert (await resp.json())["code"] == 0
+
+        async def deleted_on_slave() -> bool:
+            return await status_on(session, slave, gone) is None
+
+        await until(deleted_on_slave)
+        assert [e["Event"] for e in await trace_on(session, slave, gone)] == ["published"]
+        assert [e["Event"] for e in await trace_on(session, master, gone)] == [
+            "published",
+            "deleted",
+        ]
+
+        on_slave = await login(session, f"{slave.ws}/Consumers/Conn/t/s1")
+        master.kill()
+        push = json.loads(await on_slave.receive_str(timeout=10))
+        assert push["MessageCode"] == kept
+        await on_slave.send_str(kept)
+
+        async def acked_on_slave() -> bool:
+            return len(await trace_on(session, slave, kept)) == 3
+
+        await until(acked_on_slave)
+        events = await trace_on(session, slave, kept)
+        assert [(e["Event"], e.get("ConsumerId")) for e in events] == [
+            ("published", None),
+            ("pushed", "s1"),
+            ("acked", "s1"),
+        ]
+        await on_slave.close()

@@ -416,7 +416,7 @@ def merge_handed_back(
     saw die) never comes back."""
     broker = runtime.broker
     if not isinstance(record, Message):
-        broker.delete(record)
+        broker.delete(record, by_console=False)
         if extras is not None:
             broker.replicate_extras(record, extras)
         return
@@ -433,7 +433,7 @@ def apply_record(runtime: Replica, raw: str | bytes) -> None:
     """Apply another broker's view of one message (or its deletion); ValueError if bad."""
     record, extras = decode_record(raw)
     if not isinstance(record, Message):
-        runtime.broker.delete(record)
+        runtime.broker.delete(record, by_console=False)
         if extras is not None:
             runtime.broker.replicate_extras(record, extras)
     else:

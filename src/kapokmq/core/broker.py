@@ -27,6 +27,7 @@ from kapokmq.core.trace import (
     DELETED,
     DELIVERED_NOW,
     REDELIVERED,
+    REPLICATED,
     REQUEUED,
     SLOW_CONSUMER,
     TIMEOUT,
@@ -439,6 +440,8 @@ class Broker:
         msg = self.store.get(record.code)
         if msg is None:
             self.restore(record)
+            if self.trace is not None:  # its trace here starts with its arrival
+                self.trace.published([record], self.clock(), REPLICATED)
             for listener in self.listeners:
                 listener.message_added(record)
             return
@@ -589,13 +592,15 @@ class Broker:
         self._consumed_many([msg], topic)
         return True
 
-    def delete(self, code: Code) -> bool:
+    def delete(self, code: Code, by_console: bool = True) -> bool:
+        """Delete a message: the console's DelMessage (a trace event), or another
+        broker's deletion replicated (``by_console`` False: none)."""
         code = code_key(code)
         msg = self.store.get(code)
         if msg is None:
             return False
         was_full = self.full
-        if self.trace is not None:
+        if by_console and self.trace is not None:
             self.trace.happened((msg,), DELETED, self.clock())
         self._remove(msg)
         if was_full:

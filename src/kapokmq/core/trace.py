@@ -63,6 +63,8 @@ CONSUMER_GONE = "consumer gone"
 SLOW_CONSUMER = "slow consumer"
 
 UNKNOWN_SOURCE: Source = ("", "", "")
+# a message that reached this broker from another (master-slave sync, or a slave's hand-back)
+REPLICATED: Source = ("", "", "sync")
 
 _code = attrgetter("code")
 
