@@ -55,6 +55,8 @@ SLAVE_SOURCE = "slave"  # the write gate's source while a master is followed
 ACK_SOURCE = "sync.ack"  # the write gate's source while sync.ack 1 has no slave
 HAND_BACK_BATCH = 1000  # records per hand-back frame
 MASTER_PROBE_TIMEOUT = 2.0  # a master that ended our connection must take a new one by then
+REFOLLOW_FIRST = 0.1  # s before following again a master that ended our connection,
+REFOLLOW_RESET_AFTER = 30.0  # doubling while each connection lasted less than this
 
 
 def record_of(
@@ -608,9 +610,12 @@ class SlaveLink:
 
     async def _run(self) -> None:
         backoff = 0.5
+        refollow = REFOLLOW_FIRST  # before following again a master that ended us
+        loop = asyncio.get_running_loop()
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
+                    started = loop.time()
                     ended_by_master = await self._follow(session)
                     backoff = 0.5
                     if ended_by_master and await self._master_listening():
@@ -619,6 +624,11 @@ class SlaveLink:
                             "again (no takeover)",
                             self.master,
                         )
+                        # a master that keeps ending us at once is not hammered
+                        if loop.time() - started > REFOLLOW_RESET_AFTER:
+                            refollow = REFOLLOW_FIRST
+                        await asyncio.sleep(refollow * (0.5 + random.random()))
+                        refollow = min(refollow * 2, 5.0)
                         continue
                 except PermissionError as exc:
                     log.error("master at %s refused our key (%s); not retrying", self.url, exc)
