@@ -121,3 +121,11 @@ async def test_a_cut_slave_under_sync_ack_turns_the_waiting_ok_into_an_error(
     assert len(reasons) == 1 and "nothing read" in reasons[0]
     assert hub.figures() == (0, 0, 1)
     runtime.close()
+
+
+def test_hand_back_frames_are_bounded_in_bytes() -> None:
+    records = [b"r" * 1000] * 120 + [b"big" * 40_000, b"last"]
+    frames = replication.hand_back_frames(records)
+    assert b"\n".join(frames) == b"\n".join(records)  # same records, same order
+    assert all(len(f) <= replication.HAND_BACK_BYTES for f in frames[:-2])
+    assert frames[-2] == b"big" * 40_000 and frames[-1] == b"last"

@@ -198,3 +198,19 @@ async def test_a_stopped_slave_is_dropped_and_follows_again_without_taking_over(
         ) as resp:
             body = await resp.json(content_type=None)
         assert body["code"] == -1 and "slave of" in body["msg"], body
+
+
+async def test_a_large_hand_back_is_taken(broker_factory):
+    """300 messages of 1 KiB taken over: the hand-back frames stay under what the master
+    reads from a slave (they were 1,000 records each, over its 64 KiB, and the master closed
+    the slave on every attempt: nothing was ever handed back)."""
+    master = broker_factory(settings={"sync.isSync": 1})
+    slave = broker_factory(settings=slave_of(master))
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: asyncio.sleep(0, "following master" in slave.log()))
+        master.kill()
+        await until(lambda: asyncio.sleep(0, "takes over" in slave.log()))
+        await publish_many(session, slave, 300)
+        master.start()  # memory only: it comes back empty
+        await until(lambda: asyncio.sleep(0, "acknowledged the hand-back" in slave.log()))
+        assert await count_on(session, master) == 300

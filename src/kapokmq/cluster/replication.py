@@ -53,7 +53,9 @@ SNAPSHOT_CHUNK = 5000
 _DELAYED = Status.DELAYED
 SLAVE_SOURCE = "slave"  # the write gate's source while a master is followed
 ACK_SOURCE = "sync.ack"  # the write gate's source while sync.ack 1 has no slave
-HAND_BACK_BATCH = 1000  # records per hand-back frame
+# bytes of records per hand-back frame (a bigger record goes alone): under what a master
+# reads from a slave (server/session.py sync_frame_limit)
+HAND_BACK_BYTES = 48 * 1024
 MASTER_PROBE_TIMEOUT = 2.0  # a master that ended our connection must take a new one by then
 REFOLLOW_FIRST = 0.1  # s before following again a master that ended our connection,
 REFOLLOW_RESET_AFTER = 30.0  # doubling while each connection lasted less than this
@@ -533,6 +535,23 @@ def _is_time(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def hand_back_frames(records: list[bytes]) -> list[bytes]:
+    """Records joined by newlines into frames of at most HAND_BACK_BYTES (a record that
+    is bigger on its own is a frame of its own)."""
+    frames: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for record in records:
+        if batch and size + len(record) + 1 > HAND_BACK_BYTES:
+            frames.append(b"\n".join(batch))
+            batch, size = [], 0
+        batch.append(record)
+        size += len(record) + 1
+    if batch:
+        frames.append(b"\n".join(batch))
+    return frames
+
+
 class Confirmations:
     """Slave side: tell the master how many frames we applied, ``{"Acked": n}``, after they
     are on our disk when our storage says so (fsync ``always``); coalesced per loop step,
@@ -716,8 +735,8 @@ class SlaveLink:
             count = len(records)
             if count:
                 log.info("handing %d records back to the master", count)
-                for start in range(0, count, HAND_BACK_BATCH):
-                    await ws.send_str(b"\n".join(records[start : start + HAND_BACK_BATCH]).decode())
+                for batch in hand_back_frames(records):
+                    await ws.send_str(batch.decode())
                 await ws.send_str(dumps({"HandBack": count}).decode())
             loop = asyncio.get_running_loop()
             beats = loop.create_task(self._heartbeat(ws))

@@ -557,6 +557,13 @@ class SyncFeed(Protocol):
     def detach(self, slave: Any) -> None: ...
 
 
+def sync_frame_limit(max_message_bytes: int) -> int:
+    """The largest frame a slave may send: heartbeats and hand-back frames, which hold
+    records of at most HAND_BACK_BYTES (cluster/replication.py) or one record of a message
+    of up to mq.maxMessageBytes with its keys."""
+    return max(1 << 16, max_message_bytes + 4096)
+
+
 class SyncWebSocket(Session):
     """`/Sync/Conn`: a slave logs in like a client, then receives the feed."""
 
@@ -577,7 +584,7 @@ class SyncWebSocket(Session):
         self.slave: Any = None  # the feed's handle, once logged in
         super().__init__(host, transport, link, "", "", ip)
         self.peer = f"slave from {ip}"
-        self.limit = 1 << 16  # heartbeats and hand-back frames (HAND_BACK_BATCH records)
+        self.limit = sync_frame_limit(self.limit)
 
     def receive(self, payload: bytes) -> None:
         writer = self.writer

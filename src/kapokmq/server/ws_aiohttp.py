@@ -19,7 +19,7 @@ from kapokmq.login import SYNC_EXTENSIONS
 from kapokmq.server.client_path import client_route
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
-from kapokmq.server.session import ROLES, Session, SyncFeed, SyncWebSocket
+from kapokmq.server.session import ROLES, Session, SyncFeed, SyncWebSocket, sync_frame_limit
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
@@ -105,16 +105,18 @@ async def sync_endpoint(request: web.Request) -> web.StreamResponse:
     def session(runtime: BrokerRuntime, transport: asyncio.Transport, link: _Link) -> Session:
         return SyncWebSocket(runtime, transport, link, feed, request.remote or "", extended)
 
-    return await _run(request, session, SYNC_HEARTBEAT)
+    limit = sync_frame_limit(request.app[RUNTIME].config.mq.maxMessageBytes)
+    return await _run(request, session, SYNC_HEARTBEAT, limit)
 
 
 async def _run(
     request: web.Request,
     make: Callable[[BrokerRuntime, asyncio.Transport, _Link], Session],
     heartbeat: float | None = None,
+    limit: int | None = None,
 ) -> web.WebSocketResponse:
     runtime: BrokerRuntime = request.app[RUNTIME]
-    ws = open_websocket(runtime.config.mq.maxMessageBytes, heartbeat)
+    ws = open_websocket(limit or runtime.config.mq.maxMessageBytes, heartbeat)
     await ws.prepare(request)
     transport = request.transport
     if transport is None:  # gone during the upgrade
