@@ -311,6 +311,33 @@ def test_slow_subscriber_is_cut_over_max_pending_bytes():
     assert lagging == ["x"]
 
 
+def test_a_subscriber_stalled_after_a_short_burst_is_cut_by_the_clock():
+    """A burst over mq.maxPendingBytes that ends within a second: no later dispatch comes
+    to find the silent subscriber, so the broker's timer cuts it once it has acked
+    nothing for STALLED_AFTER (1 s); an acking subscriber over the bound is kept."""
+    broker, clock = make_broker(pushType=2, maxInFlight=10, maxPendingBytes=65536)
+    cut: list[str] = []
+    kept: list[str] = []
+    silent = broker.attach_consumer(
+        ClientInfo("silent", "t", "", 0), Recorder(), lambda: cut.append("x")
+    )
+    acking, ra = attach(broker, name="acking")
+    acking.overflow = lambda: kept.append("x")
+    for _ in range(100):  # 100 x 1,128 weighed bytes > 64 KiB, all at one instant
+        broker.publish("t", "x" * 1000, 0)
+    broker.dispatch()
+    broker.tick()
+    assert not cut  # over the bound, but attached less than a second ago
+    deadline = broker.next_deadline()
+    assert deadline is not None and deadline <= clock() + 1.0  # a timer is set to look
+    clock.advance(1.1)
+    broker.ack_many(acking, [m.code for m in ra.take()])
+    broker.tick()
+    assert cut == ["x"] and silent not in broker.topic("t").consumers
+    assert not kept and acking in broker.topic("t").consumers
+    assert broker.topic("t").stats.slow_consumers == 1
+
+
 def test_a_paused_session_is_skipped_until_resumed():
     broker, _ = make_broker(maxInFlight=100)
     a, ra = attach(broker, name="a")

@@ -20,7 +20,7 @@ from kapokmq.core.dispatch import FANOUT, dispatch
 from kapokmq.core.lifetimes import EXPIRED, MAX_DELIVERIES, DeadLetters, Lifetimes
 from kapokmq.core.schedule import Scheduler
 from kapokmq.core.store import MessageStore
-from kapokmq.core.topics import ConsumerSession, Deliver, Topic
+from kapokmq.core.topics import STALLED_AFTER, ConsumerSession, Deliver, Topic
 from kapokmq.core.trace import (
     CONSUMER_GONE,
     DEAD,
@@ -140,12 +140,14 @@ class Broker:
         self._overflowed: list[ConsumerSession] = []  # slow consumers found by dispatch
         self.paused = False
         self._sessions = 0  # consumer sessions, all topics
+        self._subscribers = 0  # the pub/sub ones among them
         self._ids = itertools.count(1)
         mq = config.mq
         self.retry_after: float | None = float(mq.pushRetryTime) if mq.isRePush else None
         # how often in-flight tables are checked for redelivery (its worst-case lateness)
         self.sweep_every = min(0.1, mq.pushRetryTime / 10)
         self._next_sweep = clock()
+        self._next_stall_check = clock()
         self.max_deliveries = mq.maxDeliveries
         self.clean_consumed = bool(mq.isCleanConsumed)
         self.backlog_limit = mq.messageChanBuffer
@@ -184,6 +186,7 @@ class Broker:
         )
         topic.consumers.append(session)
         self._sessions += 1
+        self._subscribers += topic.pubsub
         if topic.ready:
             self._mark(topic)
         return session
@@ -197,6 +200,7 @@ class Broker:
         except ValueError:
             return
         self._sessions -= 1
+        self._subscribers -= topic.pubsub
         if topic.pubsub:
             back = self._orphaned_copies(session)
         else:
@@ -736,6 +740,8 @@ class Broker:
             and (deadline is None or self._next_sweep < deadline)
         ):
             deadline = self._next_sweep
+        if self._subscribers and (deadline is None or self._next_stall_check < deadline):
+            deadline = self._next_stall_check
         throttled = self.throttle is not None and self._dirty and self._budget <= 0
         if throttled and (deadline is None or self._budget_reset < deadline):
             deadline = self._budget_reset
@@ -759,6 +765,25 @@ class Broker:
         if self.clean_after is not None and now >= self._next_expiry:
             self._next_expiry = now + self.check_every
             self.expire(now)
+        if self._subscribers and now >= self._next_stall_check:
+            self._next_stall_check = now + STALLED_AFTER
+            self._cut_stalled_subscribers(now)
+
+    def _cut_stalled_subscribers(self, now: float) -> None:
+        """Pub/sub: a subscriber with more than mq.maxPendingBytes queued that has acked
+        nothing for ``STALLED_AFTER`` s is cut even when no new message comes to find it at
+        dispatch, e.g. after a short burst (docs/protocol.md "Slow consumers")."""
+        stalled = [
+            session
+            for topic in self.topics.values()
+            if topic.pubsub
+            for session in topic.consumers
+            if session.pending_bytes > session.max_bytes
+            and now - session.acked_at > STALLED_AFTER
+            and session.overflow is not None
+        ]
+        for session in stalled:
+            self._cut(session)
 
     def _sweep(self, now: float, pushed_before: float) -> None:
         """Redeliver what was pushed at or before ``pushed_before`` and is still unacked.
