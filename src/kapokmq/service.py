@@ -48,6 +48,22 @@ class JsonLines(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+def add_logging_options(p: argparse.ArgumentParser) -> None:
+    """``--log-level`` and ``--log-format``, read by ``configure_logging``."""
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="least severe log lines written to stderr (default INFO)",
+    )
+    p.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="log lines as text (default) or as one JSON object each (time, level, logger, msg)",
+    )
+
+
 def configure_logging(level: str, style: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if style == "json":

@@ -37,18 +37,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECTION.KEY=VALUE",
         help="any setting, e.g. --set registry.gossipPort=8041 (repeatable)",
     )
-    p.add_argument(
-        "--log-level",
-        default="INFO",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        help="least severe log lines written to stderr (default INFO)",
-    )
-    p.add_argument(
-        "--log-format",
-        default="text",
-        choices=("text", "json"),
-        help="log lines as text (default) or as one JSON object each (time, level, logger, msg)",
-    )
+    from kapokmq.service import add_logging_options
+
+    add_logging_options(p)
     p.set_defaults(func=run_registry_command)
     register_nodes(subparsers)
 

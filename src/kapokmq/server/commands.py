@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from kapokmq.config import load_config
-from kapokmq.service import flag_overrides, run_service
+from kapokmq.service import add_logging_options, flag_overrides, run_service
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,18 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="start even if a snapshot or WAL segment is corrupt, keeping what can be read "
         "(mq.recoverSkipCorrupt=1)",
     )
-    p.add_argument(
-        "--log-level",
-        default="INFO",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        help="least severe log lines written to stderr (default INFO)",
-    )
-    p.add_argument(
-        "--log-format",
-        default="text",
-        choices=("text", "json"),
-        help="log lines as text (default) or as one JSON object each (time, level, logger, msg)",
-    )
+    add_logging_options(p)
     p.set_defaults(func=serve)
 
 
