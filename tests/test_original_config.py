@@ -212,6 +212,8 @@ def test_original_only_key_is_not_reported_as_unknown(caplog: pytest.LogCaptureF
         ({"mq.pushType": "0"}, "mq.pushType must be one of 1, 2"),
         ({"mq.isPersistent": "3"}, "mq.isPersistent must be one of 0, 1, 2"),
         ({"mq.checkSpeed": "fast"}, "mq.checkSpeed must be an integer"),
+        ({"mq.checkSpeed": "nan"}, "mq.checkSpeed must be an integer"),
+        ({"mq.maxInFlight": "1.5"}, "mq.maxInFlight must be a whole number"),
         ({"sync.masterProtocol": "http"}, "sync.masterProtocol must be one of ws, wss"),
         ({"sync.masterPort": "abc"}, r"sync.masterPort must be a port number \(0-65535\)"),
         ({"cluster.registryGossipPort": "70000"}, "cluster.registryGossipPort must be a port"),
@@ -220,3 +222,45 @@ def test_original_only_key_is_not_reported_as_unknown(caplog: pytest.LogCaptureF
 def test_meaningless_values_are_still_refused(overrides: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(None, environ={}, overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "warned"),
+    [
+        ("1.5", 1, True),  # viper's GetInt: int(1.5)
+        ("0.5", 1, True),  # 0, then raised to 1 s as any zero interval
+        ("2.0", 2, False),
+        ('"5"', 5, False),  # digits in quotes: cast.ToInt parses them
+        ('"0x10"', 16, False),  # strconv.ParseInt(s, 0, 0)
+        ("true", 1, False),
+    ],
+)
+def test_integer_keys_read_as_the_originals_getint(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str, value: int, warned: bool
+) -> None:
+    path = tmp_path / "application.yaml"
+    path.write_text(f"mq:\n  checkSpeed: {text}\n")
+    with caplog.at_level(logging.WARNING, logger="kapokmq.config"):
+        assert load_config(path, environ={}).mq.checkSpeed == value
+    assert ("mq.checkSpeed is " in caplog.text) is warned
+    assert ("drops the fraction" in caplog.text) is warned
+
+
+async def test_a_file_with_fractions_and_quoted_digits_starts(tmp_path: Path) -> None:
+    """The original (viper GetInt) starts with `checkSpeed: 1.5`: so does this broker."""
+    path = tmp_path / "application.yaml"
+    path.write_text(
+        "mq:\n  checkSpeed: 1.5\n  pushRetryTime: '60'\n  cleanTime: 172800.9\n  pushType: 1.0\n"
+    )
+    broker = BrokerProcess(extra_args=["--config", str(path)], cwd=tmp_path).start()
+    try:
+        config = post(broker, "/Console/GetConfig")["data"]
+        assert (config["checkSpeed"], config["pushRetryTime"], config["cleanTime"]) == (
+            1,
+            60,
+            172800,
+        )
+        assert "WARNING kapokmq.config: mq.checkSpeed is 1.5" in broker.log()
+        await round_trip(broker, "fractions")
+    finally:
+        broker.cleanup()

@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -225,15 +226,8 @@ def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
             if kind == "list[str]"
             else {}
         )
-    if kind == "int" and isinstance(raw, bool):  # `isClean: true`: the original's viper
-        raw = int(raw)  # reads a yaml boolean as 1 / 0 for its integer keys
     if kind == "int":
-        if not isinstance(raw, int | str):
-            raise ConfigError(f"{key} must be an integer, got {raw!r}")
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
+        value = _integer(key, raw)
     elif kind == "float":
         if isinstance(raw, bool) or not isinstance(raw, int | float | str):
             raise ConfigError(f"{key} must be a number, got {raw!r}")
@@ -281,6 +275,87 @@ def _coerce(section: str, f: dataclasses.Field[Any], raw: object) -> object:
     if maximum is not None and isinstance(value, int | float) and value > maximum:
         raise ConfigError(f"{key} must be <= {maximum}; got {raw!r}")
     return value
+
+
+# The original's integer keys, read by viper's GetInt (cast.ToInt): a yaml boolean is 1 / 0,
+# a number with a fraction is cut to its whole part, digits in quotes are their number. This
+# broker's own integer keys take whole numbers only (`maxInFlight: 1.5` is refused).
+GO_INT_KEYS = frozenset(
+    (
+        "mq.pushType",
+        "mq.messageChanBuffer",
+        "mq.pushMessagesSpeed",
+        "mq.pushCount",
+        "mq.pushRetryTime",
+        "mq.isPersistent",
+        "mq.recoveryStrategy",
+        "mq.persistentTime",
+        "mq.isCleanConsumed",
+        "mq.isRePush",
+        "mq.isClean",
+        "mq.checkSpeed",
+        "mq.cleanTime",
+        "cluster.isCluster",
+        "cluster.gossipPort",
+        "sync.isSync",
+        "sync.isSlave",
+        "registry.gossipPort",
+    )
+)
+_GO_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _go_int(text: str) -> int | None:
+    """Go's ``strconv.ParseInt(text, 0, 64)`` (what cast.ToInt does with a string): an
+    optional sign, then decimal, ``0x``/``0o``/``0b``, or a leading 0 for octal; else None."""
+    body = text[1:] if text[:1] in "+-" else text
+    if not body.isascii() or not body.replace("_", "").isalnum() or body.startswith("_"):
+        return None
+    lowered = body.lower()
+    base = 10
+    if lowered[:2] in ("0x", "0o", "0b"):
+        base, body = {"0x": 16, "0o": 8, "0b": 2}[lowered[:2]], body[2:]
+    elif len(body) > 1 and body.startswith("0"):
+        base, body = 8, body[1:]
+    try:
+        number = int(body, base)
+    except ValueError:
+        return None
+    return -number if text.startswith("-") else number
+
+
+def _integer(key: str, raw: object) -> int:
+    """One integer key's value: see GO_INT_KEYS for how the original's keys are read."""
+    original = key in GO_INT_KEYS
+    if isinstance(raw, bool):
+        if original:  # `isClean: true`: viper's GetInt reads a yaml boolean as 1 / 0
+            return int(raw)
+        raise ConfigError(f"{key} must be an integer, got {raw!r}")
+    if isinstance(raw, int):
+        return raw
+    number: float | None = None
+    if isinstance(raw, str):
+        whole = _go_int(raw)
+        if whole is not None:
+            return whole
+        if _GO_DECIMAL.fullmatch(raw):
+            number = float(raw)
+    elif isinstance(raw, float):
+        number = raw
+    if number is None or number != number or abs(number) >= 2.0**63:
+        raise ConfigError(f"{key} must be an integer, got {raw!r}")
+    if number.is_integer():
+        return int(number)
+    if not original:
+        raise ConfigError(f"{key} must be a whole number, got {raw!r}")
+    whole = int(number)  # toward zero, as Go's int(float64)
+    log.warning(
+        "%s is %r: the original reads a whole number (viper's GetInt drops the fraction); using %d",
+        key,
+        raw,
+        whole,
+    )
+    return whole
 
 
 # what mq.topics may set per topic: pushType; ttl, the default TTL in seconds of its
