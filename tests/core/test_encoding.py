@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 
 import orjson
 from hypothesis import given, settings
@@ -12,6 +13,9 @@ from hypothesis import strategies as st
 
 from kapokmq.frames import text_frame
 from kapokmq.model import (
+    HASH_MODULUS,
+    RANDOM_BITS,
+    SEQUENCE_EPOCH_NS,
     CodeGenerator,
     Message,
     PushBatches,
@@ -72,6 +76,42 @@ def test_codes_are_unique_random_32_hex_across_draws() -> None:
     values = [int(code_text(c), 16) for c in codes]
     assert sum(abs(b - a) < 1 << 64 for a, b in itertools.pairwise(values)) < 3
     assert not set(codes) & {CodeGenerator().next_code() for _ in range(10_000)}
+
+
+def _int_codes(gen: CodeGenerator, n: int) -> list[int]:
+    codes = [gen.next_code() for _ in range(n)]
+    ints = [c for c in codes if type(c) is int]
+    assert len(ints) == n
+    return ints
+
+
+def test_codes_hash_in_sequence_from_the_clock_with_67_random_bits() -> None:
+    before = time.time_ns() - SEQUENCE_EPOCH_NS
+    gen = CodeGenerator()
+    after = time.time_ns() - SEQUENCE_EPOCH_NS
+    assert before <= gen.start <= after
+    codes = _int_codes(gen, 10_000)  # more than one draw from the OS
+    # the remainder is the sequence (the hash: in-order table slots), the quotient random
+    assert [hash(c) for c in codes] == list(range(gen.start, gen.start + len(codes)))
+    assert [c % HASH_MODULUS for c in codes] == [hash(c) for c in codes]
+    randoms = [c // HASH_MODULUS for c in codes]
+    assert len(set(randoms)) == len(randoms)
+    assert max(randoms).bit_length() == RANDOM_BITS  # all 67 bits used (1 - 2**-10000 sure)
+    assert all(r < 1 << RANDOM_BITS for r in randoms)
+    # the same start (a clock set back) still gives other codes: only their hashes agree
+    again = CodeGenerator(gen.start)
+    repeated = _int_codes(again, 10_000)
+    assert not set(repeated) & set(codes)
+    assert [hash(c) for c in repeated] == [hash(c) for c in codes]
+
+
+def test_a_generator_started_later_starts_above_every_earlier_code() -> None:
+    """A restarted broker's codes never meet the recovered ones: its sequence starts at
+    the clock, above every sequence number used before (docs/protocol.md)."""
+    gen = CodeGenerator()
+    codes = _int_codes(gen, 20_000)
+    later = CodeGenerator()
+    assert max(c % HASH_MODULUS for c in codes) < later.start
 
 
 @given(
