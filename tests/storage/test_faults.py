@@ -8,18 +8,25 @@ import asyncio
 import errno
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import msgpack
+import orjson
 import pytest
+from aiohttp import web
 
 from kapokmq.config import Config
-from kapokmq.model import ClientInfo, code_text
+from kapokmq.model import ClientInfo, Code, Status, code_text
+from kapokmq.server.app import build_app
+from kapokmq.server.main import listen
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.session import ProducerWebSocket, State
 from kapokmq.storage import Storage, open_storage
 from kapokmq.storage.files import FileOps
 from kapokmq.storage.format import ADD, UPDATE
 from kapokmq.storage.wal import WalError
+from tests.harness import SECRET
 from tests.server.test_session import FakeLink, FakeTransport, frames, send_frame
 from tests.storage.helpers import crash, make_config
 
@@ -240,3 +247,67 @@ async def test_storage_that_fails_at_start_starts_refusing_writes(tmp_path: Path
     assert runtime.refusal is None
     await storage.close()
     runtime.close()
+
+
+async def test_console_changes_are_answered_once_on_disk_and_refused_while_storage_fails(
+    tmp_path: Path,
+) -> None:
+    """DelMessage, Requeue and DeliverNow change stored messages: under fsync always their
+    `{"code":0}` waits for the disk like Send's, and while storage fails they are refused
+    with its reason and change nothing (a crash would undo a change that was not logged)."""
+    files = FaultyFiles()
+    config = make_config(tmp_path, fsync="always")
+    config.server.port = 0
+    runtime, storage = start(config, files)
+    broker = runtime.broker
+    done = runtime.publish("done", "consumed", 0)
+    session = broker.attach_consumer(ClientInfo("c", "done", "", 0), lambda batch: None)
+    broker.dispatch()
+    broker.ack(session, done.code)
+    broker.detach_consumer(session)
+    doomed = runtime.publish("t", "delete me", 0)
+    delayed = runtime.publish("t", "later", 3600)
+    await runtime.durable_barrier()  # type: ignore[misc]
+    assert done.status is Status.CONSUMED
+    runner = web.AppRunner(build_app(runtime), access_log=None, handle_signals=False)
+    await runner.setup()
+    server = await listen(runtime, runner, None)
+    base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+    async def console(http: aiohttp.ClientSession, route: str, code: Code) -> Any:
+        async with http.post(
+            f"{base}/Console/{route}",
+            data={"messageCode": code_text(code)},
+            headers={"secretKey": SECRET},
+        ) as resp:
+            assert resp.status == 200
+            return orjson.loads(await resp.read())
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            files.failing.add("fsync")  # the delete reaches the OS, its fsync fails
+            answer = await asyncio.wait_for(console(http, "DelMessage", doomed.code), 10)
+            assert answer["code"] == -1, answer
+            assert answer["msg"].startswith("storage unavailable: Input/output error")
+            assert runtime.refusal is not None
+            for route, code in (("DeliverNow", delayed.code), ("Requeue", done.code)):
+                answer = await console(http, route, code)
+                assert answer == {"code": -1, "msg": runtime.refusal.http_text}, route
+            assert broker.store.get(delayed.code).status is Status.DELAYED  # type: ignore[union-attr]
+            assert done.status is Status.CONSUMED
+
+            files.failing.clear()
+            await asyncio.wait_for(storage.available.wait(), 5)
+            assert await console(http, "DeliverNow", delayed.code) == {"code": 0}
+            assert await console(http, "Requeue", done.code) == {"code": 0}
+    finally:
+        server.close()
+        await runner.cleanup()
+    crash(runtime, storage)
+    runtime2, storage2 = start(make_config(tmp_path, fsync="always"), FileOps())
+    store = runtime2.broker.store
+    assert store.get(doomed.code) is None  # in memory when the fsync failed: rebuilt without
+    assert store.get(delayed.code).status is Status.WAITING  # type: ignore[union-attr]
+    assert store.get(done.code).status is Status.WAITING  # type: ignore[union-attr]
+    await storage2.close()
+    runtime2.close()

@@ -336,7 +336,7 @@ async def del_message(request: web.Request, form: MultiDictProxy[Any]) -> web.Re
     if (refused := runtime.console_refusal()) is not None:
         return error(refused)
     runtime.broker.delete(field(form, "messageCode").strip())
-    return json_response({"code": 0})
+    return await _answer_durably(runtime)
 
 
 DEATH_REASONS = (EXPIRED, MAX_DELIVERIES)  # what GetMessageList's reason filter takes
@@ -408,12 +408,7 @@ async def deliver_now(request: web.Request, form: MultiDictProxy[Any]) -> web.Re
     if (refused := runtime.console_refusal()) is not None:
         return error(refused)
     if runtime.broker.deliver_now(required_code(form)):
-        if runtime.durable_barrier is not None:
-            try:
-                await runtime.durable_barrier()
-            except StorageError as exc:  # not on disk: say so (docs/durability.md)
-                return error(str(exc))
-        return json_response({"code": 0})
+        return await _answer_durably(runtime)
     return error("no delayed message with that messageCode")
 
 
@@ -424,8 +419,19 @@ async def requeue_message(request: web.Request, form: MultiDictProxy[Any]) -> we
     if (refused := runtime.console_refusal()) is not None:
         return error(refused)
     if runtime.broker.requeue(required_code(form)):
-        return json_response({"code": 0})
+        return await _answer_durably(runtime)
     return error("no dead or consumed message with that messageCode")
+
+
+async def _answer_durably(runtime: BrokerRuntime) -> web.Response:
+    """``{"code":0}`` for a console change, under fsync always once it is on disk (or the
+    storage error if it cannot be: docs/durability.md)."""
+    if runtime.durable_barrier is not None:
+        try:
+            await runtime.durable_barrier()
+        except StorageError as exc:
+            return error(str(exc))
+    return json_response({"code": 0})
 
 
 @authorised

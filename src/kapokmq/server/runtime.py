@@ -180,9 +180,14 @@ class BrokerRuntime:
         self.refusal = next(iter(self._refusals.values()), None)
 
     def console_refusal(self) -> str | None:
-        """Why the console may not change messages (DelMessage, DeliverNow, Requeue): only
-        while this broker follows a master (it does not push), whose copy is the one that
-        counts and would undo the change (docs/protocol.md "Master-slave sync")."""
+        """Why the console may not change messages (DelMessage, DeliverNow, Requeue): while
+        storage fails (the change could not be logged, so a crash would undo it:
+        docs/durability.md "When the disk fails"), or while this broker follows a master
+        (it does not push), whose copy is the one that counts and would undo the change
+        (docs/protocol.md "Master-slave sync")."""
+        storage = self._refusals.get("storage")
+        if storage is not None:
+            return storage.http_text
         if not self.broker.paused:
             return None
         refusal = self.refusal
