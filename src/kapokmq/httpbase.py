@@ -84,13 +84,17 @@ def origin_allowed(
 
 def origin_rule(allowed: Sequence[str], secret: str, log: logging.Logger) -> Any:
     """A middleware answering 403 to a page the Origin rule refuses; put it inside
-    ``cors``, so preflights stay 204 and the 403 carries the CORS headers."""
+    ``cors``, so preflights stay 204 and the 403 carries the CORS headers. ``/healthz``
+    is public whatever the page (it changes nothing and tells nothing secret: a status
+    page of another origin may poll it)."""
 
     @web.middleware
     async def rule(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get("Origin")
-        if origin is not None and not origin_allowed(
-            allowed, secret, origin, request.headers.get("Host")
+        if (
+            origin is not None
+            and request.path != "/healthz"
+            and not origin_allowed(allowed, secret, origin, request.headers.get("Host"))
         ):
             log.info(
                 "refused %s %s from Origin %r (server.allowedOrigins)",

@@ -77,6 +77,12 @@ async def test_default_key_refuses_foreign_pages(broker_factory, engine):
     assert await api_status(broker, None) == 200
     await preflight(broker, FOREIGN)
     assert "refused" in broker.log()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{broker.http}/healthz", headers={"Origin": FOREIGN}) as resp,
+    ):
+        assert resp.status == 200  # public, whatever the page (docs/protocol.md "Origins")
+        assert (await resp.json())["status"] == "ok"
 
 
 async def test_allowed_origins_lists_the_pages_that_may(broker_factory, engine):
