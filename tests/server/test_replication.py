@@ -248,6 +248,51 @@ async def test_hand_back_after_the_master_returns(broker_factory):
         assert body["code"] == -1
 
 
+async def test_a_master_back_with_its_storage_never_redelivers_what_the_slave_consumed(
+    broker_factory, tmp_path
+):
+    """The master's stored copies are older than the slave's: it holds its pushes until the
+    slave has handed back, so what was consumed during the takeover never comes back."""
+    (tmp_path / "m").mkdir()
+    master = broker_factory(settings={**MASTER, "mq.isPersistent": 2}, cwd=tmp_path / "m")
+    slave = broker_factory(settings=slave_of(master))
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: asyncio.sleep(0, "following master" in slave.log()))
+        before = [await send(session, master, f"before-{i}") for i in range(5)]
+
+        async def mirrored() -> bool:
+            return all([await status_on(session, slave, c) == -1 for c in before])
+
+        await until(mirrored)
+        master.kill()  # its WAL keeps the five as waiting
+        await until(lambda: asyncio.sleep(0, "takes over" in slave.log()))
+        consumer = await login(session, f"{slave.ws}/Consumers/Conn/t/c1")
+        for _ in before:
+            push = json.loads(await consumer.receive_str(timeout=10))
+            await consumer.send_str(push["MessageCode"])
+        await consumer.close()
+
+        async def consumed_on_slave() -> bool:
+            return all([await status_on(session, slave, c) == 1 for c in before])
+
+        await until(consumed_on_slave)
+        during = {await send(session, slave, f"during-{i}") for i in range(2)}
+        master.start()
+        on_master = await login(session, f"{master.ws}/Consumers/Conn/t/m1")
+        got = set()
+        for _ in during:  # only what the slave stored and nobody consumed
+            push = json.loads(await on_master.receive_str(timeout=15))
+            got.add(push["MessageCode"])
+            await on_master.send_str(push["MessageCode"])
+        assert got == during, (got - during, master.log())
+        with pytest.raises(asyncio.TimeoutError):
+            await on_master.receive(timeout=1.0)
+        await on_master.close()
+        assert "holding the pushes of 5 recovered messages" in master.log()
+        for code in before:
+            assert await status_on(session, master, code) == 1
+
+
 async def test_sync_ack_oks_only_what_the_slave_holds_and_survives_kill_9(broker_factory):
     master = broker_factory(settings={**MASTER, "sync.ack": 1})
     async with aiohttp.ClientSession() as session:

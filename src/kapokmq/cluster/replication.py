@@ -59,6 +59,11 @@ HAND_BACK_BYTES = 48 * 1024
 MASTER_PROBE_TIMEOUT = 2.0  # a master that ended our connection must take a new one by then
 REFOLLOW_FIRST = 0.1  # s before following again a master that ended our connection,
 REFOLLOW_RESET_AFTER = 30.0  # doubling while each connection lasted less than this
+RECONNECT_MAX = 2.0  # s between a slave's attempts to reach a lost master (before jitter)
+# A master that restarts with stored messages holds its pushes until a slave has handed
+# back its takeover (or said it has nothing: its first heartbeat), at most this long: its
+# own copies are older than the slave's, which may have consumed them meanwhile.
+HAND_BACK_WAIT = 5.0
 
 
 def record_of(
@@ -219,10 +224,38 @@ class ReplicationHub:
         self.bound = runtime.config.mq.maxPendingBytes
         self.cut_slaves = 0  # /metrics kapokmq_sync_slaves_cut_total
         self._watch: asyncio.TimerHandle | None = None
+        self._hold: asyncio.TimerHandle | None = None
         runtime.sync_served(self.figures)
         if self.sync_ack:
             runtime.replication_opened(self.ticket)
             self._refuse_writes()
+        self._hold_recovered()
+
+    def _hold_recovered(self) -> None:
+        """At start: hold the pushes of recovered messages until a slave hands back (see
+        HAND_BACK_WAIT); a master that starts empty has nothing stale to push."""
+        broker = self.runtime.broker
+        waiting = sum(1 for m in broker.messages() if m.status not in _SETTLED)
+        if not waiting:
+            return
+        broker.set_paused(True)
+        self._hold = self.runtime.loop.call_later(
+            HAND_BACK_WAIT, self._release, f"no slave handed back within {HAND_BACK_WAIT:g} s"
+        )
+        log.info(
+            "master: holding the pushes of %d recovered messages until a slave hands back "
+            "what it did while it had taken over (at most %g s)",
+            waiting,
+            HAND_BACK_WAIT,
+        )
+
+    def _release(self, why: str) -> None:
+        if self._hold is None:
+            return
+        self._hold.cancel()
+        self._hold = None
+        self.runtime.broker.set_paused(False)
+        log.info("master: pushing (%s)", why)
 
     def _refuse_writes(self) -> None:
         self.runtime.refuse_writes(
@@ -248,6 +281,8 @@ class ReplicationHub:
             slave.send(b"".join(gone), len(gone))
         slave.dump_bytes = slave.queued
         slave.read_at = self.runtime.loop.time()
+        if not extended:  # an original slave never hands anything back
+            self._release("an original slave is following")
         if not self.slaves:
             broker.add_listener(self)
             broker.add_journal(self)
@@ -258,13 +293,19 @@ class ReplicationHub:
         return slave
 
     def received(self, slave: _Slave, payload: bytes) -> None:
-        """A frame from the slave other than its heartbeat: ``{"Acked":n}`` (sync.ack 1)
-        or its hand-back (see above)."""
+        """A frame from the slave: its heartbeat, ``{"Acked":n}`` (sync.ack 1) or its
+        hand-back (see above). A slave hands back before its first heartbeat."""
+        if payload == HEARTBEAT:
+            if self._hold is not None:
+                self._release("a slave follows with nothing more to hand back")
+            return
         if payload.startswith(b'{"Acked"'):
             with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
                 self.acked(slave, int(orjson.loads(payload).get("Acked")))
             return
         slave.handed_back = apply_hand_back(self.runtime, payload, slave.handed_back, slave)
+        if self._hold is not None and payload.startswith(b'{"HandBack"'):
+            self._release("the slave handed back its takeover")
 
     def detach(self, slave: _Slave) -> None:
         with contextlib.suppress(ValueError):
@@ -657,7 +698,7 @@ class SlaveLink:
                     log.warning("master at %s unreachable: %s", self.url, exc)
                 self._takeover()
                 await asyncio.sleep(backoff * (0.5 + random.random()))
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, RECONNECT_MAX)
 
     async def _master_listening(self) -> bool:
         """Whether the master's port takes a connection right now: after it closed or

@@ -189,9 +189,9 @@ class BrokerRuntime:
         if storage is not None:
             return storage.http_text
         if not self.broker.paused:
-            return None
-        refusal = self.refusal
-        return refusal.http_text if refusal is not None else "this broker follows a master"
+            return None  # (a master holding its pushes at start still owns its messages)
+        refusal = self._refusals.get("slave")
+        return refusal.http_text if refusal is not None else None
 
     # ---------------------------------------------------------------- publishing
     def publish(self, topic: str, data: str, delay: int, ttl: int = 0) -> Message:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from kapokmq.core.topics import ConsumerSession
 from kapokmq.frames import OK_FRAME, ReplyWriter, text_frame
 from kapokmq.httpbase import key_matches
-from kapokmq.login import HEARTBEAT, MATCHED, MAX_ATTEMPTS, MISMATCH, PROMPT
+from kapokmq.login import MATCHED, MAX_ATTEMPTS, MISMATCH, PROMPT
 from kapokmq.model import ClientInfo, Message
 from kapokmq.protocol import SendItem, parse_send_frames
 from kapokmq.server.runtime import BrokerRuntime, WritesRefused
@@ -552,7 +552,7 @@ class SyncFeed(Protocol):
         closes it when it stops reading); returns the feed's handle for that slave."""
 
     def received(self, slave: Any, payload: bytes) -> None:
-        """A frame from the slave other than its heartbeat (acks, hand-back)."""
+        """A frame from the slave: its heartbeat, acks, hand-back."""
 
     def detach(self, slave: Any) -> None: ...
 
@@ -589,8 +589,7 @@ class SyncWebSocket(Session):
     def receive(self, payload: bytes) -> None:
         writer = self.writer
         if self.state is _OPEN and writer is not None and len(payload) <= self.limit:
-            if payload != HEARTBEAT:
-                self.feed.received(self.slave, payload)
+            self.feed.received(self.slave, payload)
         else:
             super().receive(payload)
 
