@@ -381,9 +381,47 @@ def test_pubsub_batches_keep_the_byte_bound_and_the_accounting():
     for _ in range(3):
         broker.publish("t", "z", 0)
     broker.dispatch()  # the next 16 of the queue, not the three new ones
+    # b acked nothing: its 16 unacked copies weigh the bound, another subscriber's acks
+    # consumed them but do not make room (issue 12: what the broker holds for it)
+    assert len(ra.pushed) == 32 and len(rb.pushed) == 16
+    assert ra.pushed[16].data[0] == "y"
+    assert a.pending_bytes == 68 * 4128 + 3 * 129
+    assert b.pending_bytes == 84 * 4128 + 3 * 129
+    broker.ack_many(b, rb.codes)
+    broker.dispatch()
     assert len(ra.pushed) == len(rb.pushed) == 32
-    assert ra.pushed[16:] == rb.pushed[16:] and ra.pushed[16].data[0] == "y"
+    assert ra.pushed[16:] == rb.pushed[16:]
     assert a.pending_bytes == b.pending_bytes == 68 * 4128 + 3 * 129
+
+
+def test_what_a_consumer_holds_unacked_weighs_at_most_max_pending_bytes():
+    """Point-to-point: a consumer that reads but does not ack stops getting pushes once
+    its unacked copies weigh mq.maxPendingBytes (as at mq.maxInFlight copies); the rest go
+    to the others, and an ack (or a redelivery taking copies back) makes room again."""
+    broker, clock = make_broker(maxInFlight=1000, maxPendingBytes=65536, pushRetryTime=30)
+    silent, rs = attach(broker, name="silent")
+    for _ in range(40):
+        broker.publish("t", "y" * 4000, 0)
+    broker.dispatch()
+    assert len(rs.pushed) == 16  # 16 x 4,128 >= 64 KiB
+    broker.publish("t", "y" * 4000, 0)
+    broker.dispatch()
+    assert len(rs.pushed) == 16  # holding the bound: nothing more, not even one
+    other, ro = attach(broker, name="other")
+    broker.dispatch()
+    assert len(ro.pushed) == 16 and len(rs.pushed) == 16
+    broker.ack_many(other, ro.codes)
+    broker.publish("t", "small", 0)
+    broker.dispatch()
+    assert len(rs.pushed) == 16 and len(ro.pushed) == 26  # 9 left + "small", all to it
+    broker.ack(silent, rs.codes[0])
+    broker.publish("t", "y" * 4000, 0)
+    broker.dispatch()
+    assert len(rs.pushed) == 17  # one acked: room for one
+    clock.advance(31)  # its copies time out and go back to the queue: room again
+    broker.tick()
+    broker.dispatch()
+    assert len(rs.pushed) > 17
 
 
 def test_acks_apply_only_to_the_consumers_own_topic():

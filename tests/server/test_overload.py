@@ -330,3 +330,50 @@ async def test_a_p2p_consumer_that_does_not_read_gets_no_more_and_its_messages_m
         assert len(received) == n
         await fast.close()
         await p.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_subscriber_that_reads_but_never_acks_holds_at_most_max_pending_bytes(
+    broker_factory, engine
+):
+    """Pub/sub with isCleanConsumed: one subscriber acks, the other reads every push and
+    acks none. What the broker holds for the second (pushed, unacked copies: the acked
+    messages are gone from the store, only its window keeps them) stops at
+    mq.maxPendingBytes, not at mq.maxInFlight copies; its queue then grows and, acking
+    nothing, it is closed 1008 `slow consumer`. The acking one gets everything."""
+    bound = 65536
+    broker = broker_factory(
+        settings={
+            "server.wsEngine": engine,
+            "mq.pushType": 2,
+            "mq.isCleanConsumed": 1,
+            "mq.maxPendingBytes": bound,
+        }
+    )
+    n, data = 60, "x" * 16_000
+    async with aiohttp.ClientSession() as session:
+        acking = await consumer(session, broker, "fan", "acking")
+        hoarder = await consumer(session, broker, "fan", "hoarder")
+        p = await producer(session, broker, "fan")
+
+        async def ack_all() -> None:
+            for _ in range(n):
+                await acking.send_str((await recv_push(acking, timeout=10))["MessageCode"])
+
+        acker = asyncio.ensure_future(ack_all())
+        for _ in range(n):  # one at a time: the acking one keeps up
+            await p.send_str(frame(data))
+            assert await p.receive_str(timeout=10) == "ok"
+        await asyncio.wait_for(acker, 20)
+        held = 0
+        while True:
+            msg = await hoarder.receive(timeout=10)
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                break
+            held += 1
+        assert msg.type is aiohttp.WSMsgType.CLOSE, msg
+        assert (msg.data, msg.extra) == (1008, "slow consumer")
+        assert held <= bound // (len(data) + 128) + 1, held  # 5, not all 60
+        await p.close()
+        await acking.close()
+    assert "hoarder" in await wait_for_log(broker, "slow consumer", 10)

@@ -9,11 +9,11 @@ one dispatch (in step, the usual case) get the same list object, so the transpor
 encode it once for all of them (``model.PushBatches``).
 
 A session takes a push only while its window (``mq.maxInFlight`` unacked copies) has
-room and its transport is not paused (its socket buffer is full); one batch weighs at
-most ``mq.maxPendingBytes`` (``copy_bytes``), so what sits in a socket's buffer stays
-bounded too. A pub/sub session whose queued copies weigh more than that and that has
-stopped acking is a slow consumer: it is reported in ``overflowed`` and the broker cuts
-it (docs/protocol.md, "Slow consumers").
+room, the copies it holds pushed and unacked weigh less than ``mq.maxPendingBytes``
+(``copy_bytes``; ``_held``), and its transport is not paused (its socket buffer is
+full); so one batch weighs at most that too. A pub/sub session whose queued copies
+weigh more than that and that has stopped acking is a slow consumer: it is reported in
+``overflowed`` and the broker cuts it (docs/protocol.md, "Slow consumers").
 """
 
 from __future__ import annotations
@@ -40,6 +40,21 @@ def _deliverable(msg: Message) -> bool:
     return not msg.removed and msg.status is _WAITING
 
 
+def _held(session: ConsumerSession) -> int:
+    """The weight of the copies ``session`` holds pushed and unacked, recounted only when
+    the running upper bound (``held_bytes``) reaches the bound and copies have left."""
+    held = session.held_bytes
+    if held >= session.max_bytes:
+        in_flight = session.in_flight
+        if len(in_flight) != session.held_count:
+            held = COPY_OVERHEAD * len(in_flight)
+            for msg in in_flight.values():
+                held += len(msg.data)
+            session.held_bytes = held
+            session.held_count = len(in_flight)
+    return held
+
+
 def dispatch_p2p(topic: Topic, now: float, limit: int = -1) -> int:
     """Push ready messages round-robin (at most ``limit`` if >= 0); returns the count."""
     ready = topic.ready
@@ -58,11 +73,10 @@ def dispatch_p2p(topic: Topic, now: float, limit: int = -1) -> int:
         session = consumers[idx % n]
         idx += 1
         in_flight = session.in_flight
-        if (
-            len(in_flight) >= session.window
-            or session.paused
-            or weights.get(session, 0) >= session.max_bytes
-        ):
+        weight = weights.get(session)
+        if weight is None:  # what it holds, then what this dispatch gives it
+            weight = weights[session] = _held(session)
+        if len(in_flight) >= session.window or session.paused or weight >= session.max_bytes:
             skipped += 1
             continue
         skipped = 0
@@ -77,13 +91,14 @@ def dispatch_p2p(topic: Topic, now: float, limit: int = -1) -> int:
         batch = batches.get(session)
         if batch is None:
             batches[session] = [msg]
-            weights[session] = len(msg.data) + COPY_OVERHEAD
         else:
             batch.append(msg)
-            weights[session] += len(msg.data) + COPY_OVERHEAD
+        weights[session] = weight + len(msg.data) + COPY_OVERHEAD
         pushed += 1
     topic.rr = idx % n
     for session, batch in batches.items():
+        session.held_bytes = weights[session]
+        session.held_count += len(batch)
         session.deliver(batch)
     topic.stats.pushed += pushed
     return pushed
@@ -97,7 +112,10 @@ def _dispatch_to_one(topic: Topic, session: ConsumerSession, now: float, limit: 
     room = session.window - len(in_flight)
     if 0 <= limit < room:
         room = limit
-    room_bytes = session.max_bytes
+    held = _held(session)
+    room_bytes = session.max_bytes - held
+    if room_bytes <= 0:
+        return 0
     ready = topic.ready
     batch: list[Message] = []
     append = batch.append
@@ -115,6 +133,8 @@ def _dispatch_to_one(topic: Topic, session: ConsumerSession, now: float, limit: 
         if room_bytes <= 0:
             break
     if batch:
+        session.held_bytes = session.max_bytes - room_bytes
+        session.held_count += len(batch)
         session.deliver(batch)
         topic.stats.pushed += len(batch)
     return len(batch)
@@ -161,7 +181,7 @@ def dispatch_pubsub(
         elif (
             len(pending) == n_fanned
             and session.window - len(session.in_flight) >= n_fanned
-            and weight <= session.max_bytes
+            and weight + _held(session) <= session.max_bytes
             and (limit < 0 or pushed + n_fanned <= limit)
         ):
             # in step (the usual case): what was just fanned out is all it has queued and
@@ -171,6 +191,8 @@ def dispatch_pubsub(
             session.in_flight.update(fanned_codes)
             pending.clear()
             session.pending_bytes -= weight
+            session.held_bytes += weight
+            session.held_count += n_fanned
             pushed += n_fanned
             session.deliver(fanned)
         else:
@@ -200,7 +222,8 @@ def _drain(session: ConsumerSession, limit: int) -> list[Message]:
     pending = session.pending
     in_flight = session.in_flight
     room = session.window - len(in_flight)
-    room_bytes = session.max_bytes
+    held = _held(session)
+    room_bytes = session.max_bytes - held
     drained = 0
     batch: list[Message] = []
     while pending and room > 0 and room_bytes > 0 and len(batch) != limit:
@@ -218,6 +241,8 @@ def _drain(session: ConsumerSession, limit: int) -> list[Message]:
         room -= 1
         room_bytes -= size
     session.pending_bytes -= drained
+    session.held_bytes = session.max_bytes - room_bytes
+    session.held_count += len(batch)
     return batch
 
 

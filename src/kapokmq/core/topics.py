@@ -36,6 +36,8 @@ class ConsumerSession:
     __slots__ = (
         "acked_at",
         "deliver",
+        "held_bytes",
+        "held_count",
         "in_flight",
         "info",
         "max_bytes",
@@ -67,11 +69,18 @@ class ConsumerSession:
         # code -> message pushed to this session and not yet acked by it (in pub/sub too:
         # another subscriber's ack does not take a copy out of this window)
         self.in_flight: dict[Code, Message] = {}
+        # the weight (copy_bytes) of what was pushed into ``in_flight`` and how many: counted
+        # up by every push, never down (acks cost nothing), so an upper bound, recounted by
+        # dispatch when it reaches max_bytes and copies have left since (len(in_flight)
+        # below held_count): what one connection holds stays within mq.maxPendingBytes
+        self.held_bytes = 0
+        self.held_count = 0
         # pub/sub only: messages fanned out to this session, waiting for window room,
         # and their weight (copy_bytes); over max_bytes the session is a slow consumer
         self.pending: deque[Message] = deque()
         self.pending_bytes = 0
-        # mq.maxPendingBytes: also the most one push batch may weigh
+        # mq.maxPendingBytes: the most its pushed and unacked copies may weigh (plus the
+        # one that crossed it), so also the most one push batch may weigh
         self.max_bytes = max_bytes
         # the transport's buffer is full (pause_writing): nothing is pushed until resumed
         self.paused = False
