@@ -134,6 +134,7 @@ class ClusterSection:
     gossipVerifyOutgoing: int = field(default=1, metadata=_choices(0, 1))
     gossipMaxPushBytes: int = field(default=20 << 20, metadata=_at_least(1024))
     gossipMaxPushNodes: int = field(default=1024, metadata=_at_least(1))
+    gossipMaxNodes: int = field(default=512, metadata=_at_least(2))
 
 
 @dataclass

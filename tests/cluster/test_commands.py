@@ -55,8 +55,25 @@ def test_broker_names() -> None:
         "Addr": "10.0.0.5",
         "Port": "8011",
     }
-    for name in ("r:127.0.0.1:8031", "mq:127.0.0.1", "mq:a:b", "serf-node", "mq::8011"):
-        assert parse_broker_name(name) is None
+    assert parse_broker_name("mq:broker-1.example.com:80") is not None
+    assert parse_broker_name("mq:0.0.0.0:8011") is not None  # the original's own naming
+    odd = (
+        "r:127.0.0.1:8031",
+        "mq:127.0.0.1",
+        "mq:a:b",
+        "serf-node",
+        "mq::8011",
+        "mq:10.0.0.5:99999",
+        "mq:10.0.0.5:0",
+        "mq:10.0.0.5:\u0661\u0662",  # digits, but not ASCII ones
+        "mq:<script>:8011",
+        "mq:evil host:8011",
+        "mq:-x:8011",
+        "mq:10.0.0.5:8011\n",
+        "MQ:10.0.0.5:8011",
+    )
+    for name in odd:
+        assert parse_broker_name(name) is None, name
 
 
 def kapokmq(*args: str) -> subprocess.CompletedProcess[str]:

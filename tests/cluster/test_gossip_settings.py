@@ -38,6 +38,9 @@ def test_registry_key_and_limits() -> None:
     assert options["max_push_pull_bytes"] == 20 << 20
     assert options["gossip_verify_incoming"] is False
     assert options["gossip_verify_outgoing"] is True
+    assert options["max_nodes"] == 512
+    broker = load_config(environ={"KAPOKMQ_CLUSTER_GOSSIPMAXNODES": "64"})
+    assert gossip_options(broker.cluster, "cluster")["max_nodes"] == 64
 
 
 @pytest.mark.parametrize("bad", ["c2hvcnQ=", "%%%", f"{K1},xx"])

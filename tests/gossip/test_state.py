@@ -249,3 +249,32 @@ def test_gossip_targets_include_recently_dead() -> None:
     assert [t.name for t in m.gossip_targets()] == ["a"]
     clock.now += 31
     assert m.gossip_targets() == []
+
+
+def test_new_names_enter_at_a_bounded_rate_and_never_past_max_nodes() -> None:
+    """docs/gossip.md, Bounded work: a burst, then a rate, and never more live nodes than
+    ``max_nodes`` however long a flood of spoofed alives lasts; known nodes always update."""
+    m, clock, _ = make(introduction_burst=10, introduction_rate=5.0, max_nodes=30)
+    for i in range(100):
+        m.on_alive(alive(f"fake-{i}"))
+    assert len(m.members()) == 1 + 10  # the burst
+    assert m.stats.introductions_limited == 90
+    sent = 100
+    for _ in range(60):  # a minute of flooding: the rate alone would add 300 more
+        clock.now += 1.0
+        for _ in range(50):
+            m.on_alive(alive(f"fake-{sent}"))
+            sent += 1
+        assert len(m.members()) <= 30
+    assert len(m.members()) == 30
+    m.on_alive(alive("fake-0", inc=2, meta=b"new"))  # a known node is never limited
+    assert m.get("fake-0") is not None and m.get("fake-0").meta == b"new"  # type: ignore[union-attr]
+    for i in range(1, 10):  # as nodes die, room opens again
+        m.on_dead(Dead(1, f"fake-{i}", "me"))
+    assert len(m.members()) == 21
+    clock.now += 2.0  # the bucket is full again (10), but only 9 fit
+    for _ in range(50):
+        m.on_alive(alive(f"fake-{sent}"))
+        sent += 1
+    assert len(m.members()) == 30
+    assert m.get(f"fake-{sent - 50}") is not None

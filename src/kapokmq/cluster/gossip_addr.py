@@ -22,6 +22,7 @@ class GossipSection(Protocol):
     gossipVerifyOutgoing: int
     gossipMaxPushBytes: int
     gossipMaxPushNodes: int
+    gossipMaxNodes: int
 
 
 def advertise_for(addr: str) -> str | None:
@@ -42,6 +43,7 @@ def gossip_options(section: GossipSection, section_name: str) -> dict[str, Any]:
         "gossip_verify_outgoing": section.gossipVerifyOutgoing == 1,
         "max_push_pull_bytes": section.gossipMaxPushBytes,
         "max_push_pull_nodes": section.gossipMaxPushNodes,
+        "max_nodes": section.gossipMaxNodes,
     }
 
 

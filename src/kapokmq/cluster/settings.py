@@ -2,7 +2,8 @@
 
     server:   addr 127.0.0.1 | port 8031
     registry: secretKey test | gossipPort 8041 | gossipKey, gossipVerifyIncoming/Outgoing,
-              gossipMaxPushBytes, gossipMaxPushNodes (as the broker's cluster section)
+              gossipMaxPushBytes, gossipMaxPushNodes, gossipMaxNodes (as the broker's
+              cluster section)
 
 Same layering as the broker: defaults < yaml < KAPOKMQ_* environment < CLI flags
 (``KAPOKMQ_REGISTRY_SECRETKEY``, ``KAPOKMQ_SERVER_PORT``, ...).
@@ -33,6 +34,7 @@ class RegistrySection:
     gossipVerifyOutgoing: int = field(default=1, metadata={"choices": (0, 1)})
     gossipMaxPushBytes: int = field(default=20 << 20, metadata={"min": 1024})
     gossipMaxPushNodes: int = field(default=1024, metadata={"min": 1})
+    gossipMaxNodes: int = field(default=512, metadata={"min": 2})
 
 
 @dataclass

@@ -55,12 +55,14 @@ class GossipConfig:
     gossip_verify_incoming: bool = True
     gossip_verify_outgoing: bool = True
     # Bounded work (docs/gossip.md): a push/pull stream's bytes (memberlist's 20 MiB
-    # maxPushStateBytes) and node states, and how fast names never seen before are added
-    # (a token bucket: a burst, then a rate per second).
+    # maxPushStateBytes) and node states, how fast names never seen before are added
+    # (a token bucket: a burst, then a rate per second), and how many live (alive or
+    # suspect) nodes the table may hold before new names are refused.
     max_push_pull_bytes: int = 20 << 20
     max_push_pull_nodes: int = 1024
     introduction_burst: int = 256
     introduction_rate: float = 16.0
+    max_nodes: int = 512
 
     @classmethod
     def lan(cls, name: str, **overrides: Any) -> GossipConfig:
@@ -110,6 +112,8 @@ class GossipConfig:
             raise ValueError(f"protocol version {self.protocol_version} out of range")
         if self.max_push_pull_bytes < 1024 or self.max_push_pull_nodes < 1:
             raise ValueError("push/pull limits too small (at least 1024 bytes and 1 node)")
+        if self.max_nodes < 2:
+            raise ValueError("max_nodes must be at least 2 (this node and one peer)")
         dmin, dmax, dcur = self.delegate_versions
         if not 0 <= dmin <= dcur <= dmax <= 255:
             raise ValueError(f"bad delegate versions {self.delegate_versions}")

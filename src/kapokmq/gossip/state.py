@@ -268,7 +268,7 @@ class Membership:
         node = self._nodes.get(a.node)
         updates_addr = False
         if node is None:
-            if not bootstrap and not self._introductions.take():
+            if not bootstrap and not self._introduce():
                 self.stats.introductions_limited += 1
                 return
             vsn = _full_vsn(a.vsn) if len(a.vsn) > 5 else bytes(6)
@@ -328,6 +328,15 @@ class Membership:
             self._emit(EventKind.JOIN, node)
         elif old_meta != node.meta:
             self._emit(EventKind.UPDATE, node)
+
+    def _introduce(self) -> bool:
+        """Whether a name never seen before may enter: a token of the rate limit, and room
+        under ``max_nodes`` live nodes (counted only when the table, dead ones included,
+        is that big; the bucket keeps this rare). Known nodes are never limited."""
+        if not self._introductions.take():
+            return False
+        limit = self.config.max_nodes
+        return len(self._nodes) < limit or sum(not n.dead_or_left for n in self._order) < limit
 
     def on_suspect(self, s: Suspect) -> None:
         node = self._nodes.get(s.node)
