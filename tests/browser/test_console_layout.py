@@ -45,6 +45,21 @@ def overflow(page: Page) -> int:
     return width
 
 
+def crowded_days(page: Page) -> list[str]:
+    """The chart's shown day labels that run into the next shown one (none: all readable)."""
+    expect(page.locator("#ov-chart svg text.day").first).to_be_attached()
+    crowded: list[str] = page.evaluate(
+        """() => {
+          const shown = [...document.querySelectorAll("#ov-chart svg text.day")]
+            .filter((t) => t.getAttribute("visibility") !== "hidden")
+            .map((t) => [t.textContent, t.getBoundingClientRect()]);
+          return shown.slice(1).filter(([, r], i) => r.left < shown[i][1].right + 2)
+            .map(([label]) => label);
+        }"""
+    )
+    return crowded
+
+
 def open_page(page: Page, name: str) -> None:
     toggle = page.locator("#nav-toggle")
     if toggle.is_visible():  # the collapsed menu of narrow screens
@@ -143,6 +158,7 @@ def test_phone_menu_collapses_and_closes_after_a_choice(
             "e => e.getBoundingClientRect().height"
         )
         assert font >= 9, font
+        assert crowded_days(page) == [], "chart day labels overlap"
     finally:
         context.close()
 
@@ -168,6 +184,7 @@ def test_chinese_from_360_to_2560_px_stays_on_loopback(
         page.locator("#login-submit").click()
         expect(page.locator("#health")).to_have_text("服务正常")
         expect(page.locator("nav a[data-page=overview]")).to_have_text("概览")
+        assert crowded_days(page) == [], "chart day labels overlap"
         for name in PAGES:
             open_page(page, name)
             selector, _ = READY[name]

@@ -54,9 +54,22 @@ window.KapokChart = (() => {
       svg.append(dot);
       svg.append(node("text", { x: x(i), y: y(p.value) - 10, class: "value", "text-anchor": "middle" },
         short.format(p.value)));
-      svg.append(node("text", { x: x(i), y: H - 10, class: "axis", "text-anchor": "middle" }, p.label));
+      svg.append(node("text", { x: x(i), y: H - 10, class: "axis day", "text-anchor": "middle" }, p.label));
     });
     container.replaceChildren(svg);
+    thinDays(svg, points.length > 1 ? innerW / (points.length - 1) : innerW);
+  }
+
+  // On a narrow card the day labels ("11月26日") would run into each other: keep every k-th
+  // one, counted back from the last (today), so those shown have room; each dot's tooltip
+  // still names its day.
+  function thinDays(svg, spacing) {
+    const days = [...svg.querySelectorAll("text.day")];
+    const widest = Math.max(0, ...days.map((t) => t.getComputedTextLength()));
+    const every = Math.max(1, Math.ceil((widest + 6) / spacing));
+    days.forEach((t, i) => {
+      if ((days.length - 1 - i) % every !== 0) t.setAttribute("visibility", "hidden");
+    });
   }
 
   return { line, niceStep };
