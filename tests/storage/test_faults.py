@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -309,5 +310,52 @@ async def test_console_changes_are_answered_once_on_disk_and_refused_while_stora
     assert store.get(doomed.code) is None  # in memory when the fsync failed: rebuilt without
     assert store.get(delayed.code).status is Status.WAITING  # type: ignore[union-attr]
     assert store.get(done.code).status is Status.WAITING  # type: ignore[union-attr]
+    await storage2.close()
+    runtime2.close()
+
+
+class FillingDisk(FileOps):
+    """Real calls, but once ``room`` is set a write stores only that many more bytes and
+    then fails with ENOSPC, as a filling disk does (writev takes what fits)."""
+
+    def __init__(self) -> None:
+        self.room: int | None = None
+
+    def write(self, fd: int, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+        data = b"".join(bytes(p) for p in parts)
+        if self.room is None or len(data) <= self.room:
+            if self.room is not None:
+                self.room -= len(data)
+            super().write(fd, parts)
+            return
+        os.write(fd, data[: self.room])
+        self.room = 0
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+async def test_a_write_cut_short_by_a_full_disk_keeps_the_whole_frames_it_wrote(
+    tmp_path: Path,
+) -> None:
+    """everysec answers `ok` before the write: the frames of a big batch that fitted on
+    the disk stay in the segment (ended at the last whole frame), so a crash before the
+    rebuild loses only what did not fit, not the whole batch."""
+    files = FillingDisk()
+    runtime, storage = start(make_config(tmp_path, fsync="everysec"), files)
+    storage._retry_delay = 60.0  # no rebuild: the crash comes first
+    first = runtime.publish("t", "before", 0)
+    await asyncio.sleep(0)
+    files.room = 30_000  # about a third of the next batch
+    batch = [runtime.publish("t", f"{i:04d}" + "x" * 200, 0) for i in range(500)]
+    await asyncio.sleep(0)
+    assert runtime.refusal is not None and "No space left" in runtime.refusal.ws_text
+    crash(runtime, storage)
+
+    runtime2, storage2 = start(make_config(tmp_path, fsync="everysec"), FileOps())
+    recovered = {m.code for m in runtime2.broker.store}
+    assert first.code in recovered
+    kept = [m.code in recovered for m in batch]
+    assert 100 <= sum(kept) < 500, sum(kept)  # whole frames of 100 records that fitted
+    assert kept == sorted(kept, reverse=True)  # a prefix of the batch, in order
+    assert storage2.recovered is not None and not storage2.recovered.problems
     await storage2.close()
     runtime2.close()

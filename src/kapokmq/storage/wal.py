@@ -233,7 +233,7 @@ class WalWriter:
         try:
             self._write(self.fd, parts)
         except OSError as exc:
-            self._cut_back()
+            self._cut_back(parts)
             self._fail(exc, f"writing {self.datadir.wal_path(self.seq).name}")
             return False
         self.size += size
@@ -272,10 +272,22 @@ class WalWriter:
         if failed and fd == self.fd:  # (nearly) full disk or no fallocate: appends allocate
             self._reserved = 1 << 62  # not again for this segment
 
-    def _cut_back(self) -> None:
-        """After a partial write: end the segment at the last whole frame again."""
+    def _cut_back(self, parts: list[bytes | memoryview]) -> None:
+        """After a partial write: end the segment at the last whole frame that reached
+        the file (a full disk takes what fits: those records survive a crash before the
+        rebuild, docs/durability.md "When the disk fails")."""
+        keep = self.size
         with contextlib.suppress(OSError):
-            self.files.truncate(self.fd, self.size)
+            reached = os.fstat(self.fd).st_size
+            for i in range(0, len(parts) - 1, 2):  # (head, body) pairs
+                end = keep + len(parts[i]) + len(parts[i + 1])
+                if end > reached:
+                    break
+                keep = end
+                self.frames += 1
+        self.size = keep  # what a later release or close keeps
+        with contextlib.suppress(OSError):
+            self.files.truncate(self.fd, keep)
 
     # ------------------------------------------------------------------ syncing
     def ticket(self) -> asyncio.Future[None] | None:
