@@ -68,10 +68,13 @@ class MessageListener(Protocol):
     def message_removed(self, msg: Message) -> None: ...
 
     def messages_added(self, msgs: list[Message]) -> None:
-        """``message_added`` for each of a batch (one producer's read), in order."""
+        """``message_added`` for each of a batch (one producer's read), in order: new
+        messages of one topic, one creation time and arrival, none consumed or pushed
+        yet, delayed exactly when their delay is > 0 (the WAL's ADD_BATCH record)."""
 
     def messages_updated(self, msgs: list[Message]) -> None:
-        """``message_updated`` for each of a batch (one consumer's acks), in order."""
+        """``message_updated`` for each of a batch (one consumer's acks), in order: all
+        consumed at one ConsumedTime (the WAL's CONSUMED_BATCH record)."""
 
 
 class Journal(Protocol):

@@ -28,11 +28,15 @@ from kapokmq.core.broker import Broker
 from kapokmq.model import Code, Message, Status, code_text
 from kapokmq.storage.files import REAL, FileOps, describe
 from kapokmq.storage.format import (
-    ADD,
+    ADD_BATCH,
+    CONSUMED_BATCH,
     DEDUP,
     REMOVE,
     TRACE_EVENTS,
     UPDATE,
+    WAL_FRAME_RECORDS,
+    Record,
+    join_codes,
     message_record,
     meta_record,
 )
@@ -53,7 +57,7 @@ class WalListener:
     """Turns broker changes into WAL records (the hot path: keep it lean); also the
     broker's journal of TTLs, dead-letter histories and dedup ids (META, DEDUP)."""
 
-    __slots__ = ("append", "append_many", "broker")
+    __slots__ = ("append", "append_batches", "append_many", "broker")
 
     def __init__(self, wal: WalWriter, broker: Broker) -> None:
         self.broker = broker
@@ -63,51 +67,71 @@ class WalListener:
         """Log to ``wal`` from now on (a new writer after a storage failure)."""
         self.append = wal.append
         self.append_many = wal.append_many
+        self.append_batches = wal.append_batches
 
     def message_added(self, msg: Message) -> None:
         self.append(message_record(msg))
 
     def message_updated(self, msg: Message) -> None:
-        self.append(
-            (
-                UPDATE,
-                code_text(msg.code),
-                msg.status,
-                msg.consumed_time,
-                msg.delay_time,
-                msg.attempts,
-            )
-        )
+        self.append(update_record(msg))
 
     def message_removed(self, msg: Message) -> None:
         self.append((REMOVE, code_text(msg.code)))
 
     def messages_added(self, msgs: list[Message]) -> None:
-        self.append_many(
-            [
+        """One publish call's messages as ADD_BATCH records of at most WAL_FRAME_RECORDS
+        (docs/performance.md "Session 6: WAL"); per-message ADD records for string codes."""
+        if not msgs:
+            return
+        first = msgs[0]
+        topic, created, arrival = first.topic, first.create_time, first.arrival
+        records: list[Record] = []
+        for start in range(0, len(msgs), WAL_FRAME_RECORDS):
+            part = (
+                msgs[start : start + WAL_FRAME_RECORDS] if len(msgs) > WAL_FRAME_RECORDS else msgs
+            )
+            try:
+                codes = join_codes(part)
+            except (AttributeError, OverflowError):  # a code kept as its string (code_key)
+                self.append_batches(records)  # (in order)
+                records = []
+                self.append_many([message_record(m) for m in part])
+                continue
+            delays = [m.delay_time for m in part]
+            records.append(
                 (
-                    ADD,
-                    code_text(m.code),
-                    m.topic,
-                    m.data,
-                    m.create_time,
-                    m.consumed_time,
-                    m.delay_time,
-                    m.status,
-                    m.arrival,
-                    m.attempts,
+                    ADD_BATCH,
+                    topic,
+                    created,
+                    arrival,
+                    codes,
+                    [m.data for m in part],
+                    delays if any(delays) else 0,
                 )
-                for m in msgs
-            ]
-        )
+            )
+        if records:
+            self.append_batches(records)
 
     def messages_updated(self, msgs: list[Message]) -> None:
-        self.append_many(
-            [
-                (UPDATE, code_text(m.code), m.status, m.consumed_time, m.delay_time, m.attempts)
-                for m in msgs
-            ]
-        )
+        """One consumer's acks (all consumed at one time) as CONSUMED_BATCH records."""
+        if not msgs:
+            return
+        consumed = msgs[0].consumed_time
+        records: list[Record] = []
+        for start in range(0, len(msgs), WAL_FRAME_RECORDS):
+            part = (
+                msgs[start : start + WAL_FRAME_RECORDS] if len(msgs) > WAL_FRAME_RECORDS else msgs
+            )
+            try:
+                codes = join_codes(part)
+            except (AttributeError, OverflowError):
+                self.append_batches(records)
+                records = []
+                self.append_many([update_record(m) for m in part])
+                continue
+            records.append((CONSUMED_BATCH, consumed, codes, [m.attempts for m in part]))
+        if records:
+            self.append_batches(records)
 
     def meta_changed(self, msg: Message) -> None:
         self.append(meta_of(self.broker, msg.code))
@@ -128,6 +152,17 @@ class WalListener:
 
 
 TRACE_RECORD_PAIRS = 4000  # list items (code, event, ...) per TRACE_EVENTS record
+
+
+def update_record(msg: Message) -> tuple[object, ...]:
+    return (
+        UPDATE,
+        code_text(msg.code),
+        msg.status,
+        msg.consumed_time,
+        msg.delay_time,
+        msg.attempts,
+    )
 
 
 def meta_of(broker: Broker, code: Code) -> tuple[object, ...]:

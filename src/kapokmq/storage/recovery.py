@@ -23,14 +23,17 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 
-from kapokmq.model import Code, Message, code_key
+from kapokmq.model import Code, Message, Status, code_key
 from kapokmq.storage.format import (
     HEADER_SIZE,
     KIND_SNAPSHOT,
     KIND_WAL,
+    AddBatch,
     Buffer,
+    ConsumedBatch,
     Damage,
     Decoded,
     DedupRecord,
@@ -52,6 +55,7 @@ from kapokmq.storage.format import (
 from kapokmq.storage.layout import DataDir, StorageError
 
 log = logging.getLogger(__name__)
+_code = attrgetter("code")
 
 SKIP_HINT = (
     "start with --recover-skip-corrupt (mq.recoverSkipCorrupt=1) to skip only the damaged "
@@ -163,7 +167,24 @@ class Tables:
 
     def apply(self, rec: Decoded) -> bool:
         """A record other than ADD (WAL: any; snapshot: META, DEDUP, TRACE); False if unknown."""
-        if isinstance(rec, Update):
+        if isinstance(rec, AddBatch):
+            msgs = rec.messages(self.topics.setdefault(rec.topic, rec.topic))
+            if msgs is None:
+                return False
+            self.messages.update(zip(map(_code, msgs), msgs, strict=True))
+        elif isinstance(rec, ConsumedBatch):
+            codes = rec.code_list()
+            if codes is None:
+                return False
+            get = self.messages.get
+            consumed_time, consumed = rec.consumed_time, Status.CONSUMED
+            for number, attempts in zip(codes, rec.attempts, strict=True):
+                old = get(number)
+                if old is not None:
+                    old.status = consumed
+                    old.consumed_time = consumed_time
+                    old.attempts = attempts
+        elif isinstance(rec, Update):
             old = self.messages.get(code_key(rec.code))
             if old is not None:
                 old.status = rec.status

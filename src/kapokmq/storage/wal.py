@@ -86,7 +86,10 @@ class WalWriter:
         self.executor = executor
         self.on_failure = on_failure
         self.seq = seq
-        self._pending: list[Record] = []  # appended, encoded and written by the next flush
+        # appended, encoded and written by the next flush: runs of records, each run
+        # framed WAL_FRAME_RECORDS at a time; a batch record is a run of its own
+        self._run: list[Record] = []  # the last run: ``append`` adds to it
+        self._pending: list[list[Record]] = [self._run]
         # msgspec writes the same msgpack bytes as msgpack.Packer (checked in
         # tests/storage/test_wal_encoding.py) in a quarter of the time: 41 vs 166 ns per ADD
         self._pack: Callable[[object], bytes] = msgspec.msgpack.Encoder().encode
@@ -162,7 +165,7 @@ class WalWriter:
     def append(self, record: Record) -> None:
         """Log ``record``, a tuple of plain values. It is encoded by the iteration's flush,
         so nothing in it (a list included) may change after this call."""
-        self._pending.append(record)
+        self._run.append(record)
         self.appended += 1
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -170,22 +173,42 @@ class WalWriter:
 
     def append_many(self, records: list[Record]) -> None:
         """``append`` for each of ``records``."""
-        self._pending += records
+        self._run += records
         self.appended += len(records)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self.flush)
 
-    def _frames(self, records: list[Record]) -> Iterator[tuple[bytes, memoryview]]:
-        """Head and body of each frame for ``records``: one encoder call per frame of at
-        most ``WAL_FRAME_RECORDS`` records, whose output (a msgpack array) is the body as
-        it is, nothing copied; a frame of more than ``SEAL_BYTES`` is split in two."""
+    def append_batches(self, records: list[Record]) -> None:
+        """``append`` for batch records (format.ADD_BATCH, CONSUMED_BATCH, each of at most
+        ``WAL_FRAME_RECORDS`` messages), each written as a frame of its own, so one
+        damaged byte still costs at most that many messages."""
+        if not records:
+            return
+        pending = self._pending
+        for record in records:
+            pending.append([record])
+        run: list[Record] = []
+        self._run = run
+        pending.append(run)
+        self.appended += len(records)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def _frames(self, runs: list[list[Record]]) -> Iterator[tuple[bytes, memoryview]]:
+        """Head and body of each frame for ``runs``: one encoder call per frame of at
+        most ``WAL_FRAME_RECORDS`` records of a run, whose output (a msgpack array) is the
+        body as it is, nothing copied; a frame of more than ``SEAL_BYTES`` is split in two."""
         pack = self._pack
         step = WAL_FRAME_RECORDS
-        if len(records) <= step:
-            todo = [records]
-        else:  # popped from the end: the first frame last
-            todo = [records[i : i + step] for i in reversed(range(0, len(records), step))]
+        todo: list[list[Record]] = []  # popped from the end: the first frame last
+        for records in reversed(runs):
+            if len(records) <= step:
+                if records:
+                    todo.append(records)
+            else:
+                todo += [records[i : i + step] for i in reversed(range(0, len(records), step))]
         while todo:
             part = todo.pop()
             try:
@@ -203,10 +226,12 @@ class WalWriter:
         """Write every record appended so far, as frames, in one write (one per
         ``FLUSH_AT`` bytes for a huge batch)."""
         self._flush_scheduled = False
-        pending = self._pending
-        if not pending:
+        if self.written == self.appended:
             return
-        self._pending = []
+        pending = self._pending
+        run: list[Record] = []
+        self._run = run
+        self._pending = [run]
         if self.error is not None:
             return  # failed for good: the manager rebuilds the files from memory
         parts: list[bytes | memoryview] = []
@@ -367,7 +392,7 @@ class WalWriter:
             if not w.done():
                 w.set_result(None)
         if waiters or self._retired:
-            if self._pending:
+            if self.written < self.appended:
                 self.flush()
             self._kick()
 

@@ -1,0 +1,153 @@
+"""Format 3's batch records: one publish call's messages as ADD_BATCH records and one
+consumer's acks as CONSUMED_BATCH records, each a frame of its own of at most
+WAL_FRAME_RECORDS messages, replayed to exactly the state in memory; string codes
+fall back to per-message records; format-2 files still read (docs/durability.md "Files")."""
+
+from __future__ import annotations
+
+import struct
+import time
+from pathlib import Path
+
+import msgpack
+
+from kapokmq.model import ClientInfo, Status, code_text
+from kapokmq.storage.format import (
+    ADD,
+    ADD_BATCH,
+    CONSUMED_BATCH,
+    HEADER,
+    HEADER_SIZE,
+    KIND_WAL,
+    MAGIC,
+    UPDATE,
+    VERSION,
+    WAL_FRAME_RECORDS,
+    AddBatch,
+    Scan,
+    as_record,
+    checksum,
+    decode_header,
+    frame_head,
+    message_record,
+    read_frames,
+    split_codes,
+)
+from kapokmq.storage.layout import DataDir
+from kapokmq.storage.recovery import recover
+from tests.storage.helpers import crash, make_config, start, state
+
+pack = msgpack.Packer().pack
+
+
+def frames_of(path: Path) -> list[list[tuple[object, ...]]]:
+    scan = Scan()
+    frames = read_frames(path.read_bytes(), HEADER_SIZE, VERSION, scan)
+    got = [[as_record(r) for r in frame] for frame in frames]
+    assert not scan.damages
+    return got
+
+
+async def test_a_publish_call_and_its_acks_are_batch_frames_and_replay_exactly(
+    tmp_path: Path,
+) -> None:
+    runtime, storage = start(make_config(tmp_path, fsync="no"))
+    broker = runtime.broker
+    session = broker.attach_consumer(ClientInfo("c", "t", "", 0), lambda batch: None)
+    items = [(f"m{i}", 3600 if i % 7 == 3 else 0) for i in range(250)]
+    assert broker.publish_many("t", items) == (250, True)  # type: ignore[arg-type]
+    broker.dispatch()
+    pushed = [code for code in session.in_flight]
+    broker.ack_many(session, [code_text(c) for c in pushed[:150]])
+    assert storage.wal is not None
+    storage.wal.flush()
+    frames = frames_of(storage.datadir.wal_path(storage.seq))
+    assert [(f[0][0], len(f)) for f in frames] == [(ADD_BATCH, 1)] * 3 + [(CONSUMED_BATCH, 1)] * 2
+    adds = [split_codes(f[0][4], len(f[0][5])) for f in frames[:3]]  # type: ignore[arg-type]
+    assert [len(a) for a in adds] == [WAL_FRAME_RECORDS, WAL_FRAME_RECORDS, 50]
+    assert frames[0][0][6] != 0  # some delayed: one delay per message
+    before = state(list(broker.store), attempts=False)  # a push alone logs nothing
+    consumed = state([m for m in broker.store if m.status is Status.CONSUMED])
+    assert len(consumed) == 150 and {v[-1] for v in consumed.values()} == {1}
+    crash(runtime, storage)
+
+    runtime2, storage2 = start(make_config(tmp_path, fsync="no"))
+    assert state(list(runtime2.broker.store), attempts=False) == before
+    assert state([runtime2.broker.store.get(c) for c in consumed]) == consumed  # type: ignore[misc]
+    assert [m.code for m in runtime2.broker.store] == list(before)  # creation order
+    await storage2.close()
+    runtime2.close()
+
+
+async def test_string_codes_are_written_as_one_record_per_message(tmp_path: Path) -> None:
+    runtime, storage = start(make_config(tmp_path, fsync="no"))
+    broker = runtime.broker
+    session = broker.attach_consumer(ClientInfo("c", "t", "", 0), lambda batch: None)
+    names = iter(f"ODD-{i}" for i in range(10))
+    broker.new_code = lambda: next(names)
+    broker.publish_many("t", [("a", 0), ("b", 0), ("c", 0)])
+    broker.dispatch()
+    broker.ack_many(session, ["ODD-0", "ODD-2"])
+    assert storage.wal is not None
+    storage.wal.flush()
+    records = [r for f in frames_of(storage.datadir.wal_path(storage.seq)) for r in f]
+    assert [(r[0], r[1]) for r in records] == [
+        (ADD, "ODD-0"),
+        (ADD, "ODD-1"),
+        (ADD, "ODD-2"),
+        (UPDATE, "ODD-0"),
+        (UPDATE, "ODD-2"),
+    ]
+    before = state(list(broker.store), attempts=False)
+    crash(runtime, storage)
+    runtime2, storage2 = start(make_config(tmp_path, fsync="no"))
+    assert state(list(runtime2.broker.store), attempts=False) == before
+    await storage2.close()
+    runtime2.close()
+
+
+def test_a_batch_whose_fields_disagree_is_an_unknown_record(tmp_path: Path) -> None:
+    d = DataDir(tmp_path, "MQDATA")
+    good = (ADD_BATCH, "t", 1, 1.5, (7).to_bytes(16), ["x"], 0)
+    bad = (ADD_BATCH, "t", 1, 1.5, (8).to_bytes(16), ["x", "y"], 0)  # two payloads, one code
+    with d.wal_path(1).open("wb") as f:
+        head = HEADER.pack(MAGIC, VERSION, KIND_WAL, 1, 0.0)
+        f.write(head + struct.pack("<I", checksum(head)))
+        for rec in (good, bad):
+            body = pack(rec)
+            f.write(frame_head(body, 1) + body)
+    result = recover(d)
+    assert list(result.messages) == [7]
+    assert any("unknown" in p for p in result.problems)
+    assert AddBatch("t", 1, 1.5, b"\0" * 16, ["x"], [5]).messages("t")[0].status is Status.DELAYED  # type: ignore[index]
+
+
+def test_a_format_2_segment_is_read(tmp_path: Path) -> None:
+    d = DataDir(tmp_path, "MQDATA")
+    now = time.time()
+    msgs = [(ADD, f"{i:032x}", "t", f"d{i}", int(now), 0, 0, -1, now, 0) for i in (1, 2)]
+    with d.wal_path(1).open("wb") as f:
+        head = HEADER.pack(MAGIC, 2, KIND_WAL, 1, 0.0)
+        f.write(head + struct.pack("<I", checksum(head)))
+        body = b"".join(pack(r) for r in [*msgs, (UPDATE, f"{1:032x}", 1, int(now), 0, 1)])
+        f.write(frame_head(body, 3) + body)
+    result = recover(d)
+    assert list(result.messages) == [1, 2]
+    assert result.messages[1].status is Status.CONSUMED and result.messages[1].attempts == 1
+    assert as_record(result.messages[2])[:4] == message_record(result.messages[2])[:4]
+
+
+async def test_segments_are_format_3_and_snapshots_format_2(tmp_path: Path) -> None:
+    """A clean stop leaves only a format-2 snapshot: a build reading formats 1 and 2
+    starts from it (docs/durability.md "Files")."""
+    runtime, storage = start(make_config(tmp_path, fsync="no"))
+    runtime.broker.publish_many("t", [("a", 0), ("b", 0)])
+    assert storage.wal is not None
+    storage.wal.flush()
+    wal = storage.datadir.wal_path(storage.seq).read_bytes()[:HEADER_SIZE]
+    assert decode_header(wal).version == 3
+    await storage.close()
+    runtime.close()
+    (snap,) = tmp_path.glob("*.snap")
+    assert not list(tmp_path.glob("*.wal"))
+    assert decode_header(snap.read_bytes()[:HEADER_SIZE]).version == 2
