@@ -358,3 +358,19 @@ async def test_a_write_cut_short_by_a_full_disk_keeps_the_whole_frames_it_wrote(
     assert storage2.recovered is not None and not storage2.recovered.problems
     await storage2.close()
     runtime2.close()
+
+
+async def test_a_failed_final_snapshot_says_what_is_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """isPersistent 1 has no WAL: a final snapshot that fails loses the changes since the
+    last one, and the log says so (it said "the WAL is kept")."""
+    files = FaultyFiles()
+    runtime, storage = start(make_config(tmp_path, isPersistent=1), files)
+    runtime.publish("t", "x", 0)
+    files.failing.add("rename")
+    await storage.close()
+    runtime.close()
+    assert "final snapshot failed" in caplog.text
+    assert "the changes since the last snapshot are lost" in caplog.text
+    assert "WAL" not in caplog.text

@@ -596,7 +596,13 @@ class Storage:
                     "final snapshot %d: %d messages, %d bytes", seq, stats.messages, stats.bytes
                 )
             except Exception as exc:
-                log.error("final snapshot failed (%s); the WAL is kept", exc)
+                if self.mode == Persistence.WAL:
+                    log.error("final snapshot failed (%s); the WAL is kept", exc)
+                else:  # isPersistent 1: nothing else holds the changes since the last one
+                    log.error(
+                        "final snapshot failed (%s): the changes since the last snapshot are lost",
+                        exc,
+                    )
         self.datadir.close()
         self.wal_executor.shutdown(wait=True)
         self.snap_executor.shutdown(wait=True)
