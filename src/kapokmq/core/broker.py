@@ -35,9 +35,12 @@ from kapokmq.core.trace import (
     Trace,
 )
 from kapokmq.model import (
+    GONE,
+    IDLE,
     ClientInfo,
     Code,
     CodeGenerator,
+    Flight,
     Message,
     Status,
     code_key,
@@ -87,6 +90,12 @@ class Journal(Protocol):
         """The message's TTL deadline or dead-letter history changed."""
 
     def dedup_remembered(self, key: str, code: Code, until: float) -> None: ...
+
+
+def _landed(flight: Flight) -> Flight:
+    """A flight's end: not in flight any more; any copies still in pub/sub windows
+    leave them by its time (``Broker._sweep``)."""
+    return Flight(None, flight.at) if flight.at else IDLE
 
 
 class ReplicaExtras(NamedTuple):
@@ -210,10 +219,10 @@ class Broker:
             back = [
                 m
                 for m in session.in_flight.values()
-                if m.holder is session and not m.removed and m.status is Status.WAITING
+                if m.flight.owner is session and m.status is Status.WAITING
             ]
         for msg in back:
-            msg.holder = None
+            msg.flight = IDLE
         session.in_flight.clear()
         session.pending.clear()
         session.pending_bytes = 0
@@ -266,12 +275,7 @@ class Broker:
             held.update(m.code for m in other.pending)
         orphaned: dict[Code, Message] = {}
         for msg in (*session.in_flight.values(), *session.pending):
-            if (
-                msg.holder is FANOUT
-                and not msg.removed
-                and msg.status is Status.WAITING
-                and msg.code not in held
-            ):
+            if msg.flight.owner is FANOUT and msg.status is Status.WAITING and msg.code not in held:
                 orphaned[msg.code] = msg
         return list(orphaned.values())
 
@@ -400,7 +404,7 @@ class Broker:
 
         Waiting messages are queued for immediate delivery: nobody holds them any more.
         """
-        msg.holder = None
+        msg.flight = IDLE
         self.store.add(msg)
         topic = self.topic(msg.topic)
         if msg.status is Status.DELAYED:
@@ -426,7 +430,7 @@ class Broker:
         add_delay = self.scheduler.add_delay
         topics: dict[str, Topic] = {}
         for msg in msgs:
-            msg.holder = None
+            msg.flight = IDLE
             status = msg.status
             if status is waiting:
                 topic = topics.get(msg.topic)
@@ -458,6 +462,8 @@ class Broker:
         status = record.status
         if msg.status is not status:
             self._release(msg)
+            if msg.status is _CONSUMED:  # its pub/sub flight was kept (Flight)
+                msg.flight = _landed(msg.flight)
             if msg.status is _DELAYED:
                 self.scheduler.cancel(msg.code)
             self.store.set_status(msg, status)
@@ -471,9 +477,10 @@ class Broker:
             listener.message_updated(msg)
 
     def _release(self, msg: Message) -> None:
-        """Take a message out of whatever in-flight tables hold it."""
-        holder = msg.holder
-        if holder is None:
+        """Take a message out of whatever in-flight tables hold it. A consumed one is in
+        none any more (its pub/sub copies stay in the other subscribers' windows)."""
+        holder = msg.flight.owner
+        if holder is None or holder is GONE or msg.status is _CONSUMED:
             return
         topic = self.topic(msg.topic)
         if isinstance(holder, ConsumerSession):
@@ -481,7 +488,7 @@ class Broker:
         else:
             for session in topic.consumers:
                 session.in_flight.pop(msg.code, None)
-        msg.holder = None
+        msg.flight = _landed(msg.flight)
         self._mark(topic)  # a window opened
 
     def ack(self, session: ConsumerSession, code: Code) -> bool:
@@ -501,9 +508,9 @@ class Broker:
             dirty.add(topic)
             if was_clean and self.on_dirty is not None:
                 self.on_dirty()
-        if msg.holder is session and msg.status is _WAITING and not msg.removed:
+        if msg.flight.owner is session and msg.status is _WAITING:
             # the common case, a point-to-point message acked by the session holding it
-            msg.holder = None
+            msg.flight = IDLE
             return self._consumed(msg, topic)
         return self._ack_other(session, code, msg)
 
@@ -532,14 +539,13 @@ class Broker:
                 status = msg.status
                 if status is _CONSUMED:
                     continue  # another subscriber's ack consumed it: its copy is acked
-                holder = msg.holder
-                if (
-                    (holder is session or holder is FANOUT)
-                    and status is _WAITING
-                    and not msg.removed
-                ):
-                    msg.holder = None
+                holder = msg.flight.owner
+                if holder is session and status is _WAITING:
+                    msg.flight = IDLE
                     done.append(msg)
+                    continue
+                if holder is FANOUT and status is _WAITING:
+                    done.append(msg)  # its flight stays: the others' copies are swept by it
                     continue
             if done:
                 self._consumed_many(done, topic)
@@ -564,19 +570,20 @@ class Broker:
             if msg is None or msg.topic != topic.name:
                 topic.stats.unknown_acks += 1
                 return False
-        if msg.removed or msg.status is Status.CONSUMED or msg.status is Status.DELAYED:
+        holder = msg.flight.owner
+        if holder is GONE or msg.status is Status.CONSUMED or msg.status is Status.DELAYED:
             return False
         if msg.status is Status.DEAD:
             topic.stats.late_acks += 1
             return False
-        holder = msg.holder
         if isinstance(holder, ConsumerSession) and holder is not session:
             holder.in_flight.pop(code, None)
             self._mark(topic)
         # pub/sub (holder FANOUT): the message is consumed, but every other subscriber's
-        # copy stays in that subscriber's window until it acks it or leaves, so a
-        # subscriber that does not read cannot be pushed past its window
-        msg.holder = None
+        # copy stays in that subscriber's window until it acks it or leaves (or its flight
+        # is swept), so a subscriber that does not read cannot be pushed past its window
+        if holder is not FANOUT:
+            msg.flight = IDLE
         return self._consumed(msg, topic)
 
     def _consumed_many(self, msgs: list[Message], topic: Topic) -> None:
@@ -628,7 +635,7 @@ class Broker:
             self.trace.happened((msg,), REQUEUED, now)
         msg.attempts = 0
         msg.consumed_time = 0
-        msg.holder = None
+        msg.flight = _landed(msg.flight)
         self._become_due(msg, now, journal=was_dead)  # a new life: a TTL runs again from now
         return True
 
@@ -668,8 +675,8 @@ class Broker:
     def _remove(self, msg: Message) -> None:
         if msg.status is _DELAYED:
             self.scheduler.cancel(msg.code)
-        self.store.remove(msg.code)
         self._release(msg)
+        self.store.remove(msg.code)  # its flight becomes GONE: after _release
         if self.lifetimes:
             self.lifetimes.forget(msg.code)
         if self.dead_letters:
@@ -757,7 +764,7 @@ class Broker:
         now = self.clock()
         lifetimes = self.lifetimes
         for msg in self.scheduler.due_delays(now):
-            if msg.status is _DELAYED and not msg.removed:  # always, as the schedule's kept
+            if msg.status is _DELAYED and msg.flight.owner is not GONE:  # always, as kept
                 self._become_due(msg, msg.arrival + msg.delay_time)  # TTL from when due
         if lifetimes:
             for msg in lifetimes.due(now):
@@ -799,9 +806,10 @@ class Broker:
                 in_flight = session.in_flight
                 while in_flight:
                     msg = next(iter(in_flight.values()))
-                    if msg.pushed_at > pushed_before:
+                    flight = msg.flight
+                    if flight.at > pushed_before:
                         break
-                    if not msg.removed and msg.status is Status.WAITING:
+                    if flight.owner is not GONE and msg.status is Status.WAITING:
                         self._redeliver(msg, now)
                     in_flight.pop(msg.code, None)
 

@@ -19,7 +19,7 @@ weigh more than that and that has stopped acking is a slow consumer: it is repor
 from __future__ import annotations
 
 from kapokmq.core.topics import COPY_OVERHEAD, HARD_LIMIT, STALLED_AFTER, ConsumerSession, Topic
-from kapokmq.model import Code, Message, Status
+from kapokmq.model import GONE, Code, Flight, Message, Status
 
 
 class _Fanout:
@@ -37,7 +37,7 @@ _DEAD = Status.DEAD
 
 
 def _deliverable(msg: Message) -> bool:
-    return not msg.removed and msg.status is _WAITING
+    return msg.flight.owner is not GONE and msg.status is _WAITING
 
 
 def _held(session: ConsumerSession) -> int:
@@ -66,6 +66,7 @@ def dispatch_p2p(topic: Topic, now: float, limit: int = -1) -> int:
         return _dispatch_to_one(topic, consumers[0], now, limit)
     batches: dict[ConsumerSession, list[Message]] = {}
     weights: dict[ConsumerSession, int] = {}
+    flights: dict[ConsumerSession, Flight] = {}
     idx = topic.rr
     skipped = 0
     pushed = 0
@@ -85,13 +86,13 @@ def dispatch_p2p(topic: Topic, now: float, limit: int = -1) -> int:
             idx -= 1  # give this session the next message instead
             continue
         in_flight[msg.code] = msg
-        msg.holder = session
         msg.attempts += 1
-        msg.pushed_at = now
         batch = batches.get(session)
         if batch is None:
+            msg.flight = flights[session] = Flight(session, now)
             batches[session] = [msg]
         else:
+            msg.flight = flights[session]
             batch.append(msg)
         weights[session] = weight + len(msg.data) + COPY_OVERHEAD
         pushed += 1
@@ -119,14 +120,14 @@ def _dispatch_to_one(topic: Topic, session: ConsumerSession, now: float, limit: 
     ready = topic.ready
     batch: list[Message] = []
     append = batch.append
+    flight = Flight(session, now)
     while room > 0 and ready:
         msg = ready.popleft()
-        if msg.removed or msg.status is not _WAITING:  # not _deliverable
+        if msg.flight.owner is GONE or msg.status is not _WAITING:  # not _deliverable
             continue
         in_flight[msg.code] = msg
-        msg.holder = session
+        msg.flight = flight
         msg.attempts += 1
-        msg.pushed_at = now
         append(msg)
         room -= 1
         room_bytes -= len(msg.data) + COPY_OVERHEAD
@@ -154,13 +155,13 @@ def dispatch_pubsub(
     ready = topic.ready
     fanned: list[Message] = []
     weight = 0
+    flight = Flight(FANOUT, now)
     while ready:
         msg = ready.popleft()
         if not _deliverable(msg):
             continue
-        msg.holder = FANOUT
+        msg.flight = flight
         msg.attempts += 1
-        msg.pushed_at = now
         fanned.append(msg)
         weight += len(msg.data)
     if fanned:
@@ -234,7 +235,7 @@ def _drain(session: ConsumerSession, limit: int) -> list[Message]:
         # consumed (and, with isCleanConsumed, removed) the message; not when it
         # was deleted or expired, or is dead (TTL): never pushed again
         status = msg.status
-        if (msg.removed and status is not _CONSUMED) or status is _DEAD:
+        if (msg.flight.owner is GONE and status is not _CONSUMED) or status is _DEAD:
             continue
         in_flight[msg.code] = msg
         batch.append(msg)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 import itertools
 
-from kapokmq.model import Code, Message, Status
+from kapokmq.model import GONE, Code, Message, Status
 
 # why a message is dead; the console filters by these texts
 MAX_DELIVERIES = "max deliveries"
@@ -83,7 +83,7 @@ class Lifetimes:
             if self._deadline.get(msg.code) != deadline:
                 continue  # re-armed or forgotten since
             del self._deadline[msg.code]
-            if msg.status is Status.WAITING and not msg.removed:
+            if msg.status is Status.WAITING and msg.flight.owner is not GONE:
                 dead.append(msg)
         return dead
 

@@ -109,7 +109,7 @@ class MessageStore:
             if msg is None:
                 return None
             del self._late_entry[code]
-        msg.removed = True
+        msg.flight = msg.flight.gone()  # Message.removed
         self._counts[msg.status + 1] -= 1
         hour = msg.create_time // 3600
         left = self._by_hour[hour] - 1
