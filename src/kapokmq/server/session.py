@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 class CloseCode(enum.IntEnum):
     """The close codes a session sends (RFC 6455 7.4.1)."""
 
+    NORMAL = 1000  # the answer to a client's close frame that gave no code
     GOING_AWAY = 1001  # shutdown
     PROTOCOL_ERROR = 1002  # broken fragmentation
     POLICY_VIOLATION = 1008  # no right key (docs/protocol.md "Handshake")
@@ -94,6 +95,13 @@ SLOW_CLOSE_GRACE = 2.0
 # Point-to-point: a consumer whose socket stays full and that acks nothing for this long is
 # a slow consumer too; what it holds goes to the other consumers at once.
 P2P_STALLED_AFTER = 5.0
+
+
+def close_answer(code: int) -> int:
+    """The code to answer a client's close frame with, on both engines: its own (RFC 6455
+    5.5.1, as the original's gorilla/websocket does), or 1000 for a close frame without a
+    code (both engines report that as 0; 1005 must never be sent)."""
+    return code if code >= 1000 else CloseCode.NORMAL
 
 
 def error_frame(reason: str) -> bytes:

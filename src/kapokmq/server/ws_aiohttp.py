@@ -19,7 +19,14 @@ from kapokmq.login import SYNC_EXTENSIONS
 from kapokmq.server.client_path import client_route
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
-from kapokmq.server.session import ROLES, Session, SyncFeed, SyncWebSocket, sync_frame_limit
+from kapokmq.server.session import (
+    ROLES,
+    Session,
+    SyncFeed,
+    SyncWebSocket,
+    close_answer,
+    sync_frame_limit,
+)
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
@@ -34,10 +41,10 @@ class _Link:
         self.readable.set()
         self.closer: asyncio.Task[bool] | None = None
 
-    def close(self, code: int, reason: bytes) -> None:
+    def close(self, code: int, reason: bytes, drain: bool = True) -> None:
         if self.closer is None:  # aiohttp wakes the receive() in progress
             self.closer = asyncio.get_running_loop().create_task(
-                self.ws.close(code=code, message=reason)
+                self.ws.close(code=code, message=reason, drain=drain)
             )
 
     def pause_reading(self) -> None:
@@ -56,12 +63,12 @@ async def serve(ws: web.WebSocketResponse, link: _Link, session: Session) -> Non
                 await link.readable.wait()
             msg = await receive()
             kind = msg.type
-            if kind is _TEXT:
-                session.receive(msg.data.encode())
-            elif kind is _BINARY:
+            if kind is _TEXT or kind is _BINARY:  # text as bytes: decode_text=False
                 session.receive(msg.data)
-            else:  # CLOSE, CLOSING, CLOSED, ERROR (aiohttp has answered a close or 1009)
-                break
+            else:
+                if kind is WSMsgType.CLOSE and link.closer is None:  # the client's close
+                    link.close(close_answer(msg.data), b"", drain=False)  # it may not read
+                break  # CLOSING, CLOSED, ERROR: aiohttp has closed (1002, 1009…)
     finally:
         session.connection_lost()
         if link.closer is not None:
@@ -72,8 +79,16 @@ def open_websocket(limit: int, heartbeat: float | None = None) -> web.WebSocketR
     # The session checks the size itself (so the frames read before a too-big one are
     # answered before its close 1009); aiohttp's own bound, with the same 1 KiB of slack
     # as picows' (ws_picows.py), only stops it from buffering much more than that.
+    # Text frames come as bytes, not checked for UTF-8 (decode_text=False), as on picows
+    # and in the original: invalid UTF-8 reads as U+FFFD (docs/protocol.md "Differences").
+    # A client's close frame is answered by serve(), with its own code, as on picows.
     return web.WebSocketResponse(
-        max_msg_size=limit + 1024, compress=False, autoping=True, heartbeat=heartbeat
+        max_msg_size=limit + 1024,
+        compress=False,
+        autoping=True,
+        autoclose=False,
+        heartbeat=heartbeat,
+        decode_text=False,
     )
 
 

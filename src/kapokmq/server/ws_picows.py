@@ -31,8 +31,9 @@ from picows.picows import (  # type: ignore[attr-defined]  # not in picows' stub
 )
 
 from kapokmq.server.client_path import client_route
+from kapokmq.server.http_lean import OTHER_SINGLETONS
 from kapokmq.server.runtime import BrokerRuntime
-from kapokmq.server.session import ROLES, Session
+from kapokmq.server.session import ROLES, Session, close_answer
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class _Connection(WSListener):
         elif kind is _CONTINUATION:
             session.receive_fragment(frame.get_payload_as_bytes(), True, frame.fin)
         elif kind is WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
+            transport.send_close(WSCloseCode(close_answer(frame.get_close_code().value)))
             transport.disconnect()
         # PING is answered by picows; PONG ignored
 
@@ -103,10 +104,24 @@ def picows_takes(head: bytes) -> bool:
     ``Connection: keep-alive, Upgrade``, and answers its 400s without the CORS headers of
     docs/protocol.md: such a head is left to aiohttp, so both engines answer it alike."""
     try:
-        _validate_upgrade_request(_parse_http_request(head))
+        request = _parse_http_request(head)
+        _validate_upgrade_request(request)
     except Exception:  # picows raises RuntimeError (or anything) for a head it refuses
         return False
-    return True
+    headers = request.headers
+    if request.version == b"HTTP/1.1" and "Host" not in headers:
+        return False  # aiohttp: 400 Missing 'Host' header
+    return not any(len(headers.getall(name, ())) > 1 for name in _SINGLETONS)
+
+
+# headers aiohttp's parser refuses to see twice (server/http_lean.py): such a head gets its 400
+_SINGLETONS = (
+    "Host",
+    "Content-Type",
+    "Content-Length",
+    "Transfer-Encoding",
+    *(name.decode() for name in OTHER_SINGLETONS),
+)
 
 
 def websocket_protocols(
