@@ -316,8 +316,14 @@ async def test_send_bad_bodies_get_a_reason(mb, name, kwargs):
     [
         ({"json": {"messageData": "a", "topic": "t", "delayTime": 0}}, "application/json"),
         ({"params": {"messageData": "a", "topic": "t", "delayTime": "0"}}, "query string"),
+        # a urlencoded body without its Content-Type (aiohttp sends a str as text/plain)
+        ({"data": "messageData=a&topic=t&delayTime=0"}, "'text/plain; charset=utf-8'"),
+        (
+            {"data": b"messageData=a&topic=t&delayTime=0", "skip_auto_headers": ["Content-Type"]},
+            "sent without a Content-Type",
+        ),
     ],
-    ids=["json", "query"],
+    ids=["json", "query", "text-plain", "no-content-type"],
 )
 async def test_send_fields_not_in_a_form_body_are_named(mb, kwargs, says):
     """The original reads only the form body (code -1 for anything else); the reason says
@@ -700,6 +706,8 @@ async def test_cors_headers_on_api_routes(mb, route):
         ("PUT", "/nothing/here"),
         ("GET", "/Producers/Conn/t"),
         ("GET", "/Consumers/Conn/t/c/extra"),
+        ("GET", "/Console/Ping"),  # a known route with the wrong method
+        ("DELETE", "/Producer/Send"),
     ],
 )
 async def test_unknown_routes_404_with_cors(mb, method, path):
@@ -710,6 +718,7 @@ async def test_unknown_routes_404_with_cors(mb, method, path):
     ):
         assert r.status == 404
         assert_cors(r)
+        assert await r.read() == b"404 page not found"  # Gin's text, the same for every 404
 
 
 @pytest.mark.parametrize(

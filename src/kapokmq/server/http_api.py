@@ -172,6 +172,13 @@ def _misplaced_fields(request: web.Request) -> str | None:
             "form body (application/x-www-form-urlencoded or multipart/form-data), "
             "not from the query string"
         )
+    if request.body_exists:  # a form sent as text/plain, or with no Content-Type at all
+        sent = request.headers.get("Content-Type")
+        return (
+            f"the body is {'sent without a Content-Type' if sent is None else repr(sent)}, "
+            "but /Producer/Send reads form fields: send it as "
+            "application/x-www-form-urlencoded or multipart/form-data"
+        )
     return None
 
 
