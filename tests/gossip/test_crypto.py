@@ -11,7 +11,7 @@ import pytest
 
 from kapokmq.gossip import JoinError, Memberlist, NodeStatus
 from kapokmq.gossip.codec import Ack, Ping, encode, unpack, unwrap_packet
-from kapokmq.gossip.crypto import DecryptError, Keyring, encrypted_length
+from kapokmq.gossip.crypto import SLICE_BYTES, DecryptError, Keyring, encrypted_length
 from tests.gossip.util import holds, names, start_node, wait_until
 
 K16, K24, K32 = bytes(range(16)), bytes(range(24)), bytes(range(32, 64))
@@ -48,6 +48,56 @@ def test_rotation_secondary_keys_decrypt_primary_encrypts() -> None:
     with pytest.raises(DecryptError, match="No installed keys"):
         old.decrypt(new.encrypt(1, b"from new"))
     assert Keyring([K16, K32]).decrypt(new.encrypt(1, b"from new")) == b"from new"
+
+
+@pytest.mark.parametrize("vsn", [0, 1])
+def test_a_big_stream_payload_is_decrypted_in_slices_by_every_key(vsn: int) -> None:
+    """docs/gossip.md, Bounded work: 20 MiB in one AES-GCM call held the loop ~35 ms per
+    key; in slices each step handles at most SLICE_BYTES, with the same answers."""
+    msg = bytes(range(256)) * (3 * SLICE_BYTES // 256 + 7)
+    header = b"\x0a\x00\x00\x00\x00"
+    payload = Keyring([K24]).encrypt(vsn, msg, header)
+    ring = Keyring([K16, K32, K24])  # the sender's key is the ring's last
+    decryption = ring.decryption(payload, header)
+    steps = 1
+    while (plain := decryption.step()) is None:
+        steps += 1
+    assert plain == msg == ring.decrypt(payload, header)
+    assert steps >= 3 * 4  # every key tried in four slices or more
+    for bad in (Keyring([K16]).decryption(payload, header), ring.decryption(payload, b"x")):
+        with pytest.raises(DecryptError, match="No installed keys"):
+            while bad.step() is None:
+                pass
+    tampered = payload[:-1] + bytes((payload[-1] ^ 1,))
+    broken = ring.decryption(tampered, header)
+    with pytest.raises(DecryptError):
+        while broken.step() is None:
+            pass
+
+
+async def test_a_big_encrypted_stream_yields_to_the_loop() -> None:
+    """A wrongly keyed 8 MiB stream is read, refused, and the loop ran between slices."""
+    from kapokmq.gossip.stream import StreamPolicy, read_stream
+
+    payload = Keyring([K32]).seal_stream(1, bytes(8 * SLICE_BYTES))
+    reader = asyncio.StreamReader()
+    reader.feed_data(payload)
+    reader.feed_eof()
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        with pytest.raises(DecryptError):
+            await read_stream(reader, 30.0, StreamPolicy(keyring=Keyring([K16])))
+    finally:
+        ticker.cancel()
+    assert ticks >= 8
 
 
 def test_parse_and_validation() -> None:

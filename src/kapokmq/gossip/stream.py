@@ -163,7 +163,9 @@ async def read_stream(
         if length > policy.max_bytes:
             raise CodecError(f"Remote node state is larger than limit ({length})")
         payload = await src.raw(length)
-        plain = policy.keyring.decrypt(payload, bytes((kind,)) + size)
+        decryption = policy.keyring.decryption(payload, bytes((kind,)) + size)
+        while (plain := decryption.step()) is None:
+            await asyncio.sleep(0)
         if not plain:
             raise CodecError("empty encrypted stream message")
         kind, src = plain[0], _Source(None, deadline, policy.max_bytes, plain[1:])
