@@ -81,3 +81,33 @@ async def test_ttl_expiry_reason_filter_and_requeue(
         ]
         await ws.close()
         await cws.close()
+
+
+async def test_expiry_is_on_time_with_no_other_timer(broker_factory: type[BrokerProcess]) -> None:
+    """A TTL is a deadline of its own: with mq.isClean 0 and no consumer (no sweep, no clean
+    check to wake the broker) a message with TTL 1 is dead about 1 s later, whether it came
+    over HTTP or WebSocket, was delivered now from the schedule or was re-queued."""
+    broker = broker_factory(settings={"mq.isClean": "0"})
+
+    async def dies_in_time(code: str) -> None:
+        async with asyncio.timeout(3):  # TTL 1 s, ExpiresAt rounded up: 2 s at most
+            while (await console.get_message(code))["Status"] != 2:
+                await asyncio.sleep(0.05)
+
+    async with aiohttp.ClientSession() as http, ConsoleClient(broker.http) as console:
+        send = {"topic": "ttl", "messageData": "x", "delayTime": "0", "ttl": "1"}
+        over_http = (await console.request("/Producer/Send", send))["msg"]
+        ws = await producer(http, broker, "ttl")
+        await ws.send_str('{"MessageData":"ws","TTL":1}')
+        assert await ws.receive_str(timeout=5) == "ok"
+        delayed = (await console.request("/Producer/Send", {**send, "delayTime": "3600"}))["msg"]
+        listed = (await console.request("/Console/GetMessageList", {"topic": "ttl"}))["data"]
+        over_ws = next(
+            m["MessageCode"] for m in listed if m["MessageCode"] not in (over_http, delayed)
+        )
+        await console.request("/Console/DeliverNow", {"messageCode": delayed})
+        await asyncio.gather(dies_in_time(over_http), dies_in_time(over_ws), dies_in_time(delayed))
+        assert (await console.request("/Console/Requeue", {"messageCode": over_http}))["code"] == 0
+        assert (await console.get_message(over_http))["Status"] == -1
+        await dies_in_time(over_http)  # its TTL ran again from the requeue
+        await ws.close()

@@ -323,8 +323,8 @@ class Broker:
         """``publish`` for the (MessageData, DelayTime) frames a producer sent in one read,
         oldest first, as far as the backlog limit allows. Returns how many were taken
         (duplicates within the dedup window included: they are answered as the first) and
-        whether any was delayed (the caller's timer may need to fire sooner). ``source``
-        names the producer in the message trace."""
+        whether any was delayed or has a TTL (the caller's timer may need to fire
+        sooner). ``source`` names the producer in the message trace."""
         room = self.backlog_limit - self.store.unconsumed()
         if room < len(items):
             if room <= 0:
@@ -337,8 +337,9 @@ class Broker:
         self, topic_name: str, items: list[SendItem], source: Source | None = None
     ) -> tuple[list[Message], bool, int]:
         """New messages, queued or scheduled, stored and announced; whether any is
-        delayed; how many items were taken (new or duplicates of a dedup id). The clock,
-        the topic and the dirty mark are looked at once per call."""
+        delayed or has a TTL (a new deadline); how many items were taken (new or
+        duplicates of a dedup id). The clock, the topic and the dirty mark are looked at
+        once per call."""
         now = self.clock()
         created = int(now)
         topic = self.topics.get(topic_name) or self.topic(topic_name)
@@ -375,6 +376,7 @@ class Broker:
                 waiting = True
             if ttl:
                 self.lifetimes.track(msg, ttl, None if delay > 0 else now)
+                delayed = True  # its expiry is a deadline too: the caller's timer must know
                 for journal in self.journals:
                     journal.meta_changed(msg)
             if key is not None:

@@ -414,7 +414,7 @@ async def deliver_now(request: web.Request, form: MultiDictProxy[Any]) -> web.Re
     runtime = runtime_of(request)
     if (refused := runtime.console_refusal()) is not None:
         return error(refused)
-    if runtime.broker.deliver_now(required_code(form)):
+    if runtime.deliver_now(required_code(form)):
         return await _answer_durably(runtime)
     return error("no delayed message with that messageCode")
 
@@ -425,7 +425,7 @@ async def requeue_message(request: web.Request, form: MultiDictProxy[Any]) -> we
     runtime = runtime_of(request)
     if (refused := runtime.console_refusal()) is not None:
         return error(refused)
-    if runtime.broker.requeue(required_code(form)):
+    if runtime.requeue(required_code(form)):
         return await _answer_durably(runtime)
     return error("no dead or consumed message with that messageCode")
 

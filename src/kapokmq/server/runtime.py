@@ -19,7 +19,7 @@ from kapokmq.config import Config
 from kapokmq.core.broker import Broker, ReplicaExtras
 from kapokmq.core.trace import Source
 from kapokmq.guard import KeyGuard
-from kapokmq.model import Message, PushBatches, Status
+from kapokmq.model import Code, Message, PushBatches, Status
 from kapokmq.protocol import SendItem
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ class BrokerRuntime:
         """One message, refused like ``send``."""
         self._check_gate()
         msg = self.broker.publish(topic, data, delay, ttl)
-        if delay > 0:
+        if delay > 0 or self.broker.lifetimes:  # a due time or an expiry to wake up for
             self._rearm()
         return msg
 
@@ -208,9 +208,23 @@ class BrokerRuntime:
         full (a producer connection is held instead, see ``when_room``)."""
         self._check_gate()
         code = self.broker.publish_once(topic, item, source)
-        if item[1] > 0:
+        if item[1] > 0 or self.broker.lifetimes:  # a due time or an expiry to wake up for
             self._rearm()
         return code
+
+    def deliver_now(self, code: Code) -> bool:
+        """The console's DeliverNow: a delayed message is due at once (its TTL starts)."""
+        if not self.broker.deliver_now(code):
+            return False
+        self._rearm()
+        return True
+
+    def requeue(self, code: Code) -> bool:
+        """The console's Requeue: a dead or consumed message waits again (its TTL anew)."""
+        if not self.broker.requeue(code):
+            return False
+        self._rearm()
+        return True
 
     def _check_gate(self) -> None:
         refusal = self.refusal
