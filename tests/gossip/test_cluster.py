@@ -191,3 +191,26 @@ async def test_tcp_fallback_keeps_node_alive_when_udp_is_lost() -> None:
     finally:
         await a.shutdown()
         await b.shutdown()
+
+
+async def test_idle_streams_of_an_outsider_do_not_lock_peers_out() -> None:
+    """130 connections that send one byte and wait held all 128 stream slots, so every join
+    was refused for as long as an outsider kept them open (docs/gossip.md, Bounded work):
+    the oldest stream still being read now gives way to a new one."""
+    seed = await start_node("seed")
+    newcomer = await start_node("newcomer")
+    writers: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(130):
+            _, writer = await asyncio.open_connection(*seed.address)
+            writer.write(b"\x06")  # a push/pull that never comes
+            writers.append(writer)
+        await wait_until(lambda: seed._push_pulls_in_flight >= 128, 5)
+        assert await newcomer.join([seed.address]) == 1
+        await wait_until(lambda: names(seed) == {"seed", "newcomer"}, 5)
+        assert seed.stats.streams_refused >= 3
+    finally:
+        for writer in writers:
+            writer.close()
+        await newcomer.shutdown()
+        await seed.shutdown()

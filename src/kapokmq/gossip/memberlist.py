@@ -169,6 +169,8 @@ class Memberlist:
         self._running = False
         self._user_handler: Callable[[bytes], None] | None = None
         self._push_pulls_in_flight = 0
+        # incoming streams still being read, oldest first: at the cap the oldest gives way
+        self._reading: dict[asyncio.StreamWriter, None] = {}
         self._keyring = config.keyring
         self._encrypt_out = config.keyring is not None and config.gossip_verify_outgoing
         self._encryption_version = encryption_version(config.protocol_version)
@@ -487,11 +489,19 @@ class Memberlist:
     async def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         compress = self.config.enable_compression
         if self._push_pulls_in_flight >= _MAX_PUSH_PULL_REQUESTS:
+            # A real peer sends its whole message at once; streams that hold a slot without
+            # finishing theirs (an outsider's idle connections) must not lock peers out, so
+            # the oldest one still being read is closed to make room (docs/gossip.md).
             self.stats.streams_refused += 1
-            log.warning("too many pending push/pull requests")
-            return
+            if not self._reading:
+                log.warning("too many pending push/pull requests")
+                return
+            oldest = next(iter(self._reading))
+            del self._reading[oldest]
+            oldest.transport.abort()
         # Counted from the first byte: a slow stream holds a slot like a finished one.
         self._push_pulls_in_flight += 1
+        self._reading[writer] = None
         try:
             try:
                 msg = await read_stream(reader, self.config.tcp_timeout, self._stream_policy)
@@ -501,6 +511,8 @@ class Memberlist:
                 writer.write(self._seal(encode_stream(ErrResp(str(exc)), compress=compress)))
                 await writer.drain()
                 return
+            finally:
+                self._reading.pop(writer, None)
             if isinstance(msg, PushPull):
                 reply = PushPull(join=msg.join, states=self._state.push_pull_states())
                 writer.write(self._seal(encode_stream(reply, compress=compress)))
