@@ -82,6 +82,11 @@ def test_per_topic_push_type(tmp_path):
     config = load_config(path, environ={})
     assert config.topic_push_type("news") == 2
     assert config.topic_push_type("other") == 1
+    # setting names match case-insensitively like every key; topic names stay as written
+    path.write_text("mq:\n  topics:\n    News: {pushtype: 2, TTL: 60, DedupWindow: 0}\n")
+    config = load_config(path, environ={})
+    assert (config.topic_push_type("News"), config.topic_push_type("news")) == (2, 1)
+    assert (config.topic_ttl("News"), config.topic_dedup_window("News")) == (60, 0)
 
 
 @pytest.mark.parametrize(

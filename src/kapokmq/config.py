@@ -369,6 +369,9 @@ def _check_topics(key: str, raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]
     for name, settings in raw.items():
         if not isinstance(settings, Mapping):
             raise ConfigError(f"{key}.{name} must be a mapping such as {{pushType: 2}}")
+        # setting names match case-insensitively, as every other key (topic names do not)
+        canonical = {s.lower(): s for s in TOPIC_SETTINGS}
+        settings = {canonical.get(str(k).lower(), k): v for k, v in settings.items()}
         unknown = set(settings) - set(TOPIC_SETTINGS)
         if unknown:
             raise ConfigError(
