@@ -2,9 +2,9 @@
 
 Records (tuples of plain values) are collected as the broker reports changes; one
 callback per event-loop iteration encodes them as CRC-checked frames of at most
-``WAL_FRAME_RECORDS`` records each, one encoder call per frame, and writes them in one
-write (see ``format``). fsync runs in a
-dedicated thread so the loop never waits for the disk:
+``WAL_FRAME_RECORDS`` records each (a batch record of up to that many messages is a frame
+of its own), one encoder call per frame, and writes them in one write (see ``format``).
+fsync runs in a dedicated thread so the loop never waits for the disk:
 
 * ``always``   — ``ticket()``/``barrier()`` resolve once every record appended before the
   call is on disk. Group commit: while one fsync runs, new frames pile up and the next
