@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 import urllib.parse
 import urllib.request
@@ -262,5 +263,52 @@ async def test_a_file_with_fractions_and_quoted_digits_starts(tmp_path: Path) ->
         )
         assert "WARNING kapokmq.config: mq.checkSpeed is 1.5" in broker.log()
         await round_trip(broker, "fractions")
+    finally:
+        broker.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("addr", "master", "is_self"),
+    [
+        ("0.0.0.0", "127.0.0.1", True),  # the original's latest file as shipped
+        ("127.0.0.1", "127.0.0.1", True),
+        ("127.0.0.1", "localhost", True),
+        ("", "::1", True),
+        ("10.0.0.5", "10.0.0.5", True),
+        ("127.0.0.1", "10.0.0.5", False),  # another machine's broker on the same port
+        ("10.0.0.5", "127.0.0.1", False),  # not listening on loopback: someone else's
+    ],
+)
+def test_a_slave_of_itself_is_a_master(
+    caplog: pytest.LogCaptureFixture, addr: str, master: str, is_self: bool
+) -> None:
+    overrides = {"server.addr": addr, "sync.masterAddr": master}
+    with caplog.at_level(logging.WARNING, logger="kapokmq.config"):
+        config = load_config(ORIGINAL / "latest.yaml", environ={}, overrides=overrides)
+    assert (config.sync.isSync, config.sync.isSlave) == (1, 0 if is_self else 1)
+    assert ("is this broker itself" in caplog.text) is is_self
+    other_port = load_config(
+        ORIGINAL / "latest.yaml", environ={}, overrides={**overrides, "sync.masterPort": "9"}
+    )
+    assert other_port.sync.isSlave == 1
+
+
+async def test_the_latest_file_as_shipped_starts_a_broker_that_pushes(tmp_path: Path) -> None:
+    """latest.yaml names the broker's own port as its master's: it pushes at once, no
+    endless "master unreachable" warnings."""
+    with socket.socket() as probe:  # the port must be known before start: masterPort = port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    broker = BrokerProcess(
+        port=port,
+        settings={"sync.masterPort": str(port), "mq.dataDir": str(tmp_path / "data")},
+        extra_args=["--config", str(ORIGINAL / "latest.yaml")],
+        cwd=tmp_path,
+    ).start()
+    try:
+        await round_trip(broker, "latest")
+        log = broker.log()
+        assert "is this broker itself" in log and "unreachable" not in log
+        assert post(broker, "/Console/GetConfig")["data"]["isSlave"] == 0
     finally:
         broker.cleanup()

@@ -562,6 +562,38 @@ def _settle_original(mq: MqSection) -> None:
         )
 
 
+_WILDCARDS = ("", "0.0.0.0", "::")
+_LOOPBACK_NAMES = ("localhost", "::1")
+
+
+def _master_is_self(config: Config) -> bool:
+    """Whether sync.masterAddr:masterPort names this broker's own listener (the original's
+    latest application.yaml ships isSync 1, isSlave 1 and masterPort 8011 = server.port)."""
+    sync, server = config.sync, config.server
+    if sync.masterPort != str(server.port):
+        return False
+    master, addr = sync.masterAddr.strip().lower(), server.addr.strip().lower()
+    if master == addr:
+        return True
+    local = master in _LOOPBACK_NAMES or master.startswith("127.")
+    return local and (addr in _WILDCARDS or (master == "localhost" and addr == "127.0.0.1"))
+
+
+def _settle_sync(config: Config) -> None:
+    """A slave whose master is itself would follow nobody and warn forever: it is a
+    master instead (docs/protocol.md, "Values of the original's application.yaml")."""
+    sync = config.sync
+    if sync.isSync and sync.isSlave and _master_is_self(config):
+        log.warning(
+            "sync.isSlave is 1 but sync.masterAddr:masterPort (%s:%s) is this broker itself: "
+            "there is no master to follow; serving as a master (set sync.masterAddr to "
+            "another broker to follow it)",
+            sync.masterAddr,
+            sync.masterPort,
+        )
+        sync.isSlave = 0
+
+
 def describe_source(
     path: Path | None, environ: Mapping[str, str], overrides: Mapping[str, object] | None
 ) -> str:
@@ -588,6 +620,7 @@ def load_config(
     overlay(config, path, environ, overrides)
     config.source = describe_source(path, environ, overrides)
     _settle_original(config.mq)
+    _settle_sync(config)
     if bool(config.server.tlsCert) != bool(config.server.tlsKey):
         raise ConfigError("server.tlsCert and server.tlsKey must be set together")
     return config

@@ -41,13 +41,18 @@ def test_embedded_defaults_and_roles(tmp_path: Path, monkeypatch) -> None:
     assert "memory only" in text
     config = load_config(
         environ={"KAPOKMQ_MQ_ISPERSISTENT": "2"},
-        overrides={"sync.isSync": "1", "sync.isSlave": "1", "cluster.isCluster": "1"},
+        overrides={
+            "sync.isSync": "1",
+            "sync.isSlave": "1",
+            "sync.masterPort": "8012",  # 8011 would be this broker itself: then a master
+            "cluster.isCluster": "1",
+        },
     )
     text = "\n".join(banner_lines(config, 8011, tls=True))
     assert "embedded defaults + KAPOKMQ_* environment + command-line flags" in text
     assert "write-ahead log + snapshots (fsync everysec)" in text
     assert "cluster member (registry 127.0.0.1:8041, gossip port 8021)" in text
-    assert "slave of ws://127.0.0.1:8011" in text
+    assert "slave of ws://127.0.0.1:8012" in text
     assert "console:     https://127.0.0.1:8011/" in text
     assert "wss://127.0.0.1:8011/Producers" in text
 
