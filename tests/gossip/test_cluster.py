@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -214,3 +215,18 @@ async def test_idle_streams_of_an_outsider_do_not_lock_peers_out() -> None:
             writer.close()
         await newcomer.shutdown()
         await seed.shutdown()
+
+
+async def test_garbage_packets_are_dropped_and_counted() -> None:
+    """Every undecodable packet is counted, unknown message types too (Go logs them as
+    not supported); a user message (serf's traffic) is not garbage."""
+    node = await start_node("target")
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for packet in (bytes([99]) + b"junk", bytes([0]) + b"\xc1", bytes([200]), b"\x08user"):
+            udp.sendto(packet, node.address)
+        await wait_until(lambda: node.stats.packets_malformed == 3, 5)
+        await holds(lambda: node.stats.packets_malformed == 3, 0.2)
+    finally:
+        udp.close()
+        await node.shutdown()

@@ -426,9 +426,8 @@ class Memberlist:
                 self._user_handler(msg[1:])
             return False
         body_type = PACKET_BODIES.get(kind)
-        if body_type is None:
-            log.debug("ignoring message type %d from %s:%d", kind, src[0], src[1])
-            return False
+        if body_type is None:  # counted as malformed by the caller (Go: "not supported")
+            raise CodecError(f"msg type ({kind}) not supported")
         body = unpack(body_type, msg[1:])
         if isinstance(body, Ping):
             self._handle_ping(body, src)

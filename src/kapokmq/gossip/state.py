@@ -75,7 +75,7 @@ class GossipStats:
     """Counters of refused input (exported as metrics by the broker and the registry)."""
 
     packets_unencrypted: int = 0  # plaintext or undecryptable packets, a keyring being set
-    packets_malformed: int = 0  # bad framing, CRC, LZW bombs, undecodable bodies
+    packets_malformed: int = 0  # bad framing, CRC, LZW bombs, undecodable bodies, unknown types
     streams_refused: int = 0  # streams refused: encryption mismatch, limits, bad framing
     introductions_limited: int = 0  # new names dropped by the introduction rate limit
 
