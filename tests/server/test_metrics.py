@@ -50,6 +50,8 @@ async def test_metrics_want_the_key_in_either_header(broker_factory):
                 return resp.status
 
         assert await status({}) == 401
+        async with session.get(url) as resp:  # says which key: the console key here
+            assert "wants the console key (mq.consoleKey)" in await resp.text()
         assert await status({"secretKey": "wrong"}) == 401
         assert await status({"Authorization": "Bearer wrong"}) == 401
         assert await status({"Authorization": "Basic YWRtaW46"}) == 401

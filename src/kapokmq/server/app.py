@@ -55,9 +55,10 @@ async def metrics(request: web.Request) -> web.Response:
     if not config.server.metricsPublic and not await http_api.key_accepted(
         request, http_api.console_key(config), bearer=True
     ):
+        wanted = "the console key (mq.consoleKey)" if config.mq.consoleKey else "the secret key"
         return web.Response(
             status=401,
-            text="401 Unauthorized: /metrics wants the secret key\n",
+            text=f"401 Unauthorized: /metrics wants {wanted}\n",
             headers={"WWW-Authenticate": 'Bearer realm="kapokmq"'},
         )
     body = await request.app[METRICS].body()
