@@ -9,10 +9,12 @@ from typing import Any, cast
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kapokmq.config import Config
 from kapokmq.login import MATCHED, MISMATCH, PROMPT
-from kapokmq.model import Status
+from kapokmq.model import Code, Status, code_key
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.session import (
     ConsumerWebSocket,
@@ -20,6 +22,7 @@ from kapokmq.server.session import (
     Session,
     State,
     SyncWebSocket,
+    ack_codes,
     close_all,
 )
 
@@ -285,6 +288,78 @@ def test_message_above_limit_closes_1009_at_limit_passes() -> None:
     assert client.read(exact) == [b"ok"]
     client.read(exact + b" ")
     assert client.link.closed == (1009, b"message too big")
+
+
+def test_a_message_above_limit_within_a_read_closes_after_those_before_it() -> None:
+    """A read's messages are handled once it is done (the picows adapter appends them to
+    the session's inbox): those before the one above the limit count, it closes the
+    connection 1009, those after it are dropped, as when each was handled on arrival."""
+    harness = Harness(maxMessageBytes=100)
+    producer = harness.login(ProducerWebSocket)
+    assert producer.read(send_frame("a"), b"x" * 101, send_frame("b")) == [b"ok"]
+    assert producer.link.closed == (1009, b"message too big")
+    assert [m.data for m in harness.runtime.broker.store] == ["a"]
+    consumer = harness.login(ConsumerWebSocket)
+    harness.loop.run()
+    (push,) = consumer.texts()
+    code = orjson.loads(push)["MessageCode"].encode()
+    harness.runtime.publish("t", "c", 0)
+    harness.loop.run()
+    (push,) = consumer.texts()
+    later = orjson.loads(push)["MessageCode"].encode()
+    consumer.read(code, b" " * 101, later)
+    assert consumer.link.closed == (1009, b"message too big")
+    assert [m.status for m in harness.runtime.broker.store] == [
+        Status.CONSUMED,
+        Status.WAITING,
+    ]
+
+
+def test_acks_before_a_close_within_a_read_count_and_none_after_it(harness: Harness) -> None:
+    consumer = harness.login(ConsumerWebSocket)
+    harness.runtime.publish("t", "a", 0)
+    harness.runtime.publish("t", "b", 0)
+    harness.loop.run()
+    codes = [orjson.loads(p)["MessageCode"].encode() for p in consumer.texts()]
+    session = consumer.session
+    for step in (codes[0], None, codes[1]):  # as the picows adapter hands a read over
+        if step is None:
+            session.receive_fragment(b"x", continuation=True, fin=True)  # closes 1002
+        elif session.inbox:
+            session.inbox.append(step)
+        else:
+            session.receive(step)
+    harness.loop.run()
+    assert consumer.link.closed == (1002, b"continuation without a first frame")
+    assert [m.status for m in harness.runtime.broker.store] == [
+        Status.CONSUMED,
+        Status.WAITING,
+    ]
+
+
+_WIRE = "0123456789abcdefABCDEF \t\n\x00é\udcff"
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=40),
+            st.text(alphabet=_WIRE, min_size=30, max_size=34).map(
+                lambda t: t.encode("utf-8", "surrogateescape")
+            ),
+            st.integers(0, (1 << 128) - 1).map(lambda c: b"%032x" % c),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_ack_codes_is_code_key_of_each_acks_stripped_text(payloads: list[bytes]) -> None:
+    def one(payload: bytes) -> Code:
+        text = payload.decode("utf-8", "replace")
+        return code_key(text if len(text) == 32 else text.strip())
+
+    assert ack_codes(payloads) == [one(p) for p in payloads]
+    assert list(map(type, ack_codes(payloads))) == [type(one(p)) for p in payloads]
 
 
 def test_fragments_are_joined_and_bounded() -> None:

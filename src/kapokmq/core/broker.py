@@ -526,8 +526,12 @@ class Broker:
         leaves this session's window. Before any other ack the collected ones are
         consumed, so the result is that of ``ack`` code by code (a repeated code is
         ignored, like a second ``ack``)."""
+        self.ack_keys(session, code_keys(codes))
+
+    def ack_keys(self, session: ConsumerSession, codes: Sequence[Code]) -> None:
+        """``ack_many`` for codes already as the broker keeps them (``model.code_key``;
+        a consumer session's, server/session.py ``ack_codes``)."""
         session.acked_at = self.clock()
-        codes = code_keys(codes)
         if self.trace is not None:
             self.trace.acked(codes, session.info.client_id, session.acked_at)
         topic = session.topic

@@ -68,7 +68,11 @@ class _Connection(WSListener):
         kind = frame.msg_type
         if kind is _TEXT or kind is _BINARY:
             if frame.fin and session.fragments is None:
-                session.receive(frame.get_payload_as_bytes())
+                inbox = session.inbox
+                if inbox:  # within a read: what receive would do (server/session.py)
+                    inbox.append(frame.get_payload_as_bytes())
+                else:
+                    session.receive(frame.get_payload_as_bytes())
             else:
                 session.receive_fragment(frame.get_payload_as_bytes(), False, frame.fin)
         elif kind is _CONTINUATION:
