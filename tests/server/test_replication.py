@@ -293,6 +293,38 @@ async def test_a_master_back_with_its_storage_never_redelivers_what_the_slave_co
             assert await status_on(session, master, code) == 1
 
 
+async def test_a_slave_restarted_during_its_takeover_still_hands_back(broker_factory, tmp_path):
+    """A persistent slave SIGKILLed while it had taken over, restarted once the master is
+    back, remembers the takeover: what it accepted meanwhile is not stranded on it."""
+    master = broker_factory(settings=MASTER)
+    (tmp_path / "s").mkdir()
+    slave = broker_factory(settings={**slave_of(master), "mq.isPersistent": 2}, cwd=tmp_path / "s")
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: asyncio.sleep(0, "following master" in slave.log()))
+        master.kill()
+        await until(lambda: asyncio.sleep(0, "takes over" in slave.log()))
+        during = {await send(session, slave, f"during-{i}") for i in range(3)}
+        marker = tmp_path / "s" / "data" / "MQDATA.takeover"
+        assert marker.exists()
+        slave.kill()
+        master.start()  # memory only: it comes back empty
+        slave.start()
+
+        async def handed_back() -> bool:
+            return "acknowledged the hand-back" in slave.log()
+
+        await until(handed_back, 15)
+        on_master = await login(session, f"{master.ws}/Consumers/Conn/t/m1")
+        got = set()
+        for _ in during:
+            push = json.loads(await on_master.receive_str(timeout=10))
+            got.add(push["MessageCode"])
+            await on_master.send_str(push["MessageCode"])
+        assert got == during
+        await on_master.close()
+    assert not marker.exists()
+
+
 async def test_sync_ack_oks_only_what_the_slave_holds_and_survives_kill_9(broker_factory):
     master = broker_factory(settings={**MASTER, "sync.ack": 1})
     async with aiohttp.ClientSession() as session:

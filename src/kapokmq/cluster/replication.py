@@ -32,6 +32,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
@@ -644,10 +645,22 @@ class SlaveLink:
         self._changes: TakeoverChanges | None = None  # listening while taken over
         self._to_hand_back: dict[Code, None] = {}  # changed codes the master has not acked
         self._taken_over = False  # since the master last acknowledged a hand-back
+        # kept on disk by a persistent slave, so a restart does not forget a takeover and
+        # strand what it accepted meanwhile (docs/protocol.md, Master-slave sync)
+        mq = config.mq
+        self._marker = (
+            Path(mq.dataDir) / f"{mq.persistentFile}.takeover" if mq.isPersistent else None
+        )
 
     def start(self) -> None:
         """Follow the master; until we know whether it lives, act as a following slave."""
         self._step_down()
+        if self._marker is not None and self._marker.exists():
+            self._taken_over = True
+            log.info(
+                "this slave had taken over when it stopped: it hands back what it holds "
+                "once it follows the master again"
+            )
         self._task = asyncio.get_running_loop().create_task(self._run(), name="sync-slave")
 
     def _step_down(self) -> None:
@@ -721,7 +734,9 @@ class SlaveLink:
         if self.connected.is_set():
             log.warning("master lost: this slave takes over (pushes and accepts writes)")
         self.connected.clear()
-        self._taken_over = True
+        if not self._taken_over:
+            self._taken_over = True
+            self._mark(True)
         if self._changes is None:
             self._changes = TakeoverChanges()
             self.runtime.broker.add_listener(self._changes)
@@ -734,6 +749,17 @@ class SlaveLink:
             )
         else:
             self.runtime.accept_writes(SLAVE_SOURCE)
+
+    def _mark(self, taken_over: bool) -> None:
+        if self._marker is None:
+            return
+        try:
+            if taken_over:
+                self._marker.touch()
+            else:
+                self._marker.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot %s %s: %s", "write" if taken_over else "remove", self._marker, exc)
 
     def _hand_back_records(self) -> list[bytes]:
         """Takeover changes the master has not acknowledged, and every unconsumed message."""
@@ -805,6 +831,7 @@ class SlaveLink:
             log.info("master acknowledged the hand-back of %d changes", handed_back)
             self._to_hand_back.clear()
             self._taken_over = False
+            self._mark(False)
             return
         try:
             apply_record(self.runtime, raw)
