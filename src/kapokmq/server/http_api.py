@@ -405,7 +405,10 @@ async def get_scheduled(request: web.Request, form: MultiDictProxy[Any]) -> web.
     data = [
         {**message_view(broker, m, False), "DueTime": whole_seconds(due)} for due, m in upcoming
     ]
-    return json_response({"code": 0, "data": data, "now": int(time.time()), "total": total})
+    # `now` rounded up as DueTime is, so DueTime - now is the whole seconds left: a delay
+    # of 100 s counts down from 100, not 101 (a rounded-up due time less a truncated now)
+    now = whole_seconds(time.time())
+    return json_response({"code": 0, "data": data, "now": now, "total": total})
 
 
 @authorised
