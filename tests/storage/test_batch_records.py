@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 
 import msgpack
+import pytest
 
 from kapokmq.model import ClientInfo, Status, code_text
 from kapokmq.storage.format import (
     ADD,
     ADD_BATCH,
     CONSUMED_BATCH,
+    FRAME_MAGIC,
     HEADER,
     HEADER_SIZE,
     KIND_WAL,
@@ -34,7 +36,7 @@ from kapokmq.storage.format import (
     split_codes,
 )
 from kapokmq.storage.layout import DataDir
-from kapokmq.storage.recovery import recover
+from kapokmq.storage.recovery import CorruptData, recover
 from tests.storage.helpers import crash, make_config, start, state
 
 pack = msgpack.Packer().pack
@@ -151,3 +153,23 @@ async def test_segments_are_format_3_and_snapshots_format_2(tmp_path: Path) -> N
     (snap,) = tmp_path.glob("*.snap")
     assert not list(tmp_path.glob("*.wal"))
     assert decode_header(snap.read_bytes()[:HEADER_SIZE]).version == 2
+
+
+async def test_one_damaged_byte_in_a_batch_costs_its_frame_and_names_its_codes(
+    tmp_path: Path,
+) -> None:
+    runtime, storage = start(make_config(tmp_path, fsync="no"))
+    msgs = runtime.broker.publish_many("t", [(f"m{i}", 0) for i in range(250)])
+    assert msgs == (250, False)
+    codes = [m.code for m in runtime.broker.store]
+    path = storage.datadir.wal_path(storage.seq)
+    crash(runtime, storage)
+    raw = bytearray(path.read_bytes())
+    first_end = raw.index(FRAME_MAGIC, HEADER_SIZE + 1)  # the second frame's start
+    raw[first_end - 3] ^= 0x01  # in the first frame's last payloads, after its codes
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptData, match=f"byte offset {HEADER_SIZE}"):
+        recover(DataDir(tmp_path, "MQDATA"))
+    result = recover(DataDir(tmp_path, "MQDATA"), skip_corrupt=True)
+    assert list(result.messages) == codes[WAL_FRAME_RECORDS:]  # only the first 100 lost
+    assert any(code_text(codes[0]) in p and code_text(codes[9]) in p for p in result.problems)

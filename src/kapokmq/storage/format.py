@@ -516,16 +516,34 @@ def _frames_v2(buf: Buffer, pos: int, scan: Scan) -> Iterator[list[Decoded]]:
 
 
 def _legible_codes(buf: Buffer, start: int, end: int) -> list[str]:
-    """Codes of the records that still decode from the start of a damaged body."""
+    """Codes of the records that still decode from the start of a damaged body (of a
+    batch record: its codes, if the damage is past them)."""
     unpacker = msgpack.Unpacker(use_list=False, raw=False, strict_map_key=False)
     unpacker.feed(buf[start:end])
     codes: list[str] = []
     try:
-        for rec in unpacker:
-            if isinstance(rec, tuple) and len(rec) > 1 and isinstance(rec[1], str):
-                codes.append(rec[1])
-                if len(codes) >= CODES_REPORTED:
-                    break
+        while len(codes) < CODES_REPORTED:
+            size = unpacker.read_array_header()
+            if size < 2:
+                break
+            op = unpacker.unpack()
+            if op in (ADD_BATCH, CONSUMED_BATCH):
+                for _ in range(3 if op == ADD_BATCH else 1):  # the fields before the codes
+                    unpacker.skip()
+                raw = unpacker.unpack()
+                if isinstance(raw, bytes) and len(raw) % CODE_BYTES == 0:
+                    n = len(raw) // CODE_BYTES
+                    codes += (
+                        code_text(c) for c in split_codes(raw, n)[: CODES_REPORTED - len(codes)]
+                    )
+                for _ in range(size - (5 if op == ADD_BATCH else 3)):
+                    unpacker.skip()
+                continue
+            code = unpacker.unpack()
+            if isinstance(code, str):
+                codes.append(code)
+            for _ in range(size - 2):
+                unpacker.skip()
     except Exception:
         pass
     return codes
