@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from kapokmq.model import Code, Message, Status, code_text
 from kapokmq.storage.format import (
+    ADD_BATCH,
     END,
     HEADER,
     HEADER_SIZE,
@@ -373,3 +374,38 @@ def test_random_damage_in_a_snapshot_keeps_every_intact_chunk(
         assert set(result.messages) >= {code(i) for i in intact}
         assert set(result.messages) <= {code(i) for ids in frames for i in ids}
         assert len(result.kept_copies) == 1
+
+
+def test_a_damaged_batch_record_is_reported_with_its_codes_and_size(tmp_path: Path) -> None:
+    """A WAL frame holding one ADD_BATCH record of 50 messages, damaged in its data: the
+    report names how many messages it held and their codes, not the topic (format 3)."""
+    d = DataDir(tmp_path, "MQDATA")
+    path = d.wal_path(1)
+    ids = list(range(1, 51))
+    batch = pack(
+        (
+            ADD_BATCH,
+            "orders",
+            1_700_000_000,
+            1.7e9,
+            b"".join(i.to_bytes(16, "big") for i in ids),
+            [f"data-{i}" for i in ids],
+            0,
+        )
+    )
+    after = pack(message_record(msg(99)))
+    with path.open("wb") as f:
+        f.write(encode_header(KIND_WAL, 1, 0.0))
+        f.write(frame_head(batch, 1) + batch)
+        end = f.tell()
+        f.write(frame_head(after, 1) + after)
+    flip(path, end - 3, 0x01)  # inside the last data string
+    with pytest.raises(CorruptData) as info:
+        recover(d)
+    text = str(info.value)
+    assert "holding at least 50 record(s)" in text, text
+    assert code_text(code(1)) in text and code_text(code(10)) in text
+    assert "orders" not in text
+    result = recover(d, skip_corrupt=True)
+    assert list(result.messages) == [code(99)]
+    assert result.dropped_records == 50

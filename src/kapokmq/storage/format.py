@@ -487,9 +487,11 @@ def _frames_v2(buf: Buffer, pos: int, scan: Scan) -> Iterator[list[Decoded]]:
         scan.damages.append(damage)
         head = _valid_v2(buf, pos, size)
         if head is not None:
-            damage.frames, damage.records = 1, head[1]
             body_at = pos + FRAME_SIZE + len(array_head(head[1]))
-            damage.codes = _legible_codes(buf, body_at, min(size, pos + FRAME_SIZE + head[0]))
+            damage.codes, named = _legible_codes(
+                buf, body_at, min(size, pos + FRAME_SIZE + head[0])
+            )
+            damage.frames, damage.records = 1, max(head[1], named)
             if pos + FRAME_SIZE + head[0] > size:  # announced more than the file holds
                 damage.torn = True
                 return
@@ -515,38 +517,51 @@ def _frames_v2(buf: Buffer, pos: int, scan: Scan) -> Iterator[list[Decoded]]:
         pos = candidate
 
 
-def _legible_codes(buf: Buffer, start: int, end: int) -> list[str]:
-    """Codes of the records that still decode from the start of a damaged body (of a
-    batch record: its codes, if the damage is past them)."""
-    unpacker = msgpack.Unpacker(use_list=False, raw=False, strict_map_key=False)
+# where a record names its message's code: the field after the tag, or (DEDUP) the one
+# after that; a batch record's codes are one bin field (16 bytes each) after these many
+_CODE_FIELD = {ADD: 0, UPDATE: 0, REMOVE: 0, META: 0, TRACE: 0, DEDUP: 1}
+_BATCH_CODES_FIELD = {ADD_BATCH: 3, CONSUMED_BATCH: 1}
+
+
+def _legible_codes(buf: Buffer, start: int, end: int) -> tuple[list[str], int]:
+    """(the first ``CODES_REPORTED`` message codes, how many messages they name) of the
+    records that still decode from the start of a damaged body, field by field: a batch
+    record damaged in its data still shows its codes and its size."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
     unpacker.feed(buf[start:end])
     codes: list[str] = []
+    named = 0
     try:
-        while len(codes) < CODES_REPORTED:
-            size = unpacker.read_array_header()
-            if size < 2:
-                break
-            op = unpacker.unpack()
-            if op in (ADD_BATCH, CONSUMED_BATCH):
-                for _ in range(3 if op == ADD_BATCH else 1):  # the fields before the codes
+        while True:
+            fields = unpacker.read_array_header() - 1
+            tag = unpacker.unpack()
+            at = _CODE_FIELD.get(tag)
+            batch = _BATCH_CODES_FIELD.get(tag)
+            if at is not None and fields > at:
+                for _ in range(at):
                     unpacker.skip()
+                fields -= at + 1
+                code = unpacker.unpack()
+                named += 1
+                if isinstance(code, str):
+                    codes.append(code)
+            elif batch is not None and fields > batch:
+                for _ in range(batch):
+                    unpacker.skip()
+                fields -= batch + 1
                 raw = unpacker.unpack()
-                if isinstance(raw, bytes) and len(raw) % CODE_BYTES == 0:
-                    n = len(raw) // CODE_BYTES
-                    codes += (
-                        code_text(c) for c in split_codes(raw, n)[: CODES_REPORTED - len(codes)]
-                    )
-                for _ in range(size - (5 if op == ADD_BATCH else 3)):
-                    unpacker.skip()
-                continue
-            code = unpacker.unpack()
-            if isinstance(code, str):
-                codes.append(code)
-            for _ in range(size - 2):
+                if isinstance(raw, bytes):
+                    named += len(raw) // CODE_BYTES
+                    codes += [
+                        raw[i : i + CODE_BYTES].hex()
+                        for i in range(0, min(len(raw), CODE_BYTES * CODES_REPORTED), CODE_BYTES)
+                        if i + CODE_BYTES <= len(raw)
+                    ]
+            for _ in range(fields):
                 unpacker.skip()
-    except Exception:
+    except Exception:  # the damage, or the end of what was given
         pass
-    return codes
+    return codes[:CODES_REPORTED], named
 
 
 def _release(buf: Buffer, start: int, upto: int) -> int:
