@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import socket
 from collections.abc import AsyncIterator
 
@@ -141,7 +142,10 @@ async def test_keyed_nodes_join_and_probe(secure: Memberlist) -> None:
 
 
 @pytest.mark.timeout(20)
-async def test_keyless_or_wrong_key_node_is_refused(secure: Memberlist) -> None:
+async def test_keyless_or_wrong_key_node_is_refused(
+    secure: Memberlist, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="kapokmq.gossip")
     for keys in ((), (K24,)):
         intruder = await keyed("mq:127.0.0.1:66", *keys)
         try:
@@ -151,6 +155,14 @@ async def test_keyless_or_wrong_key_node_is_refused(secure: Memberlist) -> None:
         finally:
             await intruder.shutdown()
     assert secure.stats.streams_refused >= 2
+
+    # the operator sees why, in one line however many were refused (a key mismatch)
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "gossip input refused" in r.getMessage()]
+
+    await wait_until(lambda: any("streams_refused" in line for line in lines()), 12)
+    assert len(lines()) <= 2  # (stray packets of an earlier test's node may come first)
+    assert "(from 127.0.0.1:" in lines()[-1]
 
 
 @pytest.mark.timeout(10)

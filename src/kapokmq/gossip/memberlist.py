@@ -69,6 +69,9 @@ Seed = tuple[str, int] | str
 EventCallback = Callable[[NodeEvent], None]
 _PUSH_PULL_SCALE_THRESHOLD = 32
 _MAX_PUSH_PULL_REQUESTS = 128  # memberlist's maxPushPullRequests
+# Refused input (GossipStats) is logged as one WARNING per this many seconds at most, with
+# the counts and the last reason: a wrong key shows in the log without flooding it.
+REFUSALS_LOGGED_EVERY = 10.0
 _MERGE_SLICE = 256  # node states merged between two yields to the event loop
 
 
@@ -171,6 +174,9 @@ class Memberlist:
         self._push_pulls_in_flight = 0
         # incoming streams still being read, oldest first: at the cap the oldest gives way
         self._reading: dict[asyncio.StreamWriter, None] = {}
+        self._logged_refusals: dict[str, int] = {}
+        self._refusals_logged_at = -REFUSALS_LOGGED_EVERY
+        self._last_refusal = ""
         self._keyring = config.keyring
         self._encrypt_out = config.keyring is not None and config.gossip_verify_outgoing
         self._encryption_version = encryption_version(config.protocol_version)
@@ -331,6 +337,26 @@ class Memberlist:
         loop = self._loop
         return loop.time() if loop is not None else time.monotonic()
 
+    def _refused(self, why: str, src: Address) -> None:
+        self._last_refusal = f"{why} (from {src[0]}:{src[1]})"
+        log.debug("%s", self._last_refusal)
+
+    def _log_refusals(self) -> None:
+        """One WARNING per REFUSALS_LOGGED_EVERY at most, if input was refused since."""
+        now = self._now()
+        if now - self._refusals_logged_at < REFUSALS_LOGGED_EVERY:
+            return
+        counts = self.stats.as_dict()
+        before = self._logged_refusals
+        rises = [f"{n - before.get(k, 0)} {k}" for k, n in counts.items() if n > before.get(k, 0)]
+        if rises:
+            log.warning(
+                "gossip input refused since the last such line: %s; last: %s",
+                ", ".join(rises),
+                self._last_refusal or "-",
+            )
+            self._logged_refusals, self._refusals_logged_at = counts, now
+
     def _require_running(self) -> None:
         if not self._running:
             raise RuntimeError("gossip node is not running; call start() first")
@@ -400,13 +426,13 @@ class Memberlist:
             except DecryptError as exc:
                 if self.config.gossip_verify_incoming:
                     self.stats.packets_unencrypted += 1
-                    log.debug("decrypt packet failed: %s from %s:%d", exc, src[0], src[1])
+                    self._refused(f"decrypt packet failed: {exc}", src)
                     return
         try:
             messages = unwrap_packet(data)
         except CodecError as exc:
             self.stats.packets_malformed += 1
-            log.debug("dropping packet from %s:%d: %s", src[0], src[1], exc)
+            self._refused(f"malformed packet: {exc}", src)
             return
         changed = False
         for msg in messages:
@@ -414,7 +440,7 @@ class Memberlist:
                 changed |= self._handle_message(msg, src)
             except CodecError as exc:
                 self.stats.packets_malformed += 1
-                log.debug("bad message type %d from %s:%d: %s", msg[0], src[0], src[1], exc)
+                self._refused(f"bad message of type {msg[0]}: {exc}", src)
         if changed:
             self._reschedule_timer()
 
@@ -506,7 +532,8 @@ class Memberlist:
                 msg = await read_stream(reader, self.config.tcp_timeout, self._stream_policy)
             except CodecError as exc:
                 self.stats.streams_refused += 1
-                log.debug("refused gossip stream: %s", exc)
+                peer = writer.get_extra_info("peername") or ("?", 0)
+                self._refused(f"refused stream: {exc}", (str(peer[0]), int(peer[1])))
                 writer.write(self._seal(encode_stream(ErrResp(str(exc)), compress=compress)))
                 await writer.drain()
                 return
@@ -586,6 +613,7 @@ class Memberlist:
         await self._stagger(interval)
         while self._running:
             started = self._now()
+            self._log_refusals()
             target = self._state.next_probe_target()
             if target is not None:
                 try:
