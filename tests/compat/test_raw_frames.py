@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from tests.compat.conftest import started_broker
-from tests.compat.wsclient import MATCHED, MISMATCH, PROMPT, wait_status
+from tests.compat.wsclient import MATCHED, MISMATCH, PROMPT, api, wait_status
 from tests.harness import SECRET, BrokerProcess
 
 TEXT, BINARY, CLOSE = 0x1, 0x2, 0x8
@@ -126,6 +126,26 @@ async def test_a_close_before_the_key_is_answered_too(mb):
     opcode, payload = await ws.frame()
     assert (opcode, payload[:2]) == (CLOSE, struct.pack(">H", 1000))
     ws.end()
+
+
+async def test_frames_before_a_close_are_answered_and_frames_after_it_ignored(mb):
+    """RFC 6455 5.5.1: nothing a client sends after its close frame is a message."""
+    topic = "after-close"
+    ws = await RawWebSocket.open(mb, f"/Producers/Conn/{topic}/p1")
+    await ws.login()
+    ws.writer.write(
+        masked(TEXT, b'{"MessageData":"before"}')
+        + masked(CLOSE, struct.pack(">H", 1000))
+        + masked(TEXT, b'{"MessageData":"after"}')
+    )
+    assert await ws.text() == b"ok"  # answered ahead of the close frame
+    opcode, payload = await ws.frame()
+    assert (opcode, payload[:2]) == (CLOSE, struct.pack(">H", 1000))
+    assert await ws.closed()
+    ws.end()
+    async with aiohttp.ClientSession() as session:
+        listed = await api(session, mb, "/Console/GetMessageList", topic=topic, status=3)
+    assert [m["Topic"] for m in listed["data"]] == [topic]  # "before" only
 
 
 # ---------------------------------------------------------------------------- invalid UTF-8

@@ -490,6 +490,22 @@ def test_connection_lost_stores_what_was_received_in_full(harness: Harness) -> N
     assert harness.runtime.broker.clients() == ([], [])
 
 
+@pytest.mark.parametrize(("sent", "answer"), [(1000, 1000), (4000, 4000), (0, 1000)])
+def test_a_client_close_answers_what_came_before_and_ignores_what_follows(
+    harness: Harness, sent: int, answer: int
+) -> None:
+    client = harness.login(ProducerWebSocket)
+    client.session.receive(send_frame("before"))
+    assert client.session.close_received(sent) == answer  # 0: a close frame without a code
+    assert client.texts() == [b"ok"]  # written ahead of the engine's answering close frame
+    assert client.state() is State.CLOSING
+    client.session.receive(send_frame("after"))
+    harness.loop.run()
+    client.session.connection_lost()
+    assert client.texts() == []
+    assert [m.data for m in harness.runtime.broker.messages()] == ["before"]
+
+
 def test_durable_replies_wait_for_the_disk_in_order(harness: Harness) -> None:
     tickets: list[FakeFuture] = []
 

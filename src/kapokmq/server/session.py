@@ -275,6 +275,15 @@ class Session:
         """Close from the server side (shutdown: 1001)."""
         self._close(code, reason)
 
+    def close_received(self, code: int) -> int:
+        """The client's close frame: what it sent before is published and answered ahead
+        of the close frame that answers it, what follows is ignored (RFC 6455 5.5.1), on
+        both engines. Returns the code to answer with (``close_answer``)."""
+        if self.state is not State.CLOSING and self.state is not State.CLOSED:
+            self._before_close()
+            self.state = State.CLOSING
+        return close_answer(code)
+
     # ------------------------------------------------------------------ handshake
     def _handshake(self, payload: bytes) -> None:
         if self._answer is not None:  # keys are answered in order: after the held one

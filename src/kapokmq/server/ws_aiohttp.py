@@ -24,7 +24,6 @@ from kapokmq.server.session import (
     Session,
     SyncFeed,
     SyncWebSocket,
-    close_answer,
     sync_frame_limit,
 )
 
@@ -67,7 +66,8 @@ async def serve(ws: web.WebSocketResponse, link: _Link, session: Session) -> Non
                 session.receive(msg.data)
             else:
                 if kind is WSMsgType.CLOSE and link.closer is None:  # the client's close
-                    link.close(close_answer(msg.data), b"", drain=False)  # it may not read
+                    code = session.close_received(msg.data)
+                    link.close(code, b"", drain=False)  # it may not read what is buffered
                 break  # CLOSING, CLOSED, ERROR: aiohttp has closed (1002, 1009…)
     finally:
         session.connection_lost()

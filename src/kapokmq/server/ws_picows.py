@@ -33,7 +33,7 @@ from picows.picows import (  # type: ignore[attr-defined]  # not in picows' stub
 from kapokmq.server.client_path import client_route
 from kapokmq.server.http_lean import OTHER_SINGLETONS
 from kapokmq.server.runtime import BrokerRuntime
-from kapokmq.server.session import ROLES, Session, close_answer
+from kapokmq.server.session import ROLES, Session
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ class _Connection(WSListener):
         elif kind is _CONTINUATION:
             session.receive_fragment(frame.get_payload_as_bytes(), True, frame.fin)
         elif kind is WSMsgType.CLOSE:
-            transport.send_close(WSCloseCode(close_answer(frame.get_close_code().value)))
+            code = session.close_received(frame.get_close_code().value)
+            transport.send_close(WSCloseCode(code))
             transport.disconnect()
         # PING is answered by picows; PONG ignored
 
