@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from kapokmq.model import Code, Message, Status, code_text
 from kapokmq.storage.format import (
     ADD_BATCH,
+    DEDUP,
     END,
     HEADER,
     HEADER_SIZE,
@@ -409,3 +410,22 @@ def test_a_damaged_batch_record_is_reported_with_its_codes_and_size(tmp_path: Pa
     result = recover(d, skip_corrupt=True)
     assert list(result.messages) == [code(99)]
     assert result.dropped_records == 50
+
+
+def test_a_damaged_dedup_record_names_its_message_not_its_dedup_id(tmp_path: Path) -> None:
+    """A DEDUP record is ``[5, key, code, until]``: the code legible in the damage report
+    is the message's (field 2), not the producer's dedup id."""
+    d = DataDir(tmp_path, "MQDATA")
+    path = d.wal_path(1)
+    record = pack((DEDUP, "order-42", code_text(code(7)), 1.7e9 + 60))
+    with path.open("wb") as f:
+        f.write(encode_header(KIND_WAL, 1, 0.0))
+        f.write(frame_head(record, 1) + record)
+        end = f.tell()
+        after = pack(message_record(msg(8)))
+        f.write(frame_head(after, 1) + after)
+    flip(path, end - 1, 0x01)  # the until field
+    with pytest.raises(CorruptData) as info:
+        recover(d)
+    text = str(info.value)
+    assert code_text(code(7)) in text and "order-42" not in text, text
