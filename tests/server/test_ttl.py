@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiohttp
 import pytest
@@ -111,3 +112,31 @@ async def test_expiry_is_on_time_with_no_other_timer(broker_factory: type[Broker
         assert (await console.get_message(over_http))["Status"] == -1
         await dies_in_time(over_http)  # its TTL ran again from the requeue
         await ws.close()
+
+
+async def test_a_message_requeued_while_still_queued_is_pushed_once(
+    broker_factory: type[BrokerProcess],
+) -> None:
+    """A message that expired in its queue (no consumer) stays there until popped; the
+    console's Requeue queues it again. Two consumers then connect: it is pushed once."""
+    broker = broker_factory(settings={"mq.isClean": "0"})
+    async with aiohttp.ClientSession() as http, ConsoleClient(broker.http) as console:
+        send = {"topic": "twice", "messageData": "x", "delayTime": "0", "ttl": "1"}
+        code = (await console.request("/Producer/Send", send))["msg"]
+        await wait_status(console, code, 2)
+        await console.request("/Console/Requeue", {"messageCode": code})
+        sockets = [await consumer(http, broker, "twice") for _ in range(2)]
+
+        async def frames(ws: aiohttp.ClientWebSocketResponse) -> list[str]:
+            got = []
+            with contextlib.suppress(asyncio.TimeoutError):
+                while True:  # until a second passes with nothing more
+                    got.append(await ws.receive_str(timeout=1.5))
+            return got
+
+        pushes = [frame for got in await asyncio.gather(*map(frames, sockets)) for frame in got]
+        assert len(pushes) == 1, pushes
+        pushed = PUSH_RE.fullmatch(pushes[0])
+        assert pushed is not None and pushed["code"] == code
+        for ws in sockets:
+            await ws.close()

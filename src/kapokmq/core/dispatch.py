@@ -37,7 +37,10 @@ _DEAD = Status.DEAD
 
 
 def _deliverable(msg: Message) -> bool:
-    return msg.flight.owner is not GONE and msg.status is _WAITING
+    """Waiting and held by nobody: a message can be in ``ready`` twice (one that died or
+    was consumed there stays until popped, and a Requeue queues it again), and only its
+    first pop may push it (owner None: queued; a session or FANOUT: in flight; GONE)."""
+    return msg.flight.owner is None and msg.status is _WAITING
 
 
 def _held(session: ConsumerSession) -> int:
@@ -123,7 +126,7 @@ def _dispatch_to_one(topic: Topic, session: ConsumerSession, now: float, limit: 
     flight = Flight(session, now)
     while room > 0 and ready:
         msg = ready.popleft()
-        if msg.flight.owner is GONE or msg.status is not _WAITING:  # not _deliverable
+        if msg.flight.owner is not None or msg.status is not _WAITING:  # not _deliverable
             continue
         in_flight[msg.code] = msg
         msg.flight = flight
