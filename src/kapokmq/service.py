@@ -53,6 +53,7 @@ def add_logging_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--log-level",
         default="INFO",
+        type=str.upper,  # `--log-level debug` too
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="least severe log lines written to stderr (default INFO)",
     )

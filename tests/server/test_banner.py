@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from kapokmq import __version__
 from kapokmq.config import Config, load_config
 from kapokmq.server.banner import banner_lines, key_warning
+from kapokmq.service import add_logging_options
 from tests.harness import BrokerProcess
 
 
@@ -102,3 +104,10 @@ def test_an_empty_addr_is_named_as_every_interface() -> None:
     assert lines[-1].startswith("kapokmq listening on http://0.0.0.0:8011 ")
     warning = key_warning(config)
     assert warning is not None and warning.startswith("!!! listening on 0.0.0.0 with")
+
+
+def test_log_level_is_case_insensitive() -> None:
+    parser = argparse.ArgumentParser()
+    add_logging_options(parser)
+    assert parser.parse_args(["--log-level", "debug"]).log_level == "DEBUG"
+    assert parser.parse_args([]).log_level == "INFO"
