@@ -34,6 +34,8 @@ SAFE = {
 }
 
 ZERO_WARNINGS = {
+    "pushMessagesSpeed": "mq.pushMessagesSpeed is 0",
+    "pushCount": "mq.pushCount is 0",
     "pushRetryTime": "mq.pushRetryTime is 0",
     "persistentTime": "mq.persistentTime is 0",
     "checkSpeed": "mq.checkSpeed is 0",
@@ -121,7 +123,9 @@ async def test_zeros_start_with_the_original_meaning_and_warn(tmp_path: Path) ->
         for key, warning in ZERO_WARNINGS.items():
             assert warning in log, key
             assert "WARNING" in next(line for line in log.splitlines() if warning in line)
-        assert "mq.pushThrottle is 1 but mq.pushCount 0" in log
+        assert "mq.pushCount is 0: the original then never pauses" in log
+        assert "mq.pushMessagesSpeed is 0: the original then never pauses" in log
+        assert "(mq.pushThrottle 1 has no effect)" in log
         config = post(broker, "/Console/GetConfig")["data"]
         assert (config["pushRetryTime"], config["checkSpeed"], config["persistentTime"]) == (
             1,

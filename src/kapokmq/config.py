@@ -548,13 +548,16 @@ def _settle_original(mq: MqSection) -> None:
             "set mq.isClean 0 to keep messages",
             mq.cleanTime,
         )
-    if mq.pushThrottle and (mq.pushCount <= 0 or mq.pushMessagesSpeed <= 0):
-        log.warning(
-            "mq.pushThrottle is 1 but mq.pushCount %d / mq.pushMessagesSpeed %d means no "
-            "limit (as in the original): pushes are not throttled",
-            mq.pushCount,
-            mq.pushMessagesSpeed,
-        )
+    for key in ("pushMessagesSpeed", "pushCount"):
+        value = getattr(mq, key)
+        if value <= 0:  # the original's meaning, kept; said because its limit is gone
+            log.warning(
+                "mq.%s is %d: the original then never pauses between push batches; pushes "
+                "are not rate-limited%s",
+                key,
+                value,
+                " (mq.pushThrottle 1 has no effect)" if mq.pushThrottle else "",
+            )
     if not mq.secretKey:
         log.warning(
             "mq.secretKey is empty: any client that sends an empty key is let in "
