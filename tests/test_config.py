@@ -268,3 +268,14 @@ def test_a_list_setting_takes_commas_or_the_yaml_flow_form_from_env_and_flags() 
         "http://a.example",
         "null",
     ]
+
+
+def test_an_allowed_origin_no_browser_can_send_is_refused() -> None:
+    """An entry that no Origin header can equal would silently allow nothing."""
+    good = "*,null,https://app.example.com,http://localhost:3000,HTTP://A.EXAMPLE/"
+    flags = {"server.allowedOrigins": good}
+    assert len(load_config(None, environ={}, overrides=flags).server.allowedOrigins) == 5
+    for bad in ("app.example.com", "http://a.example/app", "https://*.example.com", "http://"):
+        with pytest.raises(ConfigError, match="scheme://host") as info:
+            load_config(None, environ={}, overrides={"server.allowedOrigins": bad})
+        assert repr(bad) in str(info.value)

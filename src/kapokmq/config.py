@@ -610,6 +610,23 @@ def describe_source(
     return source + "".join(f" + {e}" for e in extra)
 
 
+# what a browser sends as Origin: scheme://host[:port], nothing after it (a trailing "/"
+# is forgiven: docs/protocol.md "Origins"); "null" for a page opened from a file
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s*]+/?", re.IGNORECASE)
+
+
+def check_origins(origins: list[str]) -> None:
+    """An entry of server.allowedOrigins that no browser's Origin can equal would silently
+    allow nothing (a missing scheme, a path, a wildcard host): refuse it, saying why."""
+    for origin in origins:
+        if origin not in ("*", "null") and not _ORIGIN.fullmatch(origin):
+            raise ConfigError(
+                "server.allowedOrigins entries are scheme://host[:port] as a browser sends "
+                "them (e.g. https://app.example.com, http://localhost:3000), null (a page "
+                f"opened from a file) or * (every origin); got {origin!r}"
+            )
+
+
 def load_config(
     path: Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -624,6 +641,7 @@ def load_config(
     config.source = describe_source(path, environ, overrides)
     _settle_original(config.mq)
     _settle_sync(config)
+    check_origins(config.server.allowedOrigins)
     if bool(config.server.tlsCert) != bool(config.server.tlsKey):
         raise ConfigError("server.tlsCert and server.tlsKey must be set together")
     return config

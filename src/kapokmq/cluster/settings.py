@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from kapokmq.config import DEFAULT_FILES, ServerSection, overlay
+from kapokmq.config import DEFAULT_FILES, ServerSection, check_origins, overlay
 
 
 @dataclass
@@ -66,4 +66,5 @@ def load_registry_config(
     if path is None:
         path = next((p for p in DEFAULT_FILES if p.is_file() and _has_registry_section(p)), None)
     overlay(config, path, environ, overrides)
+    check_origins(config.server.allowedOrigins)
     return config
