@@ -643,6 +643,31 @@ def test_a_consumer_with_a_full_socket_gets_no_pushes_until_it_drains(harness: H
     assert [orjson.loads(p)["MessageData"] for p in client.texts()] == ["second"]
 
 
+def test_a_stalled_p2p_consumer_is_cut_only_when_another_can_take_its_messages(
+    harness: Harness,
+) -> None:
+    """docs/protocol.md "Slow consumers": the only consumer of a topic, its socket full
+    and no ack for 5 s (it may be working on one message, as the Go client does), is not
+    cut: nobody else could take what it holds. Once another one connects, it is."""
+    broker = harness.runtime.broker
+    broker.clock = harness.loop.time  # the fake clock
+    slow = harness.login(ConsumerWebSocket)
+    for i in range(3):
+        broker.publish("t", f"m{i}", 0)
+    slow.transport.buffered = 100_000  # the kernel's buffers are full
+    harness.loop.run()
+    assert len(slow.texts()) == 3
+    harness.loop.advance(0.01)
+    for _ in range(20):
+        harness.loop.advance(0.5)
+    assert slow.link.closed is None and slow.state() is State.OPEN
+    other = harness.login(ConsumerWebSocket)
+    harness.loop.advance(0.2)
+    assert slow.link.closed == (1008, b"slow consumer")
+    harness.loop.run()
+    assert sorted(orjson.loads(p)["MessageData"] for p in other.texts()) == ["m0", "m1", "m2"]
+
+
 def test_a_pubsub_subscriber_over_max_pending_bytes_is_closed_1008() -> None:
     harness = Harness(pushType=2, maxInFlight=1, maxPendingBytes=65536)
     fast = harness.login(ConsumerWebSocket)

@@ -247,11 +247,18 @@ class Broker:
     def cut_stalled(self, session: ConsumerSession, paused_since: float, after: float) -> bool:
         """Point-to-point: a session whose socket has stayed full since ``paused_since`` and
         that has acked nothing for ``after`` seconds is a slow consumer. It is cut, so the
-        messages it holds go to the other consumers at once. True if it was cut."""
+        messages it holds go to the other consumers at once, if another one can take them
+        now: else the cut would only drop a consumer that may be working on one message at
+        a time (as the Go client does), and what it holds is bounded anyway (its window and
+        mq.maxPendingBytes). True if it was cut."""
         if (
             session.topic.pubsub
             or not session.in_flight
             or self.clock() - max(paused_since, session.acked_at) < after
+            or not any(
+                other is not session and not other.paused and len(other.in_flight) < other.window
+                for other in session.topic.consumers
+            )
         ):
             return False
         self._cut(session)
