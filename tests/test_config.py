@@ -185,14 +185,18 @@ def test_sections_match_case_insensitively_and_unknown_ones_are_named(tmp_path, 
         ("mq:\n\tpushType: 2\n", "is not valid YAML: line 2, column 1: "),
         ("mq:\n  checkSpeed: fast\n", "mq.checkSpeed must be an integer, got 'fast'"),
         ("- 1\n", "the top level must be a mapping of sections"),
+        # the original's Chinese comments saved as GBK (a Windows editor's "ANSI")
+        ("mq:\n  # 密钥\n".encode("gbk"), "is not UTF-8 (byte 0xc3 at offset 8); save it as"),
     ],
-    ids=["missing", "directory", "syntax", "tab", "wrong-type", "not-a-mapping"],
+    ids=["missing", "directory", "syntax", "tab", "wrong-type", "not-a-mapping", "gbk"],
 )
 def test_serve_with_a_bad_config_file_says_what_is_wrong(tmp_path, write, message):
     """One line on stderr naming the file (and the line of a syntax error), exit 2."""
     path = tmp_path / "application.yaml"
     if write == "dir":
         path.mkdir()
+    elif isinstance(write, bytes):
+        path.write_bytes(write)
     elif write is not None:
         path.write_text(write)
     result = subprocess.run(

@@ -441,6 +441,11 @@ def load_yaml(config: Any, path: Path) -> None:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # e.g. saved as GBK: the original wants UTF-8 too
+        raise ConfigError(
+            f"config file {path} is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {_yaml_reason(exc)}") from None
     if document is None:

@@ -46,7 +46,7 @@ class RegistryConfig:
 def _has_registry_section(path: Path) -> bool:
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False
     return isinstance(document, Mapping) and "registry" in document
 
