@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import msgspec
 import orjson
@@ -70,13 +70,15 @@ def _loads(raw: str | bytes) -> tuple[object, bool]:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class _Frame(msgspec.Struct, forbid_unknown_fields=True):
+class _Frame(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """The Go client's frame and ours with the optional keys, exactly spelled; a missing
     key is its zero value (as in Go), duplicates: the last wins (as in Go); anything
-    unusual (other spellings, other types, unknown keys) takes the general path."""
+    unusual (other spellings, other types, unknown keys, a DelayTime out of the 64-bit
+    range) takes the general path. Not tracked by the garbage collector: it holds a str
+    and ints only (~500 instructions less per frame, callgrind)."""
 
     MessageData: str = ""
-    DelayTime: int = 0
+    DelayTime: Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)] = 0
     TTL: int = 0
     MessageId: str = ""
 
@@ -103,7 +105,6 @@ def parse_send_frames(
     items: list[SendItem] = []
     append = items.append
     decode = _decode_frame
-    low, high = INT64_MIN, INT64_MAX
     try:
         for raw in raws[start:] if start else raws:
             # fast path: msgspec decodes what the Go client sends, {"MessageData":"...",
@@ -115,11 +116,10 @@ def parse_send_frames(
             except (msgspec.DecodeError, ValueError):
                 append(_parse_general(raw))
                 continue
-            delay = frame.DelayTime
-            if frame.TTL or frame.MessageId or not low <= delay <= high:
+            if frame.TTL or frame.MessageId:
                 append(_with_extras(frame, raw))
             else:
-                append((frame.MessageData, delay))
+                append((frame.MessageData, frame.DelayTime))
     except FrameError as exc:
         return items, exc
     return items, None

@@ -124,7 +124,11 @@ def ack_codes(payloads: list[bytes]) -> list[Code]:
     ack and none is longer."""
     joined = b"".join(payloads)
     n = len(payloads)
-    if len(joined) == 32 * n and max(map(len, payloads)) == 32 and joined.lower() == joined:
+    if (
+        len(joined) == 32 * n
+        and max(map(len, payloads)) == 32
+        and not any(map(joined.__contains__, _UPPER_HEX))  # memchr: cheaper than lower()
+    ):
         try:
             raw = _unhexlify(joined)
         except binascii.Error:
@@ -148,6 +152,7 @@ def _ack_text(payload: bytes) -> str:
 
 
 _CUTS: dict[int, Callable[[bytes], tuple[bytes, ...]]] = {}
+_UPPER_HEX = tuple(bytes((c,)) for c in b"ABCDEF")  # unhexlify takes these too
 _unhexlify = binascii.unhexlify
 _from_bytes = int.from_bytes
 
