@@ -230,3 +230,31 @@ async def test_garbage_packets_are_dropped_and_counted() -> None:
     finally:
         udp.close()
         await node.shutdown()
+
+
+async def test_streams_being_read_share_a_byte_budget() -> None:
+    """Streams an outsider fills and leaves open held up to max_push_pull_bytes each (16 of
+    20 MiB: +272 MiB RSS); all together they now hold at most two streams' worth, the
+    biggest gives way, and a real peer's small push/pull still gets through."""
+    from kapokmq.gossip.crypto import Keyring
+
+    ring = Keyring([bytes(16)])
+    limit = 64 * 1024
+    seed = await start_node("seed", keyring=ring, max_push_pull_bytes=limit)
+    newcomer = await start_node("newcomer", keyring=ring)
+    writers: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(6):  # each declares a full-size payload and sends most of it
+            _, writer = await asyncio.open_connection(*seed.address)
+            writer.write(b"\x0a" + (limit - 16).to_bytes(4, "big") + bytes(limit - 4096))
+            writers.append(writer)
+        await wait_until(lambda: seed.stats.streams_refused >= 4, 5)
+        budget = seed._stream_budget
+        assert budget.total <= budget.limit == 2 * limit
+        assert await newcomer.join([seed.address]) == 1
+        await wait_until(lambda: names(seed) == {"seed", "newcomer"}, 5)
+    finally:
+        for writer in writers:
+            writer.close()
+        await newcomer.shutdown()
+        await seed.shutdown()

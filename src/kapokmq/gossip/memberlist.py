@@ -54,6 +54,7 @@ from kapokmq.gossip.state import (
 )
 from kapokmq.gossip.stream import (
     PushPull,
+    StreamBudget,
     StreamMessage,
     StreamPolicy,
     UserStream,
@@ -174,6 +175,8 @@ class Memberlist:
         self._push_pulls_in_flight = 0
         # incoming streams still being read, oldest first: at the cap the oldest gives way
         self._reading: dict[asyncio.StreamWriter, None] = {}
+        # what those streams hold together: two streams of the largest size accepted
+        self._stream_budget = StreamBudget(2 * config.max_push_pull_bytes)
         self._logged_refusals: dict[str, int] = {}
         self._refusals_logged_at = -REFUSALS_LOGGED_EVERY
         self._last_refusal = ""
@@ -336,6 +339,11 @@ class Memberlist:
     def _now(self) -> float:
         loop = self._loop
         return loop.time() if loop is not None else time.monotonic()
+
+    def _give_way(self, writer: asyncio.StreamWriter) -> None:
+        """Close a stream still being read to make room for others (counted as refused)."""
+        self.stats.streams_refused += 1
+        writer.transport.abort()
 
     def _refused(self, why: str, src: Address) -> None:
         self._last_refusal = f"{why} (from {src[0]}:{src[1]})"
@@ -523,13 +531,14 @@ class Memberlist:
                 return
             oldest = next(iter(self._reading))
             del self._reading[oldest]
-            oldest.transport.abort()
+            oldest.transport.abort()  # (counted above)
         # Counted from the first byte: a slow stream holds a slot like a finished one.
         self._push_pulls_in_flight += 1
         self._reading[writer] = None
+        claim = self._stream_budget.claim(lambda: self._give_way(writer))
         try:
             try:
-                msg = await read_stream(reader, self.config.tcp_timeout, self._stream_policy)
+                msg = await read_stream(reader, self.config.tcp_timeout, self._stream_policy, claim)
             except CodecError as exc:
                 self.stats.streams_refused += 1
                 peer = writer.get_extra_info("peername") or ("?", 0)
@@ -539,6 +548,7 @@ class Memberlist:
                 return
             finally:
                 self._reading.pop(writer, None)
+                claim.release()
             if isinstance(msg, PushPull):
                 reply = PushPull(join=msg.join, states=self._state.push_pull_states())
                 writer.write(self._seal(encode_stream(reply, compress=compress)))

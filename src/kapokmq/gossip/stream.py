@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -91,6 +92,57 @@ class StreamPolicy:
     max_nodes: int = 1024
 
 
+class StreamBudget:
+    """The bytes all incoming streams still being read hold together (docs/gossip.md,
+    Bounded work): past ``limit`` the stream holding the most gives way, so streams an
+    outsider fills (up to ``max_bytes`` each, 128 at once) can't take gigabytes, and a
+    real peer's small stream is never the one closed."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self.claims: set[Claim] = set()
+
+    def claim(self, abort: Callable[[], None]) -> Claim:
+        """A stream's share; ``abort`` closes it when another stream needs the room."""
+        claim = Claim(self, abort)
+        self.claims.add(claim)
+        return claim
+
+
+class Claim:
+    __slots__ = ("abort", "budget", "held")
+
+    def __init__(self, budget: StreamBudget, abort: Callable[[], None]) -> None:
+        self.budget = budget
+        self.abort = abort
+        self.held = 0
+
+    def take(self, n: int) -> None:
+        """Count ``n`` more bytes read; CodecError if this stream is the one to give way."""
+        budget = self.budget
+        if self not in budget.claims:
+            return  # released: it was given way and is being closed
+        self.held += n
+        budget.total += n
+        while budget.total > budget.limit:
+            biggest = max(budget.claims, key=lambda c: c.held)
+            if biggest is self:
+                raise CodecError(
+                    f"gossip streams being read hold over {budget.limit} bytes; "
+                    "the biggest gives way"
+                )
+            biggest.release()
+            biggest.abort()
+
+    def release(self) -> None:
+        budget = self.budget
+        if self in budget.claims:
+            budget.claims.discard(self)
+            budget.total -= self.held
+            self.held = 0
+
+
 class _Source:
     """msgpack values and raw bytes from a stream (or, with no reader, from ``data``)."""
 
@@ -100,8 +152,10 @@ class _Source:
         deadline: float,
         max_bytes: int,
         data: bytes = b"",
+        claim: Claim | None = None,
     ) -> None:
         self._reader = reader
+        self._claim = claim
         self._deadline = deadline
         self._max_bytes = max_bytes
         self._unpacker = msgpack.Unpacker(
@@ -123,6 +177,8 @@ class _Source:
         self._total += len(chunk)
         if self._total > self._max_bytes:
             raise CodecError(f"stream message larger than the limit ({self._max_bytes} bytes)")
+        if self._claim is not None:
+            self._claim.take(len(chunk))
         self._unpacker.feed(chunk)
 
     async def value(self) -> Any:
@@ -145,7 +201,7 @@ class _Source:
 
 
 async def read_stream(
-    reader: asyncio.StreamReader, timeout: float, policy: StreamPolicy
+    reader: asyncio.StreamReader, timeout: float, policy: StreamPolicy, claim: Claim | None = None
 ) -> StreamMessage:
     """Read one stream message: decrypt (``[10]``), decompress (``[9]``), parse.
 
@@ -153,7 +209,7 @@ async def read_stream(
     wording where it has one), ConnectionError/TimeoutError for a broken stream.
     """
     deadline = asyncio.get_running_loop().time() + timeout
-    src = _Source(reader, deadline, policy.max_bytes)
+    src = _Source(reader, deadline, policy.max_bytes, claim=claim)
     kind = (await src.raw(1))[0]
     if kind == MsgType.ENCRYPT:
         if policy.keyring is None:
