@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from kapokmq import __version__
@@ -111,3 +112,25 @@ def test_log_level_is_case_insensitive() -> None:
     add_logging_options(parser)
     assert parser.parse_args(["--log-level", "debug"]).log_level == "DEBUG"
     assert parser.parse_args([]).log_level == "INFO"
+
+
+def test_ephemeral_ports_are_shown_as_bound(tmp_path: Path) -> None:
+    """`server.port: 0` and `cluster.gossipPort: 0` bind ephemeral ports: the banner names
+    the ports actually bound, which a user (or a script) needs to reach the broker."""
+    path = tmp_path / "application.yaml"
+    # no registry listens there: the node binds its gossip port and keeps trying to join
+    path.write_text(
+        "server:\n  port: 0\ncluster:\n  isCluster: 1\n  gossipPort: 0\n  registryGossipPort: 9\n"
+    )
+    broker = BrokerProcess(extra_args=["--config", str(path)], cwd=tmp_path).start()
+    try:
+        log = broker.log()
+    finally:
+        broker.cleanup()
+    assert broker.port != 0
+    bound = re.search(r"gossip node \S+ listening on [\d.]+:(\d+)", log)
+    assert bound is not None and int(bound.group(1)) != 0, log
+    assert f"gossip port {bound.group(1)})" in log, log
+    assert "gossip port 0" not in log
+    assert f"console:     http://127.0.0.1:{broker.port}/" in log
+    assert f"listening on http://127.0.0.1:{broker.port} " in log

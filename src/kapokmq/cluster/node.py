@@ -94,6 +94,11 @@ class ClusterNode:
 
     # ------------------------------------------------------------ queries
 
+    @property
+    def gossip_port(self) -> int:
+        """The gossip port in use: the one bound once started (``gossipPort: 0`` is ephemeral)."""
+        return self.config.cluster.gossipPort if self.gossip is None else self.gossip.port
+
     def nodes(self) -> list[dict[str, str]]:
         """Live brokers ``[{"Name","Addr","Port"}]``, this one included."""
         return [] if self.gossip is None else broker_nodes(self.gossip.members())

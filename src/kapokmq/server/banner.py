@@ -37,13 +37,16 @@ def persistence(config: Config) -> str:
     return "memory only (mq.isPersistent 0): messages are lost on restart"
 
 
-def role(config: Config) -> str:
+def role(config: Config, gossip_port: int | None = None) -> str:
+    """``gossip_port``: the port bound, which ``cluster.gossipPort: 0`` (ephemeral) leaves
+    to the kernel."""
     parts = []
     cluster, sync = config.cluster, config.sync
     if cluster.isCluster:
+        port = cluster.gossipPort if gossip_port is None else gossip_port
         parts.append(
             f"cluster member (registry {cluster.registryAddr}:{cluster.registryGossipPort}, "
-            f"gossip port {cluster.gossipPort})"
+            f"gossip port {port})"
         )
     if sync.isSync and sync.isSlave:
         parts.append(
@@ -61,7 +64,8 @@ def shown_addr(addr: str) -> str:
     return addr or "0.0.0.0"
 
 
-def banner_lines(config: Config, port: int, tls: bool) -> list[str]:
+def banner_lines(config: Config, port: int, tls: bool, gossip_port: int | None = None) -> list[str]:
+    """``port`` and ``gossip_port`` are the ports bound (``0`` in the yaml means ephemeral)."""
     scheme = "https" if tls else "http"
     addr = shown_addr(config.server.addr)
     pubsub = config.mq.pushType == PushType.PUBLISH_SUBSCRIBE
@@ -76,7 +80,7 @@ def banner_lines(config: Config, port: int, tls: bool) -> list[str]:
         f"  console:     {console} (log in with {login})",
         f"  websocket:   {ws}://{host}/Producers/Conn/{{topic}}/{{id}} and /Consumers/Conn/...",
         f"  persistence: {persistence(config)}",
-        f"  role:        {role(config)}",
+        f"  role:        {role(config, gossip_port)}",
         f"kapokmq listening on {scheme}://{addr}:{port} (pushType {mode})",
     ]
 
@@ -99,9 +103,9 @@ def key_warning(config: Config) -> str | None:
     )
 
 
-def log_banner(config: Config, port: int, tls: bool) -> None:
+def log_banner(config: Config, port: int, tls: bool, gossip_port: int | None = None) -> None:
     """The banner on stderr, the key warning just before its last (``listening``) line."""
-    *head, listening = banner_lines(config, port, tls)
+    *head, listening = banner_lines(config, port, tls, gossip_port)
     for line in head:
         log.info("%s", line)
     warning = key_warning(config)

@@ -141,7 +141,8 @@ async def run_broker(config: Config, stop: asyncio.Event | None = None) -> None:
                 f"{config.server.addr}:{config.cluster.gossipPort}: {exc}"
             ) from None
     slave = start_slave(runtime)
-    log_banner(config, port, tls=ssl_context is not None)
+    gossip_port = None if cluster is None else cluster.gossip_port
+    log_banner(config, port, tls=ssl_context is not None, gossip_port=gossip_port)
     try:
         await stop.wait()
     finally:
