@@ -44,8 +44,14 @@ def test_urls() -> None:
     assert session_url("http://h:1", "Producers", "a b", "p/1") == (
         "ws://h:1/Producers/Conn/a%20b/p%2F1"
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="scheme"):
         base_url("ftp://h", websocket=True)
+    # a bad port is a bad argument, not a network failure ("cannot connect to X: X")
+    for bad in ("http://h:notaport", "h:99999"):
+        with pytest.raises(ValueError, match=f"bad port: '{bad}'"):
+            Producer(bad, "t", "p")
+    with pytest.raises(ValueError, match="no host: ''"):
+        base_url("", websocket=False)
 
 
 def test_encode_send() -> None:

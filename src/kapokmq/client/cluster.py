@@ -132,6 +132,7 @@ class _Follower(Connectable):
         self._listed: dict[str, NodeInfo] = {}
         self._connecting: dict[str, asyncio.Task[None]] = {}
         self._retry_at: dict[str, float] = {}
+        self._failures: dict[str, KapokMQError] = {}  # why each broker's last connect failed
         self._poll_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
@@ -163,6 +164,14 @@ class _Follower(Connectable):
             self._reconcile(nodes)
             if self._connecting:
                 await asyncio.wait(list(self._connecting.values()), timeout=self.connect_timeout)
+            refused = [n for n, e in self._failures.items() if isinstance(e, AuthenticationError)]
+            if nodes and not self._connected_names() and len(refused) == len(nodes):
+                # Retrying cannot help, and a consumer would otherwise wait forever.
+                await self.close()
+                raise AuthenticationError(
+                    f"every broker the registry lists rejected the secret key: "
+                    f"{', '.join(sorted(refused))}"
+                )
             self._poll_task = asyncio.create_task(
                 self._poll_loop(), name=f"kapokmq-cluster-{self.kind}"
             )
@@ -213,6 +222,8 @@ class _Follower(Connectable):
             return
         listed = {n.name: n for n in nodes}
         self._listed = listed
+        for name in [n for n in self._failures if n not in listed]:
+            del self._failures[name]
         for name in self._connected_names():
             if name not in listed:
                 log.info("cluster %s: %s left the cluster; closing", self.kind, name)
@@ -232,12 +243,16 @@ class _Follower(Connectable):
             await self._attach(node)
         except AuthenticationError as exc:
             log.error("cluster %s: %s rejected the secret key: %s", self.kind, node.name, exc)
+            self._failures[node.name] = exc
             self._retry_later(node.name)
         except (KapokMQError, OSError) as exc:
             log.info("cluster %s: cannot connect to %s: %s", self.kind, node.name, exc)
+            failure = exc if isinstance(exc, KapokMQError) else ConnectionLostError(str(exc))
+            self._failures[node.name] = failure
             self._retry_later(node.name)
         else:
             self._retry_at.pop(node.name, None)
+            self._failures.pop(node.name, None)
             log.info("cluster %s: connected to %s", self.kind, node.name)
             self._changed.set()
             self._changed = asyncio.Event()
@@ -354,6 +369,9 @@ class ClusterProducer(_Follower):
             if picked is None:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
+                    if last_error is None and self._failures:
+                        name, failure = next(reversed(self._failures.items()))
+                        last_error = ConnectionLostError(f"{name}: {failure}")
                     why = f"; last error: {last_error}" if last_error else ""
                     raise ConnectionLostError(
                         f"no broker of the cluster accepted the message within "

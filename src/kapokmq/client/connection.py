@@ -31,14 +31,19 @@ def base_url(url: str, websocket: bool) -> str:
 
     Accepts ``host:port``, ``http://``, ``https://``, ``ws://`` and ``wss://`` forms.
     """
+    given = url
     if "://" not in url:
         url = "http://" + url
     parts = urlsplit(url)
     secure = parts.scheme in ("https", "wss")
     if parts.scheme not in ("http", "https", "ws", "wss"):
-        raise ValueError(f"unsupported URL scheme in {url!r}")
-    if not parts.netloc:
-        raise ValueError(f"URL has no host: {url!r}")
+        raise ValueError(f"unsupported URL scheme in {given!r} (http, https, ws or wss)")
+    if not parts.hostname:
+        raise ValueError(f"URL has no host: {given!r}")
+    try:
+        parts.port  # noqa: B018 (urlsplit checks the port only when it is read)
+    except ValueError:
+        raise ValueError(f"URL has a bad port: {given!r}") from None
     scheme = ("wss" if secure else "ws") if websocket else ("https" if secure else "http")
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 

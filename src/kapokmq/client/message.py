@@ -54,11 +54,17 @@ class Message:
     acked: bool = field(default=False, repr=False)
 
     async def ack(self) -> None:
-        """Acknowledge the message (sends its MessageCode). A second call does nothing."""
+        """Acknowledge the message (sends its MessageCode). A second call does nothing,
+        unless the first failed (e.g. ConnectionLostError: no connection within the
+        consumer's ack_timeout), so it may be retried."""
         if self.acked:
             return
         self.acked = True
-        await self._ack(self.message_code)
+        try:
+            await self._ack(self.message_code)
+        except BaseException:
+            self.acked = False
+            raise
 
     def to_wire(self) -> dict[str, Any]:
         """The message as the broker sent it: wire key names, wire order."""
