@@ -5,12 +5,15 @@ The real-process cases are in tests/server/test_sync_slow_slave.py."""
 from __future__ import annotations
 
 import asyncio
+import time
 
+import orjson
 import pytest
 
 from kapokmq.cluster import replication
-from kapokmq.cluster.replication import ReplicaLost, ReplicationHub
+from kapokmq.cluster.replication import ReplicaLost, ReplicationHub, apply_record, record_of
 from kapokmq.config import Config
+from kapokmq.model import code_text, dumps
 from kapokmq.server.runtime import BrokerRuntime
 
 BOUND = 65536
@@ -69,12 +72,77 @@ async def test_a_slave_reading_its_dump_is_not_cut_however_large_the_dump() -> N
     fill(runtime, 3000)  # a dump of ~60 x the bound
     writer = Writer()
     slave = hub.attach(writer, False, print)  # type: ignore[arg-type]
-    assert writer.unread > 50 * BOUND
     now = runtime.loop.time()
-    while writer.unread:  # it reads 100 KiB per 4 s look: slow, but reading
+    while slave.sent < 3000 or writer.unread:  # it reads 100 KiB per 4 s look: slow, but reading
         now += replication.SLAVE_STALLED_AFTER - 1
         writer.unread = max(0, writer.unread - 100_000)
         assert hub._why_cut(slave, now) is None
+        await asyncio.sleep(replication.DUMP_POLL_MAX)  # the dump refills what was read
+    assert slave.dump_bytes > 50 * BOUND
+    runtime.close()
+
+
+class Reader:
+    """A slave's connection that keeps the frames; ``read`` takes what was sent so far."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def send(self, frames: bytes) -> None:
+        self.frames.append(frames)
+
+    def buffered(self) -> int:
+        return sum(map(len, self.frames))
+
+    def read(self) -> list[dict[str, object]]:
+        data, self.frames = b"".join(self.frames), []
+        records = []
+        while data:  # unmasked server text frames (frames.text_frame)
+            size, start = data[1] & 0x7F, 2
+            if size == 126:
+                size, start = int.from_bytes(data[2:4]), 4
+            elif size == 127:
+                size, start = int.from_bytes(data[2:10]), 10
+            records.append(orjson.loads(data[start : start + size]))
+            data = data[start + size :]
+        return records
+
+
+async def test_the_dump_is_streamed_as_the_slave_reads_it() -> None:
+    """A large store is not encoded whole at attach (that doubled a master's memory): at
+    most DUMP_AHEAD (plus one chunk) waits unread, and a change made meanwhile is never
+    undone by an older copy in the dump."""
+    runtime, hub = master()
+    fill(runtime, 5000)  # ~5.5 MiB of records
+    codes = [m.code for m in runtime.broker.messages()]
+    reader = Reader()
+    slave = hub.attach(reader, True, print)  # type: ignore[arg-type]
+    limit = replication.DUMP_AHEAD + replication.DUMP_CHUNK_BYTES + 4096
+    assert 0 < reader.buffered() <= limit
+    received = reader.read()
+    assert len(received) < 2500
+    # meanwhile, before the dump reaches them: one message is deleted, one consumed (as a
+    # slave's hand-back would), and one is added
+    broker = runtime.broker
+    assert broker.delete(codes[-1], by_console=False)
+    consumed = record_of(broker, broker.store.get(codes[-2]))  # type: ignore[arg-type]
+    consumed.update(Status=1, ConsumedTime=int(time.time()))
+    apply_record(runtime, dumps(consumed))
+    runtime.publish("t", "added during the dump", 0)
+    deadline = time.monotonic() + 30
+    while len(received) < 5000 + 2:  # 4,999 in the dump, the removal, the consumed, the new
+        assert time.monotonic() < deadline, f"{len(received)} records read"
+        await asyncio.sleep(replication.DUMP_POLL)
+        assert reader.buffered() <= limit
+        received += reader.read()
+    final: dict[object, dict[str, object]] = {}
+    for record in received:  # the slave applies them in order
+        final[record["MessageCode"]] = record
+    assert len(final) == 5001 and slave.sent == len(received)  # the deleted one: its removal only
+    assert final[code_text(codes[-1])].get("Deleted") is True
+    assert final[code_text(codes[-2])]["Status"] == 1
+    assert all(final[code_text(c)]["Status"] == -1 for c in codes[:-2])
+    assert any(r.get("MessageData") == "added during the dump" for r in final.values())
     runtime.close()
 
 

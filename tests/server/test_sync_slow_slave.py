@@ -14,6 +14,7 @@ import time
 import aiohttp
 import pytest
 
+from kapokmq.cluster import replication
 from tests.compat.wsclient import login
 from tests.harness import SECRET, BrokerProcess
 
@@ -141,6 +142,32 @@ async def test_a_slave_that_heartbeats_but_never_reads_is_cut(broker_factory):
             beats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beats
+
+
+async def test_a_slave_that_reads_nothing_of_its_dump_costs_the_master_little(broker_factory):
+    """20,000 messages of 1 KiB stored: the initial dump is streamed as the slave reads
+    it, so one that reads nothing holds about DUMP_AHEAD at the master, not the ~23 MB
+    store encoded whole (and queued: twice the master's memory for messages)."""
+    master = broker_factory(settings={"sync.isSync": 1})  # the default bound: never cut
+    async with aiohttp.ClientSession() as session:
+        await publish_many(session, master, 20000)
+        before = rss_mb(master)
+        stalled = await login(session, f"{master.ws}/Sync/Conn")
+        try:
+
+            async def holding() -> bool:
+                return await metric(session, master, "kapokmq_sync_unread_bytes") > 0
+
+            await until(holding)
+            await asyncio.sleep(1)  # a few more looks at its (full) connection
+            unread = await metric(session, master, "kapokmq_sync_unread_bytes")
+            grown = rss_mb(master) - before
+            print(f"unread {unread / 1e6:.1f} MB, master RSS +{grown:.1f} MB")
+            limit = replication.DUMP_AHEAD + replication.DUMP_CHUNK_BYTES + 65536
+            assert unread <= limit  # unbounded: ~15 MB (the kernel holds the rest)
+            assert grown < 8  # unbounded: ~ +34 MB
+        finally:
+            await stalled.close()
 
 
 async def test_a_healthy_slave_reading_a_large_dump_is_not_cut(broker_factory):

@@ -50,7 +50,15 @@ from kapokmq.model import Code, Message, Status, code_key, code_text, dumps
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_CHUNK = 5000
+# The initial dump is streamed (docs/protocol.md "Master-slave sync"): records are
+# encoded in chunks of about DUMP_CHUNK_BYTES, handed to the slave's connection while less
+# than DUMP_AHEAD is unread there, else looked at again after DUMP_POLL s, doubling up to
+# DUMP_POLL_MAX while the slave reads nothing (its transport is the back-pressure, as for a
+# consumer: server/session.py PAUSE_ABOVE). A large store is never encoded whole.
+DUMP_CHUNK_BYTES = 256 * 1024
+DUMP_AHEAD = 1 << 20
+DUMP_POLL = 0.005
+DUMP_POLL_MAX = 0.1
 _DELAYED = Status.DELAYED
 SLAVE_SOURCE = "slave"  # the write gate's source while a master is followed
 ACK_SOURCE = "sync.ack"  # the write gate's source while sync.ack 1 has no slave
@@ -205,6 +213,72 @@ def _overdue(future: asyncio.Future[None]) -> None:
         )
 
 
+class _Dump:
+    """One slave's initial dump, streamed in chunks as its connection drains (DUMP_AHEAD).
+
+    Changes made meanwhile are sent at once, between chunks, so a record of the dump is
+    encoded when it is sent, from the message as it is then (never older than a change
+    already sent; a message deleted meanwhile is skipped): the slave ends up with the
+    store as it is, as when the dump was sent whole at attach."""
+
+    __slots__ = ("codes", "hub", "ids", "next", "slave")
+
+    def __init__(
+        self,
+        hub: ReplicationHub,
+        slave: _Slave,
+        codes: list[Code],
+        ids: dict[Code, tuple[str, float]],
+    ) -> None:
+        self.hub = hub
+        self.slave = slave
+        self.codes = codes  # the store's order; each record is encoded when its chunk is sent
+        self.ids = ids
+        self.next = 0
+
+    def step(self, waited: float) -> None:
+        """Send chunks while the slave's connection has room; come back later if not."""
+        slave = self.slave
+        hub = self.hub
+        if slave not in hub.slaves:
+            return  # detached: what is not sent is not held either
+        sent = False
+        while self.next < len(self.codes) and slave.writer.buffered() < DUMP_AHEAD:
+            self._send_chunk()
+            sent = True
+        if self.next < len(self.codes):
+            poll = DUMP_POLL if sent else min(2 * waited, DUMP_POLL_MAX)
+            hub.runtime.loop.call_later(poll, self.step, poll)
+            return
+        if slave.extended and self.ids:
+            gone = [frame(removal_of(code, dedup)) for code, dedup in self.ids.items()]
+            slave.send(b"".join(gone), len(gone))
+            slave.dump_bytes += sum(map(len, gone))
+        self.codes = []
+        self.ids = {}
+
+    def _send_chunk(self) -> None:
+        broker = self.hub.runtime.broker
+        get = broker.store.get
+        ids = self.ids
+        codes = self.codes
+        frames: list[bytes] = []
+        size = 0
+        end = len(codes)
+        i = self.next
+        while i < end and size < DUMP_CHUNK_BYTES:
+            msg = get(codes[i])
+            i += 1
+            if msg is not None:
+                record = frame(record_of(broker, msg, ids.pop(msg.code, None)))
+                frames.append(record)
+                size += len(record)
+        self.next = i
+        if frames:
+            self.slave.send(b"".join(frames), len(frames))
+            self.slave.dump_bytes += size
+
+
 class ReplicationHub:
     """Master side: a message listener that fans changes out to the connected slaves.
 
@@ -266,21 +340,11 @@ class ReplicationHub:
         )
 
     def attach(self, writer: ReplyWriter, extended: bool, cut: Callable[[str], None]) -> _Slave:
-        """Send the whole store, then every later change (one loop step: nothing between);
-        to a slave of ours (``extended``) also the dedup ids whose message is gone.
-        ``cut(reason)`` closes the slave's connection when it stops reading."""
+        """Stream the whole store, and every change from now on; to a slave of ours
+        (``extended``) also the dedup ids whose message is gone. ``cut(reason)`` closes
+        the slave's connection when it stops reading."""
         slave = _Slave(writer, extended, cut)
         broker = self.runtime.broker
-        messages = list(broker.messages())
-        ids = dedup_by_code(broker)
-        for start in range(0, len(messages), SNAPSHOT_CHUNK):
-            chunk = messages[start : start + SNAPSHOT_CHUNK]
-            frames = [frame(record_of(broker, m, ids.pop(m.code, None))) for m in chunk]
-            slave.send(b"".join(frames), len(chunk))
-        if extended and ids:
-            gone = [frame(removal_of(code, dedup)) for code, dedup in ids.items()]
-            slave.send(b"".join(gone), len(gone))
-        slave.dump_bytes = slave.queued
         slave.read_at = self.runtime.loop.time()
         if not extended:  # an original slave never hands anything back
             self._release("an original slave is following")
@@ -291,6 +355,8 @@ class ReplicationHub:
         self.slaves.append(slave)
         if self.sync_ack:
             self.runtime.accept_writes(ACK_SOURCE)
+        codes = [m.code for m in broker.messages()]
+        _Dump(self, slave, codes, dedup_by_code(broker)).step(DUMP_POLL)
         return slave
 
     def received(self, slave: _Slave, payload: bytes) -> None:
