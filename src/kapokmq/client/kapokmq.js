@@ -47,6 +47,10 @@ export class Backoff {
 /** The broker's WebSocket base: the module's own origin unless a URL is given. */
 function webSocketBase(url) {
   const base = new URL(url ?? new URL(import.meta.url).origin);
+  if (!["http:", "https:", "ws:", "wss:"].includes(base.protocol)) {
+    // new WebSocket() would throw later, inside connect(), and leave it pending
+    throw new TypeError(`unsupported URL scheme in ${JSON.stringify(url)} (http, https, ws or wss)`);
+  }
   base.protocol = base.protocol === "https:" || base.protocol === "wss:" ? "wss:" : "ws:";
   return base.href.replace(/\/+$/, "");
 }
@@ -268,11 +272,16 @@ export class Producer extends Session {
   }
 
   loggedIn(ws) {
-    const head = this.pending[0];
-    if (head && head.tries >= MAX_RESENDS) {
-      this.pending.shift();
-      clearTimeout(head.timer);
-      head.reject(new ClosedError(`connection dropped ${MAX_RESENDS} times sending this message`));
+    // A frame that kills every connection it is sent on (e.g. one far above
+    // mq.maxMessageBytes, which the browser may see closed 1006 rather than 1009) is given
+    // up: of those sent MAX_RESENDS times, the biggest, not the first (small ones sent
+    // with it die with it).
+    const worn = this.pending.filter((item) => item.tries >= MAX_RESENDS);
+    if (worn.length) {
+      const culprit = worn.reduce((a, b) => (b.frame.length > a.frame.length ? b : a));
+      this.pending.splice(this.pending.indexOf(culprit), 1);
+      clearTimeout(culprit.timer);
+      culprit.reject(new ClosedError(`connection dropped ${MAX_RESENDS} times sending this message`));
     }
     for (const item of this.pending) {
       item.tries += 1;
@@ -281,9 +290,12 @@ export class Producer extends Session {
   }
 
   dropped(event, wasReady) {
-    // the broker reads frames in order, so the first unanswered one was the one too big
+    // The biggest unanswered frame was the one too big. Not the first: smaller ones sent
+    // just before it may be stored without their "ok" (the broker can close before
+    // answering them), and they are sent again after the reconnect like any other.
     if (event.code === TOO_BIG && this.pending.length) {
-      const culprit = this.pending.shift();
+      const culprit = this.pending.reduce((a, b) => (b.frame.length > a.frame.length ? b : a));
+      this.pending.splice(this.pending.indexOf(culprit), 1);
       clearTimeout(culprit.timer);
       culprit.reject(new SendError("error: message too big for the broker (closed 1009)"));
     }
