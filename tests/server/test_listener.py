@@ -9,7 +9,12 @@ from typing import Any, cast
 import pytest
 
 from kapokmq.server import listener
-from kapokmq.server.listener import FirstRequestRouter, hand_over, websocket_upgrade
+from kapokmq.server.listener import (
+    FirstRequestRouter,
+    escape_request_target,
+    hand_over,
+    websocket_upgrade,
+)
 
 UPGRADE = (
     b"GET /Producers/Conn/t/p1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
@@ -32,6 +37,22 @@ UPGRADE = (
 def test_websocket_path(head: bytes, path: str | None) -> None:
     upgrade = websocket_upgrade(head)
     assert (upgrade and upgrade[0]) == path
+
+
+@pytest.mark.parametrize(
+    ("data", "escaped"),
+    [
+        (
+            "GET /Producers/Conn/中/p1 HTTP/1.1\r\nHost: 中\r\n\r\n".encode(),
+            "GET /Producers/Conn/%E4%B8%AD/p1 HTTP/1.1\r\nHost: 中\r\n\r\n".encode(),
+        ),
+        (b"GET /a%20\xff?q=\xe4 HTTP/1.1\r\n", b"GET /a%20%FF?q=%E4 HTTP/1.1\r\n"),
+        (b"GET /a HTTP/1.1\r\nX: \xe4\r\n", b"GET /a HTTP/1.1\r\nX: \xe4\r\n"),  # line only
+        (b"GET /\xe4 x HTTP/1.1\r\n", b"GET /\xe4 x HTTP/1.1\r\n"),  # not a request line
+    ],
+)
+def test_raw_bytes_of_the_request_target_are_percent_encoded(data: bytes, escaped: bytes) -> None:
+    assert escape_request_target(data) == escaped
 
 
 def test_websocket_upgrade_reads_origin_and_host() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from typing import cast
 
@@ -60,6 +61,30 @@ def websocket_upgrade(head: bytes) -> tuple[str, str | None, str | None] | None:
         return None
     # the path as aiohttp decodes a raw one
     return parts[1].decode("utf-8", "replace"), found.get(b"origin"), found.get(b"host")
+
+
+_NOT_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+def _percent(match: re.Match[bytes]) -> bytes:
+    return b"%%%02X" % match[0][0]
+
+
+def escape_request_target(data: bytes) -> bytes:
+    """``data`` with the raw non-ASCII bytes of its request line's target percent-encoded
+    (RFC 3986 2.1). Some clients send a Chinese topic as raw UTF-8 in the path; llhttp,
+    aiohttp's parser, answers that 400 and has no lenient flag for it, while picows takes
+    it: encoded, it names the same topic on both engines (docs/protocol.md "WebSocket
+    sessions"). Only the first request of a connection passes here."""
+    end = data.find(b"\n")
+    line = data if end < 0 else data[:end]
+    if line.isascii():
+        return data
+    parts = line.split(b" ")
+    if len(parts) != 3:
+        return data  # not a request line: aiohttp answers it
+    target = _NOT_ASCII.sub(_percent, parts[1])
+    return b" ".join((parts[0], target, parts[2])) + data[len(line) :]
 
 
 def hand_over(
@@ -117,7 +142,10 @@ class FirstRequestRouter(asyncio.Protocol):
                 if protocol is not None and not self.origin_ok(origin, host):
                     self._refuse(origin)
                     return
-        self._hand_over(protocol or self.http())
+        if protocol is None:
+            self._hand_over(self.http(), escape_request_target(bytes(self.buffer)))
+        else:
+            self._hand_over(protocol, bytes(self.buffer))
 
     def _refuse(self, origin: str | None) -> None:
         """A picows upgrade from a page the Origin rule refuses: 403, closed."""
@@ -134,11 +162,10 @@ class FirstRequestRouter(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
 
-    def _hand_over(self, protocol: asyncio.BaseProtocol) -> None:
+    def _hand_over(self, protocol: asyncio.BaseProtocol, data: bytes) -> None:
         assert self.transport is not None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        data = bytes(self.buffer)
         self.buffer = bytearray()
         hand_over(self.transport, protocol, data)

@@ -43,13 +43,14 @@ async def listen(
 ) -> asyncio.Server:
     """The main port: WebSocket clients on picows (unless server.wsEngine is aiohttp),
     HTTP Send on the lean path (server/http_lean.py), everything else on aiohttp
-    (server/listener.py). With server.wsEngine aiohttp, aiohttp serves it all."""
+    (server/listener.py). With server.wsEngine aiohttp, aiohttp serves it all, after the
+    same first-request router (its head treated alike: a raw UTF-8 path, the 30 s limit)."""
     config = runtime.config
     http = runner.server
     assert http is not None
+    origin_ok = functools.partial(origin_allowed, config)
     if config.server.wsEngine == "picows":
         websocket = websocket_protocols(runtime)
-        origin_ok = functools.partial(origin_allowed, config)
 
         def lean_http() -> asyncio.BaseProtocol:
             return LeanHttp(runtime, http)
@@ -58,7 +59,10 @@ async def listen(
             return FirstRequestRouter(websocket, lean_http, origin_ok)
 
     else:
-        protocol = http
+
+        def protocol() -> asyncio.BaseProtocol:
+            return FirstRequestRouter(no_websocket, http, origin_ok)
+
     return await runtime.loop.create_server(
         protocol,
         config.server.addr,
@@ -66,6 +70,10 @@ async def listen(
         ssl=ssl_context,
         reuse_address=True,
     )
+
+
+def no_websocket(path: str, head: bytes) -> None:
+    """server.wsEngine aiohttp: every upgrade stays with aiohttp."""
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
