@@ -355,6 +355,7 @@ class Broker:
         msgs: list[Message] = []
         append = msgs.append
         waiting = delayed = False
+        n_delayed = 0
         default_ttl = self._topic_ttl.get(topic_name)
         if default_ttl is None:
             default_ttl = self._topic_ttl[topic_name] = self.config.topic_ttl(topic_name)
@@ -377,6 +378,7 @@ class Broker:
                 msg = Message(new_code(), topic_name, data, created, 0, delay, _DELAYED, now)
                 self.scheduler.add_delay(msg, now + delay)
                 delayed = True
+                n_delayed += 1
             else:
                 msg = Message(new_code(), topic_name, data, created, 0, delay, _WAITING, now)
                 ready(msg)
@@ -392,7 +394,7 @@ class Broker:
                 for journal in self.journals:
                     journal.dedup_remembered(key, msg.code, until)
             append(msg)
-        self.store.add_many(msgs)
+        self.store.add_new(msgs, n_delayed)
         topic.stats.published += len(msgs)
         if self.trace is not None:
             self.trace.published(msgs, now, source)
