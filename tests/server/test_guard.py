@@ -40,3 +40,16 @@ def test_ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() -> None:
     assert source_of("::ffff:10.0.0.1") == "10.0.0.1"
     assert source_of("10.0.0.1") == "10.0.0.1"
     assert source_of("not an address") == "not an address"
+
+
+def test_loopback_is_throttled_like_any_address() -> None:
+    """Not exempt (docs/protocol.md "Wrong keys"): behind a same-host proxy every client is
+    127.0.0.1. The real-process check over HTTP and both engines, from loopback, is
+    tests/server/test_overload.py test_key_guessing_is_throttled_per_address."""
+    clock = FakeClock()
+    guard = KeyGuard(clock)
+    for address in ("127.0.0.1", "::ffff:127.0.0.1", "::1"):
+        delays = [guard.wrong_key(address) for _ in range(22)]
+        assert delays[-1] > 0, address
+        guard = KeyGuard(clock)
+    assert source_of("::ffff:127.0.0.1") == "127.0.0.1"
