@@ -7,6 +7,7 @@ served next to the broker would); the checks on what the broker stored go throug
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import time
@@ -252,3 +253,24 @@ def test_a_url_that_is_not_http_or_ws_is_refused_at_once(page: Page, broker: Bro
         "TypeError",
         'unsupported URL scheme in "foo://127.0.0.1:1" (http, https, ws or wss)',
     ]
+
+
+def test_docs_example_runs_as_printed(page: Page, broker: BrokerProcess) -> None:
+    """docs/client.md's browser example, on a page of the broker's origin; only its static
+    import becomes the dynamic import a function body needs."""
+    doc = (MODULE.parents[3] / "docs" / "client.md").read_text(encoding="utf-8")
+    (example,) = re.findall(r"^```js\n(.*?)^```$", doc, re.M | re.S)
+    imports = 'import { Producer, Consumer } from "/client/kapokmq.js";'
+    assert imports in example
+    body = example.replace(
+        imports, 'const { Producer, Consumer } = await import("/client/kapokmq.js");'
+    )
+    open_broker_page(page, broker)
+    logged: list[str] = []
+    page.on("console", lambda message: logged.append(message.text))
+    page.evaluate(f"async () => {{\n{body}\n}}")
+    deadline = time.monotonic() + 10
+    while not {"hello", "once"} <= set(logged):  # consumed and acked in the page
+        assert time.monotonic() < deadline, logged
+        page.wait_for_timeout(50)
+    wait_consumed(broker, "orders", 2)
