@@ -20,6 +20,7 @@ from kapokmq.client import (
     ClusterConsumer,
     ClusterProducer,
     ConnectionLostError,
+    ConsoleClient,
     Consumer,
     Producer,
 )
@@ -113,3 +114,20 @@ async def test_cluster_producer_says_why_no_broker_took_the_message(tmp_path: Pa
                     await producer.send("x")
         finally:
             os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.timeout(90)
+async def test_cluster_producer_takes_ttl_and_message_id(tmp_path: Path) -> None:
+    """ClusterProducer.send had no ttl/message_id: a cluster user could not dedup or
+    expire messages (docs/cluster.md)."""
+    async with one_broker_cluster(tmp_path) as (registry, broker):
+        async with ClusterProducer(registry.http, "dedup", "p") as producer:
+            for _ in range(2):
+                assert await producer.send("once", ttl=600, message_id="id-1") == node_name(broker)
+            with pytest.raises(TypeError, match="ttl"):
+                await producer.send("x", ttl=-1)
+        async with ConsoleClient(broker.http) as console:
+            stored = await console.list_messages(
+                "2000-01-01 00:00:00", "2100-01-01 00:00:00", topic="dedup"
+            )
+        assert len(stored) == 1

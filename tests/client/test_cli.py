@@ -103,6 +103,47 @@ def test_user_errors_are_one_line(broker: BrokerProcess) -> None:
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def test_a_too_big_message_is_one_line_and_lines_after_it_go_through(broker_factory) -> None:
+    """The 1009 close came with logging's bare "Producers cli-...: connection lost,
+    reconnecting" (and "reconnected") on stderr besides the error."""
+    broker = broker_factory(settings={"mq.maxMessageBytes": 64})
+    big = "x" * 200
+    single = sh(f"{KAPOKMQ} produce --topic t {big}", broker)
+    assert single.returncode == 1
+    assert single.stderr == (
+        "kapokmq: broker rejected the message: message too big for the broker (closed 1009)\n"
+    )
+    lines = sh(f"{KAPOKMQ} produce --topic t -", broker, stdin=f"a\n{big}\nc\n")
+    assert lines.returncode == 1
+    assert lines.stderr.splitlines() == [
+        "kapokmq: line 2: message too big for the broker (closed 1009)",
+        "kapokmq: 1 of 3 messages were rejected",
+    ]
+
+
+def test_consume_across_a_broker_restart(broker: BrokerProcess) -> None:
+    """The stream goes on after a restart; what the client says about it is `kapokmq:`
+    lines like every other message on stderr."""
+    assert sh(f"{KAPOKMQ} produce --topic r one", broker).returncode == 0
+    env = dict(os.environ, KAPOKMQ_URL=broker.http)
+    command = [sys.executable, "-m", "kapokmq", "consume", "--topic", "r", "--count", "2"]
+    consume = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert consume.stdout is not None
+        assert json.loads(consume.stdout.readline())["MessageData"] == "one"
+        broker.restart()
+        assert sh(f"{KAPOKMQ} produce --topic r two", broker).returncode == 0
+        out, err = consume.communicate(timeout=30)
+    finally:
+        consume.kill()
+    assert consume.returncode == 0, err
+    assert [json.loads(line)["MessageData"] for line in out.splitlines()] == ["two"]
+    assert err.splitlines() and all(line.startswith("kapokmq: ") for line in err.splitlines())
+    assert "connection lost, reconnecting" in err and "reconnected" in err
+
+
 def test_ctrl_c_while_reading_stdin_exits_130(broker: BrokerProcess) -> None:
     # PYTHONFAULTHANDLER: if it does not exit, SIGABRT makes it print every thread's stack
     env = dict(os.environ, KAPOKMQ_URL=broker.http, PYTHONFAULTHANDLER="1")

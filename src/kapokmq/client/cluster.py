@@ -354,9 +354,20 @@ class ClusterProducer(_Follower):
         """Names of the brokers messages are being sent to now."""
         return list(self._order)
 
-    async def send(self, data: DataLike, delay: int = 0) -> str:
-        """Publish one message; returns the name of the broker that answered ``ok``."""
-        encode_send(data, delay)  # a bad argument raises here, not on every broker
+    async def send(
+        self,
+        data: DataLike,
+        delay: int = 0,
+        *,
+        ttl: int | None = None,
+        message_id: str | None = None,
+    ) -> str:
+        """Publish one message; returns the name of the broker that answered ``ok``.
+
+        ``ttl`` and ``message_id`` as for `Producer.send`; a broker dedups only what it
+        stored itself, so a repeat sent to another broker is stored again."""
+        # a bad argument raises here, not on every broker
+        encode_send(data, delay, ttl=ttl, message_id=message_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.send_timeout
         last_error: KapokMQError | None = None
@@ -385,7 +396,7 @@ class ClusterProducer(_Follower):
                 continue
             name, producer = picked
             try:
-                await producer.send(data, delay)
+                await producer.send(data, delay, ttl=ttl, message_id=message_id)
             except SendError:
                 raise
             except (ConnectionLostError, ClientClosedError, ProtocolError) as exc:
@@ -626,9 +637,17 @@ class SyncClusterProducer(_Closing):
     def nodes(self) -> list[str]:
         return self._producer.nodes
 
-    def send(self, data: DataLike, delay: int = 0, timeout: float | None = None) -> str:
+    def send(
+        self,
+        data: DataLike,
+        delay: int = 0,
+        timeout: float | None = None,
+        *,
+        ttl: int | None = None,
+        message_id: str | None = None,
+    ) -> str:
         """Publish one message; returns the name of the broker that stored it."""
-        return run(self._producer.send(data, delay), timeout)
+        return run(self._producer.send(data, delay, ttl=ttl, message_id=message_id), timeout)
 
     def send_many(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import logging
 import os
 import re
 import signal
@@ -64,10 +65,23 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
     signal.default_int_handler(signum, frame)
 
 
+def _log_like_errors() -> None:
+    """The library's warnings (a lost connection, a reconnect) as `kapokmq: ...` lines,
+    like the errors, instead of logging's bare last-resort output."""
+    logger = logging.getLogger("kapokmq.client")
+    if logger.handlers or logging.getLogger().handlers:
+        return  # the embedding program has its own logging
+    handler = logging.StreamHandler()  # stderr
+    handler.setFormatter(logging.Formatter("kapokmq: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+
+
 def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
     """Run an async command, mapping expected failures to a message and an exit code."""
 
     def run(args: argparse.Namespace) -> int:
+        _log_like_errors()
         try:
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, _interrupted)

@@ -318,6 +318,7 @@ class Producer(Session):
                     self._pending.remove(culprit)
                     reason = f"error: message too big for the broker (closed {TOO_BIG})"
                     self._settle(culprit, SendError(reason))
+                    self._drop_explained = True
                 return
             if not self._pending:
                 log.warning("producer %s: reply %r with nothing in flight", self.client_id, reply)

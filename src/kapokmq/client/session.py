@@ -64,6 +64,9 @@ class Session(Connectable):
         self._connect_lock = asyncio.Lock()
         self._fatal: KapokMQError | None = None
         self._closing = False
+        # Set by _serve when the drop was the broker refusing a frame the caller has been
+        # told about (close 1009): the reconnect is then routine, logged at INFO only.
+        self._drop_explained = False
         self.reconnects = 0
 
     # -- public life cycle -------------------------------------------------------------------
@@ -190,7 +193,9 @@ class Session(Connectable):
     async def _reopen(self) -> aiohttp.ClientWebSocketResponse | None:
         assert self._http is not None
         attempt = 0
-        log.warning("%s %s: connection lost, reconnecting", self.role, self.client_id)
+        level = logging.INFO if self._drop_explained else logging.WARNING
+        self._drop_explained = False
+        log.log(level, "%s %s: connection lost, reconnecting", self.role, self.client_id)
         while True:
             if self._backoff.exhausted(attempt):
                 self._fail(
@@ -211,5 +216,5 @@ class Session(Connectable):
             except (ConnectionLostError, ProtocolError) as exc:
                 log.info("%s %s: reconnect %d failed: %s", self.role, self.client_id, attempt, exc)
                 continue
-            log.warning("%s %s: reconnected", self.role, self.client_id)
+            log.log(level, "%s %s: reconnected", self.role, self.client_id)
             return ws
