@@ -25,12 +25,14 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from kapokmq.frames import OK_FRAME, text_frame
-from kapokmq.model import Message, Status, encode_push
 
 PROMPT = b"Please enter the secret key"
 MATCHED = b"Secret key matching succeeded"
+# a push of a 100-byte payload as the broker frames it (DESIGN A1), spelled out so the
+# relay runs against any checkout's src (benchmarks.ab)
 PUSH_FRAME = text_frame(
-    encode_push(Message("0" * 32, "bench", "0" * 10 + "x" * 90, 0, 0, 0, Status.WAITING, 0))
+    b'{"MessageCode":"%s","MessageData":"%s","Topic":"bench","CreateTime":0,'
+    b'"ConsumedTime":0,"DelayTime":0,"Status":-1}\n' % (b"0" * 32, b"0" * 10 + b"x" * 90)
 )
 
 

@@ -198,12 +198,12 @@ def throughput(n: int, n_always: int, window: int) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------------------- 1M messages
 def make_messages(count: int) -> list[Any]:
-    from kapokmq.model import CodeGenerator, Message, Status
+    from kapokmq.model import CodeGenerator, Status, new_message
 
     gen = CodeGenerator()
     now = time.time()
     return [
-        Message(gen(), f"topic-{i % 4}", PAYLOAD, int(now), 0, 0, Status.WAITING, now)
+        new_message(gen(), f"topic-{i % 4}", PAYLOAD, int(now), 0, 0, Status.WAITING, now)
         for i in range(count)
     ]
 

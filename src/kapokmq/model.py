@@ -141,7 +141,13 @@ class Message(msgspec.Struct, gc=False, eq=False, array_like=True, tag=1):
     core: ``flight``, where its delivery stands (``Flight``: who holds it since when, or
     that it was removed), one field for what were three (``holder``, ``pushed_at``,
     ``removed``, still readable as properties), so a message is a 96-byte block instead
-    of a 112-byte one (docs/performance.md "Session 6: memory").
+    of a 112-byte one.
+
+    The payload is kept as ``body``: its JSON string literal without the quotes, escaped
+    as the push frame spells it (``body_of``), so a push splices it instead of encoding
+    the text again, and a 100-byte payload is a 144-byte ``bytes`` block instead of a
+    160-byte ``str`` one (docs/performance.md "Session 7: memory"). ``data`` gives the
+    text back (console, HTTP reads, replication, files).
 
     A msgspec Struct rather than a ``__slots__`` class because it can opt out of the
     cyclic garbage collector (``gc=False``): a broker holds up to millions of messages,
@@ -155,14 +161,13 @@ class Message(msgspec.Struct, gc=False, eq=False, array_like=True, tag=1):
 
     The stored fields come first, in the order of the storage ADD record
     (docs/durability.md "Files": ``[1, code, topic, data, create_time, consumed_time,
-    delay_time, status, arrival, attempts]``; ``array_like`` with ``tag=1``), so recovery
-    decodes a whole snapshot chunk or WAL frame straight into messages with one msgspec
-    call (storage/format.py). Construct it positionally in that order (topic before data).
+    delay_time, status, arrival, attempts]``), the payload as ``body``; ``new_message``
+    builds one from the record's values (storage/format.py ``AddRecord``).
     """
 
-    code: int | str  # a Code: see code_key (decoded from a file as its str)
+    code: int | str  # a Code: see code_key
     topic: str
-    data: str
+    body: bytes  # body_of(the payload)
     create_time: int
     consumed_time: int
     delay_time: int
@@ -170,6 +175,11 @@ class Message(msgspec.Struct, gc=False, eq=False, array_like=True, tag=1):
     arrival: float
     attempts: int = 0
     flight: Flight = IDLE
+
+    @property
+    def data(self) -> str:
+        """The payload as text (lone surrogates have become U+FFFD: ``body_of``)."""
+        return body_text(self.body)
 
     @property
     def holder(self) -> object | None:
@@ -215,6 +225,32 @@ class Message(msgspec.Struct, gc=False, eq=False, array_like=True, tag=1):
             "DelayTime": self.delay_time,
             "Status": int(self.status),
         }
+
+
+def new_message(
+    code: Code,
+    topic: str,
+    data: str,
+    create_time: int,
+    consumed_time: int,
+    delay_time: int,
+    status: Status,
+    arrival: float,
+    attempts: int = 0,
+) -> Message:
+    """A message from the values of an ADD record (docs/durability.md "Files"), the
+    payload as text."""
+    return Message(
+        code,
+        topic,
+        body_of(data),
+        create_time,
+        consumed_time,
+        delay_time,
+        status,
+        arrival,
+        attempts,
+    )
 
 
 @dataclass(slots=True)
@@ -278,6 +314,26 @@ def json_string(value: str) -> bytes:
     return encoded
 
 
+def body_of(data: str) -> bytes:
+    """A payload as ``Message.body``: ``json_string(data)`` without its quotes, as an
+    exact-size copy (the slice): orjson's own result is over-allocated and shrunk, and
+    keeping it would retain far more than its length (docs/performance.md "Session 7:
+    memory"). A plain ASCII payload, the common case, goes straight to orjson."""
+    if data.isascii() and "<" not in data and ">" not in data and "&" not in data:
+        return _orjson_dumps(data)[1:-1]  # ascii: orjson and json_string agree
+    return json_string(data)[1:-1]
+
+
+def body_text(body: bytes) -> str:
+    """``Message.body`` as the text it encodes: without a backslash it is the text's own
+    UTF-8 (escaping only ever adds backslash sequences)."""
+    if b"\\" not in body:
+        return body.decode()
+    text: str = orjson.loads(b'"%s"' % body)
+    return text
+
+
+_orjson_dumps = orjson.dumps
 _topic_json: dict[str, bytes] = {}
 
 
@@ -297,9 +353,9 @@ def encode_push(msg: Message) -> bytes:
     A push is always a copy of a waiting message, so Status is -1 and ConsumedTime 0 even
     if another subscriber acknowledged it meanwhile.
     """
-    return b'{"MessageCode":"%s","MessageData":%s,"Topic":%s,"CreateTime":%d,' % (
+    return b'{"MessageCode":"%s","MessageData":"%s","Topic":%s,"CreateTime":%d,' % (
         code_text(msg.code).encode(),
-        json_string(msg.data),
+        msg.body,
         topic_json(msg.topic),
         msg.create_time,
     ) + b'"ConsumedTime":0,"DelayTime":%d,"Status":-1}\n' % (msg.delay_time,)
@@ -372,31 +428,23 @@ def encode_pushes(batch: list[Message]) -> list[bytes]:
     """``text_frame(encode_push(m))`` for every message of a batch.
 
     Pushes are the broker's hottest output path, so the per-message work is cut to the
-    bytes that differ: everything after MessageData (Topic, CreateTime, DelayTime and the
-    constant fields) is formatted again only when those three differ from the previous
-    message's, which in a burst is about once per batch; the frame header is cached per
-    length, and each frame is one join of its six parts. The bytes are exactly those of
-    the one-message functions. (Each orjson result is consumed at once on purpose:
-    keeping many of them alive until a batch is joined costs ~3 us each, measured;
-    orjson allocates big and shrinks.)
+    bytes that differ: the payload is spliced as stored (``Message.body``), everything
+    after it (Topic, CreateTime, DelayTime and the constant fields) is formatted again
+    only when those three differ from the previous message's, which in a burst is about
+    once per batch; the frame header is cached per length, and each frame is one join of
+    its six parts. The bytes are exactly those of the one-message functions.
     """
     frames: list[bytes] = []
     append = frames.append
     join = b"".join  # of a tuple: ~20 ns less than one bytes % formatting per frame
-    dumps = orjson.dumps
     headers = _FRAME_HEADERS
     topic: str | None = None
     created = delay = -1
     tail = b""
     for msg in batch:
-        data = msg.data
-        if data.isascii() and "<" not in data and ">" not in data and "&" not in data:
-            data_encoded = dumps(data)  # ascii: orjson and json_string agree
-        else:
-            data_encoded = json_string(data)
         if msg.create_time != created or msg.delay_time != delay or msg.topic is not topic:
             topic, created, delay = msg.topic, msg.create_time, msg.delay_time
-            tail = b',"Topic":%s,"CreateTime":%d,"ConsumedTime":0,' % (
+            tail = b'","Topic":%s,"CreateTime":%d,"ConsumedTime":0,' % (
                 topic_json(topic),
                 created,
             ) + b'"DelayTime":%d,"Status":-1}\n' % (delay,)
@@ -405,19 +453,20 @@ def encode_pushes(batch: list[Message]) -> list[bytes]:
             code_encoded = _hexlify(code.to_bytes(16))  # 32 lowercase hex digits
         else:  # a code kept as its string (code_key): a master's or an old file's
             code_encoded = code_text(code).encode()
-        # {"MessageCode":" + code + ","MessageData": + data + the rest
-        n = 32 + len(code_encoded) + len(data_encoded) + len(tail)
+        body = msg.body
+        # {"MessageCode":" + code + ","MessageData":" + body + the rest
+        n = 33 + len(code_encoded) + len(body) + len(tail)
         header = headers.get(n)
         if header is None:
             header = _frame_header(n)
             if len(headers) < 4096:
                 headers[n] = header
-        append(join((header, _CODE_KEY, code_encoded, _DATA_KEY, data_encoded, tail)))
+        append(join((header, _CODE_KEY, code_encoded, _DATA_KEY, body, tail)))
     return frames
 
 
 _CODE_KEY = b'{"MessageCode":"'
-_DATA_KEY = b'","MessageData":'
+_DATA_KEY = b'","MessageData":"'
 
 
 class PushBatches:

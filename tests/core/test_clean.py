@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from kapokmq.core.topics import ConsumerSession
-from kapokmq.model import Code, Message, Status
+from kapokmq.model import Code, Message, Status, new_message
 from tests.core.fakes import attach, make_broker
 
 CLEAN = 100
@@ -95,7 +95,7 @@ def test_a_replicated_earlier_delay_time_refiles_a_late_message() -> None:
     msg = broker.publish("t", "d", 100_000)
     clock.advance(CLEAN + 100)
     broker.tick()
-    record = Message(msg.code, "t", "d", msg.create_time, 0, 50, Status.CONSUMED, msg.arrival)
+    record = new_message(msg.code, "t", "d", msg.create_time, 0, 50, Status.CONSUMED, msg.arrival)
     broker.replicate(record)
     clock.advance(CHECK)
     broker.tick()  # created 205 s ago, due 50 s after that: stale

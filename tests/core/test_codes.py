@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 from kapokmq.frames import text_frame
 from kapokmq.model import (
     CodeGenerator,
-    Message,
     Status,
     code_key,
     code_keys,
     code_text,
     encode_push,
     encode_pushes,
+    new_message,
 )
 from tests.core.fakes import attach, make_broker
 
@@ -65,7 +65,7 @@ def test_code_key_is_a_bijection_onto_what_it_returns(text: str) -> None:
 
 def test_generated_codes_are_pushed_as_32_lowercase_hex() -> None:
     gen = CodeGenerator()
-    msg = Message(gen(), "t", "x", 1, 0, 0, Status.WAITING, 0.0)
+    msg = new_message(gen(), "t", "x", 1, 0, 0, Status.WAITING, 0.0)
     pushed = json.loads(encode_push(msg))
     assert pushed["MessageCode"] == code_text(msg.code)
     assert len(pushed["MessageCode"]) == 32 and code_key(pushed["MessageCode"]) == msg.code
@@ -73,7 +73,7 @@ def test_generated_codes_are_pushed_as_32_lowercase_hex() -> None:
 
 @pytest.mark.parametrize("code", [*NOT_CANONICAL, "c" * 200])
 def test_a_string_code_is_pushed_as_itself_in_a_right_sized_frame(code: str) -> None:
-    msg = Message(code, "t", "x", 1, 0, 0, Status.WAITING, 0.0)
+    msg = new_message(code, "t", "x", 1, 0, 0, Status.WAITING, 0.0)
     assert encode_pushes([msg]) == [text_frame(encode_push(msg))]
     assert encode_push(msg).startswith(b'{"MessageCode":"%s",' % code.encode())
 
@@ -100,7 +100,7 @@ def test_a_replicated_message_with_a_string_code_is_found_and_acked_by_it_alone(
 ) -> None:
     broker, _ = make_broker()
     session, recorder = attach(broker)
-    broker.replicate(Message(code_key(code), "t", "x", 1, 0, 0, Status.WAITING, 1.0))
+    broker.replicate(new_message(code_key(code), "t", "x", 1, 0, 0, Status.WAITING, 1.0))
     broker.dispatch()
     assert [code_text(c) for c in recorder.codes] == [code]
     broker.ack(session, code.lower() if code != code.lower() else code + "x")

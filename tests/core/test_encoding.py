@@ -8,6 +8,7 @@ import re
 import time
 
 import orjson
+import psutil
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,9 +21,12 @@ from kapokmq.model import (
     Message,
     PushBatches,
     Status,
+    body_of,
     code_text,
     encode_push,
     encode_pushes,
+    json_string,
+    new_message,
 )
 from kapokmq.protocol import (
     Extras,
@@ -33,6 +37,7 @@ from kapokmq.protocol import (
     parse_send_frame,
     parse_send_frames,
 )
+from kapokmq.storage.format import clean_text
 
 
 @given(
@@ -48,14 +53,64 @@ from kapokmq.protocol import (
 )
 def test_encode_pushes_is_text_frame_of_encode_push(items: list[tuple[str, str, int, int]]) -> None:
     gen = CodeGenerator()
-    msgs = [Message(gen(), t, d, c, 0, dt, Status.WAITING, 0.0) for d, t, c, dt in items]
+    msgs = [new_message(gen(), t, d, c, 0, dt, Status.WAITING, 0.0) for d, t, c, dt in items]
     assert encode_pushes(msgs) == [text_frame(encode_push(m)) for m in msgs]
+
+
+PAYLOADS = [
+    "",
+    "hello",
+    "数据 ✓ é",
+    'quotes " and \\ backslashes \\" \\\\',
+    "".join(map(chr, range(32))) + "\x7f",  # every control character, and DEL
+    "emoji \U0001f600 \u2764\ufe0f",
+    "lone \ud800 surrogate \udfff",
+    "\ud83d\ude00",  # a surrogate pair as two code points: lone surrogates, each
+    "<script>&amp;</script>",
+    "line\u2028separators\u2029",
+    "x" * 70_000,
+]
+
+
+def _push_from_text(msg: Message, data: str) -> bytes:
+    """The push frame as it was built before the payload was stored encoded: the text
+    through ``json_string`` at every push (docs/performance.md "Session 7: memory")."""
+    return b'{"MessageCode":"%s","MessageData":%s,"Topic":%s,"CreateTime":%d,' % (
+        code_text(msg.code).encode(),
+        json_string(data),
+        json_string(msg.topic),
+        msg.create_time,
+    ) + b'"ConsumedTime":0,"DelayTime":%d,"Status":-1}\n' % (msg.delay_time,)
+
+
+@given(st.text(max_size=300) | st.sampled_from(PAYLOADS))
+@settings(max_examples=300)
+def test_a_push_frame_has_the_bytes_the_text_had(data: str) -> None:
+    """The stored ``body`` gives byte for byte the frame the text gave (DESIGN A1), and
+    ``data`` reads the text back, lone surrogates as U+FFFD, as consumers are sent it."""
+    msg = new_message(CodeGenerator()(), "t<ö>", data, 1_700_000_000, 0, 3, Status.WAITING, 1.7e9)
+    frame = _push_from_text(msg, data)
+    assert encode_push(msg) == frame
+    assert encode_pushes([msg]) == [text_frame(frame)]
+    assert msg.data == clean_text(data) == orjson.loads(frame)["MessageData"]
+
+
+def test_a_stored_body_is_an_exact_size_copy() -> None:
+    """orjson's result is over-allocated (~4 KiB kept per 100-byte payload, measured):
+    ``body_of`` must keep a copy of the encoded length, not orjson's object."""
+    process = psutil.Process()
+    payloads = [f"{i:0100d}" for i in range(20_000)]
+    before = process.memory_info().rss
+    bodies = [body_of(p) for p in payloads]
+    grown = process.memory_info().rss - before
+    assert bodies[7] == payloads[7].encode()
+    assert grown < 1000 * len(bodies), grown / len(bodies)
 
 
 def test_push_batches_encode_a_list_once_and_a_new_list_afresh() -> None:
     gen = CodeGenerator()
     msgs = [
-        Message(gen(), "t", f"m{i}", 1_700_000_000, 0, 0, Status.WAITING, 0.0) for i in range(3)
+        new_message(gen(), "t", f"m{i}", 1_700_000_000, 0, 0, Status.WAITING, 0.0) for i in range(3)
     ]
     pushes = PushBatches()
     batch = list(msgs)

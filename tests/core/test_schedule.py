@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kapokmq.model import Code, Message, Status
+from kapokmq.model import Code, Message, Status, new_message
 from tests.core.fakes import attach, make_broker
 
 DAY = 86_400
@@ -100,7 +100,7 @@ def test_a_restored_delay_keeps_its_due_time():
     clock.advance(DAY)  # "restart" a day later: a new broker restores the stored message
     fresh, fresh_clock = make_broker()
     fresh_clock.now = clock.now
-    copy = Message(
+    copy = new_message(
         msg.code,
         msg.topic,
         msg.data,
@@ -145,7 +145,7 @@ def test_the_schedule_holds_exactly_the_delayed_messages():
     assert len(broker.scheduler) == 9
     broker.deliver_now(msgs[0].code)
     broker.delete(msgs[1].code)
-    copy = Message(
+    copy = new_message(
         msgs[2].code, msgs[2].topic, "", msgs[2].create_time, 0, 0, Status.WAITING, msgs[2].arrival
     )
     broker.replicate(copy)  # the master says it is due now

@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 
 from kapokmq.core.store import MessageStore
-from kapokmq.model import Message, Status
+from kapokmq.model import Message, Status, new_message
 
 
 def messages(n: int) -> list[Message]:
     statuses = list(Status)
     return [
-        Message(f"{i:032x}", "t", "x", 1_700_000_000 + 1000 * i, 0, 0, statuses[i % 4], 1.7e9)
+        new_message(f"{i:032x}", "t", "x", 1_700_000_000 + 1000 * i, 0, 0, statuses[i % 4], 1.7e9)
         for i in range(n)
     ]
 
@@ -41,7 +41,7 @@ def test_add_table_into_a_store_that_holds_messages() -> None:
 def test_add_new_counts_like_add_many() -> None:
     """A publish's messages (one creation time, waiting or delayed) counted per batch."""
     msgs = [
-        Message(
+        new_message(
             i, "t", "x", 1_700_000_000, 0, i % 3, Status.DELAYED if i % 3 else Status.WAITING, 1.7e9
         )
         for i in range(30)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tracemalloc
 
+import msgspec
+
 from kapokmq.core.broker import Broker
 from kapokmq.core.trace import (
     ACKED,
@@ -22,7 +24,7 @@ from kapokmq.core.trace import (
     Trace,
     event_view,
 )
-from kapokmq.model import ClientInfo, Code, Message, Status
+from kapokmq.model import IDLE, ClientInfo, Code, Status, new_message
 from tests.core.fakes import Recorder, attach, make_broker
 
 SOURCE = ("p1", "10.0.0.7", "ws:picows")
@@ -251,7 +253,7 @@ def test_a_replicated_message_is_traced_from_its_arrival() -> None:
     msgs = [master.publish("t", f"m{i}") for i in range(2)]
     replica, clock = make_broker(trace=1)
     for msg in msgs:
-        replica.replicate(Message(*(getattr(msg, f) for f in Message.__struct_fields__[:9])))
+        replica.replicate(msgspec.structs.replace(msg, flight=IDLE))
     trace = replica.trace
     assert trace is not None
     kept, gone = (m.code for m in msgs)
@@ -259,7 +261,7 @@ def test_a_replicated_message_is_traced_from_its_arrival() -> None:
     update = replica.store.get(kept)
     assert update is not None
     replica.replicate(
-        Message(kept, "t", "m0", update.create_time, 5, 0, Status.CONSUMED, update.arrival)
+        new_message(kept, "t", "m0", update.create_time, 5, 0, Status.CONSUMED, update.arrival)
     )
     assert len(trace.events_of(kept) or []) == 1
     assert replica.delete(gone, by_console=False) and trace.events_of(gone) == [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kapokmq.core.lifetimes import EXPIRED, MAX_DELIVERIES, REQUEUED
-from kapokmq.model import Message, Status
+from kapokmq.model import Message, Status, new_message
 from tests.core.fakes import attach, make_broker
 
 
@@ -151,8 +151,10 @@ def test_pubsub_copies_of_an_expired_message_are_not_pushed():
 
 def test_a_ttl_that_ran_out_while_the_broker_was_down_ends_at_the_first_tick():
     broker, clock = make_broker(isClean=0)
-    msg = Message("a" * 32, "t", "x", int(clock.now) - 100, 0, 0, Status.WAITING, clock.now - 100)
-    delayed = Message("b" * 32, "t", "y", int(clock.now), 0, 50, Status.DELAYED, clock.now)
+    msg = new_message(
+        "a" * 32, "t", "x", int(clock.now) - 100, 0, 0, Status.WAITING, clock.now - 100
+    )
+    delayed = new_message("b" * 32, "t", "y", int(clock.now), 0, 50, Status.DELAYED, clock.now)
     broker.restore_many([msg, delayed])
     broker.restore_extras({msg.code: (60, clock.now - 40, []), delayed.code: (5, None, [])}, {})
     assert broker.next_deadline() == clock.now - 40

@@ -10,7 +10,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from kapokmq.model import Message, Status
+from kapokmq.model import Status
 from kapokmq.storage.format import (
     ADD,
     DEDUP,
@@ -20,6 +20,7 @@ from kapokmq.storage.format import (
     META,
     REMOVE,
     UPDATE,
+    AddRecord,
     DedupRecord,
     MetaRecord,
     Unknown,
@@ -61,8 +62,7 @@ def test_a_frame_decodes_into_messages_and_records() -> None:
         (END, 1),
     ]
     decoded = decode_body(body(records))
-    assert isinstance(decoded[0], Message) and decoded[0].status is Status.WAITING
-    assert decoded[0].holder is None and not decoded[0].removed
+    assert isinstance(decoded[0], AddRecord) and decoded[0].status is Status.WAITING
     assert isinstance(decoded[1], Update) and decoded[1].status is Status.CONSUMED
     assert isinstance(decoded[2], MetaRecord) and decoded[2].history == [(1_700_000_000, "expired")]
     assert isinstance(decoded[3], DedupRecord)
@@ -72,8 +72,8 @@ def test_a_frame_decodes_into_messages_and_records() -> None:
 def test_an_unknown_record_falls_back_record_by_record() -> None:
     records = [add(1), (8, "from a newer build"), add(2, arrival=1_700_000_000), (UPDATE, "x", 9)]
     decoded = decode_body(body(records))
-    assert [type(r) for r in decoded] == [Message, Unknown, Message, Unknown]
-    assert isinstance(decoded[2], Message) and decoded[2].arrival == 1.7e9
+    assert [type(r) for r in decoded] == [AddRecord, Unknown, AddRecord, Unknown]
+    assert isinstance(decoded[2], AddRecord) and decoded[2].arrival == 1.7e9
 
 
 def test_wal_replay_keeps_the_records_around_an_unknown_one(

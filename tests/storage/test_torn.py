@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kapokmq.model import Code, Message, Status, code_text
+from kapokmq.model import Code, Message, Status, code_text, new_message
 from kapokmq.storage.format import (
     ADD_BATCH,
     DEDUP,
@@ -36,7 +36,7 @@ pack = msgpack.Packer().pack
 
 
 def msg(i: int) -> Message:
-    return Message(code(i), "t", f"data-{i}", 1_700_000_000, 0, 0, Status.WAITING, 1.7e9)
+    return new_message(code(i), "t", f"data-{i}", 1_700_000_000, 0, 0, Status.WAITING, 1.7e9)
 
 
 def code(i: int) -> Code:

@@ -46,7 +46,7 @@ from kapokmq.core.broker import Broker, ReplicaExtras
 from kapokmq.core.dedup import dedup_key, split_dedup_key
 from kapokmq.frames import ReplyWriter, text_frame
 from kapokmq.login import HEARTBEAT, SYNC_EXTENSIONS
-from kapokmq.model import Code, Message, Status, code_key, code_text, dumps
+from kapokmq.model import Code, Message, Status, code_key, code_text, dumps, new_message
 
 log = logging.getLogger(__name__)
 
@@ -601,7 +601,9 @@ def decode_record(raw: str | bytes) -> tuple[Message | Code, ReplicaExtras | Non
     arrival = obj.get("Arrival", create)
     if not _is_time(arrival):
         raise ValueError("Arrival must be a number")
-    message = Message(code, topic, data, create, consumed, delay, Status(status), float(arrival))
+    message = new_message(
+        code, topic, data, create, consumed, delay, Status(status), float(arrival)
+    )
     return message, extras
 
 

@@ -43,6 +43,7 @@ from kapokmq.model import (
     Flight,
     Message,
     Status,
+    body_of,
     code_key,
     code_keys,
     code_text,
@@ -374,13 +375,14 @@ class Broker:
                         duplicates += 1  # answered as the first, not stored again
                         self.dedup.duplicates += 1
                         continue
+            body = body_of(data)
             if delay > 0:
-                msg = Message(new_code(), topic_name, data, created, 0, delay, _DELAYED, now)
+                msg = Message(new_code(), topic_name, body, created, 0, delay, _DELAYED, now)
                 self.scheduler.add_delay(msg, now + delay)
                 delayed = True
                 n_delayed += 1
             else:
-                msg = Message(new_code(), topic_name, data, created, 0, delay, _WAITING, now)
+                msg = Message(new_code(), topic_name, body, created, 0, delay, _WAITING, now)
                 ready(msg)
                 waiting = True
             if ttl:

@@ -52,7 +52,7 @@ def _held(session: ConsumerSession) -> int:
         if len(in_flight) != session.held_count:
             held = COPY_OVERHEAD * len(in_flight)
             for msg in in_flight.values():
-                held += len(msg.data)
+                held += len(msg.body)
             session.held_bytes = held
             session.held_count = len(in_flight)
     return held
@@ -97,7 +97,7 @@ def dispatch_p2p(topic: Topic, now: float, limit: int = -1) -> int:
         else:
             msg.flight = flights[session]
             batch.append(msg)
-        weights[session] = weight + len(msg.data) + COPY_OVERHEAD
+        weights[session] = weight + len(msg.body) + COPY_OVERHEAD
         pushed += 1
     topic.rr = idx % n
     for session, batch in batches.items():
@@ -133,7 +133,7 @@ def _dispatch_to_one(topic: Topic, session: ConsumerSession, now: float, limit: 
         msg.attempts += 1
         append(msg)
         room -= 1
-        room_bytes -= len(msg.data) + COPY_OVERHEAD
+        room_bytes -= len(msg.body) + COPY_OVERHEAD
         if room_bytes <= 0:
             break
     if batch:
@@ -166,7 +166,7 @@ def dispatch_pubsub(
         msg.flight = flight
         msg.attempts += 1
         fanned.append(msg)
-        weight += len(msg.data)
+        weight += len(msg.body)
     if fanned:
         weight += COPY_OVERHEAD * len(fanned)
         for session in consumers:
@@ -232,7 +232,7 @@ def _drain(session: ConsumerSession, limit: int) -> list[Message]:
     batch: list[Message] = []
     while pending and room > 0 and room_bytes > 0 and len(batch) != limit:
         msg = pending.popleft()
-        size = len(msg.data) + COPY_OVERHEAD
+        size = len(msg.body) + COPY_OVERHEAD
         drained += size
         # a copy is owed to every subscriber even when another one's ack already
         # consumed (and, with isCleanConsumed, removed) the message; not when it

@@ -28,8 +28,8 @@ HARD_LIMIT = 8
 
 
 def copy_bytes(msg: Message) -> int:
-    """A message's weight in mq.maxPendingBytes (MessageData characters + envelope)."""
-    return len(msg.data) + COPY_OVERHEAD
+    """A message's weight in mq.maxPendingBytes (MessageData's encoded bytes + envelope)."""
+    return len(msg.body) + COPY_OVERHEAD
 
 
 class ConsumerSession:

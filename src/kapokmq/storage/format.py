@@ -66,7 +66,7 @@ from typing import Any
 import msgpack
 import msgspec
 
-from kapokmq.model import Code, Message, Status, code_text
+from kapokmq.model import Code, Message, Status, body_of, code_text
 
 try:  # ISA-L's CRC-32, the same checksum as zlib's, ~8x faster: 0.02 against 0.165 ns per
     # byte, ~30 ns of the WAL's work per message (docs/performance.md, "Session 5: WAL")
@@ -118,8 +118,21 @@ _unpackb = msgpack.unpackb
 
 
 # Records as read back: each record type is an array-like msgspec Struct whose tag is the
-# record's first element, so a whole frame body decodes with one call; an ADD record
-# decodes straight into a Message (model.Message's fields follow the ADD record).
+# record's first element, so a whole frame body decodes with one call.
+class AddRecord(msgspec.Struct, array_like=True, tag=ADD, gc=False):
+    """An ADD record (recovery.py ``Tables.add`` makes the broker's Message of it)."""
+
+    code: str
+    topic: str
+    data: str
+    create_time: int
+    consumed_time: int
+    delay_time: int
+    status: Status
+    arrival: float
+    attempts: int = 0
+
+
 class Update(msgspec.Struct, array_like=True, tag=UPDATE, gc=False):
     code: str
     status: Status
@@ -194,7 +207,7 @@ class AddBatch(msgspec.Struct, array_like=True, tag=ADD_BATCH, gc=False):
                 Message,
                 codes,
                 repeat(topic),
-                data,
+                map(body_of, data),
                 repeat(self.create_time),
                 repeat(0),
                 each,
@@ -244,7 +257,7 @@ class Unknown(msgspec.Struct, gc=False):
 
 
 _DecodedUnion = (
-    Message
+    AddRecord
     | Update
     | Remove
     | MetaRecord
@@ -272,8 +285,9 @@ def typed_records(records: tuple[Any, ...] | list[Any]) -> list[Decoded]:
     return out
 
 
-def as_record(rec: Decoded) -> Record:
-    """A record read back, as the tuple that was written (for tests and tools)."""
+def as_record(rec: Decoded | Message) -> Record:
+    """A record read back (or a recovered message), as the tuple that was written (for
+    tests and tools)."""
     if isinstance(rec, Message):
         return message_record(rec)
     if isinstance(rec, Unknown):

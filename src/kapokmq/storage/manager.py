@@ -25,7 +25,7 @@ from typing import Protocol
 
 from kapokmq.config import Config, Persistence
 from kapokmq.core.broker import Broker
-from kapokmq.model import Code, Message, Status, code_text
+from kapokmq.model import Code, Message, Status, body_text, code_text
 from kapokmq.storage.files import REAL, FileOps, describe
 from kapokmq.storage.format import (
     ADD_BATCH,
@@ -105,7 +105,7 @@ class WalListener:
                     created,
                     arrival,
                     codes,
-                    [m.data for m in part],
+                    [body_text(m.body) for m in part],
                     delays if any(delays) else 0,
                 )
             )

@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 
-from kapokmq.model import Code, Message, Status, code_key
+from kapokmq.model import Code, Message, Status, body_of, code_key
 from kapokmq.storage.format import (
     HEADER_SIZE,
     KIND_SNAPSHOT,
     KIND_WAL,
     AddBatch,
+    AddRecord,
     Buffer,
     ConsumedBatch,
     Damage,
@@ -135,35 +136,41 @@ class Tables:
 
     def add(self, records: list[Decoded], other: Callable[[Decoded], object]) -> None:
         """Store a frame's messages and hand its other records to ``other``, in their
-        order. The hot loop of a recovery: one type check and one insert per message.
+        order. The hot loop of a recovery: one type check, one Message and one insert per
+        ADD record.
 
-        A decoded message holds its own topic string and time objects; the topic is
+        A decoded record holds its own topic string and time objects; the topic is
         interned (there are few topics), a creation time or arrival equal to the
         previous message's shares its object (a batch published in one loop iteration
-        shares one), and the code becomes what the broker keeps (``code_key``), so a
-        recovered message weighs what a published one does."""
+        shares one), the code becomes what the broker keeps (``code_key``) and the
+        payload its ``body``, so a recovered message weighs what a published one does."""
         messages = self.messages
         intern = self.topics.setdefault
-        created: object = None
-        arrival: object = None
+        created = -1  # an equal value may share these objects too: they are immutable
+        arrival = -1.0
         topic = ""
         for rec in records:
-            if type(rec) is not Message:
+            if type(rec) is not AddRecord:
                 other(rec)
                 continue
             if rec.topic != topic:
                 topic = intern(rec.topic, rec.topic)
-            rec.topic = topic
-            if rec.create_time == created:
-                rec.create_time = created
-            else:
+            if rec.create_time != created:
                 created = rec.create_time
-            if rec.arrival == arrival:
-                rec.arrival = arrival
-            else:
+            if rec.arrival != arrival:
                 arrival = rec.arrival
-            code = rec.code = code_key(rec.code)
-            messages[code] = rec
+            code = code_key(rec.code)
+            messages[code] = Message(
+                code,
+                topic,
+                body_of(rec.data),
+                created,
+                rec.consumed_time,
+                rec.delay_time,
+                rec.status,
+                arrival,
+                rec.attempts,
+            )
 
     def apply(self, rec: Decoded) -> bool:
         """A record other than ADD (WAL: any; snapshot: META, DEDUP, TRACE); False if unknown."""
