@@ -12,6 +12,7 @@ Only the broker's address changes (the docs' 127.0.0.1:8011 becomes this test's 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -23,12 +24,21 @@ from pathlib import Path
 
 import pytest
 
+from kapokmq.client import ConsoleClient
 from kapokmq.client.sync import SyncProducer
+from tests.client.test_acceptance import one_broker_cluster
 from tests.harness import BrokerProcess
 
-DOC = (Path(__file__).parents[2] / "docs" / "client.md").read_text(encoding="utf-8")
+DOCS = Path(__file__).parents[2] / "docs"
 FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```$", re.M | re.S)
-BLOCKS = [(lang, textwrap.dedent(body)) for _, lang, body in FENCE.findall(DOC)]
+
+
+def fenced(doc: str) -> list[tuple[str, str]]:
+    text = (DOCS / doc).read_text(encoding="utf-8")
+    return [(lang, textwrap.dedent(body)) for _, lang, body in FENCE.findall(text)]
+
+
+BLOCKS = fenced("client.md")
 DOC_URL = "http://127.0.0.1:8011"
 BIN = Path(sys.executable).parent
 FOREVER = 6.0  # seconds a consuming-forever block runs before it is stopped
@@ -66,16 +76,23 @@ def as_text(output: str | bytes | None) -> str:
     return output.decode() if isinstance(output, bytes) else output or ""
 
 
-def run_python(broker: BrokerProcess, block: str, forever: bool) -> str:
+def run_python(
+    broker: BrokerProcess,
+    block: str,
+    forever: bool,
+    doc_url: str = DOC_URL,
+    url: str = "",
+    limit: float = FOREVER,
+) -> str:
     env = {**os.environ, "KAPOKMQ_URL": broker.http, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-c", RUNNER]
-    source = block.replace(DOC_URL, broker.http)
+    source = block.replace(doc_url, url or broker.http)
     try:
         done = subprocess.run(
-            command, input=source, env=env, capture_output=True, text=True, timeout=FOREVER
+            command, input=source, env=env, capture_output=True, text=True, timeout=limit
         )
     except subprocess.TimeoutExpired as stopped:
-        assert forever, f"did not end within {FOREVER} s:\n{block}\n{as_text(stopped.stderr)}"
+        assert forever, f"did not end within {limit} s:\n{block}\n{as_text(stopped.stderr)}"
         return as_text(stopped.stdout)
     assert not forever, f"a consuming block ended:\n{done.stdout}{done.stderr}"
     assert done.returncode == 0, f"{block}\n{done.stderr}"
@@ -144,3 +161,15 @@ def test_command_line_examples_run_as_printed(broker: BrokerProcess, tmp_path: P
             continue
         assert not forever, f"{command} ended: {errors}"
         assert shell.returncode == 0, f"{command}\n{errors}"
+
+
+@pytest.mark.timeout(90)
+async def test_cluster_example_runs_as_printed(tmp_path: Path) -> None:
+    """docs/cluster.md's cluster clients: 1001 messages through a registry's broker."""
+    (block,) = [body for lang, body in fenced("cluster.md") if lang == "python"]
+    async with one_broker_cluster(tmp_path) as (registry, broker):
+        await asyncio.to_thread(
+            run_python, broker, block, True, "http://127.0.0.1:8031", registry.http, 15.0
+        )  # time for 1001 messages to be consumed and acked on a busy machine
+        async with ConsoleClient(broker.http) as console:
+            assert (await console.count())["consumed"] == 1001
