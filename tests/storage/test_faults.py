@@ -24,7 +24,7 @@ from kapokmq.server.main import listen
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.session import ProducerWebSocket, State
 from kapokmq.storage import Storage, open_storage
-from kapokmq.storage.files import FileOps
+from kapokmq.storage.files import FileOps, LoopSync
 from kapokmq.storage.format import ADD_BATCH, CONSUMED_BATCH, UPDATE, split_codes
 from kapokmq.storage.wal import WalError
 from tests.harness import SECRET
@@ -56,9 +56,43 @@ class FaultyFiles(FileOps):
         self._check("fsync")
         super().datasync(fd)
 
+    def loop_sync(self) -> LoopSync | None:
+        return None  # the thread's datasync: the failing "fsync" is checked there
+
     def replace(self, source: Path, target: Path) -> None:
         self._check("rename", target.name)
         super().replace(source, target)
+
+
+class FaultyLoopSync(LoopSync):
+    """The real Linux AIO fdatasync, whose results are EIO while ``files`` fails "fsync"."""
+
+    files: FaultyFiles
+    reaped = 0
+
+    def results(self) -> list[int]:
+        done = super().results()
+        self.reaped += len(done)
+        if done and "fsync" in self.files.failing:
+            return [-errno.EIO] * len(done)
+        return done
+
+
+class FaultyAioFiles(FaultyFiles):
+    """FaultyFiles whose WAL fdatasync is the loop's AIO request (files.LoopSync)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.syncers: list[FaultyLoopSync] = []
+
+    def loop_sync(self) -> LoopSync | None:
+        syncer = FaultyLoopSync.open()
+        if syncer is None:
+            pytest.skip("no Linux AIO here: the WAL syncs in its thread")
+        assert isinstance(syncer, FaultyLoopSync)
+        syncer.files = self
+        self.syncers.append(syncer)
+        return syncer
 
 
 def start(config: Config, files: FileOps) -> tuple[BrokerRuntime, Storage]:
@@ -83,9 +117,10 @@ def records_written(files: FaultyFiles) -> list[tuple[object, ...]]:
     return out
 
 
-@pytest.mark.parametrize("fault", ["write", "fsync"])
+@pytest.mark.parametrize("fault", ["write", "fsync", "aio fsync"])
 async def test_fsync_always_fault_answers_errors_then_resumes(tmp_path: Path, fault: str) -> None:
-    files = FaultyFiles()
+    files = FaultyAioFiles() if fault == "aio fsync" else FaultyFiles()
+    fault = fault.removeprefix("aio ")
     runtime, storage = start(make_config(tmp_path, fsync="always"), files)
     ticket = runtime.durable_ticket
     assert ticket is not None
@@ -99,6 +134,8 @@ async def test_fsync_always_fault_answers_errors_then_resumes(tmp_path: Path, fa
     with pytest.raises(WalError) as info:
         await asyncio.wait_for(asyncio.shield(pending), 5)
     assert str(info.value).startswith("storage unavailable: Input/output error")
+    if isinstance(files, FaultyAioFiles):  # the failure came from the loop's AIO request
+        assert files.syncers[0].reaped >= 1
     assert runtime.refusal is not None
     assert runtime.refusal.ws_text == str(info.value)
     assert storage.fault is not None and "Input/output error" in storage.fault

@@ -1,10 +1,13 @@
-"""The write-ahead log writer: append on the loop, write once per iteration, fsync in a thread.
+"""The write-ahead log writer: append on the loop, write once per iteration, fsync beside it.
 
 Records (tuples of plain values) are collected as the broker reports changes; one
 callback per event-loop iteration encodes them as CRC-checked frames of at most
 ``WAL_FRAME_RECORDS`` records each (a batch record of up to that many messages is a frame
 of its own), one encoder call per frame, and writes them in one write (see ``format``).
-fsync runs in a dedicated thread so the loop never waits for the disk:
+fsync never blocks the loop: the segment's fdatasync is a Linux AIO request the loop
+submits and reaps (``files.LoopSync``: no thread has to take the GIL from the busy loop
+to start it or to report it); where there is none, and for what else needs syncing (a
+retired segment, the directory), it runs in a dedicated thread:
 
 * ``always``   — ``ticket()``/``barrier()`` resolve once every record appended before the
   call is on disk. Group commit: while one fsync runs, new frames pile up and the next
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import time
 from collections import deque
@@ -105,7 +109,10 @@ class WalWriter:
         self.max_sync_seconds = 0.0
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
         self._open_future: asyncio.Future[None] | None = None  # for the unwritten buffer
-        self._job: asyncio.Future[float] | None = None  # the fsync running in the thread
+        self._job: asyncio.Future[float] | None = None  # the fsync running
+        self._loop_job: asyncio.Future[float] | None = None  # _job if it is a LoopSync's
+        self._sync_target = 0  # records the running LoopSync request makes durable
+        self._sync_started = 0.0
         self._reserved = 0  # the current segment's blocks are allocated up to here
         self._reserving: asyncio.Future[bool] | None = None  # the reservation running
         self._retired: list[int] = []
@@ -118,6 +125,9 @@ class WalWriter:
         except WalError as exc:  # born failed (a full disk at start): the caller checks .error
             self.fd = -1
             self.error = exc
+        self._loop_sync = self.files.loop_sync() if policy != "no" and self.fd >= 0 else None
+        if self._loop_sync is not None:
+            loop.add_reader(self._loop_sync.fileno(), self._loop_synced)
         if policy == "everysec":
             self._timer = loop.call_later(1.0, self._every_second)
 
@@ -354,11 +364,46 @@ class WalWriter:
         if self.written <= self.synced and not self._retired and not self._dir_dirty:
             return
         target = self.written
+        if self._loop_sync is not None and not self._retired and not self._dir_dirty:
+            try:
+                self._loop_sync.submit(self.fd)
+            except OSError:  # refused (no fsync for AIO here): the thread from now on
+                self._stop_loop_sync()
+            else:
+                self._job = self._loop_job = self.loop.create_future()
+                self._sync_target = target
+                self._sync_started = time.perf_counter()
+                return
         retired, self._retired = self._retired, []
         sync_dir, self._dir_dirty = self._dir_dirty, False
         job = self.loop.run_in_executor(self.executor, self._sync_job, self.fd, retired, sync_dir)
         self._job = job
         job.add_done_callback(lambda f: self._sync_done(f, target))
+
+    def _loop_synced(self) -> None:
+        """The eventfd is readable: the running LoopSync request ended."""
+        job, loop_sync = self._loop_job, self._loop_sync
+        if loop_sync is None:
+            return
+        try:
+            results = loop_sync.results()
+        except OSError as exc:
+            results = [-(exc.errno or errno.EIO)]
+        if not results or job is None:
+            return
+        self._loop_job = None
+        failed = min(results)
+        if failed < 0:
+            job.set_exception(OSError(-failed, os.strerror(-failed)))
+        else:
+            job.set_result(time.perf_counter() - self._sync_started)
+        self._sync_done(job, self._sync_target)
+
+    def _stop_loop_sync(self) -> None:
+        loop_sync, self._loop_sync = self._loop_sync, None
+        if loop_sync is not None:
+            self.loop.remove_reader(loop_sync.fileno())
+            loop_sync.close()
 
     def _sync_job(self, fd: int, retired: list[int], sync_dir: bool) -> float:
         started = time.perf_counter()
@@ -462,6 +507,7 @@ class WalWriter:
         self._closed = True
         if self._reserving is not None:  # it names self.fd: let it end before the close
             await asyncio.wait([self._reserving])
+        self._stop_loop_sync()
         if self.fd >= 0:
             self._release(self.fd, self.size)
         for fd in [*self._retired, self.fd]:
