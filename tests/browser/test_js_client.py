@@ -274,3 +274,28 @@ def test_docs_example_runs_as_printed(page: Page, broker: BrokerProcess) -> None
         assert time.monotonic() < deadline, logged
         page.wait_for_timeout(50)
     wait_consumed(broker, "orders", 2)
+
+
+def test_close_while_reconnecting_waits_for_the_replies(page: Page, broker: BrokerProcess) -> None:
+    """close() waited only on an open connection: during a reconnect it rejected the
+    sends at once ("client closed"), though it promises to wait for outstanding replies."""
+    open_broker_page(page, broker)
+    page.evaluate(
+        """async () => {
+          const m = await import("/client/kapokmq.js");
+          window.p = new m.Producer("js", "p-close", { backoff: { initial: 50, maximum: 200 } });
+          await window.p.send("before");
+        }"""
+    )
+    broker.stop()
+    page.evaluate(
+        """() => {
+          window.sent = window.p.send("while away").then(() => "sent", (e) => e.message);
+          window.closed = window.p.close();
+        }"""
+    )
+    broker.start()
+    assert page.evaluate("async () => { await window.closed; return await window.sent; }") == (
+        "sent"
+    )
+    assert len(post(broker, "/Console/GetMessageList", topic="js")["data"]) == 1  # memory only

@@ -103,6 +103,20 @@ def test_user_errors_are_one_line(broker: BrokerProcess) -> None:
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def test_bad_numbers_are_usage_errors(broker: BrokerProcess) -> None:
+    """`consume --count -1` printed nothing and exited 0, `--timeout -1` too; a window of
+    0 came back as the library's "max_in_flight must be at least 1"."""
+    for command, text in [
+        ("consume --topic t --count -1", "--count: must be a whole number >= 0, got '-1'"),
+        ("consume --topic t --timeout -1", "--timeout: must be a number of seconds > 0"),
+        ("consume --topic t --timeout nan", "--timeout: must be a number of seconds > 0"),
+        ("produce --topic t --max-in-flight 0 x", "--max-in-flight: must be a whole number >= 1"),
+    ]:
+        result = sh(f"{KAPOKMQ} {command}", broker)
+        assert result.returncode == 2, (command, result.stderr)
+        assert text in result.stderr, (command, result.stderr)
+
+
 def test_a_too_big_message_is_one_line_and_lines_after_it_go_through(broker_factory) -> None:
     """The 1009 close came with logging's bare "Producers cli-...: connection lost,
     reconnecting" (and "reconnected") on stderr besides the error."""

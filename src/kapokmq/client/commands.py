@@ -124,6 +124,26 @@ def _positive(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
 def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> argparse.ArgumentParser:
     url = os.environ.get("KAPOKMQ_URL", DEFAULT_URL)
     key = os.environ.get("KAPOKMQ_SECRET_KEY", DEFAULT_SECRET_KEY)
@@ -162,7 +182,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="dedup id of the one message (a repeat within the window is not stored)",
     )
     produce.add_argument("--producer-id", default=_client_id("producer"))
-    produce.add_argument("--max-in-flight", type=int, default=1000)
+    produce.add_argument(
+        "--max-in-flight", type=_positive, default=1000, help="unconfirmed messages at most"
+    )
     produce.add_argument(
         "--http", action="store_true", help="use POST /Producer/Send and print each MessageCode"
     )
@@ -179,9 +201,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "consume", parents=[common], help="print messages as JSON lines, acking each"
     )
     consume.add_argument("--topic", required=True)
-    consume.add_argument("--count", type=int, default=0, help="stop after N messages")
+    consume.add_argument(
+        "--count", type=_count, default=0, help="stop after N messages (default 0: never)"
+    )
     consume.add_argument("--no-ack", action="store_true", help="do not ack (broker redelivers)")
-    consume.add_argument("--timeout", type=float, default=None, help="give up after S idle seconds")
+    consume.add_argument(
+        "--timeout", type=_seconds, default=None, help="stop after S seconds without a message"
+    )
     consume.add_argument("--consumer-id", default=_client_id("consumer"))
     consume.set_defaults(func=_runner(_consume))
 

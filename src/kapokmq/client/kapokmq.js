@@ -248,9 +248,9 @@ export class Producer extends Session {
     });
   }
 
-  /** Wait (up to `timeout` ms) for every reply, then close. */
+  /** Wait (up to `timeout` ms) for every reply, through a reconnect under way, then close. */
   async close(timeout = 10000) {
-    if (this.pending.length && this.ready) {
+    if (this.pending.length && !this.closing) {
       const last = this.pending[this.pending.length - 1];
       const settled = new Promise((resolve) => {
         const done = () => resolve();
