@@ -23,6 +23,7 @@ from kapokmq.client import (
     ConsoleClient,
     Consumer,
     Producer,
+    ProtocolError,
 )
 from tests.cluster.harness import (
     NodeWatcher,
@@ -131,3 +132,14 @@ async def test_cluster_producer_takes_ttl_and_message_id(tmp_path: Path) -> None
                 "2000-01-01 00:00:00", "2100-01-01 00:00:00", topic="dedup"
             )
         assert len(stored) == 1
+
+
+async def test_a_wrong_address_over_http_says_so_readably(broker: BrokerProcess) -> None:
+    """A 404 read `answered HTTP 404: b'404 page not found'`, bytes repr and all."""
+    async with ConsoleClient(broker.http + "/nope") as console:
+        with pytest.raises(ProtocolError) as caught:
+            await console.count()
+    assert str(caught.value) == (
+        f"{broker.http}/nope/Console/CountMessage answered HTTP 404: "
+        "'404 page not found' (wrong address?)"
+    )

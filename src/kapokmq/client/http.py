@@ -92,13 +92,15 @@ class ConsoleClient:
             reason = failure_reason(exc, self._timeout.total or 0)
             raise ConnectionLostError(f"cannot reach {url}: {reason}") from exc
         if status != 200:
-            raise ProtocolError(f"{url} answered HTTP {status}: {body[:200]!r}")
+            text = body[:200].decode("utf-8", "replace").strip()
+            raise ProtocolError(f"{url} answered HTTP {status}: {text!r} (wrong address?)")
         if not body.strip():
             return None
         try:
             answer = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise ProtocolError(f"{url} answered non-JSON: {body[:200]!r}") from exc
+            text = body[:200].decode("utf-8", "replace")
+            raise ProtocolError(f"{url} answered non-JSON: {text!r}") from exc
         if isinstance(answer, dict) and answer.get("code") not in (0, None):
             reason = str(answer.get("msg", answer.get("data", "request failed")))
             if reason == MISMATCH:
