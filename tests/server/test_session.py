@@ -4,6 +4,8 @@ no sockets, no event loop (docs/protocol.md "WebSocket sessions")."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import tracemalloc
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -360,6 +362,25 @@ def test_ack_codes_is_code_key_of_each_acks_stripped_text(payloads: list[bytes])
 
     assert ack_codes(payloads) == [one(p) for p in payloads]
     assert list(map(type, ack_codes(payloads))) == [type(one(p)) for p in payloads]
+
+
+def test_ack_codes_keeps_little_for_reads_of_any_number_of_acks() -> None:
+    """A consumer picks how many acks one read holds: the broker must not keep a cutter
+    per count (a struct of n fields is ~35n bytes: thousands of counts were gigabytes)."""
+    ack_codes([b"%032x" % 7] * 3)  # whatever a first call sets up
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(2000, 2060):
+            codes = ack_codes([b"%032x" % i for i in range(n)])
+            assert codes == list(range(n))
+        del codes
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 1 << 20, kept
 
 
 def test_fragments_are_joined_and_bounded() -> None:

@@ -134,13 +134,25 @@ def ack_codes(payloads: list[bytes]) -> list[Code]:
         except binascii.Error:
             pass
         else:
-            cut = _CUTS.get(n)
-            if cut is None:
-                cut = struct.Struct("16s" * n).unpack
-                if len(_CUTS) < 4096:
-                    _CUTS[n] = cut
-            return list(map(_from_bytes, cut(raw)))
+            if n <= _CUT_MOST:
+                return list(map(_from_bytes, _cut(n)(raw)))
+            # a consumer picks how many acks a read holds: cut in pieces of a few
+            # sizes, not with a cutter per count (~35 bytes a field, kept)
+            step = 16 * _CUT_MOST
+            codes: list[Code] = []
+            for at in range(0, len(raw), step):
+                piece = raw[at : at + step]
+                codes += map(_from_bytes, _cut(len(piece) >> 4)(piece))
+            return codes
     return code_keys(list(map(_ack_text, payloads)))
+
+
+def _cut(n: int) -> Callable[[bytes], tuple[bytes, ...]]:
+    """The unpack of ``n`` 16-byte fields (``n`` at most ``_CUT_MOST``), kept."""
+    cut = _CUTS.get(n)
+    if cut is None:
+        cut = _CUTS[n] = struct.Struct("16s" * n).unpack
+    return cut
 
 
 def _ack_text(payload: bytes) -> str:
@@ -152,6 +164,7 @@ def _ack_text(payload: bytes) -> str:
 
 
 _CUTS: dict[int, Callable[[bytes], tuple[bytes, ...]]] = {}
+_CUT_MOST = 256  # the cutters kept: at most ~1.2 MB for every count up to this
 _UPPER_HEX = tuple(bytes((c,)) for c in b"ABCDEF")  # unhexlify takes these too
 _unhexlify = binascii.unhexlify
 _from_bytes = int.from_bytes
