@@ -248,14 +248,19 @@ async def test_hand_back_after_the_master_returns(broker_factory):
         assert body["code"] == -1
 
 
+@pytest.mark.parametrize("slave_restarted", [False, True])
 async def test_a_master_back_with_its_storage_never_redelivers_what_the_slave_consumed(
-    broker_factory, tmp_path
+    broker_factory, tmp_path, slave_restarted
 ):
     """The master's stored copies are older than the slave's: it holds its pushes until the
-    slave has handed back, so what was consumed during the takeover never comes back."""
+    slave has handed back, so what was consumed during the takeover never comes back; also
+    when the (persistent) slave was SIGKILLed during its takeover and restarted, which
+    then knows the takeover from its marker but not which messages it changed."""
     (tmp_path / "m").mkdir()
+    (tmp_path / "s").mkdir()
     master = broker_factory(settings={**MASTER, "mq.isPersistent": 2}, cwd=tmp_path / "m")
-    slave = broker_factory(settings=slave_of(master))
+    stored = {"mq.isPersistent": 2} if slave_restarted else {}
+    slave = broker_factory(settings={**slave_of(master), **stored}, cwd=tmp_path / "s")
     async with aiohttp.ClientSession() as session:
         await until(lambda: asyncio.sleep(0, "following master" in slave.log()))
         before = [await send(session, master, f"before-{i}") for i in range(5)]
@@ -277,6 +282,10 @@ async def test_a_master_back_with_its_storage_never_redelivers_what_the_slave_co
 
         await until(consumed_on_slave)
         during = {await send(session, slave, f"during-{i}") for i in range(2)}
+        if slave_restarted:  # back before the master, so it hands back within HAND_BACK_WAIT
+            slave.kill()
+            slave.start()
+            await until(lambda: asyncio.sleep(0, "had taken over when it stopped" in slave.log()))
         master.start()
         on_master = await login(session, f"{master.ws}/Consumers/Conn/t/m1")
         got = set()

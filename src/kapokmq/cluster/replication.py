@@ -723,8 +723,19 @@ class SlaveLink:
     def start(self) -> None:
         """Follow the master; until we know whether it lives, act as a following slave."""
         self._step_down()
-        if self._marker is not None and self._marker.exists():
+        try:
+            since = int(self._marker.stat().st_mtime) - 1 if self._marker is not None else None
+        except OSError:  # no marker: no takeover to remember
+            since = None
+        if since is not None:
             self._taken_over = True
+            # which messages the takeover changed was known in memory only: those consumed
+            # since it began (the marker's time) are handed back with every one not
+            # consumed (the master's copies may still be waiting; a message deleted
+            # meanwhile cannot be named)
+            self._to_hand_back.update(
+                (m.code, None) for m in self.runtime.broker.messages() if m.consumed_time >= since
+            )
             log.info(
                 "this slave had taken over when it stopped: it hands back what it holds "
                 "once it follows the master again"
