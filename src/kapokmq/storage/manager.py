@@ -85,38 +85,33 @@ class WalListener:
             return
         first = msgs[0]
         topic, created, arrival = first.topic, first.create_time, first.arrival
-        records: list[Record] = []
-        for start in range(0, len(msgs), WAL_FRAME_RECORDS):
-            part = (
-                msgs[start : start + WAL_FRAME_RECORDS] if len(msgs) > WAL_FRAME_RECORDS else msgs
-            )
-            try:
-                codes = join_codes(part)
-            except (AttributeError, OverflowError):  # a code kept as its string (code_key)
-                self.append_batches(records)  # (in order)
-                records = []
-                self.append_many([message_record(m) for m in part])
-                continue
+
+        def add_batch(part: list[Message], codes: bytes) -> Record:
             delays = [m.delay_time for m in part]
-            records.append(
-                (
-                    ADD_BATCH,
-                    topic,
-                    created,
-                    arrival,
-                    codes,
-                    [body_text(m.body) for m in part],
-                    delays if any(delays) else 0,
-                )
-            )
-        if records:
-            self.append_batches(records)
+            data = [body_text(m.body) for m in part]
+            return (ADD_BATCH, topic, created, arrival, codes, data, delays if any(delays) else 0)
+
+        self._batched(msgs, add_batch, message_record)
 
     def messages_updated(self, msgs: list[Message]) -> None:
         """One consumer's acks (all consumed at one time) as CONSUMED_BATCH records."""
         if not msgs:
             return
         consumed = msgs[0].consumed_time
+
+        def consumed_batch(part: list[Message], codes: bytes) -> Record:
+            return (CONSUMED_BATCH, consumed, codes, [m.attempts for m in part])
+
+        self._batched(msgs, consumed_batch, update_record)
+
+    def _batched(
+        self,
+        msgs: list[Message],
+        batch: Callable[[list[Message], bytes], Record],
+        single: Callable[[Message], Record],
+    ) -> None:
+        """``msgs`` as ``batch`` records of at most WAL_FRAME_RECORDS messages each, in
+        order; a part with a code kept as its string (``code_key``) as ``single`` records."""
         records: list[Record] = []
         for start in range(0, len(msgs), WAL_FRAME_RECORDS):
             part = (
@@ -124,12 +119,12 @@ class WalListener:
             )
             try:
                 codes = join_codes(part)
-            except (AttributeError, OverflowError):
-                self.append_batches(records)
+            except (AttributeError, OverflowError):  # a code kept as its string
+                self.append_batches(records)  # (in order)
                 records = []
-                self.append_many([update_record(m) for m in part])
+                self.append_many([single(m) for m in part])
                 continue
-            records.append((CONSUMED_BATCH, consumed, codes, [m.attempts for m in part]))
+            records.append(batch(part, codes))
         if records:
             self.append_batches(records)
 
