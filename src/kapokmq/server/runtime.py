@@ -111,6 +111,12 @@ class BrokerRuntime:
         storage = self.storage
         return storage.durable_barrier if storage is not None else None
 
+    def written_ticket(self) -> asyncio.Future[None] | None:
+        """What an HTTP answer waits for when ``durable_ticket`` gives nothing: the WAL
+        write of the loop iteration under fsync everysec and no (``Storage.written_ticket``)."""
+        storage = self.storage
+        return storage.written_ticket() if storage is not None else None
+
     @property
     def wal_stats(self) -> WalWriter | None:
         """WAL mode, for /metrics."""

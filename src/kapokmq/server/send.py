@@ -28,7 +28,8 @@ INT64 = range(-(1 << 63), 1 << 63)
 
 @dataclass(slots=True)
 class SendAnswer:
-    """The JSON body to answer with; ``durable``: wait for it first (fsync ``always``)."""
+    """The JSON body to answer with; ``durable``: wait for it first (fsync ``always``:
+    the disk; sync.ack 1: the slaves; else the WAL's write to the OS)."""
 
     body: bytes
     durable: asyncio.Future[None] | None = None
@@ -92,7 +93,8 @@ def publish_form(runtime: BrokerRuntime, form: Form, ip: str = "") -> SendAnswer
         return error(exc.refusal.http_text)
     ticket = runtime.durable_ticket
     # the same bytes as dumps({"code": 0, "msg": code}), without its regex pass per answer
-    return SendAnswer(b'{"code":0,"msg":%s}' % json_string(code), ticket() if ticket else None)
+    body = b'{"code":0,"msg":%s}' % json_string(code)
+    return SendAnswer(body, ticket() if ticket else runtime.written_ticket())
 
 
 # ---------------------------------------------------------------------------- SendBatch

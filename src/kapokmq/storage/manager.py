@@ -149,6 +149,11 @@ class WalListener:
 TRACE_RECORD_PAIRS = 4000  # list items (code, event, ...) per TRACE_EVENTS record
 
 
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def update_record(msg: Message) -> tuple[object, ...]:
     return (
         UPDATE,
@@ -241,6 +246,7 @@ class Storage:
         self.durable_barrier: Callable[[], Awaitable[None]] | None = None
         self.durable_ticket: Callable[[], asyncio.Future[None] | None] | None = None
         self.listener: WalListener | None = None
+        self._written: asyncio.Future[None] | None = None  # written_ticket's
         self.counter = ChangeCounter()
         self.fault: str | None = None  # why storage is unavailable right now
         self.write_failures = 0  # failed writes, fsyncs and rebuild attempts since start
@@ -335,6 +341,22 @@ class Storage:
     async def _barrier(self) -> None:
         assert self.wal is not None
         await self.wal.barrier()
+
+    def written_ticket(self) -> asyncio.Future[None] | None:
+        """fsync ``everysec`` and ``no``: a future done once what was appended so far has
+        reached the OS (None if it has), for an answer written at once otherwise, as HTTP
+        Send's is, before the iteration's WAL write: a SIGKILL in between would lose an
+        answered message (docs/durability.md "Guarantees"). Shared by the iteration's
+        callers; never cancel it. Done by a callback queued after the WAL's flush (which
+        the append queued), so it costs no write of its own."""
+        wal = self.wal
+        if wal is None or wal.written >= wal.appended:
+            return None
+        written = self._written
+        if written is None or written.done():
+            written = self._written = self.loop.create_future()
+            self.loop.call_soon(_settle, written)
+        return written
 
     def _restore(self, rec: Recovered) -> None:
         mq = self.runtime.config.mq
