@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from kapokmq.client import (
     Producer,
     ProtocolError,
 )
+from kapokmq.client.sync import SyncConsumer, SyncProducer
 from tests.cluster.harness import (
     NodeWatcher,
     RegistryProcess,
@@ -143,3 +145,33 @@ async def test_a_wrong_address_over_http_says_so_readably(broker: BrokerProcess)
         f"{broker.http}/nope/Console/CountMessage answered HTTP 404: "
         "'404 page not found' (wrong address?)"
     )
+
+
+def test_sync_clients_in_a_thread_take_the_async_timeouts(broker: BrokerProcess) -> None:
+    """SyncConsumer had no ack_timeout (nor SyncProducer close_timeout): in a worker
+    thread an ack during an outage could only wait the default 30 s."""
+    outcome: list[tuple[str, float]] = []
+
+    def work() -> None:
+        with SyncProducer(broker.http, "sync-t", "p", close_timeout=5.0) as producer:
+            producer.send("one")
+        consumer = SyncConsumer(broker.http, "sync-t", "c", ack_timeout=0.3, backoff=FAST)
+        with consumer:
+            msg = consumer.receive(timeout=10)
+            broker.stop()
+            deadline = time.monotonic() + 10
+            while consumer._consumer.connected:  # type: ignore[attr-defined]
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            started = time.monotonic()
+            try:
+                msg.ack()
+            except ConnectionLostError as exc:
+                outcome.append((str(exc), time.monotonic() - started))
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive()
+    ((text, took),) = outcome
+    assert "within 0.3 s to ack" in text and took < 5

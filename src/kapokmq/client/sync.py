@@ -88,6 +88,7 @@ class SyncProducer(_Closing):
         reconnect: bool = True,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
+        close_timeout: float = 10.0,
         send_timeout: float | None = 30.0,
     ) -> None:
         async def make() -> Producer:
@@ -100,6 +101,7 @@ class SyncProducer(_Closing):
                 reconnect=reconnect,
                 backoff=backoff,
                 connect_timeout=connect_timeout,
+                close_timeout=close_timeout,
                 send_timeout=send_timeout,
             )
             await producer.connect()
@@ -211,6 +213,7 @@ class SyncConsumer(_SyncReceiver):
         reconnect: bool = True,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
+        ack_timeout: float | None = 30.0,
     ) -> None:
         async def make() -> Consumer:
             consumer = Consumer(
@@ -223,6 +226,7 @@ class SyncConsumer(_SyncReceiver):
                 reconnect=reconnect,
                 backoff=backoff,
                 connect_timeout=connect_timeout,
+                ack_timeout=ack_timeout,
             )
             await consumer.connect()
             return consumer
