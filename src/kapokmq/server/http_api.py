@@ -435,12 +435,15 @@ async def requeue_message(request: web.Request, form: MultiDictProxy[Any]) -> we
 
 async def _answer_durably(runtime: BrokerRuntime) -> web.Response:
     """``{"code":0}`` for a console change, under fsync always once it is on disk (or the
-    storage error if it cannot be: docs/durability.md)."""
+    storage error if it cannot be), under everysec and no once the WAL wrote it to the OS
+    (docs/durability.md): a SIGKILL right after the answer does not undo it."""
     if runtime.durable_barrier is not None:
         try:
             await runtime.durable_barrier()
         except StorageError as exc:
             return error(str(exc))
+    elif (written := runtime.written_ticket()) is not None:
+        await asyncio.wait([written])  # shared: never cancelled here, never raises
     return json_response({"code": 0})
 
 
