@@ -109,7 +109,10 @@ async def test_fsync_everysec_sigkill_loses_at_most_a_second(tmp_path: Path) -> 
 async def test_sigkill_while_snapshot_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(THROTTLE_ENV, "1.0")  # each snapshot write takes a second
+    # each snapshot write (header, ~1 MiB of records, END) takes 5 s: the 200 oks under
+    # fsync always that must come in meanwhile can take seconds on a loaded machine, and
+    # with 1 s the snapshot could be written before them (the kill then missed it)
+    monkeypatch.setenv(THROTTLE_ENV, "5.0")
     broker = BrokerProcess(
         settings={
             "mq.maxInFlight": 1_000_000,
