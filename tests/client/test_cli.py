@@ -117,6 +117,26 @@ def test_bad_numbers_are_usage_errors(broker: BrokerProcess) -> None:
         assert text in result.stderr, (command, result.stderr)
 
 
+@pytest.mark.parametrize("http", ["", "--http "])
+def test_produce_from_a_terminal_says_it_reads_it(broker: BrokerProcess, http: str) -> None:
+    """`kapokmq produce --topic t` (data defaults to -) waited on the keyboard in silence."""
+    main, terminal = os.openpty()
+    env = dict(os.environ, KAPOKMQ_URL=broker.http)
+    command = [sys.executable, "-m", "kapokmq", "produce", *http.split(), "--topic", "tty"]
+    with subprocess.Popen(
+        command, stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    ) as produce:
+        os.close(terminal)
+        assert produce.stderr is not None
+        notice = produce.stderr.readline()
+        os.write(main, b"typed\n\x04")  # a line, then Ctrl-D
+        out, err = produce.communicate(timeout=30)
+        os.close(main)
+    assert notice == b"kapokmq: reading messages from the terminal, one per line; Ctrl-D ends\n"
+    assert produce.returncode == 0, err
+    assert len(out.split()) == (1 if http else 0)  # --http prints the MessageCode
+
+
 def test_a_too_big_message_is_one_line_and_lines_after_it_go_through(broker_factory) -> None:
     """The 1009 close came with logging's bare "Producers cli-...: connection lost,
     reconnecting" (and "reconnected") on stderr besides the error."""

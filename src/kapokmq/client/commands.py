@@ -327,6 +327,7 @@ async def _produce(args: argparse.Namespace) -> int:
         if args.data != "-":
             await producer.send(args.data, args.delay, **extras)
             return 0
+        _say_if_typing()
         show = sys.stderr.isatty() if args.progress is None else args.progress
         # Asked for explicitly: show it at once; automatic: only once the input proves large.
         delay = 0.0 if args.progress else 0.5
@@ -372,11 +373,18 @@ async def _produce(args: argparse.Namespace) -> int:
         return 0
 
 
+def _say_if_typing() -> None:
+    """`kapokmq produce --topic t` on a terminal reads the keyboard: say so, or it looks hung."""
+    if sys.stdin.isatty():
+        _err("reading messages from the terminal, one per line; Ctrl-D ends")
+
+
 async def _produce_http(args: argparse.Namespace) -> int:
     async with ConsoleClient(args.url, args.secret_key) as client:
         if args.data != "-":
             print(await client.send(args.topic, args.data, args.delay, **_extras(args)))
             return 0
+        _say_if_typing()
         failed = 0
         async for chunk in _read_lines(asyncio.get_running_loop()):
             try:
