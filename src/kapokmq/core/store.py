@@ -29,6 +29,7 @@ _created_of = attrgetter("create_time")
 # ~200 ns on Python 3.11
 _WAITING_AT = Status.WAITING + 1
 _DELAYED_AT = Status.DELAYED + 1
+_CONSUMED_AT = Status.CONSUMED + 1
 
 
 class MessageStore:
@@ -224,12 +225,13 @@ class MessageStore:
         counts[status + 1] += 1
         msg.status = status
 
-    def set_status_many(self, msgs: list[Message], status: Status) -> None:
+    def consumed_waiting(self, n: int) -> None:
+        """``n`` waiting messages were set consumed by their caller (``Broker.ack_keys``,
+        which marks each in its pass over the acks: one loop per message instead of
+        three; docs/performance.md "Session 7: e2e")."""
         counts = self._counts
-        for msg in msgs:
-            counts[msg.status + 1] -= 1
-            msg.status = status
-        counts[status + 1] += len(msgs)
+        counts[_WAITING_AT] -= n
+        counts[_CONSUMED_AT] += n
 
     def count(self, status: Status) -> int:
         return self._counts[status + 1]
