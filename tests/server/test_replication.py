@@ -334,6 +334,22 @@ async def test_a_slave_restarted_during_its_takeover_still_hands_back(broker_fac
     assert not marker.exists()
 
 
+async def test_a_takeover_with_nothing_to_hand_back_is_forgotten(broker_factory, tmp_path):
+    """A persistent slave that took over but changed and holds nothing forgets the
+    takeover once it follows the master again (its marker goes), as after a hand-back."""
+    master = broker_factory(settings=MASTER)
+    (tmp_path / "s").mkdir()
+    slave = broker_factory(settings={**slave_of(master), "mq.isPersistent": 2}, cwd=tmp_path / "s")
+    marker = tmp_path / "s" / "data" / "MQDATA.takeover"
+    await until(lambda: asyncio.sleep(0, "following master" in slave.log()))
+    master.kill()
+    await until(lambda: asyncio.sleep(0, "takes over" in slave.log()))
+    assert marker.exists()
+    master.start()
+    await until(lambda: asyncio.sleep(0, slave.log().count("following master") == 2), 15)
+    await until(lambda: asyncio.sleep(0, not marker.exists()))
+
+
 async def test_sync_ack_oks_only_what_the_slave_holds_and_survives_kill_9(broker_factory):
     master = broker_factory(settings={**MASTER, "sync.ack": 1})
     async with aiohttp.ClientSession() as session:

@@ -884,6 +884,8 @@ class SlaveLink:
                 for batch in hand_back_frames(records):
                     await ws.send_str(batch.decode())
                 await ws.send_str(dumps({"HandBack": count}).decode())
+            elif self._taken_over:  # it changed nothing and holds nothing: no ack will come
+                self._forget_takeover()
             loop = asyncio.get_running_loop()
             beats = loop.create_task(self._heartbeat(ws))
             confirm = Confirmations(self.runtime, ws)
@@ -905,12 +907,16 @@ class SlaveLink:
             await ws.send_str(HEARTBEAT.decode())
             await asyncio.sleep(1.0)
 
+    def _forget_takeover(self) -> None:
+        """The master has all the takeover changed (or there was nothing to hand back)."""
+        self._to_hand_back.clear()
+        self._taken_over = False
+        self._mark(False)
+
     def _apply(self, raw: str | bytes, handed_back: int) -> None:
         if (raw if isinstance(raw, bytes) else raw.encode()).startswith(b'{"HandBackAck"'):
             log.info("master acknowledged the hand-back of %d changes", handed_back)
-            self._to_hand_back.clear()
-            self._taken_over = False
-            self._mark(False)
+            self._forget_takeover()
             return
         try:
             apply_record(self.runtime, raw)
