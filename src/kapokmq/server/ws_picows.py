@@ -79,6 +79,12 @@ class _Connection(WSListener):
         self.transport: WSTransport | None = None
         self.raw: Any = None
         self.session: Session | None = None
+        # picows looks ``on_ws_frame`` up on the listener for every frame (a Python
+        # override of its cpdef method, which it does not cache); found in the instance's
+        # dict it is this bound method as is, not a new one made and freed per frame
+        # (docs/performance.md "Session 7: e2e"). The cycle it makes is cut in
+        # on_ws_disconnected.
+        self.on_ws_frame = self.on_ws_frame  # type: ignore[method-assign]
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -87,6 +93,7 @@ class _Connection(WSListener):
         self.session = self.factory(self.raw, self, peername[0] if peername else "")
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.__dict__.pop("on_ws_frame", None)
         if self.session is not None:
             self.session.connection_lost()
 
