@@ -48,9 +48,9 @@ async def test_a_request_ends_on_the_eventfd_and_a_bad_one_is_refused(tmp_path: 
         syncer.submit(fd)
         await readable(syncer.fileno())
         assert syncer.results() == [0]
-        with pytest.raises(OSError) as info:  # refused at once, nothing started
+        with pytest.raises(OSError, match="EBADF"):  # refused at once, nothing started
             syncer.submit(fd + 1000)
-        assert info.value.errno == errno.EBADF
+        assert syncer.results() == []
     finally:
         os.close(fd)
         syncer.close()

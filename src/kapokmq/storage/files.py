@@ -5,7 +5,8 @@ the unit tests can substitute one that fails with EIO on a chosen call (write, f
 rename), which a full tmpfs cannot produce (tests/storage/test_faults.py).
 
 ``LoopSync`` is the WAL's fdatasync without a thread: submitted from the event loop as a
-Linux AIO request, run by the kernel, its end signalled on an eventfd the loop watches.
+Linux AIO request (through caio), run by the kernel, its end signalled on an eventfd the
+loop watches.
 A thread's fdatasync needs the GIL back from the busy loop twice per call (to start and
 to report), which cost 1-2 ms of each group commit under ``fsync always``
 (docs/performance.md "Session 7: WAL").
@@ -13,10 +14,10 @@ to report), which cost 1-2 ms of each group commit under ``fsync always``
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
-import platform
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,115 +44,83 @@ def _fallocate() -> Callable[[int, int, int, int], int] | None:
 
 _FALLOCATE = _fallocate()
 
-# Linux AIO system calls (io_setup, io_destroy, io_getevents, io_submit) by machine: glibc
-# has no wrappers for them (libaio has, but is not always installed)
-_AIO_CALLS = {"x86_64": (206, 207, 208, 209), "aarch64": (0, 1, 4, 2)}
-IOCB_CMD_FDSYNC = 3  # linux/aio_abi.h
-IOCB_FLAG_RESFD = 1  # signal aio_resfd (an eventfd) when the request is done
+try:  # Linux only (pyproject.toml)
+    from caio import linux_aio
 
-
-class _Iocb(ctypes.Structure):
-    """struct iocb (linux/aio_abi.h, little-endian field order)."""
-
-    _fields_ = (
-        ("aio_data", ctypes.c_uint64),
-        ("aio_key", ctypes.c_uint32),
-        ("aio_rw_flags", ctypes.c_int32),
-        ("aio_lio_opcode", ctypes.c_uint16),
-        ("aio_reqprio", ctypes.c_int16),
-        ("aio_fildes", ctypes.c_uint32),
-        ("aio_buf", ctypes.c_uint64),
-        ("aio_nbytes", ctypes.c_uint64),
-        ("aio_offset", ctypes.c_int64),
-        ("aio_reserved2", ctypes.c_uint64),
-        ("aio_flags", ctypes.c_uint32),
-        ("aio_resfd", ctypes.c_uint32),
-    )
-
-
-class _IoEvent(ctypes.Structure):
-    _fields_ = (
-        ("data", ctypes.c_uint64),
-        ("obj", ctypes.c_uint64),
-        ("res", ctypes.c_int64),
-        ("res2", ctypes.c_int64),
-    )
+    _HAS_AIO = True
+except ImportError:  # pragma: no cover - another system, or a kernel without AIO
+    _HAS_AIO = False
 
 
 class LoopSync:
-    """fdatasync requests the event loop submits and reaps without blocking: the kernel
-    runs each in a worker (IOCB_CMD_FDSYNC, the same vfs_fsync as fdatasync(2)) and
-    counts it done on ``fileno()``, an eventfd to watch for reading. One request at a
-    time (the WAL's group commit has one fsync running)."""
+    """fdatasync requests the event loop submits and reaps without blocking, through caio's
+    Linux AIO context: the kernel runs each in a worker (IOCB_CMD_FDSYNC, the same
+    vfs_fsync as fdatasync(2)) and counts it done on ``fileno()``, an eventfd to watch for
+    reading. One request at a time (the WAL's group commit has one fsync running)."""
 
     DEPTH = 4
 
-    def __init__(self, calls: tuple[int, int, int, int]) -> None:
-        self._setup, self._destroy, self._getevents, self._submit = calls
-        libc = ctypes.CDLL(None, use_errno=True)
-        self._syscall = syscall = libc.syscall
-        syscall.restype = ctypes.c_long
-        ctx = ctypes.c_ulong(0)
-        if syscall(self._setup, ctypes.c_uint(self.DEPTH), ctypes.byref(ctx)) < 0:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code))
-        self._ctx = ctx
-        try:
-            self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        except BaseException:
-            syscall(self._destroy, ctx)
-            raise
-        self._iocb = iocb = _Iocb()
-        iocb.aio_lio_opcode = IOCB_CMD_FDSYNC
-        iocb.aio_flags = IOCB_FLAG_RESFD
-        iocb.aio_resfd = self._efd
-        self._iocbs = (ctypes.POINTER(_Iocb) * 1)(ctypes.pointer(iocb))
-        self._events = (_IoEvent * self.DEPTH)()
-        self._one = ctypes.c_long(1)
-        self._none = ctypes.c_long(0)
-        self._max = ctypes.c_long(self.DEPTH)
+    def __init__(self) -> None:
+        if not _HAS_AIO:
+            raise OSError(errno.ENOSYS, "caio's Linux AIO is not available")
+        self._context: linux_aio.Context | None = linux_aio.Context(self.DEPTH)
+        self._done: list[int] = []
+        self._running = 0
 
     @classmethod
     def open(cls) -> LoopSync | None:
-        """One, or None where there is no Linux AIO (another system or machine, a kernel
-        without it, its request limit fs.aio-max-nr reached): then fsync in a thread."""
-        calls = _AIO_CALLS.get(platform.machine()) if sys.platform == "linux" else None
-        if calls is None or not hasattr(os, "eventfd"):
-            return None
+        """One, or None where there is no Linux AIO (another system, caio not installed, a
+        kernel without it, its request limit fs.aio-max-nr reached): then fsync in a
+        thread."""
         try:
-            return cls(calls)
-        except (OSError, AttributeError):
+            return cls()
+        except Exception:  # caio raises SystemError/RuntimeError for a refused io_setup
             return None
 
     def fileno(self) -> int:
-        return self._efd
+        assert self._context is not None, "closed"
+        return self._context.fileno
 
     def submit(self, fd: int) -> None:
-        """Start an fdatasync of ``fd``; OSError if the kernel refuses the request (a
-        file system without fsync: EINVAL), in which case nothing was started."""
-        self._iocb.aio_fildes = fd
-        if self._syscall(self._submit, self._ctx, self._one, self._iocbs) != 1:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code))
+        """Start an fdatasync of ``fd``; OSError if the kernel refuses the request (a bad
+        descriptor, a file system without fsync: EINVAL), in which case nothing was
+        started."""
+        assert self._context is not None, "closed"
+        operation = linux_aio.Operation.fdsync(fd)
+        operation.set_callback(self._finished)
+        try:
+            accepted = self._context.submit(operation)
+        except Exception as exc:  # caio maps io_submit's errno to ValueError & co.
+            raise OSError(errno.EINVAL, f"AIO fdatasync refused: {exc}") from exc
+        if accepted != 1:
+            raise OSError(errno.EAGAIN, "AIO fdatasync not submitted")
+        self._running += 1
+
+    def _finished(self, result: int) -> None:
+        # caio passes io_event.res as an unsigned 64-bit number: a failure is -errno
+        self._running -= 1
+        self._done.append(result - (1 << 64) if result >= 1 << 63 else result)
 
     def results(self) -> list[int]:
         """The requests done since the last call, oldest first: 0, or minus the errno
         fdatasync(2) would have raised (EIO, ENOSPC, ...)."""
-        try:
-            os.eventfd_read(self._efd)
-        except BlockingIOError:
+        context = self._context
+        if context is None:
             return []
-        events = self._events
-        n = self._syscall(self._getevents, self._ctx, self._none, self._max, events, None)
-        if n < 0:  # pragma: no cover - only with a bad context
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code))
-        return [events[i].res for i in range(n)]
+        # reset the eventfd's count; BlockingIOError: reaped at an earlier wake-up
+        with contextlib.suppress(BlockingIOError):
+            context.poll()
+        while context.process_events():
+            pass
+        done, self._done = self._done, []
+        return done
 
     def close(self) -> None:
-        """Free the context (waits for a request still running) and the eventfd."""
-        self._syscall(self._destroy, self._ctx)
-        os.close(self._efd)
+        """Wait for a request still running (its operation holds the context), then free
+        the context and its eventfd (caio does both when the context is released)."""
+        context, self._context = self._context, None
+        if context is not None and self._running > 0:
+            context.process_events(self.DEPTH, self._running, 10)
 
 
 class FileOps:
