@@ -106,27 +106,36 @@ class Flight:
     until swept), or ``GONE`` once removed. ``at``: the time of the push (or fan-out) the
     redelivery sweep goes by (core/broker.py ``_sweep``); a removal keeps it
     (``gone``), so a removed message's copies still leave windows on time.
+    ``consumed``: the message's ConsumedTime, 0 until it is consumed (a consumed message's
+    flight is over: one flight is shared by the messages of one ack, or by those of one
+    fan-out acked together), so a message needs no field for it (``Message``).
     The one cycle, session -> in-flight table -> message -> flight -> session, is cut
     when the message leaves the table (its flight becomes ``IDLE``); messages are not
     traced by the cyclic collector, so it could not be.
     """
 
-    __slots__ = ("_gone", "at", "owner")
+    __slots__ = ("_gone", "at", "consumed", "owner")
 
-    def __init__(self, owner: object, at: float) -> None:
+    def __init__(self, owner: object, at: float, consumed: int = 0) -> None:
         self.owner = owner
         self.at = at
+        self.consumed = consumed
         self._gone: Flight | None = None
 
     def __repr__(self) -> str:
-        return f"Flight({self.owner!r}, {self.at})"
+        return f"Flight({self.owner!r}, {self.at}, {self.consumed})"
 
     def gone(self) -> Flight:
-        """This flight's twin for a removed message: owner ``GONE``, the same time."""
+        """This flight's twin for a removed message: owner ``GONE``, the same times."""
         twin = self._gone
         if twin is None:
-            twin = self._gone = Flight(GONE, self.at)
+            twin = self._gone = Flight(GONE, self.at, self.consumed)
         return twin
+
+    def landed(self, consumed: int) -> Flight:
+        """This flight for a message consumed at ``consumed``: the same owner and time
+        (a pub/sub message's copies stay in the other subscribers' windows)."""
+        return Flight(self.owner, self.at, consumed)
 
 
 IDLE = Flight(None, 0.0)
@@ -134,14 +143,18 @@ IDLE = Flight(None, 0.0)
 queued (the default)."""
 
 
-class Message(msgspec.Struct, gc=False, eq=False, array_like=True, tag=1):
-    """One stored message.
+class Message(msgspec.Struct, gc=False, eq=False):
+    """One stored message, in eight fields: an 80-byte block (docs/performance.md
+    "Session 7: memory").
 
-    The wire fields mirror the original's struct; the rest is scheduling state owned by the
-    core: ``flight``, where its delivery stands (``Flight``: who holds it since when, or
-    that it was removed), one field for what were three (``holder``, ``pushed_at``,
-    ``removed``, still readable as properties), so a message is a 96-byte block instead
-    of a 112-byte one.
+    The wire fields mirror the original's struct, two of them derived: CreateTime is the
+    whole second of ``arrival`` (a published message's CreateTime is ``int(now)`` of the
+    ``now`` that is its arrival; a record whose CreateTime is another second takes
+    arrival = CreateTime: ``new_message``), ConsumedTime is kept by its ``flight``. The
+    rest is scheduling state owned by the core: ``flight``, where its delivery stands
+    (``Flight``: who holds it since when, that it was removed, when it was consumed), one
+    field for what were four (``holder``, ``pushed_at``, ``removed``, ``consumed_time``,
+    still readable as properties).
 
     The payload is kept as ``body``: its JSON string literal without the quotes, escaped
     as the push frame spells it (``body_of``), so a push splices it instead of encoding
@@ -159,22 +172,35 @@ class Message(msgspec.Struct, gc=False, eq=False, array_like=True, tag=1):
     Identity equality (``eq=False``): two messages are never "the same" by value.
     Creation is also about 3x cheaper (157 vs 500 ns) and 16 bytes smaller.
 
-    The stored fields come first, in the order of the storage ADD record
-    (docs/durability.md "Files": ``[1, code, topic, data, create_time, consumed_time,
-    delay_time, status, arrival, attempts]``), the payload as ``body``; ``new_message``
-    builds one from the record's values (storage/format.py ``AddRecord``).
+    The files keep the original's fields (docs/durability.md "Files": ADD ``[1, code,
+    topic, data, create_time, consumed_time, delay_time, status, arrival, attempts]``);
+    ``new_message`` builds a message from those values (storage/format.py ``AddRecord``).
     """
 
     code: int | str  # a Code: see code_key
     topic: str
     body: bytes  # body_of(the payload)
-    create_time: int
-    consumed_time: int
     delay_time: int
     status: Status
-    arrival: float
+    arrival: float  # when it was published (the broker's clock); CreateTime its second
     attempts: int = 0
     flight: Flight = IDLE
+
+    @property
+    def create_time(self) -> int:
+        """CreateTime: unix seconds (DESIGN A1), the whole second of its arrival."""
+        return int(self.arrival)
+
+    @property
+    def consumed_time(self) -> int:
+        """ConsumedTime: unix seconds, 0 unless consumed (kept by its ``flight``)."""
+        return self.flight.consumed
+
+    @consumed_time.setter
+    def consumed_time(self, value: int) -> None:
+        flight = self.flight
+        if flight.consumed != value:
+            self.flight = flight.landed(value)
 
     @property
     def data(self) -> str:
@@ -239,18 +265,13 @@ def new_message(
     attempts: int = 0,
 ) -> Message:
     """A message from the values of an ADD record (docs/durability.md "Files"), the
-    payload as text."""
-    return Message(
-        code,
-        topic,
-        body_of(data),
-        create_time,
-        consumed_time,
-        delay_time,
-        status,
-        arrival,
-        attempts,
-    )
+    payload as text. A CreateTime that is not the whole second of ``arrival`` (a
+    hand-made or foreign record; this broker never writes one) wins: the message arrives
+    at the start of that second, so its CreateTime reads as before."""
+    if int(arrival) != create_time:
+        arrival = float(create_time)
+    flight = Flight(None, 0.0, consumed_time) if consumed_time else IDLE
+    return Message(code, topic, body_of(data), delay_time, status, arrival, attempts, flight)
 
 
 @dataclass(slots=True)
@@ -322,6 +343,24 @@ def body_of(data: str) -> bytes:
     if data.isascii() and "<" not in data and ">" not in data and "&" not in data:
         return _orjson_dumps(data)[1:-1]  # ascii: orjson and json_string agree
     return json_string(data)[1:-1]
+
+
+def bodies_of(data: list[str]) -> list[bytes]:
+    """``body_of`` of each payload, in C (a recovery's: thousands at once): one orjson
+    call for the list, Go's escapes applied to it, cut at the element boundaries, each
+    piece a new exact-size object. The cut is exact when no payload holds a quote: then
+    every quote in the encoding is one of the list's own, and ``","`` a boundary."""
+    joined = "".join(data)
+    if not data or '"' in joined:
+        return list(map(body_of, data))
+    try:
+        encoded = _orjson_dumps(data)
+    except orjson.JSONEncodeError:  # a lone surrogate somewhere: one by one
+        return list(map(body_of, data))
+    # as json_string: the regex only when something can match (it is slow on 64 KiB)
+    if "<" in joined or ">" in joined or "&" in joined or not joined.isascii():
+        encoded = go_escape(encoded)
+    return encoded[2:-2].split(b'","')
 
 
 def body_text(body: bytes) -> str:
@@ -433,23 +472,24 @@ def encode_pushes(batch: list[Message]) -> list[bytes]:
     Pushes are the broker's hottest output path, so the per-message work is cut to the
     bytes that differ: the payload is spliced as stored (``Message.body``), everything
     after it (Topic, CreateTime, DelayTime and the constant fields) is formatted again
-    only when those three differ from the previous message's, which in a burst is about
-    once per batch; the frame header is cached per length, and each frame is one join of
-    its six parts. The bytes are exactly those of the one-message functions.
+    only when the topic, arrival or DelayTime differs from the previous message's, which
+    in a burst is about once per batch; the frame header is cached per length, and each
+    frame is one join of its six parts. The bytes are exactly those of the one-message functions.
     """
     frames: list[bytes] = []
     append = frames.append
     join = b"".join  # of a tuple: ~20 ns less than one bytes % formatting per frame
     headers = _FRAME_HEADERS
     topic: str | None = None
-    created = delay = -1
+    arrival = -1.0
+    delay = -1
     tail = b""
     for msg in batch:
-        if msg.create_time != created or msg.delay_time != delay or msg.topic is not topic:
-            topic, created, delay = msg.topic, msg.create_time, msg.delay_time
+        if msg.arrival != arrival or msg.delay_time != delay or msg.topic is not topic:
+            topic, arrival, delay = msg.topic, msg.arrival, msg.delay_time
             tail = b'","Topic":%s,"CreateTime":%d,"ConsumedTime":0,' % (
                 topic_json(topic),
-                created,
+                int(arrival),  # Message.create_time
             ) + b'"DelayTime":%d,"Status":-1}\n' % (delay,)
         code = msg.code
         if type(code) is int:

@@ -90,9 +90,26 @@ def test_wal_replay_keeps_the_records_around_an_unknown_one(
     first, _, third = result.messages.values()
     assert first.status is Status.CONSUMED and first.consumed_time == 5
     assert first.topic is third.topic  # topic names are interned
-    assert first.create_time is third.create_time  # equal times share one object
+    assert first.create_time == third.create_time == 1_700_000_000
     assert "1 record(s) of a type or shape this build does not read" in caplog.text
     assert "record types: 8" in caplog.text
+
+
+def test_consecutive_adds_share_their_topic_and_arrival(tmp_path: Path) -> None:
+    """A run of ADD records is built at once (recovery.py ``Tables._add_run``): equal
+    arrivals share one object, topics are interned, payloads become bodies."""
+    d = DataDir(tmp_path, "MQDATA")
+    odd = (ADD, f"{4:032x}", "t", 'say "hi" <b>', 1_600_000_000, 7, 5, 1, 1.7e9, 2)
+    write(d.wal_path(1), KIND_WAL, [[add(1), add(2), add(3, arrival=1.8e9), odd]])
+    msgs = list(recover(d).messages.values())
+    assert msgs[0].arrival is msgs[1].arrival and msgs[0].topic is msgs[3].topic
+    assert [m.data for m in msgs] == ["data-1", "data-2", "data-3", 'say "hi" <b>']
+    assert msgs[3].body == b'say \\"hi\\" \\u003cb\\u003e'
+    # a CreateTime that is not its arrival's second wins (model.new_message)
+    assert [m.create_time for m in msgs] == [1_700_000_000] * 3 + [1_600_000_000]
+    assert msgs[2].arrival == 1.7e9 and msgs[3].arrival == 1.6e9
+    assert [m.consumed_time for m in msgs] == [0, 0, 0, 7]
+    assert (msgs[3].delay_time, msgs[3].status, msgs[3].attempts) == (5, Status.CONSUMED, 2)
 
 
 def test_a_snapshot_with_an_unknown_record_is_damaged(tmp_path: Path) -> None:

@@ -174,7 +174,7 @@ async def test_restored_messages_are_delivered_and_delays_keep_due_time(tmp_path
 async def test_clean_consumed_and_expired_on_recovery(tmp_path: Path) -> None:
     runtime, storage = start(make_config(tmp_path))
     old = runtime.publish("q", "old", 0)
-    old.create_time -= 10_000  # pretend it is old; the ADD record is already written
+    old.arrival -= 10_000  # pretend it is old (CreateTime too); the ADD record is written
     for listener in runtime.broker.listeners:
         listener.message_added(old)  # rewrite it with the old time (same code: replaced)
     keep = runtime.publish("q", "new", 0)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import NamedTuple, Protocol, cast
 
+import orjson
+
 from kapokmq.config import Config
 from kapokmq.core.dedup import DedupWindow, dedup_key
 from kapokmq.core.dispatch import FANOUT, dispatch
@@ -93,6 +95,17 @@ class Journal(Protocol):
         """The message's TTL deadline or dead-letter history changed."""
 
     def dedup_remembered(self, key: str, code: Code, until: float) -> None: ...
+
+
+_dumps = orjson.dumps
+
+
+def _restored(flight: Flight) -> Flight:
+    """A restored message's flight: not in flight, not pushed by this broker, its
+    ConsumedTime kept (model.Flight)."""
+    if flight.owner is None and not flight.at:
+        return flight
+    return Flight(None, 0.0, flight.consumed) if flight.consumed else IDLE
 
 
 def _landed(flight: Flight) -> Flight:
@@ -351,7 +364,6 @@ class Broker:
         duplicates of a dedup id). The clock, the topic and the dirty mark are looked at
         once per call."""
         now = self.clock()
-        created = int(now)
         topic = self.topics.get(topic_name) or self.topic(topic_name)
         new_code = self.new_code
         ready = topic.ready.append
@@ -373,7 +385,7 @@ class Broker:
             # MessageId: one comprehension, ~800 instructions per message less than the
             # loop below (callgrind; docs/performance.md "Session 7: e2e")
             msgs = [
-                Message(new_code(), topic_name, body_of(data), created, 0, delay, _WAITING, now)
+                Message(new_code(), topic_name, body_of(data), delay, _WAITING, now)
                 for data, delay in cast("list[tuple[str, int]]", items)
             ]
             topic.ready.extend(msgs)
@@ -393,14 +405,18 @@ class Broker:
                         duplicates += 1  # answered as the first, not stored again
                         self.dedup.duplicates += 1
                         continue
-            body = body_of(data)
+            # model.body_of, its common case inlined (a call less per message)
+            if data.isascii() and "<" not in data and ">" not in data and "&" not in data:
+                body = _dumps(data)[1:-1]
+            else:
+                body = body_of(data)
             if delay > 0:
-                msg = Message(new_code(), topic_name, body, created, 0, delay, _DELAYED, now)
+                msg = Message(new_code(), topic_name, body, delay, _DELAYED, now)
                 self.scheduler.add_delay(msg, now + delay)
                 delayed = True
                 n_delayed += 1
             else:
-                msg = Message(new_code(), topic_name, body, created, 0, delay, _WAITING, now)
+                msg = Message(new_code(), topic_name, body, delay, _WAITING, now)
                 ready(msg)
                 waiting = True
             if ttl:
@@ -435,7 +451,7 @@ class Broker:
 
         Waiting messages are queued for immediate delivery: nobody holds them any more.
         """
-        msg.flight = IDLE
+        msg.flight = _restored(msg.flight)
         self.store.add(msg)
         topic = self.topic(msg.topic)
         if msg.status is Status.DELAYED:
@@ -461,7 +477,9 @@ class Broker:
         add_delay = self.scheduler.add_delay
         topics: dict[str, Topic] = {}
         for msg in msgs:
-            msg.flight = IDLE
+            flight = msg.flight
+            if flight.owner is not None or flight.at:  # a recovery's are not (_restored)
+                msg.flight = _restored(flight)
             status = msg.status
             if status is waiting:
                 topic = topics.get(msg.topic)
@@ -487,7 +505,6 @@ class Broker:
             for listener in self.listeners:
                 listener.message_added(record)
             return
-        msg.consumed_time = record.consumed_time
         msg.delay_time = record.delay_time
         self.store.retimed(msg)
         status = record.status
@@ -504,6 +521,7 @@ class Broker:
                 self._mark(topic)
             elif status is Status.DELAYED:
                 self.scheduler.add_delay(msg, msg.arrival + msg.delay_time)
+        msg.consumed_time = record.consumed_time  # after the flight's changes above
         for listener in self.listeners:
             listener.message_updated(msg)
 
@@ -567,6 +585,10 @@ class Broker:
         if self.trace is not None:
             self.trace.acked(codes, session.info.client_id, now)
         consumed_at = int(now)
+        # ConsumedTime is kept by the flight (model.Flight): one for the point-to-point
+        # messages (their flight is over), one per pub/sub fan-out (kept for the copies)
+        landed = Flight(None, 0.0, consumed_at)
+        fanned = twin = IDLE
         topic = session.topic
         in_flight = session.in_flight
         held = len(in_flight)
@@ -579,16 +601,18 @@ class Broker:
                 if status is _CONSUMED:
                     continue  # another subscriber's ack consumed it: its copy is acked
                 if status is _WAITING:
-                    holder = msg.flight.owner
+                    flight = msg.flight
+                    holder = flight.owner
                     if holder is session:
-                        msg.flight = IDLE
+                        msg.flight = landed
                         msg.status = _CONSUMED
-                        msg.consumed_time = consumed_at
                         done.append(msg)
                         continue
                     if holder is FANOUT:  # its flight stays: the others' copies go by it
+                        if flight is not fanned:
+                            fanned, twin = flight, flight.landed(consumed_at)
+                        msg.flight = twin
                         msg.status = _CONSUMED
-                        msg.consumed_time = consumed_at
                         done.append(msg)
                         continue
             if done:
@@ -680,8 +704,7 @@ class Broker:
         if self.trace is not None:
             self.trace.happened((msg,), REQUEUED, now)
         msg.attempts = 0
-        msg.consumed_time = 0
-        msg.flight = _landed(msg.flight)
+        msg.flight = _landed(msg.flight)  # ConsumedTime 0 too
         self._become_due(msg, now, journal=was_dead)  # a new life: a TTL runs again from now
         return True
 

@@ -24,7 +24,7 @@ from operator import attrgetter, floordiv
 from kapokmq.model import Code, Message, Status, code_text
 
 _status_of = attrgetter("status")
-_created_of = attrgetter("create_time")
+_arrival_of = attrgetter("arrival")
 # where _counts keeps these (status + 1), as module globals: an Enum member read costs
 # ~200 ns on Python 3.11
 _WAITING_AT = Status.WAITING + 1
@@ -71,7 +71,7 @@ class MessageStore:
                 f"duplicate message code {code_text(msg.code)}"
             )  # setdefault: one lookup
         self._counts[msg.status + 1] += 1
-        hour = msg.create_time // 3600
+        hour = int(msg.arrival) // 3600  # msg.create_time, without a property call
         by_hour = self._by_hour
         by_hour[hour] = by_hour.get(hour, 0) + 1
 
@@ -88,7 +88,7 @@ class MessageStore:
                 raise KeyError(f"duplicate message code {code_text(code)}")
             messages[code] = msg
             counts[msg.status + 1] += 1
-            hour = msg.create_time // 3600
+            hour = int(msg.arrival) // 3600  # msg.create_time, without a property call
             by_hour[hour] = by_hour.get(hour, 0) + 1
 
     def add_new(self, msgs: list[Message], delayed: int) -> None:
@@ -125,7 +125,7 @@ class MessageStore:
         # counted in C (map/attrgetter/Counter): ~30% faster than a loop over a million
         for status, n in Counter(map(_status_of, table.values())).items():
             self._counts[status + 1] += n
-        hours = map(floordiv, map(_created_of, table.values()), repeat(3600))
+        hours = map(floordiv, map(int, map(_arrival_of, table.values())), repeat(3600))
         self._by_hour.update(Counter(hours))
 
     def remove(self, code: Code) -> Message | None:

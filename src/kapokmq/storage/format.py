@@ -66,7 +66,7 @@ from typing import Any
 import msgpack
 import msgspec
 
-from kapokmq.model import Code, Message, Status, body_of, code_text
+from kapokmq.model import Code, Message, Status, bodies_of, code_text
 
 try:  # ISA-L's CRC-32, the same checksum as zlib's, ~8x faster: 0.02 against 0.165 ns per
     # byte, ~30 ns of the WAL's work per message (docs/performance.md, "Session 5: WAL")
@@ -201,19 +201,12 @@ class AddBatch(msgspec.Struct, array_like=True, tag=ADD_BATCH, gc=False):
             assert isinstance(delays, list)
             statuses = [Status.DELAYED if d > 0 else Status.WAITING for d in delays]
             each = delays
+        arrival = self.arrival
+        if int(arrival) != self.create_time:  # as model.new_message: CreateTime wins
+            arrival = float(self.create_time)
         # the Message constructor from C, no Python code per message (recovery's hot loop)
         return list(
-            map(
-                Message,
-                codes,
-                repeat(topic),
-                map(body_of, data),
-                repeat(self.create_time),
-                repeat(0),
-                each,
-                statuses,
-                repeat(self.arrival),
-            )
+            map(Message, codes, repeat(topic), bodies_of(data), each, statuses, repeat(arrival))
         )
 
 

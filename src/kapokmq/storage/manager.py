@@ -370,8 +370,9 @@ class Storage:
             gone = [
                 code
                 for code, msg in table.items()
-                # create_time < cutoff first: no method call for the many young messages
-                if (cutoff is not None and msg.create_time < cutoff and msg.stale_before(cutoff))
+                # arrival < cutoff + 1 first (CreateTime, its whole second, < cutoff needs
+                # it): no call for the many young messages
+                if (cutoff is not None and msg.arrival < cutoff + 1 and msg.stale_before(cutoff))
                 or (drop_consumed and msg.status is consumed)
             ]
             for code in gone:

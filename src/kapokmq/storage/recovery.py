@@ -23,10 +23,11 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import attrgetter
 from pathlib import Path
 
-from kapokmq.model import Code, Message, Status, body_of, code_key
+from kapokmq.model import IDLE, Code, Flight, Message, Status, bodies_of, code_key, code_keys
 from kapokmq.storage.format import (
     HEADER_SIZE,
     KIND_SNAPSHOT,
@@ -57,6 +58,15 @@ from kapokmq.storage.layout import DataDir, StorageError
 
 log = logging.getLogger(__name__)
 _code = attrgetter("code")
+# AddRecord's columns (Tables._add_run)
+_topic = attrgetter("topic")
+_data = attrgetter("data")
+_created = attrgetter("create_time")
+_consumed = attrgetter("consumed_time")
+_delay = attrgetter("delay_time")
+_status = attrgetter("status")
+_arrival = attrgetter("arrival")
+_attempts = attrgetter("attempts")
 
 SKIP_HINT = (
     "start with --recover-skip-corrupt (mq.recoverSkipCorrupt=1) to skip only the damaged "
@@ -125,7 +135,7 @@ class Tables:
     """What a recovery builds: messages by code (in creation order, as the store keeps
     them), META, DEDUP and trace extras, and the interned topic names."""
 
-    __slots__ = ("dedup", "messages", "meta", "topics", "traces")
+    __slots__ = ("dedup", "flights", "messages", "meta", "topics", "traces")
 
     def __init__(self, into: Recovered) -> None:
         self.messages = into.messages
@@ -133,44 +143,70 @@ class Tables:
         self.dedup = into.dedup
         self.traces = into.traces
         self.topics: dict[str, str] = {}
+        self.flights: dict[int, Flight] = {}  # landed(): ConsumedTime -> its flight
 
     def add(self, records: list[Decoded], other: Callable[[Decoded], object]) -> None:
         """Store a frame's messages and hand its other records to ``other``, in their
-        order. The hot loop of a recovery: one type check, one Message and one insert per
-        ADD record.
+        order: each run of ADD records at once (``_add_run``; a snapshot chunk is one)."""
+        run: list[AddRecord] = []
+        for rec in records:
+            if type(rec) is AddRecord:
+                run.append(rec)
+                continue
+            if run:
+                self._add_run(run)
+                run = []
+            other(rec)
+        if run:
+            self._add_run(run)
+
+    def _add_run(self, run: list[AddRecord]) -> None:
+        """The messages of consecutive ADD records, built column by column in C (a
+        recovery's hot loop; no Python code per record when the codes are canonical and
+        the times agree).
 
         A decoded record holds its own topic string and time objects; the topic is
-        interned (there are few topics), a creation time or arrival equal to the
-        previous message's shares its object (a batch published in one loop iteration
-        shares one), the code becomes what the broker keeps (``code_key``) and the
-        payload its ``body``, so a recovered message weighs what a published one does."""
-        messages = self.messages
+        interned (there are few topics), equal arrivals in a run share one object (a
+        batch published in one loop iteration shares one), the code becomes what the
+        broker keeps (``code_keys``), the payload its ``body`` (``bodies_of``) and a
+        ConsumedTime a shared flight (``landed``), so a recovered message weighs what a
+        published one does. As ``model.new_message``: a CreateTime that is not the whole
+        second of the arrival wins."""
+        codes = code_keys(list(map(_code, run)))
+        topics = list(map(_topic, run))
         intern = self.topics.setdefault
-        created = -1  # an equal value may share these objects too: they are immutable
-        arrival = -1.0
-        topic = ""
-        for rec in records:
-            if type(rec) is not AddRecord:
-                other(rec)
-                continue
-            if rec.topic != topic:
-                topic = intern(rec.topic, rec.topic)
-            if rec.create_time != created:
-                created = rec.create_time
-            if rec.arrival != arrival:
-                arrival = rec.arrival
-            code = code_key(rec.code)
-            messages[code] = Message(
-                code,
-                topic,
-                body_of(rec.data),
-                created,
-                rec.consumed_time,
-                rec.delay_time,
-                rec.status,
-                arrival,
-                rec.attempts,
-            )
+        stamps: list[float] = list(map(_arrival, run))
+        seen: dict[float, float] = {}
+        arrivals = list(map(seen.setdefault, stamps, stamps))
+        created = list(map(_created, run))
+        if created != list(map(int, arrivals)):
+            arrivals = [
+                a if int(a) == c else float(c) for a, c in zip(arrivals, created, strict=True)
+            ]
+        consumed = list(map(_consumed, run))
+        flights = list(map(self.landed, consumed)) if any(consumed) else repeat(IDLE)
+        msgs = map(
+            Message,
+            codes,
+            map(intern, topics, topics),
+            bodies_of(list(map(_data, run))),
+            map(_delay, run),
+            map(_status, run),
+            arrivals,
+            map(_attempts, run),
+            flights,
+        )
+        self.messages.update(zip(codes, msgs, strict=True))
+
+    def landed(self, consumed_time: int) -> Flight:
+        """The flight of messages consumed at ``consumed_time``, one per time (acks
+        share seconds), as ``Broker._consumed_many`` shares one per ack."""
+        flight = self.flights.get(consumed_time)
+        if flight is None:
+            if not consumed_time:
+                return IDLE
+            flight = self.flights[consumed_time] = Flight(None, 0.0, consumed_time)
+        return flight
 
     def apply(self, rec: Decoded) -> bool:
         """A record other than ADD (WAL: any; snapshot: META, DEDUP, TRACE); False if unknown."""
@@ -184,18 +220,18 @@ class Tables:
             if codes is None:
                 return False
             get = self.messages.get
-            consumed_time, consumed = rec.consumed_time, Status.CONSUMED
+            flight, consumed = self.landed(rec.consumed_time), Status.CONSUMED
             for number, attempts in zip(codes, rec.attempts, strict=True):
                 old = get(number)
                 if old is not None:
                     old.status = consumed
-                    old.consumed_time = consumed_time
+                    old.flight = flight  # ConsumedTime (not in flight: a recovery's)
                     old.attempts = attempts
         elif isinstance(rec, Update):
             old = self.messages.get(code_key(rec.code))
             if old is not None:
                 old.status = rec.status
-                old.consumed_time = rec.consumed_time
+                old.flight = self.landed(rec.consumed_time)  # ConsumedTime
                 old.delay_time = rec.delay_time
                 old.attempts = rec.attempts
         elif isinstance(rec, Remove):
