@@ -298,6 +298,9 @@ export class Producer extends Session {
       this.pending.splice(this.pending.indexOf(culprit), 1);
       clearTimeout(culprit.timer);
       culprit.reject(new SendError("error: message too big for the broker (closed 1009)"));
+      // The connections dropped so far are the culprit's doing: the others start afresh,
+      // or an innocent one that died with it would be given up for it at the next login.
+      for (const item of this.pending) item.tries = 0;
     }
   }
 
