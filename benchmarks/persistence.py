@@ -209,23 +209,39 @@ def make_messages(count: int) -> list[Any]:
 
 
 def write_wal(path: Path, messages: list[Any]) -> None:
+    """``messages`` as a broker's WAL holds them: the records its WalListener writes for
+    publish calls of up to WAL_FRAME_RECORDS messages of one topic (ADD_BATCH frames in
+    the checkout's own format), one frame per batch record."""
     import msgpack
 
-    from kapokmq.storage.format import (
-        KIND_WAL,
-        WAL_FRAME_RECORDS,
-        encode_header,
-        frame_head,
-        message_record,
-    )
+    from kapokmq.storage.format import KIND_WAL, WAL_FRAME_RECORDS, encode_header, frame_head
+    from kapokmq.storage.manager import WalListener
 
+    frames: list[list[Any]] = []
+
+    class Frames:  # the WalWriter methods the listener calls, each record list a frame
+        def append(self, record: Any) -> None:
+            frames.append([record])
+
+        def append_many(self, records: list[Any]) -> None:
+            frames.append(records)
+
+        def append_batches(self, records: list[Any]) -> None:
+            frames.extend([record] for record in records)
+
+    listener = WalListener(Frames(), None)  # type: ignore[arg-type]
+    by_topic: dict[str, list[Any]] = {}
+    for m in messages:
+        by_topic.setdefault(m.topic, []).append(m)
+    for msgs in by_topic.values():
+        for start in range(0, len(msgs), WAL_FRAME_RECORDS):
+            listener.messages_added(msgs[start : start + WAL_FRAME_RECORDS])
     pack = msgpack.Packer().pack
     with path.open("wb") as f:
         f.write(encode_header(KIND_WAL, 1, time.time()))
-        for start in range(0, len(messages), WAL_FRAME_RECORDS):
-            batch = messages[start : start + WAL_FRAME_RECORDS]
-            payload = b"".join(pack(message_record(m)) for m in batch)
-            f.write(frame_head(payload, len(batch)) + payload)
+        for records in frames:
+            payload = b"".join(pack(record) for record in records)
+            f.write(frame_head(payload, len(records)) + payload)
 
 
 def recovery(count: int) -> dict[str, Any]:

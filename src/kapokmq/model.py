@@ -367,8 +367,8 @@ def body_text(body: bytes) -> str:
     """``Message.body`` as the text it encodes: without a backslash it is the text's own
     UTF-8 (escaping only ever adds backslash sequences). The backslash is looked for as an
     int (memchr, ~30 ns): Python 3.11's ``bytes.__contains__`` with a bytes needle first
-    tries it as an int and builds and drops a TypeError, ~450 ns, once per message in the
-    WAL's ADD_BATCH (docs/performance.md "Session 7: WAL")."""
+    tries it as an int and builds and drops a TypeError, ~450 ns (docs/performance.md
+    "Session 7: WAL")."""
     if 92 not in body:  # ord("\\")
         return body.decode()
     text: str = orjson.loads(b'"%s"' % body)

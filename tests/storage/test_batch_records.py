@@ -1,21 +1,24 @@
-"""Format 3's batch records: one publish call's messages as ADD_BATCH records and one
-consumer's acks as CONSUMED_BATCH records, each a frame of its own of at most
-WAL_FRAME_RECORDS messages, replayed to exactly the state in memory; string codes
-fall back to per-message records; format-2 files still read (docs/durability.md "Files")."""
+"""Format 4's batch records: one publish call's messages as ADD_BATCH records (payloads
+as the bytes Message.body holds) and one consumer's acks as CONSUMED_BATCH records, each
+a frame of its own of at most WAL_FRAME_RECORDS messages, replayed to exactly the state
+in memory; string codes fall back to per-message records; format-2 and format-3 files
+still read (docs/durability.md "Files")."""
 
 from __future__ import annotations
 
 import struct
+import sys
 import time
 from pathlib import Path
 
 import msgpack
 import pytest
 
-from kapokmq.model import ClientInfo, Status, code_text
+from kapokmq.model import ClientInfo, Status, body_of, code_text
 from kapokmq.storage.format import (
     ADD,
     ADD_BATCH,
+    ADD_BATCH_TEXT,
     CONSUMED_BATCH,
     FRAME_MAGIC,
     HEADER,
@@ -110,8 +113,8 @@ async def test_string_codes_are_written_as_one_record_per_message(tmp_path: Path
 
 def test_a_batch_whose_fields_disagree_is_an_unknown_record(tmp_path: Path) -> None:
     d = DataDir(tmp_path, "MQDATA")
-    good = (ADD_BATCH, "t", 1, 1.5, (7).to_bytes(16), ["x"], 0)
-    bad = (ADD_BATCH, "t", 1, 1.5, (8).to_bytes(16), ["x", "y"], 0)  # two payloads, one code
+    good = (ADD_BATCH, "t", 1, 1.5, (7).to_bytes(16), [b"x"], 0)
+    bad = (ADD_BATCH, "t", 1, 1.5, (8).to_bytes(16), [b"x", b"y"], 0)  # two payloads, one code
     with d.wal_path(1).open("wb") as f:
         head = HEADER.pack(MAGIC, VERSION, KIND_WAL, 1, 0.0)
         f.write(head + struct.pack("<I", checksum(head)))
@@ -121,7 +124,7 @@ def test_a_batch_whose_fields_disagree_is_an_unknown_record(tmp_path: Path) -> N
     result = recover(d)
     assert list(result.messages) == [7]
     assert any("unknown" in p for p in result.problems)
-    assert AddBatch("t", 1, 1.5, b"\0" * 16, ["x"], [5]).messages("t")[0].status is Status.DELAYED  # type: ignore[index]
+    assert AddBatch("t", 1, 1.5, b"\0" * 16, [b"x"], [5]).messages("t")[0].status is Status.DELAYED  # type: ignore[index]
 
 
 def test_a_format_2_segment_is_read(tmp_path: Path) -> None:
@@ -139,7 +142,50 @@ def test_a_format_2_segment_is_read(tmp_path: Path) -> None:
     assert as_record(result.messages[2])[:4] == message_record(result.messages[2])[:4]
 
 
-async def test_segments_are_format_3_and_snapshots_format_2(tmp_path: Path) -> None:
+def test_a_format_3_segment_is_read(tmp_path: Path) -> None:
+    """Format 3's ADD_BATCH (now ADD_BATCH_TEXT) holds the payloads as text: read back as
+    the bodies a publish of them makes, each an exact-size bytes of its own, as format
+    4's are (model.py ``body_of``)."""
+    d = DataDir(tmp_path, "MQDATA")
+    now = int(time.time())
+    texts = ["plain", 'quo"te', "<tag>&", "naïve \\ \n", ""]
+    codes = b"".join(i.to_bytes(16) for i in range(1, 6))
+    rec = (ADD_BATCH_TEXT, "t", now, now + 0.5, codes, texts, 0)
+    with d.wal_path(1).open("wb") as f:
+        head = HEADER.pack(MAGIC, 3, KIND_WAL, 1, 0.0)
+        f.write(head + struct.pack("<I", checksum(head)))
+        body = pack(rec)
+        f.write(frame_head(body, 1) + body)
+    result = recover(d)
+    assert list(result.messages) == [1, 2, 3, 4, 5]
+    got = [result.messages[i] for i in range(1, 6)]
+    assert [m.body for m in got] == [body_of(t) for t in texts]
+    assert [m.data for m in got] == texts
+    assert {m.status for m in got} == {Status.WAITING}
+
+
+def test_format_4_bodies_are_read_as_exact_size_bytes(tmp_path: Path) -> None:
+    """A body read back is a bytes object of its own length, not a view keeping the
+    frame alive (docs/performance.md "Session 7: memory")."""
+    d = DataDir(tmp_path, "MQDATA")
+    bodies = [body_of(t) for t in ["a" * 100, "caf\u00e9 <b>", "x"]]
+    codes = b"".join(i.to_bytes(16) for i in range(1, 4))
+    rec = (ADD_BATCH, "t", 1, 1.5, codes, bodies, [0, 5, 0])
+    with d.wal_path(1).open("wb") as f:
+        head = HEADER.pack(MAGIC, VERSION, KIND_WAL, 1, 0.0)
+        f.write(head + struct.pack("<I", checksum(head)))
+        body = pack(rec)
+        f.write(frame_head(body, 1) + body)
+    result = recover(d)
+    got = [result.messages[i] for i in range(1, 4)]
+    assert [m.body for m in got] == bodies
+    assert [m.status for m in got] == [Status.WAITING, Status.DELAYED, Status.WAITING]
+    for m in got:
+        assert type(m.body) is bytes
+        assert sys.getsizeof(m.body) == sys.getsizeof(b"") + len(m.body)
+
+
+async def test_segments_are_format_4_and_snapshots_format_2(tmp_path: Path) -> None:
     """A clean stop leaves only a format-2 snapshot: a build reading formats 1 and 2
     starts from it (docs/durability.md "Files")."""
     runtime, storage = start(make_config(tmp_path, fsync="no"))
@@ -147,7 +193,7 @@ async def test_segments_are_format_3_and_snapshots_format_2(tmp_path: Path) -> N
     assert storage.wal is not None
     storage.wal.flush()
     wal = storage.datadir.wal_path(storage.seq).read_bytes()[:HEADER_SIZE]
-    assert decode_header(wal).version == 3
+    assert decode_header(wal).version == 4
     await storage.close()
     runtime.close()
     (snap,) = tmp_path.glob("*.snap")

@@ -379,7 +379,7 @@ def test_random_damage_in_a_snapshot_keeps_every_intact_chunk(
 
 def test_a_damaged_batch_record_is_reported_with_its_codes_and_size(tmp_path: Path) -> None:
     """A WAL frame holding one ADD_BATCH record of 50 messages, damaged in its data: the
-    report names how many messages it held and their codes, not the topic (format 3)."""
+    report names how many messages it held and their codes, not the topic (format 4)."""
     d = DataDir(tmp_path, "MQDATA")
     path = d.wal_path(1)
     ids = list(range(1, 51))
@@ -390,7 +390,7 @@ def test_a_damaged_batch_record_is_reported_with_its_codes_and_size(tmp_path: Pa
             1_700_000_000,
             1.7e9,
             b"".join(i.to_bytes(16, "big") for i in ids),
-            [f"data-{i}" for i in ids],
+            [f"data-{i}".encode() for i in ids],
             0,
         )
     )
@@ -400,7 +400,7 @@ def test_a_damaged_batch_record_is_reported_with_its_codes_and_size(tmp_path: Pa
         f.write(frame_head(batch, 1) + batch)
         end = f.tell()
         f.write(frame_head(after, 1) + after)
-    flip(path, end - 3, 0x01)  # inside the last data string
+    flip(path, end - 3, 0x01)  # inside the last body
     with pytest.raises(CorruptData) as info:
         recover(d)
     text = str(info.value)

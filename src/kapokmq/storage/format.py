@@ -4,7 +4,7 @@ Every file starts with a 32-byte header::
 
     magic b"KAPOKMQ\\0" | version u16 | kind u16 | seq u64 | created f64 | crc32 u32
 
-Formats 2 and 3 (3 written by this build) follow it with frames::
+Formats 2 to 4 (4 written by this build) follow it with frames::
 
     magic b"\\xc1KQF" | length u32 | count u32 | body crc32 u32 | header crc32 u32 | body
 
@@ -16,10 +16,12 @@ at most ``WAL_FRAME_RECORDS`` records and a snapshot chunk at most ``CHUNK_RECOR
 records or ``CHUNK_BYTES`` bytes (a single larger record gets a chunk of its own), so one
 damaged byte costs at most one frame.
 
-Format 3 is format 2 plus the batch records ``ADD_BATCH`` and ``CONSUMED_BATCH`` (a
-WAL frame holds one of them alone, of at most ``WAL_FRAME_RECORDS`` messages); WAL
-segments are written in format 3, snapshots (which hold no batch records) in format 2,
-and a file of format 2 is read as before.
+Format 3 is format 2 plus the batch records ``ADD_BATCH_TEXT`` and ``CONSUMED_BATCH`` (a
+WAL frame holds one of them alone, of at most ``WAL_FRAME_RECORDS`` messages). Format 4
+writes ``ADD_BATCH`` instead of ``ADD_BATCH_TEXT``: the payloads as the bytes
+``Message.body`` holds, so writing one is no work and reading one assigns it. WAL
+segments are written in format 4, snapshots (which hold no batch records) in format 2,
+and files of formats 2 and 3 are read as before.
 
 Format 1 (earlier builds) is still read: ``length u32 | count u32 | crc32 u32`` then
 ``count`` msgpack records back to back; it cannot be resynchronised, so damage in a
@@ -42,11 +44,15 @@ Records (msgpack arrays):
 * ``TRACE_EVENTS`` ``[7, [code, event, code, event, ...]]`` — WAL: trace events recorded
   since the previous such record, in order (one record per loop iteration at most)
 * ``END``    ``[9, message_count]`` — the last record of a complete snapshot
-* ``ADD_BATCH`` ``[10, topic, create_time, arrival, codes, [data, ...], delays]`` — WAL:
-  the messages one publish call created (one topic, creation time and arrival, none
-  consumed or pushed yet); ``codes`` their 128-bit codes as 16 big-endian bytes each,
-  back to back; ``delays`` one delay for all (0 mostly) or one per message; a message
-  is delayed if its delay is > 0, else waiting
+* ``ADD_BATCH`` ``[12, topic, create_time, arrival, codes, [body, ...], delays]`` — WAL
+  (format 4): the messages one publish call created (one topic, creation time and
+  arrival, none consumed or pushed yet); ``codes`` their 128-bit codes as 16 big-endian
+  bytes each, back to back; each ``body`` (msgpack bin) the payload as ``Message.body``
+  holds it: its JSON string encoding without the quotes (model.py ``body_of``);
+  ``delays`` one delay for all (0 mostly) or one per message; a message is delayed if
+  its delay is > 0, else waiting
+* ``ADD_BATCH_TEXT`` ``[10, topic, create_time, arrival, codes, [data, ...], delays]`` —
+  format 3's ``ADD_BATCH`` (read only): the payloads as text
 * ``CONSUMED_BATCH`` ``[11, consumed_time, codes, [attempts, ...]]`` — WAL: messages
   acked together: consumed at ``consumed_time``, with their delivery attempts
 
@@ -77,8 +83,8 @@ except ImportError:  # pragma: no cover - a platform without an isal wheel
 checksum = crc32  # every file and frame checksum of this format
 
 MAGIC = b"KAPOKMQ\x00"
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 # a snapshot holds no batch records: it stays format 2, so an earlier build can start
 # from the final snapshot of a clean stop (docs/durability.md "Files")
 SNAPSHOT_VERSION = 2
@@ -106,8 +112,9 @@ DEDUP = 5
 TRACE = 6
 TRACE_EVENTS = 7
 END = 9
-ADD_BATCH = 10
+ADD_BATCH_TEXT = 10  # format 3
 CONSUMED_BATCH = 11
+ADD_BATCH = 12
 CODE_BYTES = 16  # a code in a batch record: its 128-bit int, big-endian
 
 STATUS_OF = {int(s): s for s in Status}
@@ -183,31 +190,51 @@ class AddBatch(msgspec.Struct, array_like=True, tag=ADD_BATCH, gc=False):
     create_time: int
     arrival: float
     codes: bytes
-    data: list[str]
+    bodies: list[bytes]  # msgspec makes each a new exact-size bytes (model.py ``body_of``)
     delays: int | list[int]
 
     def messages(self, topic: str) -> list[Message] | None:
         """The messages it adds (codes as the broker keeps them, ``topic``: the record's
         topic, interned by the caller); None if its fields disagree in length."""
-        data, delays = self.data, self.delays
-        n = len(data)
-        if len(self.codes) != CODE_BYTES * n or (type(delays) is list and len(delays) != n):
-            return None
-        codes = split_codes(self.codes, n)
-        if type(delays) is int:
-            statuses: Iterable[Status] = repeat(Status.DELAYED if delays > 0 else Status.WAITING)
-            each: Iterable[int] = repeat(delays)
-        else:
-            assert isinstance(delays, list)
-            statuses = [Status.DELAYED if d > 0 else Status.WAITING for d in delays]
-            each = delays
-        arrival = self.arrival
-        if int(arrival) != self.create_time:  # as model.new_message: CreateTime wins
-            arrival = float(self.create_time)
-        # the Message constructor from C, no Python code per message (recovery's hot loop)
-        return list(
-            map(Message, codes, repeat(topic), bodies_of(data), each, statuses, repeat(arrival))
-        )
+        return batch_messages(self, topic, self.bodies)
+
+
+class AddBatchText(msgspec.Struct, array_like=True, tag=ADD_BATCH_TEXT, gc=False):
+    """Format 3's ADD_BATCH: the payloads as text."""
+
+    topic: str
+    create_time: int
+    arrival: float
+    codes: bytes
+    data: list[str]
+    delays: int | list[int]
+
+    def messages(self, topic: str) -> list[Message] | None:
+        return batch_messages(self, topic, bodies_of(self.data))
+
+
+def batch_messages(
+    rec: AddBatch | AddBatchText, topic: str, bodies: list[bytes]
+) -> list[Message] | None:
+    """The messages of an ADD_BATCH record whose payloads are ``bodies``; None if its
+    fields disagree in length."""
+    delays = rec.delays
+    n = len(bodies)
+    if len(rec.codes) != CODE_BYTES * n or (type(delays) is list and len(delays) != n):
+        return None
+    codes = split_codes(rec.codes, n)
+    if type(delays) is int:
+        statuses: Iterable[Status] = repeat(Status.DELAYED if delays > 0 else Status.WAITING)
+        each: Iterable[int] = repeat(delays)
+    else:
+        assert isinstance(delays, list)
+        statuses = [Status.DELAYED if d > 0 else Status.WAITING for d in delays]
+        each = delays
+    arrival = rec.arrival
+    if int(arrival) != rec.create_time:  # as model.new_message: CreateTime wins
+        arrival = float(rec.create_time)
+    # the Message constructor from C, no Python code per message (recovery's hot loop)
+    return list(map(Message, codes, repeat(topic), bodies, each, statuses, repeat(arrival)))
 
 
 class ConsumedBatch(msgspec.Struct, array_like=True, tag=CONSUMED_BATCH, gc=False):
@@ -259,6 +286,7 @@ _DecodedUnion = (
     | TraceEvents
     | End
     | AddBatch
+    | AddBatchText
     | ConsumedBatch
 )
 Decoded = _DecodedUnion | Unknown
@@ -527,7 +555,7 @@ def _frames_v2(buf: Buffer, pos: int, scan: Scan) -> Iterator[list[Decoded]]:
 # where a record names its message's code: the field after the tag, or (DEDUP) the one
 # after that; a batch record's codes are one bin field (16 bytes each) after these many
 _CODE_FIELD = {ADD: 0, UPDATE: 0, REMOVE: 0, META: 0, TRACE: 0, DEDUP: 1}
-_BATCH_CODES_FIELD = {ADD_BATCH: 3, CONSUMED_BATCH: 1}
+_BATCH_CODES_FIELD = {ADD_BATCH: 3, ADD_BATCH_TEXT: 3, CONSUMED_BATCH: 1}
 
 
 def _legible_codes(buf: Buffer, start: int, end: int) -> tuple[list[str], int]:

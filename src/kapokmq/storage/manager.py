@@ -25,7 +25,7 @@ from typing import Protocol
 
 from kapokmq.config import Config, Persistence
 from kapokmq.core.broker import Broker
-from kapokmq.model import Code, Message, Status, body_text, code_text
+from kapokmq.model import Code, Message, Status, code_text
 from kapokmq.storage.files import REAL, FileOps, describe
 from kapokmq.storage.format import (
     ADD_BATCH,
@@ -88,8 +88,8 @@ class WalListener:
 
         def add_batch(part: list[Message], codes: bytes) -> Record:
             delays = [m.delay_time for m in part]
-            data = [body_text(m.body) for m in part]
-            return (ADD_BATCH, topic, created, arrival, codes, data, delays if any(delays) else 0)
+            bodies = [m.body for m in part]  # as they are: bin (format 4, format.py)
+            return (ADD_BATCH, topic, created, arrival, codes, bodies, delays if any(delays) else 0)
 
         self._batched(msgs, add_batch, message_record)
 

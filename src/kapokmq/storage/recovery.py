@@ -33,6 +33,7 @@ from kapokmq.storage.format import (
     KIND_SNAPSHOT,
     KIND_WAL,
     AddBatch,
+    AddBatchText,
     AddRecord,
     Buffer,
     ConsumedBatch,
@@ -210,7 +211,7 @@ class Tables:
 
     def apply(self, rec: Decoded) -> bool:
         """A record other than ADD (WAL: any; snapshot: META, DEDUP, TRACE); False if unknown."""
-        if isinstance(rec, AddBatch):
+        if isinstance(rec, AddBatch | AddBatchText):
             msgs = rec.messages(self.topics.setdefault(rec.topic, rec.topic))
             if msgs is None:
                 return False
