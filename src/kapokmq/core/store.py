@@ -77,16 +77,10 @@ class MessageStore:
 
     def add_many(self, msgs: list[Message]) -> None:
         """``add`` for a recovery's worth of messages, without a call per message."""
-        messages = self._messages
+        self._insert(msgs)
         counts = self._counts
         by_hour = self._by_hour
-        if self._late and not self._late.keys().isdisjoint([msg.code for msg in msgs]):
-            raise KeyError("duplicate message code in the late table")
         for msg in msgs:
-            code = msg.code
-            if code in messages:
-                raise KeyError(f"duplicate message code {code_text(code)}")
-            messages[code] = msg
             counts[msg.status + 1] += 1
             hour = int(msg.arrival) // 3600  # msg.create_time, without a property call
             by_hour[hour] = by_hour.get(hour, 0) + 1
@@ -98,21 +92,25 @@ class MessageStore:
         loop that counts each one; docs/performance.md "Session 7: e2e")."""
         if not msgs:
             return
-        messages = self._messages
-        late = self._late
-        if late and not late.keys().isdisjoint([msg.code for msg in msgs]):
-            raise KeyError("duplicate message code in the late table")
-        for msg in msgs:
-            code = msg.code
-            if code in messages:
-                raise KeyError(f"duplicate message code {code_text(code)}")
-            messages[code] = msg
+        self._insert(msgs)
         counts = self._counts
         counts[_DELAYED_AT] += delayed
         counts[_WAITING_AT] += len(msgs) - delayed
         hour = msgs[0].create_time // 3600
         by_hour = self._by_hour
         by_hour[hour] = by_hour.get(hour, 0) + len(msgs)
+
+    def _insert(self, msgs: list[Message]) -> None:
+        """Put ``msgs`` in the table, refusing a code the store already holds (the counts
+        are the caller's: per message or per batch)."""
+        messages = self._messages
+        if self._late and not self._late.keys().isdisjoint([msg.code for msg in msgs]):
+            raise KeyError("duplicate message code in the late table")
+        for msg in msgs:
+            code = msg.code
+            if code in messages:
+                raise KeyError(f"duplicate message code {code_text(code)}")
+            messages[code] = msg
 
     def add_table(self, table: dict[Code, Message]) -> None:
         """``add_many`` for a recovery's table (code -> message, in creation order). An
