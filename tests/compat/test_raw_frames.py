@@ -19,6 +19,8 @@ from tests.compat.wsclient import MATCHED, MISMATCH, PROMPT, api, wait_status
 from tests.harness import SECRET, BrokerProcess
 
 TEXT, BINARY, CLOSE = 0x1, 0x2, 0x8
+# reserved (1004, 1005, 1006, 1015), unassigned (1016-2999) or out of range
+INVALID_CLOSE_CODES = (0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535)
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +105,30 @@ class RawWebSocket:
         (struct.pack(">H", 1000) + b"bye", 1000),
         (struct.pack(">H", 1001), 1001),
         (struct.pack(">H", 4000) + b"app", 4000),  # an application's own code is echoed
+        (struct.pack(">H", 1014), 1014),  # the last assigned code
+        (struct.pack(">H", 3000), 3000),
+        (struct.pack(">H", 4999) + b"app", 4999),
         (b"", 1000),  # no code: 1000 (0 and 1005 are not codes to send)
+        # not codes a close frame may carry (RFC 6455 7.4): a protocol error
+        *((struct.pack(">H", code), 1002) for code in INVALID_CLOSE_CODES),
+        (b"\x03", 1002),  # one byte: half a code
+        (struct.pack(">H", 1000) + b"b\xffe", 1007),  # a reason that is not UTF-8
     ],
-    ids=["1000", "1001", "4000", "no-code"],
+    ids=[
+        "1000",
+        "1001",
+        "4000",
+        "1014",
+        "3000",
+        "4999",
+        "no-code",
+        *map(str, INVALID_CLOSE_CODES),
+        "one-byte",
+        "reason-not-utf8",
+    ],
 )
 @pytest.mark.parametrize("kind", ["Producers", "Consumers"])
-async def test_a_client_close_is_answered_with_its_own_code(mb, kind, sent, answer):
+async def test_a_client_close_is_answered_with_its_own_code_if_valid(mb, kind, sent, answer):
     ws = await RawWebSocket.open(mb, f"/{kind}/Conn/close-{kind}/c1")
     await ws.login()
     ws.send(CLOSE, sent)

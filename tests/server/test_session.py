@@ -511,13 +511,23 @@ def test_connection_lost_stores_what_was_received_in_full(harness: Harness) -> N
     assert harness.runtime.broker.clients() == ([], [])
 
 
-@pytest.mark.parametrize(("sent", "answer"), [(1000, 1000), (4000, 4000), (0, 1000)])
+@pytest.mark.parametrize(
+    ("sent", "answer"),
+    [
+        (1000, (1000, b"")),
+        (4000, (4000, b"")),
+        (None, (1000, b"")),  # a close frame without a code
+        (0, (1002, b"invalid close code")),
+        (1006, (1002, b"invalid close code")),
+        (5000, (1002, b"invalid close code")),
+    ],
+)
 def test_a_client_close_answers_what_came_before_and_ignores_what_follows(
-    harness: Harness, sent: int, answer: int
+    harness: Harness, sent: int | None, answer: tuple[int, bytes]
 ) -> None:
     client = harness.login(ProducerWebSocket)
     client.session.receive(send_frame("before"))
-    assert client.session.close_received(sent) == answer  # 0: a close frame without a code
+    assert client.session.close_received(sent) == answer
     assert client.texts() == [b"ok"]  # written ahead of the engine's answering close frame
     assert client.state() is State.CLOSING
     client.session.receive(send_frame("after"))

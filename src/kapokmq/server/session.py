@@ -59,7 +59,7 @@ class CloseCode(enum.IntEnum):
 
     NORMAL = 1000  # the answer to a client's close frame that gave no code
     GOING_AWAY = 1001  # shutdown
-    PROTOCOL_ERROR = 1002  # broken fragmentation
+    PROTOCOL_ERROR = 1002  # broken fragmentation, an invalid close code
     POLICY_VIOLATION = 1008  # no right key (docs/protocol.md "Handshake")
     MESSAGE_TOO_BIG = 1009  # above mq.maxMessageBytes
 
@@ -103,11 +103,23 @@ SLOW_CLOSE_GRACE = 2.0
 P2P_STALLED_AFTER = 5.0
 
 
-def close_answer(code: int) -> int:
-    """The code to answer a client's close frame with, on both engines: its own (RFC 6455
-    5.5.1, as the original's gorilla/websocket does), or 1000 for a close frame without a
-    code (both engines report that as 0; 1005 must never be sent)."""
-    return code if code >= 1000 else CloseCode.NORMAL
+# The codes a client's close frame may carry (docs/protocol.md "WebSocket sessions"): the
+# assigned ones but 1004-1006 and 1015, and 3000-4999.
+_SENDABLE_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, *range(1007, 1015)))
+INVALID_CLOSE_CODE = b"invalid close code"
+
+
+def close_answer(code: int | None) -> tuple[int, bytes]:
+    """The code and reason to answer a client's close frame with, on both engines: its own
+    code (as the original's gorilla/websocket does), 1000 for a close frame without a code
+    (``None``; 1005 must never be sent), 1002 for a code no close frame may carry. Both
+    engines' libraries refuse a 1-byte payload and a reason that is not UTF-8 themselves
+    (1002, 1007), and some of the invalid codes, not all (1006, 5000 and above pass)."""
+    if code is None:
+        return CloseCode.NORMAL, b""
+    if code in _SENDABLE_CLOSE_CODES or 3000 <= code < 5000:
+        return code, b""
+    return CloseCode.PROTOCOL_ERROR, INVALID_CLOSE_CODE
 
 
 def _first_above(payloads: list[bytes], limit: int) -> int:
@@ -293,10 +305,11 @@ class Session:
         """Close from the server side (shutdown: 1001)."""
         self._close(code, reason)
 
-    def close_received(self, code: int) -> int:
-        """The client's close frame: what it sent before is published and answered ahead
-        of the close frame that answers it, what follows is ignored (RFC 6455 5.5.1), on
-        both engines. Returns the code to answer with (``close_answer``)."""
+    def close_received(self, code: int | None) -> tuple[int, bytes]:
+        """The client's close frame (its code, None without one): what it sent before is
+        published and answered ahead of the close frame that answers it, what follows is
+        ignored (RFC 6455 5.5.1), on both engines. Returns the code and reason to answer
+        with (``close_answer``)."""
         if self.state is not State.CLOSING and self.state is not State.CLOSED:
             self._before_close()
             self.state = State.CLOSING

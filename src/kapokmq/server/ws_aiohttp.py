@@ -66,8 +66,9 @@ async def serve(ws: web.WebSocketResponse, link: _Link, session: Session) -> Non
                 session.receive(msg.data)
             else:
                 if kind is WSMsgType.CLOSE and link.closer is None:  # the client's close
-                    code = session.close_received(msg.data)
-                    link.close(code, b"", drain=False)  # it may not read what is buffered
+                    # 0: no code (aiohttp refuses a 0 code itself, with 1002)
+                    code, reason = session.close_received(msg.data or None)
+                    link.close(code, reason, drain=False)  # it may not read what is buffered
                 break  # CLOSING, CLOSED, ERROR: aiohttp has closed (1002, 1009…)
     finally:
         session.connection_lost()

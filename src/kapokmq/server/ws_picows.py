@@ -115,8 +115,12 @@ class _Connection(WSListener):
         elif kind is _CONTINUATION:
             session.receive_fragment(frame.get_payload_as_bytes(), True, frame.fin)
         elif kind is _CLOSE:
-            code = session.close_received(frame.get_close_code().value)
-            transport.send_close(WSCloseCode(code))
+            # picows reads a close frame without a code as 0, and lets a 0 code through
+            has_code = len(frame.get_payload_as_memoryview()) >= 2
+            code, reason = session.close_received(
+                frame.get_close_code().value if has_code else None
+            )
+            transport.send_close(WSCloseCode(code), reason)
             transport.disconnect()
         # PING is answered by picows; PONG ignored
 
