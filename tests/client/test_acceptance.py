@@ -129,11 +129,15 @@ async def test_cluster_producer_takes_ttl_and_message_id(tmp_path: Path) -> None
                 assert await producer.send("once", ttl=600, message_id="id-1") == node_name(broker)
             with pytest.raises(TypeError, match="ttl"):
                 await producer.send("x", ttl=-1)
+            names = await producer.send_many(["a", "b"], ttl=600, message_ids=["id-1", "id-2"])
+            assert names == [node_name(broker)] * 2
+            with pytest.raises(ValueError, match="one id per item"):
+                await producer.send_many(["x"], message_ids=["id-3", "id-4"])
         async with ConsoleClient(broker.http) as console:
             stored = await console.list_messages(
                 "2000-01-01 00:00:00", "2100-01-01 00:00:00", topic="dedup"
             )
-        assert len(stored) == 1
+        assert [m["TTL"] for m in stored] == [600, 600]  # once, and b
 
 
 async def test_a_wrong_address_over_http_says_so_readably(broker: BrokerProcess) -> None:

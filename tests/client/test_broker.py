@@ -22,6 +22,7 @@ from kapokmq.client import (
     send_http,
 )
 from kapokmq.client.sync import SyncConsoleClient, SyncConsumer, SyncProducer
+from kapokmq.client.sync import send_http as sync_send_http
 from tests.harness import BrokerProcess
 
 FAST = Backoff(initial=0.05, maximum=0.5)
@@ -277,3 +278,52 @@ async def test_ttl_and_message_id(broker: BrokerProcess) -> None:
     with SyncConsoleClient(broker.http) as sync_console:
         assert sync_console.send("ids", "sync http", ttl=5) != code
         assert sync_console.count()["all"] == 2
+
+
+async def test_send_many_and_send_http_take_ttl_and_message_ids(broker: BrokerProcess) -> None:
+    """send_many and send_http had no ttl and no message ids, as send has: a batch could
+    not be given a TTL, nor resent after a reconnect without being stored twice."""
+    topic = "batch"
+    async with (
+        Producer(broker.http, topic, "p1") as producer,
+        ConsoleClient(broker.http) as console,
+    ):
+        ids = ["b-1", "b-2", None]
+        assert (
+            await producer.send_many(["one", "two", "three"], ttl=600, message_ids=ids)
+            == [None] * 3
+        )
+        again = ["one again", "two again", "four"]
+        assert await producer.send_many(again, message_ids=iter(ids)) == [None] * 3
+        code = await send_http(broker.http, topic, "by http", ttl=300, message_id="b-1")
+        assert (await console.get_message(code))["MessageData"] == "one"  # not stored again
+        fresh = await send_http(broker.http, topic, "fresh", ttl=300, message_id="h-1")
+        assert await send_http(broker.http, topic, "fresh again", message_id="h-1") == fresh
+        stored = await console.get_message(fresh)
+        assert (stored["MessageData"], stored["TTL"]) == ("fresh", 300)
+
+        # the errors of send: before anything is sent (a bad ttl or id, the ids' count)
+        with pytest.raises(ValueError, match="one id per item: 1 for 2"):
+            await producer.send_many(["x", "y"], message_ids=["only"])
+        with pytest.raises(TypeError, match="ttl"):
+            await producer.send_many(["x"], ttl=-1)
+        with pytest.raises(TypeError, match="message_id"):
+            await producer.send_many(["x"], message_ids=[""])
+        with pytest.raises(ApiError, match="ttl must be"):  # as ConsoleClient.send
+            await send_http(broker.http, topic, "x", ttl=-1)
+        listed = await console.list_messages(
+            "1970-01-02 00:00:00", "2100-01-01 00:00:00", topic=topic
+        )
+    assert sorted(m.get("TTL", 0) for m in listed) == [0, 300, 600, 600, 600]
+
+    with SyncProducer(broker.http, topic, "p2") as sync_producer:
+        assert (
+            sync_producer.send_many(["s1", "s2"], ttl=60, message_ids=["b-2", "s-2"]) == [None] * 2
+        )
+        with pytest.raises(ValueError, match="one id per item"):
+            sync_producer.send_many(["x"], message_ids=[])
+    code = sync_send_http(broker.http, topic, "s2 again", ttl=60, message_id="s-2")
+    with SyncConsoleClient(broker.http) as sync_console:
+        stored = sync_console.get_message(code)
+        assert (stored["MessageData"], stored["TTL"]) == ("s2", 60)
+        assert sync_console.count()["all"] == 6

@@ -41,7 +41,7 @@ from kapokmq.client.errors import (
 from kapokmq.client.http import ConsoleClient
 from kapokmq.client.lifecycle import Connectable, MessageStream
 from kapokmq.client.message import Message
-from kapokmq.client.producer import DataLike, Producer, encode_send
+from kapokmq.client.producer import DataLike, Producer, encode_send, with_message_ids
 from kapokmq.client.sync import _Closing, _SyncReceiver, run
 from kapokmq.login import MISMATCH
 
@@ -414,15 +414,22 @@ class ClusterProducer(_Follower):
         items: Iterable[DataLike],
         delay: int = 0,
         *,
+        ttl: int | None = None,
+        message_ids: Iterable[str | None] | None = None,
         return_exceptions: bool = False,
     ) -> list[str | BaseException]:
         """Publish a batch concurrently (each broker's window bounds what is in flight).
 
-        Returns, per item, the broker name that stored it or the exception. Unless
-        ``return_exceptions``, the first failure is raised after every send finished.
+        ``ttl`` and ``message_ids`` as for `Producer.send_many`. Returns, per item, the
+        broker name that stored it or the exception. Unless ``return_exceptions``, the
+        first failure is raised after every send finished.
         """
         results: list[str | BaseException] = await asyncio.gather(
-            *(self.send(item, delay) for item in items), return_exceptions=True
+            *(
+                self.send(item, delay, ttl=ttl, message_id=message_id)
+                for item, message_id in with_message_ids(items, message_ids)
+            ),
+            return_exceptions=True,
         )
         if not return_exceptions:
             for result in results:
@@ -654,11 +661,16 @@ class SyncClusterProducer(_Closing):
         items: Iterable[DataLike],
         delay: int = 0,
         *,
+        ttl: int | None = None,
+        message_ids: Iterable[str | None] | None = None,
         return_exceptions: bool = False,
         timeout: float | None = None,
     ) -> list[str | BaseException]:
         batch = list(items)
-        coro = self._producer.send_many(batch, delay, return_exceptions=return_exceptions)
+        ids = None if message_ids is None else list(message_ids)
+        coro = self._producer.send_many(
+            batch, delay, ttl=ttl, message_ids=ids, return_exceptions=return_exceptions
+        )
         return run(coro, timeout)
 
     def close(self) -> None:

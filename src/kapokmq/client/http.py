@@ -252,9 +252,12 @@ async def send_http(
     secret_key: str = DEFAULT_SECRET_KEY,
     delay: int = 0,
     *,
+    ttl: int | None = None,
+    message_id: str | None = None,
     session: aiohttp.ClientSession | None = None,
     timeout: float = 30.0,
 ) -> str:
-    """Publish one message with `POST /Producer/Send`; returns its MessageCode."""
+    """Publish one message with `POST /Producer/Send`; returns its MessageCode (arguments
+    as for `ConsoleClient.send`)."""
     async with ConsoleClient(url, secret_key, timeout=timeout, session=session) as client:
-        return await client.send(topic, data, delay)
+        return await client.send(topic, data, delay, ttl=ttl, message_id=message_id)

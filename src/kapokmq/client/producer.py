@@ -49,6 +49,20 @@ def encode_send(
     return orjson.dumps(frame)
 
 
+def with_message_ids(
+    items: Iterable[DataLike], message_ids: Iterable[str | None] | None
+) -> Iterable[tuple[DataLike, str | None]]:
+    """A batch's items paired with their ``message_ids`` (one per item, None for an item
+    without one); all None without ``message_ids``, the items then read as they are sent.
+    Raises ValueError, before anything is sent, when the counts differ."""
+    if message_ids is None:
+        return ((item, None) for item in items)
+    batch, ids = list(items), list(message_ids)
+    if len(batch) != len(ids):
+        raise ValueError(f"message_ids must give one id per item: {len(ids)} for {len(batch)}")
+    return zip(batch, ids, strict=True)
+
+
 @dataclass(slots=True)
 class _Pending:
     frame: bytes
@@ -153,14 +167,21 @@ class Producer(Session):
         items: Iterable[DataLike],
         delay: int = 0,
         *,
+        ttl: int | None = None,
+        message_ids: Iterable[str | None] | None = None,
         return_exceptions: bool = False,
     ) -> list[BaseException | None]:
         """Publish a batch, pipelined; waits for every reply.
 
-        Returns one entry per item (None or the exception). Unless ``return_exceptions``,
-        the first failure is raised after all replies arrived.
+        ``delay`` and ``ttl`` apply to every item, as for `send`; ``message_ids`` gives
+        each item its own ``message_id`` (one per item, None for none). Returns one entry
+        per item (None or the exception). Unless ``return_exceptions``, the first failure
+        is raised after all replies arrived.
         """
-        futures = [await self._submit(encode_send(item, delay)) for item in items]
+        futures = [
+            await self._submit(encode_send(item, delay, ttl=ttl, message_id=message_id))
+            for item, message_id in with_message_ids(items, message_ids)
+        ]
         results: list[BaseException | None] = []
         for future in futures:
             try:

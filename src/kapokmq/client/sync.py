@@ -127,14 +127,18 @@ class SyncProducer(_Closing):
         items: Iterable[DataLike],
         delay: int = 0,
         *,
+        ttl: int | None = None,
+        message_ids: Iterable[str | None] | None = None,
         return_exceptions: bool = False,
         timeout: float | None = None,
     ) -> list[BaseException | None]:
         """Publish a batch pipelined; see `Producer.send_many`."""
         batch = list(items)
-        return run(
-            self._producer.send_many(batch, delay, return_exceptions=return_exceptions), timeout
+        ids = None if message_ids is None else list(message_ids)
+        coro = self._producer.send_many(
+            batch, delay, ttl=ttl, message_ids=ids, return_exceptions=return_exceptions
         )
+        return run(coro, timeout)
 
     def close(self) -> None:
         """Wait for outstanding replies (bounded) and close."""
@@ -324,7 +328,12 @@ def send_http(
     secret_key: str = DEFAULT_SECRET_KEY,
     delay: int = 0,
     *,
+    ttl: int | None = None,
+    message_id: str | None = None,
     timeout: float = 30.0,
 ) -> str:
     """Blocking `send_http`: publish over HTTP, return the MessageCode."""
-    return run(async_send_http(url, topic, data, secret_key, delay, timeout=timeout))
+    coro = async_send_http(
+        url, topic, data, secret_key, delay, ttl=ttl, message_id=message_id, timeout=timeout
+    )
+    return run(coro)
