@@ -20,6 +20,10 @@ from aiohttp import WSMsgType, web
 PROMPT = "Please enter the secret key"
 NO_REPLY = "<no reply>"  # a reply_hook result: swallow the frame silently
 DROP = "<drop>"  # a reply_hook result: close the connection instead of replying
+TOO_BIG = "<too big>"  # a reply_hook result: close 1009, as the broker above mq.maxMessageBytes
+# a reply_hook result: store the message, answer it with the next frame's reply (as the
+# broker answers a read's frames together), never if that one drops the connection
+HOLD = "<hold>"
 
 
 class FakeBroker:
@@ -98,21 +102,29 @@ class FakeBroker:
         if ws is None:
             return web.WebSocketResponse()
         topic = request.match_info["topic"]
+        held: list[str] = []
         try:
             async for msg in ws:
                 frame = msg.data if msg.type == WSMsgType.TEXT else bytes(msg.data).decode()
                 self.received_frames.append(frame)
                 reply = self.reply_hook(frame) if self.reply_hook else None
-                if reply is None:
+                if reply is None or reply == HOLD:
                     try:
                         body = orjson.loads(frame)
                         self._store(topic, body["MessageData"], body.get("DelayTime", 0))
-                        reply = "ok"
+                        answer = "ok"
                     except (orjson.JSONDecodeError, KeyError, TypeError):
-                        reply = "error: not a message"
-                if reply == DROP:
-                    await ws.close(code=1011)
+                        answer = "error: not a message"
+                    if reply == HOLD:
+                        held.append(answer)
+                        continue
+                    reply = answer
+                if reply in (DROP, TOO_BIG):
+                    await ws.close(code=1009 if reply == TOO_BIG else 1011)
                     break
+                for answer in held:
+                    await ws.send_str(answer)
+                held.clear()
                 if reply != NO_REPLY:
                     await ws.send_str(reply)
         finally:

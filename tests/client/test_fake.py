@@ -24,7 +24,7 @@ from kapokmq.client import (
 from kapokmq.client.connection import base_url, session_url
 from kapokmq.client.producer import encode_send
 from kapokmq.client.sync import SyncConsumer, SyncProducer
-from tests.client.fake_broker import DROP, NO_REPLY, FakeBroker
+from tests.client.fake_broker import DROP, HOLD, NO_REPLY, TOO_BIG, FakeBroker
 
 FAST = Backoff(initial=0.01, maximum=0.05)
 
@@ -232,6 +232,50 @@ async def test_poison_frame_is_not_resent_forever(fake: FakeBroker) -> None:
         assert results[0] is None and results[2] is None
         assert isinstance(results[1], ConnectionLostError)
     assert sorted(m["MessageData"] for m in fake.messages.values()) == ["a", "b"]
+
+
+async def test_the_frame_that_kills_connections_is_given_up_not_the_one_before_it(
+    fake: FakeBroker,
+) -> None:
+    """A frame sent just before the killer is stored but unanswered on every connection
+    the killer drops (as the broker answers a read's frames together): the producer gave
+    up that innocent first unanswered frame, stored 4 times by then, and the killer only 4
+    connections later (docs/client.md "Reconnecting, errors and closing")."""
+    killer = "k" * 1000
+    fake.reply_hook = lambda frame: DROP if killer in frame else HOLD if '"a"' in frame else None
+    async with Producer(fake.url, "t", "p1", backoff=FAST) as producer:
+        await producer.connect()
+        results = await asyncio.wait_for(
+            producer.send_many(["a", killer, "c"], return_exceptions=True), 10
+        )
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], ConnectionLostError)
+        assert str(results[1]) == "connection dropped 3 times sending this message"
+        assert producer.reconnects == 3
+    stored = [m["MessageData"] for m in fake.messages.values()]
+    assert stored == ["a"] * 4 + ["c"]  # at-least-once: "a" on each connection
+
+
+async def test_a_frame_closed_1009_takes_the_blame_for_its_connection(fake: FakeBroker) -> None:
+    """After a close 1009 names the too-big frame, the others' resend counts start afresh:
+    one that died with it and then with two more connections was given up for it."""
+    sights = 0
+
+    def hook(frame: str) -> str | None:
+        nonlocal sights
+        if "big" in frame:
+            return TOO_BIG
+        sights += 1
+        return {1: HOLD, 2: DROP, 3: DROP}.get(sights)  # then answered
+
+    fake.reply_hook = hook
+    async with Producer(fake.url, "t", "p1", backoff=FAST) as producer:
+        await producer.connect()
+        results = await asyncio.wait_for(
+            producer.send_many(["a", "big"], return_exceptions=True), 10
+        )
+        assert results[0] is None and isinstance(results[1], SendError)
+        assert producer.reconnects == 3 and sights == 4
 
 
 async def test_window_blocks_and_cancelled_waiter_leaks_no_slot(fake: FakeBroker) -> None:

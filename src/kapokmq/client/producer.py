@@ -19,7 +19,7 @@ from kapokmq.client.session import Session, log
 
 DataLike = str | bytes | bytearray | memoryview
 TOO_BIG = aiohttp.WSCloseCode.MESSAGE_TOO_BIG  # 1009, above the broker's mq.maxMessageBytes
-MAX_RESENDS = 3
+MAX_RESENDS = 3  # connections a frame is sent on, all dropped, before it is given up
 
 
 def encode_send(
@@ -68,6 +68,7 @@ class _Pending:
     frame: bytes
     future: asyncio.Future[None]
     sent_at: float  # loop time of the first write, for send_timeout
+    sends: int = 1  # connections it was written on (MAX_RESENDS)
 
 
 class Producer(Session):
@@ -119,8 +120,6 @@ class Producer(Session):
         self._free = max_in_flight
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._pending: collections.deque[_Pending] = collections.deque()
-        self._head: _Pending | None = None
-        self._head_tries = 0
 
     @property
     def in_flight(self) -> int:
@@ -295,16 +294,21 @@ class Producer(Session):
         self._free += 1
 
     async def _on_connected(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        # A frame that kills every connection it is sent on must not be resent forever.
-        head = self._pending[0] if self._pending else None
-        self._head_tries = self._head_tries + 1 if head is self._head else 1
-        self._head = head
-        if head is not None and self._head_tries > MAX_RESENDS:
+        # A frame that kills every connection it is sent on (one far above a limit on the
+        # way, dropped without a close 1009) must not be resent forever: of those sent
+        # MAX_RESENDS times, the biggest is given up, not the first: frames sent just
+        # before it die with it, unanswered (docs/client.md "Reconnecting, errors and
+        # closing").
+        worn = [pending for pending in self._pending if pending.sends >= MAX_RESENDS]
+        if worn:
+            culprit = max(worn, key=lambda pending: len(pending.frame))
+            self._pending.remove(culprit)
             self._settle(
-                self._pending.popleft(),
+                culprit,
                 ConnectionLostError(f"connection dropped {MAX_RESENDS} times sending this message"),
             )
         for pending in list(self._pending):
+            pending.sends += 1
             await ws.send_frame(pending.frame, aiohttp.WSMsgType.TEXT)
 
     def _on_fatal(self, exc: KapokMQError) -> None:
@@ -340,6 +344,10 @@ class Producer(Session):
                     reason = f"error: message too big for the broker (closed {TOO_BIG})"
                     self._settle(culprit, SendError(reason))
                     self._drop_explained = True
+                    # The connections dropped so far are the culprit's doing: the others
+                    # start afresh, or one that died with it would be given up for it.
+                    for pending in self._pending:
+                        pending.sends = 0
                 return
             if not self._pending:
                 log.warning("producer %s: reply %r with nothing in flight", self.client_id, reply)
