@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -155,6 +156,20 @@ def test_a_too_big_message_is_one_line_and_lines_after_it_go_through(broker_fact
     ]
 
 
+def test_lines_all_refused_exit_1(broker_factory) -> None:
+    """A slave refuses every write (docs/protocol.md "Refused writes"): `produce -` named
+    the lines and exited 0, as their refusals were counted after the exit status was
+    chosen (a reply's callbacks run a loop turn after it)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # a master that never answers: the slave refuses writes meanwhile
+        master = {"sync.masterAddr": "127.0.0.1", "sync.masterPort": silent.getsockname()[1]}
+        broker = broker_factory(settings={"sync.isSync": 1, "sync.isSlave": 1, **master})
+        done = sh(f"{KAPOKMQ} produce --topic s -", broker, stdin="a\nb\nc\n")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1] == "kapokmq: 3 of 3 messages were rejected"
+
+
 def test_consume_across_a_broker_restart(broker: BrokerProcess) -> None:
     """The stream goes on after a restart; what the client says about it is `kapokmq:`
     lines like every other message on stderr."""
@@ -205,14 +220,17 @@ def test_ctrl_c_while_reading_stdin_exits_130(broker: BrokerProcess) -> None:
             proc.wait()
 
 
-def test_progress_bar_for_file_input(broker: BrokerProcess, tmp_path) -> None:
+@pytest.mark.parametrize("n", [50, 20_000])
+def test_progress_bar_for_file_input(broker: BrokerProcess, tmp_path, n: int) -> None:
+    """The last line counts every reply: a small file's said `50 sent, 0 confirmed` (its
+    replies' counting ran after it was drawn)."""
     data = tmp_path / "lines.txt"
-    data.write_text("".join(f"{i}\n" for i in range(20_000)))
+    data.write_text("".join(f"{i}\n" for i in range(n)))
     done = sh(f"{KAPOKMQ} produce --topic p --progress - < {shlex.quote(str(data))}", broker)
     assert done.returncode == 0, done.stderr
     last = done.stderr.strip().splitlines()[-1]  # text mode turned each \r into \n
     assert last.startswith("[" + "#" * 30 + "] 100%"), last
-    assert "20000 sent, 20000 confirmed" in last
+    assert f"{n} sent, {n} confirmed" in last
     quiet = sh(f"{KAPOKMQ} produce --topic p - < {shlex.quote(str(data))}", broker)
     assert (quiet.returncode, quiet.stderr) == (0, "")  # stderr is not a terminal
 

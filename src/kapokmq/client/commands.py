@@ -332,17 +332,23 @@ async def _produce(args: argparse.Namespace) -> int:
         delay = 0.0 if args.progress else 0.5
         progress = Progress(sys.stderr, _stdin_size(), delay=delay) if show else None
         counts = {"sent": 0, "confirmed": 0, "failed": 0, "bytes": 0}
+        # Every reply counted: a future's callbacks run a loop turn after its reply, so
+        # waiting for the replies (producer.flush) may end before the last are counted.
+        counted = asyncio.Event()
+        counted.set()
 
         def done(line_no: int) -> Callable[[asyncio.Future[None]], None]:
             def callback(future: asyncio.Future[None]) -> None:
                 exc = None if future.cancelled() else future.exception()
                 if exc is None:
                     counts["confirmed"] += 1
-                    return
-                counts["failed"] += 1
-                if counts["failed"] <= MAX_ERRORS_SHOWN:
-                    reason = exc.reason if isinstance(exc, SendError) else str(exc)
-                    _err(f"line {line_no}: {reason}")
+                else:
+                    counts["failed"] += 1
+                    if counts["failed"] <= MAX_ERRORS_SHOWN:
+                        reason = exc.reason if isinstance(exc, SendError) else str(exc)
+                        _err(f"line {line_no}: {reason}")
+                if counts["confirmed"] + counts["failed"] == counts["sent"]:
+                    counted.set()
 
             return callback
 
@@ -350,6 +356,7 @@ async def _produce(args: argparse.Namespace) -> int:
             line = raw.decode("utf-8", "replace").removesuffix("\r")
             counts["sent"] += 1
             counts["bytes"] += len(raw) + 1  # the bar follows what was sent, not what was read
+            counted.clear()
             future = await producer.submit(line, args.delay, ttl=args.ttl)
             future.add_done_callback(done(counts["sent"]))
             if progress:
@@ -363,7 +370,7 @@ async def _produce(args: argparse.Namespace) -> int:
                 await send_line(raw)
         if tail:
             await send_line(tail)
-        await producer.flush()
+        await counted.wait()
         if progress:
             progress.finish(counts["sent"], counts["confirmed"], counts["bytes"])
         if counts["failed"]:
