@@ -13,7 +13,9 @@ from kapokmq.service import add_logging_options
 from tests.harness import BrokerProcess
 
 
-def test_a_broker_started_from_a_file_says_where_everything_is(tmp_path: Path) -> None:
+def test_a_broker_started_from_a_file_says_where_everything_is(tmp_path: Path, monkeypatch) -> None:
+    # the suite's second engine run sets it, and the banner would name the environment
+    monkeypatch.delenv("KAPOKMQ_SERVER_WSENGINE", raising=False)
     path = tmp_path / "application.yaml"
     path.write_text("mq:\n  isPersistent: 1\n  persistentTime: 7\n  dataDir: store\n")
     broker = BrokerProcess(extra_args=["--config", str(path)], cwd=tmp_path).start()
