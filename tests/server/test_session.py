@@ -555,6 +555,31 @@ def test_durable_replies_wait_for_the_disk_in_order(harness: Harness) -> None:
     assert replies[0] == b"ok" and replies[1].startswith(b"error: ") and replies[2] == b"ok"
 
 
+def test_durable_replies_go_out_when_the_wal_settles_their_ticket(harness: Harness) -> None:
+    """Not an iteration later, when the ticket's own callbacks run (as asyncio's do)."""
+    tickets: list[FakeFuture] = []
+
+    def ticket() -> FakeFuture:
+        tickets.append(FakeFuture())
+        return tickets[-1]
+
+    use_ticket(harness.runtime, ticket)
+    client = harness.login(ProducerWebSocket)
+    assert client.read(send_frame("a"), send_frame("b")) == []
+    assert client.read(send_frame("c")) == []
+    harness.runtime.durable_settled()  # a sync that settled neither
+    assert client.texts() == []
+    tickets[0]._done = True  # settled; its callbacks have not run yet
+    harness.runtime.durable_settled()
+    assert client.texts() == [b"ok", b"ok"]
+    tickets[0].finish()  # its callbacks, later: nothing more to send
+    harness.loop.run()
+    assert client.texts() == []
+    tickets[1]._done = True
+    harness.runtime.durable_settled()
+    assert client.texts() == [b"ok"]
+
+
 def test_a_failed_fsync_never_answers_ok(harness: Harness) -> None:
     future = FakeFuture()
     use_ticket(harness.runtime, lambda: future)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import select
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -122,4 +123,32 @@ async def test_a_file_layer_that_replaces_datasync_gets_it_called(tmp_path: Path
             wal.append_many(batch(10, start))
             await wal.barrier()
         assert files.calls == 2
+        await wal.close()
+
+
+async def test_a_flush_reaps_an_ended_sync_and_starts_the_next(tmp_path: Path) -> None:
+    """The loop was busy when the request ended (no poll since): the next flush settles
+    it, tells on_settled at once and starts the fsync of what it wrote."""
+    real_loop_sync().close()
+    settled: list[int] = []
+    datadir = DataDir(tmp_path, "kapokmq")
+    with ThreadPoolExecutor(1) as executor:
+        wal = WalWriter(asyncio.get_running_loop(), datadir, 1, "always", executor)
+        wal.on_settled = lambda: settled.append(wal.synced)
+        wal.append_many(batch(10, 0))
+        await wal.barrier()  # the thread's (a new file)
+        wal.append_many(batch(10, 10))
+        first = wal.ticket()
+        wal.flush()  # written: the loop's request starts
+        assert first is not None and wal._loop_sync is not None and wal._loop_job is not None
+        # block the loop until the request has ended, so its eventfd callback cannot run
+        readable, _, _ = select.select([wal._loop_sync.fileno()], [], [], 10)
+        assert readable and not first.done()
+        wal.append_many(batch(10, 20))
+        second = wal.ticket()
+        wal.flush()
+        assert first.done() and settled == [10, 20]
+        assert second is not None and not second.done() and wal._loop_job is not None
+        await second
+        assert settled == [10, 20, 30]
         await wal.close()

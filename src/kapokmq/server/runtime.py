@@ -79,6 +79,8 @@ class BrokerRuntime:
         self.sync_figures: Callable[[], tuple[int, int, int]] | None = None
         # wrong secret keys per source address, WebSocket and HTTP (guard.py)
         self.key_guard = KeyGuard(self.loop.time)
+        # fsync `always`: called once right after the WAL next settles tickets (when_durable)
+        self._durable_waiting: list[Callable[[], None]] = []
         # live producer and consumer WebSocket sessions (server/session.py), closed at shutdown
         self.sessions: set[Session] = set()
         # live lean HTTP connections, closed at shutdown too (server/http_lean.py)
@@ -140,6 +142,21 @@ class BrokerRuntime:
         if disk is None:
             return self.replica_ticket
         return self._both_tickets
+
+    def when_durable(self, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` once, right after the WAL next settles tickets (fsync ``always``),
+        in the callback that learnt of the sync: a reply waiting for one goes out then,
+        not an iteration later behind the next read's work (docs/durability.md). Nothing
+        happens without such a WAL: a ticket's own done callback answers then."""
+        storage = self.storage
+        if storage is not None and storage.durable_ticket is not None:
+            self._durable_waiting.append(wake)
+
+    def durable_settled(self) -> None:
+        """Storage's hook (StorageHost): the WAL settled tickets; wake who asked."""
+        waiting, self._durable_waiting = self._durable_waiting, []
+        for wake in waiting:
+            wake()
 
     def _both_tickets(self) -> asyncio.Future[None] | None:
         storage = self.storage

@@ -756,21 +756,25 @@ class _DurableReplies:
     Frames keep being read and published while earlier ones wait for their fsync; each
     reply goes out, in order, once the WAL batch holding its message is on disk, so one
     pipelined connection gets group commit instead of an fsync round trip per message.
+    The replies a sync releases are written by the WAL's own callback (``when_durable``),
+    not an iteration later behind the next read's work; the ticket's done callback is
+    the fallback (a replica's ticket, a closing writer).
     A batch that cannot be made durable is answered ``error: storage unavailable: <reason>``
     for each of its messages, and the connection stays open (docs/durability.md).
     """
 
-    __slots__ = ("_queue", "_session", "_waiting")
+    __slots__ = ("_listening", "_queue", "_session", "_waiting")
 
     def __init__(self, session: ProducerWebSocket) -> None:
         self._session = session
         self._queue: deque[tuple[asyncio.Future[None] | None, bytes]] = deque()
-        self._waiting = False
+        self._waiting: asyncio.Future[None] | None = None  # the first reply's ticket
+        self._listening = False  # _wake is registered with the runtime
 
     def send(self, reply: bytes, durable: asyncio.Future[None] | None) -> None:
         """Send ``reply`` after every earlier one and once ``durable`` (if any) is done."""
         self._queue.append((durable, reply))
-        if not self._waiting:
+        if self._waiting is None:
             self._drain()
 
     def _drain(self) -> None:
@@ -779,8 +783,10 @@ class _DurableReplies:
         while queue:
             durable, reply = queue[0]
             if durable is not None and not durable.done():
-                self._waiting = True
-                durable.add_done_callback(self._done)
+                if durable is not self._waiting:
+                    self._waiting = durable
+                    durable.add_done_callback(self._done)
+                    self._listen()
                 return
             queue.popleft()
             if durable is not None and (durable.cancelled() or durable.exception() is not None):
@@ -789,8 +795,27 @@ class _DurableReplies:
                 reason = str(durable.exception()) if not durable.cancelled() else "cancelled"
                 reply = error_frame(reason) * (len(reply) // len(OK_FRAME))
             session._out.append(reply)
+        self._waiting = None
 
-    def _done(self, _: object) -> None:
-        self._waiting = False
+    def _listen(self) -> None:
+        if not self._listening:
+            self._listening = True
+            self._session.host.when_durable(self._wake)
+
+    def _wake(self) -> None:
+        """The WAL settled tickets: answer now if ours is among them."""
+        self._listening = False
+        waiting = self._waiting
+        if waiting is None:
+            return
+        if waiting.done():
+            self._done(waiting)
+        else:
+            self._listen()
+
+    def _done(self, ticket: object) -> None:
+        if ticket is not self._waiting:
+            return  # answered by _wake already
+        self._waiting = None
         self._drain()
         self._session._flush()

@@ -103,11 +103,14 @@ class LoopSync:
 
     def results(self) -> list[int]:
         """The requests done since the last call, oldest first: 0, or minus the errno
-        fdatasync(2) would have raised (EIO, ENOSPC, ...)."""
+        fdatasync(2) would have raised (EIO, ENOSPC, ...). Never waits, so it may be
+        called whether or not ``fileno()`` is readable (two system calls when nothing
+        has ended)."""
         context = self._context
         if context is None:
             return []
-        # reset the eventfd's count; BlockingIOError: reaped at an earlier wake-up
+        # reset the eventfd's count first (a request that ends later signals it again);
+        # BlockingIOError: reaped at an earlier call
         with contextlib.suppress(BlockingIOError):
             context.poll()
         while context.process_events():

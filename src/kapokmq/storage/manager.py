@@ -224,6 +224,9 @@ class StorageHost(Protocol):
 
     def refuse_writes(self, source: str, ws_text: str, http_text: str | None = None) -> None: ...
 
+    def durable_settled(self) -> None:
+        """The WAL settled tickets (fsync ``always``): replies waiting for them can go."""
+
     def accept_writes(self, source: str) -> None: ...
 
 
@@ -314,7 +317,13 @@ class Storage:
     def _new_wal(self, seq: int) -> WalWriter:
         """A writer for segment ``seq``, made the one the runtime and the listener use."""
         wal = WalWriter(
-            self.loop, self.datadir, seq, self.policy, self.wal_executor, self._wal_failed
+            self.loop,
+            self.datadir,
+            seq,
+            self.policy,
+            self.wal_executor,
+            self._wal_failed,
+            self.runtime.durable_settled,
         )
         self.wal = wal
         if self.listener is not None:

@@ -81,6 +81,7 @@ class WalWriter:
         policy: str,
         executor: Executor,
         on_failure: Callable[[WalError], None] | None = None,
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
         self.loop = loop
         self.datadir = datadir
@@ -89,6 +90,7 @@ class WalWriter:
         self.policy = policy
         self.executor = executor
         self.on_failure = on_failure
+        self.on_settled = on_settled  # called right after tickets were settled
         self.seq = seq
         # appended, encoded and written by the next flush: runs of records, each run
         # framed WAL_FRAME_RECORDS at a time; a batch record is a run of its own
@@ -260,6 +262,8 @@ class WalWriter:
         if self._open_future is not None:
             self._waiters.append((self.written, self._open_future))
             self._open_future = None
+        if self._loop_job is not None:
+            self._loop_synced()
         if self._waiters:
             self._kick()
 
@@ -381,7 +385,10 @@ class WalWriter:
         job.add_done_callback(lambda f: self._sync_done(f, target))
 
     def _loop_synced(self) -> None:
-        """The eventfd is readable: the running LoopSync request ended."""
+        """The running LoopSync request ended (the eventfd is readable), or maybe did: a
+        flush asks too while one runs, since the loop may have been busy when the eventfd
+        said so; its replies then go out, and the next fsync starts, without waiting for
+        the loop's next poll."""
         job, loop_sync = self._loop_job, self._loop_sync
         if loop_sync is None:
             return
@@ -432,10 +439,13 @@ class WalWriter:
         self.max_sync_seconds = max(self.max_sync_seconds, took)
         self.synced = max(self.synced, target)
         waiters = self._waiters
+        settled = bool(waiters) and waiters[0][0] <= self.synced
         while waiters and waiters[0][0] <= self.synced:
             w = waiters.popleft()[1]
             if not w.done():
                 w.set_result(None)
+        if settled and self.on_settled is not None:
+            self.on_settled()
         if waiters or self._retired:
             if self.written < self.appended:
                 self.flush()
