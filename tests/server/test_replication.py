@@ -302,6 +302,57 @@ async def test_a_master_back_with_its_storage_never_redelivers_what_the_slave_co
             assert await status_on(session, master, code) == 1
 
 
+async def sync_login(
+    session: aiohttp.ClientSession, master: BrokerProcess
+) -> aiohttp.ClientWebSocketResponse:
+    """A slave of ours by hand: /Sync/Conn with our extension header, logged in."""
+    ws = await session.ws_connect(f"{master.ws}/Sync/Conn", headers={"KapokMQ-Sync": "dedup"})
+    assert await ws.receive_str(timeout=5) == "Please enter the secret key"
+    await ws.send_str(SECRET)
+    assert await ws.receive_str(timeout=5) == "Secret key matching succeeded"
+    return ws
+
+
+async def test_the_first_slave_back_does_not_release_pushes_another_must_hand_back(
+    broker_factory, tmp_path
+):
+    """With two slaves, the first one back with nothing to hand back (its heartbeat) does
+    not end a restarted master's hold: the other one, which consumed the master's stored
+    messages during its takeover, hands back a moment later, and they never come back."""
+    master = broker_factory(settings={**MASTER, "mq.isPersistent": 2}, cwd=tmp_path)
+    async with aiohttp.ClientSession() as session:
+        before = [await send(session, master, f"before-{i}") for i in range(5)]
+        records = []
+        for code in before:
+            async with session.post(
+                f"{master.http}/Console/GetMessage",
+                data={"messageCode": code},
+                headers={"secretKey": SECRET},
+            ) as resp:
+                records.append((await resp.json())["data"])
+        master.kill()  # its WAL keeps the five as waiting
+        master.start()
+        consumer = await login(session, f"{master.ws}/Consumers/Conn/t/c1")
+        empty = await sync_login(session, master)
+        await empty.send_bytes(b"hi")  # back, with nothing to hand back
+        with pytest.raises(asyncio.TimeoutError):
+            await consumer.receive(timeout=1.0)
+        took_over = await sync_login(session, master)
+        now = int(time.time())
+        consumed = [{**r, "ConsumedTime": now, "Status": 1} for r in records]
+        await took_over.send_str("\n".join(json.dumps(r) for r in consumed) + "\n")
+        await took_over.send_str(json.dumps({"HandBack": len(consumed)}))
+        while not (await took_over.receive_str(timeout=5)).startswith('{"HandBackAck"'):
+            pass
+        await until(lambda: asyncio.sleep(0, "master: pushing" in master.log()))
+        with pytest.raises(asyncio.TimeoutError):
+            await consumer.receive(timeout=0.5)
+        for code in before:
+            assert await status_on(session, master, code) == 1
+        for ws in (consumer, empty, took_over):
+            await ws.close()
+
+
 async def test_a_slave_restarted_during_its_takeover_still_hands_back(broker_factory, tmp_path):
     """A persistent slave SIGKILLed while it had taken over, restarted once the master is
     back, remembers the takeover: what it accepted meanwhile is not stranded on it."""

@@ -69,10 +69,14 @@ MASTER_PROBE_TIMEOUT = 2.0  # a master that ended our connection must take a new
 REFOLLOW_FIRST = 0.1  # s before following again a master that ended our connection,
 REFOLLOW_RESET_AFTER = 30.0  # doubling while each connection lasted less than this
 RECONNECT_MAX = 2.0  # s between a slave's attempts to reach a lost master (before jitter)
-# A master that restarts with stored messages holds its pushes until a slave has handed
-# back its takeover (or said it has nothing: its first heartbeat), at most this long: its
-# own copies are older than the slave's, which may have consumed them meanwhile.
+# A master that restarts with stored messages holds its pushes until its slaves have handed
+# back their takeovers (or said they have nothing: a first heartbeat), at most this long: its
+# own copies are older than a slave's, which may have consumed them meanwhile.
 HAND_BACK_WAIT = 5.0
+# ... and at least this long: by then every slave still trying to reach it has connected
+# (its longest pause between attempts, RECONNECT_MAX jittered by +50 %, and a login), so
+# the first slave back does not release the pushes before another has handed back.
+SLAVES_BACK_WITHIN = RECONNECT_MAX * 1.5 + 0.5
 
 
 def record_of(
@@ -174,6 +178,7 @@ class _Slave:
 
     __slots__ = (
         "acked",
+        "back",
         "cut",
         "drained",
         "dump_bytes",
@@ -192,6 +197,7 @@ class _Slave:
         self.sent = 0
         self.acked = 0
         self.handed_back = 0  # records of a hand-back in progress
+        self.back = not extended  # handed back or has nothing to (an original never hands back)
         self.queued = 0  # bytes handed to its connection so far
         self.dump_bytes = 0  # of which the initial dump
         self.drained = 0  # bytes it had read at the last look
@@ -300,6 +306,7 @@ class ReplicationHub:
         self.cut_slaves = 0  # /metrics kapokmq_sync_slaves_cut_total
         self._watch: asyncio.TimerHandle | None = None
         self._hold: asyncio.TimerHandle | None = None
+        self._held_since = runtime.loop.time()
         runtime.sync_served(self.figures)
         if self.sync_ack:
             runtime.replication_opened(self.ticket)
@@ -346,13 +353,13 @@ class ReplicationHub:
         slave = _Slave(writer, extended, cut)
         broker = self.runtime.broker
         slave.read_at = self.runtime.loop.time()
-        if not extended:  # an original slave never hands anything back
-            self._release("an original slave is following")
         if not self.slaves:
             broker.add_listener(self)
             broker.add_journal(self)
             self._watch_in(SLAVE_WATCH_EVERY)
         self.slaves.append(slave)
+        if slave.back:  # an original slave never hands anything back
+            self._release_if_back("an original slave is following")
         if self.sync_ack:
             self.runtime.accept_writes(ACK_SOURCE)
         codes = [m.code for m in broker.messages()]
@@ -363,16 +370,32 @@ class ReplicationHub:
         """A frame from the slave: its heartbeat, ``{"Acked":n}`` (sync.ack 1) or its
         hand-back (see above). A slave hands back before its first heartbeat."""
         if payload == HEARTBEAT:
-            if self._hold is not None:
-                self._release("a slave follows with nothing more to hand back")
+            if self._hold is not None and not slave.back:
+                self._slave_back(slave, "the slaves follow with nothing more to hand back")
             return
         if payload.startswith(b'{"Acked"'):
             with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
                 self.acked(slave, int(orjson.loads(payload).get("Acked")))
             return
         slave.handed_back = apply_hand_back(self.runtime, payload, slave.handed_back, slave)
-        if self._hold is not None and payload.startswith(b'{"HandBack"'):
-            self._release("the slave handed back its takeover")
+        if self._hold is not None and not slave.back and payload.startswith(b'{"HandBack"'):
+            self._slave_back(slave, "the slaves handed back their takeovers")
+
+    def _slave_back(self, slave: _Slave, why: str) -> None:
+        """A slave handed back or showed it has nothing to hand back."""
+        slave.back = True
+        self._release_if_back(why)
+
+    def _release_if_back(self, why: str) -> None:
+        """End the hold once every connected slave is back, but not before
+        SLAVES_BACK_WITHIN: another slave may still be on its way."""
+        if self._hold is None or not all(s.back for s in self.slaves):
+            return
+        wait = self._held_since + SLAVES_BACK_WITHIN - self.runtime.loop.time()
+        if wait > 0:
+            self.runtime.loop.call_later(wait, self._release_if_back, why)
+        else:
+            self._release(why)
 
     def detach(self, slave: _Slave) -> None:
         with contextlib.suppress(ValueError):
