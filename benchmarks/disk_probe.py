@@ -8,6 +8,10 @@
    metadata (size, block allocation) that preallocation would save.
 2. The cost of a 50 KB write (one loop iteration's records) while another thread runs
    fdatasync every second (``everysec``) or never: how long the event loop would stall.
+3. The WAL's fdatasync request (``storage.files.LoopSync``, io_uring and Linux AIO) from
+   a thread that is busy on its CPU, as the event loop is under ``fsync always``: when
+   its end is seen (the thread looks every 1.5 ms) and how long the thread waited for
+   its CPU meanwhile.
 
 docs/performance.md "Tried and rejected" has this machine's figures.
 """
@@ -99,6 +103,45 @@ def write_stalls(where: Path, every: float | None, seconds: float = 3.0) -> str:
     )
 
 
+def busy_sync(where: Path, uring: bool, seconds: float = 1.0) -> str:
+    from kapokmq.storage.files import LoopSync
+
+    try:
+        syncer = LoopSync(uring)
+    except Exception as exc:
+        return f"LoopSync({'io_uring' if uring else 'Linux AIO'}): not here ({exc})"
+    kind = "io_uring" if syncer.uring else "Linux AIO"
+    path = where / "kapokmq-probe-busy"
+    fd = _append(path)
+    schedstat = Path(f"/proc/self/task/{threading.get_native_id()}/schedstat")
+    chunk = b"z" * 100_000
+    took: list[float] = []
+    started: float | None = None
+    waited = int(schedstat.read_text().split()[1])
+    end = time.perf_counter() + seconds
+    try:
+        while (now := time.perf_counter()) < end:
+            while time.perf_counter() < now + 0.0015:  # the loop's work between flushes
+                pass
+            if started is None:
+                os.write(fd, chunk)
+                syncer.submit(fd)
+                started = time.perf_counter()
+            elif syncer.results():
+                took.append(time.perf_counter() - started)
+                started = None
+    finally:
+        waited = int(schedstat.read_text().split()[1]) - waited
+        syncer.close()
+        os.close(fd)
+        path.unlink()
+    return (
+        f"fdatasync request from a busy thread, {kind}: {len(took)} in {seconds:g} s, end "
+        f"seen p50 {_ms(took, 0.5):.2f} ms, p90 {_ms(took, 0.9):.2f} ms; the thread waited "
+        f"for its CPU {waited / 1e9 / seconds:.1%} of the time"
+    )
+
+
 def main() -> None:
     where = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
     for _ in range(2):  # twice: the first round warms the file system up
@@ -110,6 +153,8 @@ def main() -> None:
             print(sync_latency(where, name, prepare), flush=True)
     for every in (None, 1.0, None, 1.0):
         print(write_stalls(where, every), flush=True)
+    for uring in (True, False, True, False):
+        print(busy_sync(where, uring), flush=True)
 
 
 if __name__ == "__main__":

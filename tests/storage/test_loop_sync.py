@@ -10,6 +10,7 @@ import os
 import select
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -30,6 +31,17 @@ def real_loop_sync() -> LoopSync:
     return syncer
 
 
+def backend(uring: bool) -> LoopSync:
+    try:
+        syncer = LoopSync(uring)
+    except Exception:
+        pytest.skip(f"no {'io_uring' if uring else 'Linux AIO'} here")
+    if syncer.uring != uring:
+        syncer.close()
+        pytest.skip("caio without io_uring")
+    return syncer
+
+
 async def readable(fd: int) -> None:
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
@@ -40,8 +52,11 @@ async def readable(fd: int) -> None:
         loop.remove_reader(fd)
 
 
-async def test_a_request_ends_on_the_eventfd_and_a_bad_one_is_refused(tmp_path: Path) -> None:
-    syncer = real_loop_sync()
+@pytest.mark.parametrize("uring", [True, False], ids=["io_uring", "linux_aio"])
+async def test_a_request_ends_on_the_eventfd_and_a_bad_one_fails(
+    tmp_path: Path, uring: bool
+) -> None:
+    syncer = backend(uring)
     fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
     try:
         assert syncer.results() == []  # nothing done yet: no blocking, no result
@@ -49,12 +64,29 @@ async def test_a_request_ends_on_the_eventfd_and_a_bad_one_is_refused(tmp_path: 
         syncer.submit(fd)
         await readable(syncer.fileno())
         assert syncer.results() == [0]
-        with pytest.raises(OSError, match="EBADF"):  # refused at once, nothing started
+        if uring:  # io_uring takes it and ends it with the error
             syncer.submit(fd + 1000)
-        assert syncer.results() == []
+            await readable(syncer.fileno())
+            assert syncer.results() == [-errno.EBADF]
+        else:  # Linux AIO refuses it at once, nothing started
+            with pytest.raises(OSError, match="EBADF"):
+                syncer.submit(fd + 1000)
+            assert syncer.results() == []
     finally:
         os.close(fd)
         syncer.close()
+
+
+def test_io_uring_first_and_linux_aio_where_it_is_refused() -> None:
+    backend(True).close()  # (skips without io_uring)
+    syncer = real_loop_sync()
+    assert syncer.uring
+    syncer.close()
+    refused = SystemError("io_uring_setup: Operation not permitted")  # e.g. a seccomp filter
+    with mock.patch("caio.linux_uring.Context", side_effect=refused):
+        syncer = real_loop_sync()
+    assert not syncer.uring
+    syncer.close()
 
 
 async def test_always_syncs_on_the_loop_and_the_records_read_back(tmp_path: Path) -> None:

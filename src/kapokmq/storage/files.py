@@ -4,12 +4,15 @@ The WAL writer, the snapshot writer and the data directory go through a ``FileOp
 the unit tests can substitute one that fails with EIO on a chosen call (write, fsync,
 rename), which a full tmpfs cannot produce (tests/storage/test_faults.py).
 
-``LoopSync`` is the WAL's fdatasync without a thread: submitted from the event loop as a
-Linux AIO request (through caio), run by the kernel, its end signalled on an eventfd the
-loop watches.
+``LoopSync`` is the WAL's fdatasync without a thread: submitted from the event loop as an
+io_uring request (through caio; Linux AIO where io_uring is refused), run by the kernel,
+its end signalled on an eventfd the loop watches.
 A thread's fdatasync needs the GIL back from the busy loop twice per call (to start and
 to report), which cost 1-2 ms of each group commit under ``fsync always``
-(docs/performance.md "Session 7: WAL").
+(docs/performance.md "Session 7: WAL"). io_uring first: it runs the fdatasync in a worker
+the scheduler may put on another CPU, where Linux AIO queues it to the submitting CPU's
+kworker, which waits for the busy loop to give up that CPU (docs/performance.md
+"Session 9: WAL").
 """
 
 from __future__ import annotations
@@ -50,46 +53,64 @@ try:  # Linux only (pyproject.toml)
     _HAS_AIO = True
 except ImportError:  # pragma: no cover - another system, or a kernel without AIO
     _HAS_AIO = False
+try:
+    from caio import linux_uring
+
+    _HAS_URING = True
+except ImportError:  # pragma: no cover - another system, or a caio without it
+    _HAS_URING = False
 
 
 class LoopSync:
     """fdatasync requests the event loop submits and reaps without blocking, through caio's
-    Linux AIO context: the kernel runs each in a worker (IOCB_CMD_FDSYNC, the same
-    vfs_fsync as fdatasync(2)) and counts it done on ``fileno()``, an eventfd to watch for
-    reading. One request at a time (the WAL's group commit has one fsync running)."""
+    io_uring context (or its Linux AIO context): the kernel runs each in a worker
+    (IORING_OP_FSYNC with IORING_FSYNC_DATASYNC, IOCB_CMD_FDSYNC: the same vfs_fsync as
+    fdatasync(2)) and counts it done on ``fileno()``, an eventfd to watch for reading. One
+    request at a time (the WAL's group commit has one fsync running)."""
 
     DEPTH = 4
 
-    def __init__(self) -> None:
+    def __init__(self, uring: bool = True) -> None:
         if not _HAS_AIO:
             raise OSError(errno.ENOSYS, "caio's Linux AIO is not available")
-        self._context: linux_aio.Context | None = linux_aio.Context(self.DEPTH)
+        self.uring = uring and _HAS_URING
+        self._context: linux_aio.Context | linux_uring.Context | None
+        self._operation: type[linux_aio.Operation] | type[linux_uring.Operation]
+        if self.uring:
+            self._context, self._operation = linux_uring.Context(self.DEPTH), linux_uring.Operation
+        else:
+            self._context, self._operation = linux_aio.Context(self.DEPTH), linux_aio.Operation
         self._done: list[int] = []
         self._running = 0
 
     @classmethod
     def open(cls) -> LoopSync | None:
-        """One, or None where there is no Linux AIO (another system, caio not installed, a
-        kernel without it, its request limit fs.aio-max-nr reached): then fsync in a
-        thread."""
-        try:
-            return cls()
-        except Exception:  # caio raises SystemError/RuntimeError for a refused io_setup
-            return None
+        """One, or None where there is neither io_uring nor Linux AIO (another system, caio
+        not installed, a kernel or a seccomp filter without them, the AIO request limit
+        fs.aio-max-nr reached): then fsync in a thread."""
+        for uring in (True, False):
+            try:
+                return cls(uring)
+            except Exception:  # caio raises SystemError/RuntimeError for a refused setup
+                continue
+        return None
 
     def fileno(self) -> int:
         assert self._context is not None, "closed"
         return self._context.fileno
 
     def submit(self, fd: int) -> None:
-        """Start an fdatasync of ``fd``; OSError if the kernel refuses the request (a bad
-        descriptor, a file system without fsync: EINVAL), in which case nothing was
-        started."""
-        assert self._context is not None, "closed"
-        operation = linux_aio.Operation.fdsync(fd)
+        """Start an fdatasync of ``fd``; OSError if the kernel refuses the request (Linux
+        AIO: a bad descriptor, a file system without fsync: EINVAL), in which case nothing
+        was started. io_uring refuses nothing here: such a request ends with the error."""
+        context = self._context
+        assert context is not None, "closed"
+        operation = self._operation.fdsync(fd)
         operation.set_callback(self._finished)
         try:
-            accepted = self._context.submit(operation)
+            accepted = context.submit(operation)
+            if accepted == 1 and self.uring and isinstance(context, linux_uring.Context):
+                context.flush()  # io_uring_enter (what ends inline is in results() too)
         except Exception as exc:  # caio maps io_submit's errno to ValueError & co.
             raise OSError(errno.EINVAL, f"AIO fdatasync refused: {exc}") from exc
         if accepted != 1:
