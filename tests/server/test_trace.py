@@ -124,3 +124,38 @@ async def test_get_message_trace_errors(broker_factory: type[BrokerProcess]) -> 
             "code": -1,
             "msg": "Secret key matching error",
         }
+
+
+async def unknown_acks(http: aiohttp.ClientSession, broker: BrokerProcess, topic: str) -> float:
+    async with http.get(f"{broker.http}/metrics", headers={"secretKey": "test"}) as resp:
+        text = await resp.text()
+    line = f'kapokmq_acks_unknown_total{{topic="{topic}"}} '
+    return sum(float(row[len(line) :]) for row in text.splitlines() if row.startswith(line))
+
+
+@pytest.mark.parametrize("engine", ["picows", "aiohttp"])
+async def test_an_ack_from_a_consumer_of_another_topic_is_no_event_of_the_message(
+    broker_factory: type[BrokerProcess], engine: str
+) -> None:
+    """The broker ignores it (docs/protocol.md "Consumer session"), so the trace does not
+    show it as an ack: another topic's consumer cannot write into a message's history."""
+    broker = broker_factory(settings={"mq.trace": 1, "server.wsEngine": engine})
+    async with aiohttp.ClientSession() as http, ConsoleClient(broker.http) as console:
+        form = {"topic": "a", "messageData": "x", "delayTime": "0"}
+        code = (await console.request("/Producer/Send", form))["msg"]
+        other = await consumer(http, broker, "b", cid="intruder")
+        for _ in range(3):
+            await other.send_str(code)
+        async with asyncio.timeout(10):
+            while await unknown_acks(http, broker, "b") < 3:
+                await asyncio.sleep(0.05)
+        own = await consumer(http, broker, "a", cid="owner")
+        pushed = PUSH_RE.fullmatch(await own.receive_str(timeout=5))
+        assert pushed is not None and pushed["code"] == code
+        await own.send_str(code)
+        events = await wait_events(console, code, 3)
+        assert [(e["Event"], e.get("ConsumerId")) for e in events] == [
+            ("published", None),
+            ("pushed", "owner"),
+            ("acked", "owner"),
+        ]

@@ -546,7 +546,7 @@ class Broker:
         code = code_key(code)
         session.acked_at = self.clock()
         if self.trace is not None:
-            self.trace.acked((code,), session.info.client_id, session.acked_at)
+            self.trace.acked((code,), session.topic.name, session.info.client_id, session.acked_at)
         msg = session.in_flight.pop(code, None)
         if msg is None:
             return self._ack_other(session, code, None)
@@ -583,7 +583,7 @@ class Broker:
         (``_consumed_marked``)."""
         now = session.acked_at = self.clock()
         if self.trace is not None:
-            self.trace.acked(codes, session.info.client_id, now)
+            self.trace.acked(codes, session.topic.name, session.info.client_id, now)
         consumed_at = int(now)
         # ConsumedTime is kept by the flight (model.Flight): one for the point-to-point
         # messages (their flight is over), one per pub/sub fan-out (kept for the copies)

@@ -237,11 +237,15 @@ class Trace:
         if added or (unsaved and was_saved):
             self._settle(added, was_saved)
 
-    def acked(self, codes: Iterable[Code], consumer_id: str, now: float) -> None:
-        """A consumer acked these codes (whatever the broker made of each ack)."""
+    def acked(self, codes: Iterable[Code], topic: str, consumer_id: str, now: float) -> None:
+        """A consumer of ``topic`` acked these codes (whatever the broker made of each
+        ack); not a code of another topic's message, which the broker ignores
+        (docs/protocol.md "Consumer session"): no event of that message."""
         if self.rate < 1.0 and self._traces.keys().isdisjoint(codes):
             return  # sampled: most reads ack no traced message
-        self._record(codes, (now, ACKED, self.name(consumer_id)))
+        lookup = self.lookup
+        own = [code for code in codes if (msg := lookup(code)) is None or msg.topic == topic]
+        self._record(own, (now, ACKED, self.name(consumer_id)))
 
     def happened(self, msgs: Iterable[Message], kind: int, now: float, detail: str = "") -> None:
         """An event without a consumer: redelivered or dead (``detail`` is the reason), or
