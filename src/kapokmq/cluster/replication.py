@@ -314,7 +314,7 @@ class ReplicationHub:
         self._hold_recovered()
 
     def _hold_recovered(self) -> None:
-        """At start: hold the pushes of recovered messages until a slave hands back (see
+        """At start: hold the pushes of recovered messages until the slaves hand back (see
         HAND_BACK_WAIT); a master that starts empty has nothing stale to push."""
         broker = self.runtime.broker
         waiting = sum(1 for m in broker.messages() if m.status not in _SETTLED)
@@ -325,9 +325,10 @@ class ReplicationHub:
             HAND_BACK_WAIT, self._release, f"no slave handed back within {HAND_BACK_WAIT:g} s"
         )
         log.info(
-            "master: holding the pushes of %d recovered messages until a slave hands back "
-            "what it did while it had taken over (at most %g s)",
+            "master: holding the pushes of %d recovered messages until its slaves hand back "
+            "what they did while they had taken over (%g to %g s)",
             waiting,
+            SLAVES_BACK_WITHIN,
             HAND_BACK_WAIT,
         )
 
