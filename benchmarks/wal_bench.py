@@ -1,11 +1,13 @@
 """In-process cost of the WAL per message: core_bench's cycle (parse, publish_many,
-dispatch with push encoding, ack_many) with and without the WAL listener, no sockets.
+dispatch with push encoding, the acks as a consumer session applies them: ack_codes and
+ack_keys) with and without the WAL listener, no sockets.
 
     python -m benchmarks.wal_bench [N] [BATCH]      # BATCH messages per loop iteration
 
 Prints the loop thread's CPU µs per message for both and the difference (one ADD and
 one UPDATE record encoded, framed and written with ``fsync no``; the flush is timed on
-its own; the WAL thread's block reservations are not counted, as in the broker). Wall
+its own; the WAL thread's block reservations are not counted, as in the broker, nor is
+making the consumer's ack payloads, the client's work). Wall
 clocks on a shared machine move by tens of percent; for a step's before/after count
 instructions instead, e.g. ``valgrind --tool=callgrind python -m benchmarks.wal_bench
 20000 500 --once wal`` minus the same with ``memory`` (docs/performance.md, Session 4).
@@ -24,8 +26,9 @@ from pathlib import Path
 
 from kapokmq.config import Config
 from kapokmq.core.broker import Broker
-from kapokmq.model import ClientInfo, Message, encode_pushes
+from kapokmq.model import ClientInfo, Message, code_text, encode_pushes
 from kapokmq.protocol import parse_send_frame
+from kapokmq.server.session import ack_codes
 from kapokmq.storage.layout import DataDir
 from kapokmq.storage.manager import WalListener
 from kapokmq.storage.wal import WalWriter
@@ -54,12 +57,15 @@ def run(n: int, with_wal: bool, batch: int) -> tuple[float, float]:
         for i in range(n)
     ]
     gc.collect()
-    writing = 0.0
+    writing = client = 0.0
     started = time.thread_time()
     for start in range(0, n, batch):
         broker.publish_many("bench", [parse_send_frame(f) for f in frames[start : start + batch]])
         broker.dispatch()
-        broker.ack_many(session, [msg.code for msg in pushed])
+        before = time.thread_time()
+        acks = [code_text(msg.code).encode() for msg in pushed]  # what the consumer sends
+        client += time.thread_time() - before
+        broker.ack_keys(session, *ack_codes(acks))
         pushed.clear()
         if wal is not None:  # what the loop's flush callback does once per iteration
             before = time.thread_time()
@@ -67,7 +73,7 @@ def run(n: int, with_wal: bool, batch: int) -> tuple[float, float]:
             writing += time.thread_time() - before
         loop.call_soon(loop.stop)  # one loop iteration: the WAL thread's results come in
         loop.run_forever()
-    total = time.thread_time() - started
+    total = time.thread_time() - started - client
     if wal is not None:
         loop.run_until_complete(wal.close())
     datadir.close()

@@ -17,6 +17,8 @@ from binascii import hexlify as _hexlify
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from itertools import islice
+from operator import length_hint
 from typing import Any
 
 import msgspec
@@ -417,6 +419,16 @@ _STEPS = int.from_bytes(b"".join(i.to_bytes(16) for i in range(_CODES_PER_DRAW))
 _NEXT_DRAW = _CODES_PER_DRAW * _ONES
 
 
+class _Draw:
+    """A ``CodeGenerator``'s current draw: its codes not yet taken, and all its bytes."""
+
+    __slots__ = ("codes", "raw")
+
+    def __init__(self) -> None:
+        self.codes: Iterator[int] = iter(())
+        self.raw = b""
+
+
 class CodeGenerator:
     """Unique, unpredictable message codes, kept as ints (``code_key``; 32 lowercase hex
     digits on the wire): ``random * HASH_MODULUS + sequence``, ``RANDOM_BITS`` from the OS
@@ -441,18 +453,19 @@ class CodeGenerator:
     ``next_code`` is the fastest way to call it.
     """
 
-    __slots__ = ("next_code", "start")
+    __slots__ = ("_draw", "next_code", "start")
 
     def __init__(self, start: int | None = None) -> None:
         if start is None:
             start = time.time_ns() - SEQUENCE_EPOCH_NS
         self.start = start % HASH_MODULUS
+        self._draw = _Draw()  # the draw next_code takes from (none before the first)
         self.next_code: Callable[[], Code] = itertools.chain.from_iterable(
-            self._draws(self.start)
+            self._draws(self.start, self._draw)
         ).__next__
 
     @staticmethod
-    def _draws(start: int) -> Iterator[Iterator[int]]:
+    def _draws(start: int, current: _Draw) -> Iterator[Iterator[int]]:
         size = 16 * _CODES_PER_DRAW
         sequences = start * _ONES + _STEPS  # each field's sequence number in this draw
         while True:
@@ -460,7 +473,28 @@ class CodeGenerator:
             # random * HASH_MODULUS as (random << 61) - random: linear passes, no multiply
             codes = (randoms << 61) - randoms + sequences
             sequences += _NEXT_DRAW
-            yield map(int.from_bytes, _CUT_DRAW(codes.to_bytes(size)))
+            current.raw = raw = codes.to_bytes(size)
+            current.codes = draw = iter(list(map(int.from_bytes, _CUT_DRAW(raw))))
+            yield draw
+
+    def take(self, n: int) -> tuple[list[Code], bytes]:
+        """The next ``n`` codes (those ``next_code`` would give) and their 16 big-endian
+        bytes each, as a batch record holds them (storage/format.py ``join_codes``): cut
+        from the draw's own bytes, no conversion per code (docs/performance.md
+        "Session 9: WAL")."""
+        current = self._draw
+        left = length_hint(current.codes)  # codes not yet taken from this draw
+        if n <= left:
+            at = len(current.raw) - 16 * left
+            return list(islice(current.codes, n)), current.raw[at : at + 16 * n]
+        codes: list[Code] = list(current.codes)  # the rest of this draw, then the next's
+        parts = [current.raw[len(current.raw) - 16 * left :]]
+        while len(codes) < n:
+            codes.append(self.next_code())  # the first of the next draw
+            more = list(islice(current.codes, n - len(codes)))
+            codes += more
+            parts.append(current.raw[: 16 + 16 * len(more)])
+        return codes, b"".join(parts)
 
     def __call__(self) -> Code:
         return self.next_code()

@@ -509,11 +509,11 @@ class EventLog:
     def message_removed(self, msg: Message) -> None:
         self.events.append(("removed", msg.code, msg.status))
 
-    def messages_added(self, msgs: list[Message]) -> None:
+    def messages_added(self, msgs: list[Message], codes: bytes | None = None) -> None:
         for msg in msgs:
             self.message_added(msg)
 
-    def messages_updated(self, msgs: list[Message]) -> None:
+    def messages_updated(self, msgs: list[Message], codes: bytes | None = None) -> None:
         for msg in msgs:
             self.message_updated(msg)
 

@@ -64,7 +64,7 @@ def test_consumed_time_survives_a_removal_with_is_clean_consumed() -> None:
     seen: list[tuple[int, bool]] = []
 
     class Journal:
-        def messages_updated(self, msgs: list[Message]) -> None:
+        def messages_updated(self, msgs: list[Message], codes: bytes | None = None) -> None:
             seen.extend((m.consumed_time, m.removed) for m in msgs)
 
         def __getattr__(self, name: str) -> object:

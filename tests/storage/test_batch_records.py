@@ -9,12 +9,14 @@ from __future__ import annotations
 import struct
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import msgpack
 import pytest
 
-from kapokmq.model import ClientInfo, Status, body_of, code_text
+from kapokmq.model import ClientInfo, Message, Status, body_of, code_text
+from kapokmq.server.session import ack_codes
 from kapokmq.storage.format import (
     ADD,
     ADD_BATCH,
@@ -39,7 +41,9 @@ from kapokmq.storage.format import (
     split_codes,
 )
 from kapokmq.storage.layout import DataDir
+from kapokmq.storage.manager import WalListener
 from kapokmq.storage.recovery import CorruptData, recover
+from kapokmq.storage.wal import WalWriter
 from tests.storage.helpers import crash, make_config, start, state
 
 pack = msgpack.Packer().pack
@@ -82,6 +86,68 @@ async def test_a_publish_call_and_its_acks_are_batch_frames_and_replay_exactly(
     assert [m.code for m in runtime2.broker.store] == list(before)  # creation order
     await storage2.close()
     runtime2.close()
+
+
+class _Handed:
+    """Records whether each batch came with its codes' bytes (MessageListener)."""
+
+    def __init__(self) -> None:
+        self.added: list[bool] = []
+        self.updated: list[bool] = []
+
+    def message_added(self, msg: Message) -> None: ...
+    def message_updated(self, msg: Message) -> None: ...
+    def message_removed(self, msg: Message) -> None: ...
+
+    def messages_added(self, msgs: list[Message], codes: bytes | None = None) -> None:
+        self.added.append(codes is not None)
+
+    def messages_updated(self, msgs: list[Message], codes: bytes | None = None) -> None:
+        self.updated.append(codes is not None)
+
+
+class _Unhanded(WalListener):
+    """A WalListener that converts every code itself, as when the broker has no bytes."""
+
+    def messages_added(self, msgs: list[Message], codes: bytes | None = None) -> None:
+        super().messages_added(msgs)
+
+    def messages_updated(self, msgs: list[Message], codes: bytes | None = None) -> None:
+        super().messages_updated(msgs)
+
+
+async def test_handed_down_codes_write_the_same_bytes(tmp_path: Path) -> None:
+    """The code bytes the broker hands the WAL (the generator's draw, a consumer's
+    unhexlified acks) make the very bytes the listener's own conversion makes: across
+    a draw of codes (4,096), WAL_FRAME_RECORDS parts, and a read with an unknown ack."""
+    runtime, storage = start(make_config(tmp_path / "a", fsync="no"))
+    broker = runtime.broker
+    other = DataDir(tmp_path / "b", "MQDATA")
+    other.open()
+    executor = ThreadPoolExecutor(1)
+    wal = WalWriter(runtime.loop, other, storage.seq, "no", executor)
+    broker.add_listener(_Unhanded(wal, broker))
+    handed = _Handed()
+    broker.add_listener(handed)
+    session = broker.attach_consumer(ClientInfo("c", "t", "", 0), lambda batch: None)
+    for _ in range(20):  # 5,000 codes: two draws
+        broker.publish_many("t", [(f"m{i}", 0) for i in range(250)])
+        broker.dispatch()
+        acks = [code_text(c).encode() for c in session.in_flight]
+        broker.ack_keys(session, *ack_codes(acks[:200]))
+        broker.ack_keys(session, *ack_codes([*acks[200:220], b"%032x" % 7, *acks[220:]]))
+    assert handed.added == [True] * 20
+    assert handed.updated == [True, False, False] * 20  # the unknown ack: not all of the read
+    assert storage.wal is not None
+    storage.wal.flush()
+    wal.flush()
+    mine = storage.datadir.wal_path(storage.seq).read_bytes()
+    theirs = other.wal_path(storage.seq).read_bytes()
+    assert len(mine) > 5000 * 32 and mine[HEADER_SIZE:] == theirs[HEADER_SIZE:]  # 2 codes each
+    await wal.close()
+    other.close()
+    executor.shutdown()
+    crash(runtime, storage)
 
 
 async def test_string_codes_are_written_as_one_record_per_message(tmp_path: Path) -> None:

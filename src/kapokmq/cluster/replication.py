@@ -493,7 +493,7 @@ class ReplicationHub:
     def message_removed(self, msg: Message) -> None:
         self._send(frame(removal_of(msg.code)), 1)
 
-    def messages_added(self, msgs: list[Message]) -> None:
+    def messages_added(self, msgs: list[Message], codes: bytes | None = None) -> None:
         broker = self.runtime.broker
         ids = self._new_ids
         if ids:
@@ -502,7 +502,7 @@ class ReplicationHub:
             frames = [frame(record_of(broker, m)) for m in msgs]
         self._send(b"".join(frames), len(msgs))
 
-    def messages_updated(self, msgs: list[Message]) -> None:
+    def messages_updated(self, msgs: list[Message], codes: bytes | None = None) -> None:
         broker = self.runtime.broker
         self._send(b"".join([frame(record_of(broker, m)) for m in msgs]), len(msgs))
 
@@ -595,11 +595,11 @@ class TakeoverChanges:
     def message_removed(self, msg: Message) -> None:
         self._note(msg)
 
-    def messages_added(self, msgs: list[Message]) -> None:
+    def messages_added(self, msgs: list[Message], codes: bytes | None = None) -> None:
         for msg in msgs:
             self._note(msg)
 
-    def messages_updated(self, msgs: list[Message]) -> None:
+    def messages_updated(self, msgs: list[Message], codes: bytes | None = None) -> None:
         for msg in msgs:
             self._note(msg)
 

@@ -75,14 +75,17 @@ class MessageListener(Protocol):
 
     def message_removed(self, msg: Message) -> None: ...
 
-    def messages_added(self, msgs: list[Message]) -> None:
+    def messages_added(self, msgs: list[Message], codes: bytes | None = None) -> None:
         """``message_added`` for each of a batch (one producer's read), in order: new
         messages of one topic, one creation time and arrival, none consumed or pushed
-        yet, delayed exactly when their delay is > 0 (the WAL's ADD_BATCH record)."""
+        yet, delayed exactly when their delay is > 0 (the WAL's ADD_BATCH record).
+        ``codes``: their codes as 16 big-endian bytes each when the caller has them
+        (storage/format.py ``join_codes``), else None."""
 
-    def messages_updated(self, msgs: list[Message]) -> None:
+    def messages_updated(self, msgs: list[Message], codes: bytes | None = None) -> None:
         """``message_updated`` for each of a batch (one consumer's acks), in order: all
-        consumed at one ConsumedTime (the WAL's CONSUMED_BATCH record)."""
+        consumed at one ConsumedTime (the WAL's CONSUMED_BATCH record). ``codes`` as for
+        ``messages_added``."""
 
 
 class Journal(Protocol):
@@ -145,7 +148,8 @@ class Broker:
         self.clock = clock
         self.on_dirty = on_dirty
         self.on_room = on_room
-        self.new_code = new_code or CodeGenerator().next_code
+        self._generator = CodeGenerator() if new_code is None else None
+        self.new_code = new_code or cast("CodeGenerator", self._generator).next_code
         self.store = MessageStore()
         self.scheduler = Scheduler()
         self.lifetimes = Lifetimes()
@@ -375,6 +379,7 @@ class Broker:
         if default_ttl is None:
             default_ttl = self._topic_ttl[topic_name] = self.config.topic_ttl(topic_name)
         duplicates = 0
+        raw: bytes | None = None  # the codes' bytes, if known (MessageListener)
         if (
             items
             and not default_ttl
@@ -384,9 +389,11 @@ class Broker:
             # the usual read: (MessageData, DelayTime) frames, none delayed, no TTL, no
             # MessageId: one comprehension, ~800 instructions per message less than the
             # loop below (callgrind; docs/performance.md "Session 7: e2e")
+            codes, raw = self._new_codes(len(items))
+            pairs = cast("list[tuple[str, int]]", items)
             msgs = [
-                Message(new_code(), topic_name, body_of(data), delay, _WAITING, now)
-                for data, delay in cast("list[tuple[str, int]]", items)
+                Message(code, topic_name, body_of(data), delay, _WAITING, now)
+                for code, (data, delay) in zip(codes, pairs, strict=True)
             ]
             topic.ready.extend(msgs)
             items = []
@@ -437,8 +444,17 @@ class Broker:
         if waiting:
             self._mark(topic)
         for listener in self.listeners:
-            listener.messages_added(msgs)
+            listener.messages_added(msgs, raw)
         return msgs, delayed, len(msgs) + duplicates
+
+    def _new_codes(self, n: int) -> tuple[list[Code], bytes | None]:
+        """``n`` new codes and, when they are the generator's (``new_code`` not
+        replaced, as tests do), their bytes (``CodeGenerator.take``)."""
+        generator = self._generator
+        if generator is not None and self.new_code is generator.next_code:
+            return generator.take(n)
+        new_code = self.new_code
+        return [new_code() for _ in range(n)], None
 
     def _dedup_window(self, topic_name: str) -> int:
         window = self._topic_window.get(topic_name)
@@ -575,12 +591,16 @@ class Broker:
         ignored, like a second ``ack``)."""
         self.ack_keys(session, code_keys(codes))
 
-    def ack_keys(self, session: ConsumerSession, codes: Sequence[Code]) -> None:
+    def ack_keys(
+        self, session: ConsumerSession, codes: Sequence[Code], raw: bytes | None = None
+    ) -> None:
         """``ack_many`` for codes already as the broker keeps them (``model.code_key``;
         a consumer session's, server/session.py ``ack_codes``). A common ack's message
         is marked consumed in the same pass (its status, ConsumedTime and flight); the
         counts, the listeners and the rest follow once per run of them
-        (``_consumed_marked``)."""
+        (``_consumed_marked``). ``raw``: ``codes`` as 16 big-endian bytes each, handed
+        to the listeners when every ack was a common one (so they are the consumed
+        messages' codes, in order: MessageListener ``messages_updated``)."""
         now = session.acked_at = self.clock()
         if self.trace is not None:
             self.trace.acked(codes, session.topic.name, session.info.client_id, now)
@@ -622,7 +642,7 @@ class Broker:
         if len(in_flight) != held:  # its window has room again
             self._mark(topic)
         if done:
-            self._consumed_marked(done, topic)
+            self._consumed_marked(done, topic, raw if len(done) == len(codes) else None)
 
     def _ack_other(self, session: ConsumerSession, code: Code, msg: Message | None) -> bool:
         """The uncommon acks: not in this session's window (``msg`` None), pub/sub copies,
@@ -654,15 +674,18 @@ class Broker:
             msg.flight = IDLE
         return self._consumed(msg, topic)
 
-    def _consumed_marked(self, msgs: list[Message], topic: Topic) -> None:
+    def _consumed_marked(
+        self, msgs: list[Message], topic: Topic, codes: bytes | None = None
+    ) -> None:
         """What follows once waiting messages were set consumed (``_consumed``, or
-        ``ack_keys`` for every ack of a consumer's read): the counts, the listeners,
+        ``ack_keys`` for every ack of a consumer's read): the counts, the listeners
+        (``codes``: the messages' codes as MessageListener takes them, if known),
         isCleanConsumed and the backlog room."""
         store = self.store
         store.consumed_waiting(len(msgs))
         topic.stats.acked += len(msgs)
         for listener in self.listeners:
-            listener.messages_updated(msgs)
+            listener.messages_updated(msgs, codes)
         if self.clean_consumed:
             for msg in msgs:
                 self._remove(msg)

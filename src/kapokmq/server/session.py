@@ -127,13 +127,14 @@ def _first_above(payloads: list[bytes], limit: int) -> int:
     return next(i for i, payload in enumerate(payloads) if len(payload) > limit)
 
 
-def ack_codes(payloads: list[bytes]) -> list[Code]:
+def ack_codes(payloads: list[bytes]) -> tuple[list[Code], bytes | None]:
     """The codes a consumer's ack messages name, as the broker keeps them
     (``model.code_key``): the text with invalid UTF-8 replaced and surrounding whitespace
     ignored (docs/protocol.md "Consumer session"). In C when every ack is 32 lowercase hex
     digits, the usual case: one join, one ``unhexlify`` (which takes hex digits only), one
     ``struct`` cut and ``int.from_bytes`` per code; each 32 bytes, as the total is 32 per
-    ack and none is longer."""
+    ack and none is longer. Then also the codes' 16 bytes each, which is ``unhexlify``'s
+    result (for ``Broker.ack_keys``); else None."""
     joined = b"".join(payloads)
     n = len(payloads)
     if (
@@ -147,7 +148,7 @@ def ack_codes(payloads: list[bytes]) -> list[Code]:
             pass
         else:
             if n <= _CUT_MOST:
-                return list(map(_from_bytes, _cut(n)(raw)))
+                return list(map(_from_bytes, _cut(n)(raw))), raw
             # a consumer picks how many acks a read holds: cut in pieces of a few
             # sizes, not with a cutter per count (~35 bytes a field, kept)
             step = 16 * _CUT_MOST
@@ -155,8 +156,8 @@ def ack_codes(payloads: list[bytes]) -> list[Code]:
             for at in range(0, len(raw), step):
                 piece = raw[at : at + step]
                 codes += map(_from_bytes, _cut(len(piece) >> 4)(piece))
-            return codes
-    return code_keys(list(map(_ack_text, payloads)))
+            return codes, raw
+    return code_keys(list(map(_ack_text, payloads))), None
 
 
 def _cut(n: int) -> Callable[[bytes], tuple[bytes, ...]]:
@@ -586,7 +587,7 @@ class ConsumerWebSocket(Session):
         if too_big:
             payloads = payloads[: _first_above(payloads, self.limit)]
         if payloads:
-            self.host.broker.ack_keys(self.consumer, ack_codes(payloads))
+            self.host.broker.ack_keys(self.consumer, *ack_codes(payloads))
         return too_big
 
     def deliver(self, batch: list[Message]) -> None:

@@ -29,6 +29,7 @@ from kapokmq.model import Code, Message, Status, code_text
 from kapokmq.storage.files import REAL, FileOps, describe
 from kapokmq.storage.format import (
     ADD_BATCH,
+    CODE_BYTES,
     CONSUMED_BATCH,
     DEDUP,
     REMOVE,
@@ -78,7 +79,7 @@ class WalListener:
     def message_removed(self, msg: Message) -> None:
         self.append((REMOVE, code_text(msg.code)))
 
-    def messages_added(self, msgs: list[Message]) -> None:
+    def messages_added(self, msgs: list[Message], codes: bytes | None = None) -> None:
         """One publish call's messages as ADD_BATCH records of at most WAL_FRAME_RECORDS
         (docs/performance.md "Session 6: WAL"); per-message ADD records for string codes."""
         if not msgs:
@@ -91,9 +92,9 @@ class WalListener:
             bodies = [m.body for m in part]  # as they are: bin (format 4, format.py)
             return (ADD_BATCH, topic, created, arrival, codes, bodies, delays if any(delays) else 0)
 
-        self._batched(msgs, add_batch, message_record)
+        self._batched(msgs, codes, add_batch, message_record)
 
-    def messages_updated(self, msgs: list[Message]) -> None:
+    def messages_updated(self, msgs: list[Message], codes: bytes | None = None) -> None:
         """One consumer's acks (all consumed at one time) as CONSUMED_BATCH records."""
         if not msgs:
             return
@@ -102,29 +103,35 @@ class WalListener:
         def consumed_batch(part: list[Message], codes: bytes) -> Record:
             return (CONSUMED_BATCH, consumed, codes, [m.attempts for m in part])
 
-        self._batched(msgs, consumed_batch, update_record)
+        self._batched(msgs, codes, consumed_batch, update_record)
 
     def _batched(
         self,
         msgs: list[Message],
+        codes: bytes | None,
         batch: Callable[[list[Message], bytes], Record],
         single: Callable[[Message], Record],
     ) -> None:
         """``msgs`` as ``batch`` records of at most WAL_FRAME_RECORDS messages each, in
-        order; a part with a code kept as its string (``code_key``) as ``single`` records."""
+        order; a part with a code kept as its string (``code_key``) as ``single`` records.
+        ``codes``: the messages' codes as the records hold them, if the broker has them
+        (MessageListener), so they are not converted again (docs/performance.md
+        "Session 9: WAL")."""
         records: list[Record] = []
-        for start in range(0, len(msgs), WAL_FRAME_RECORDS):
-            part = (
-                msgs[start : start + WAL_FRAME_RECORDS] if len(msgs) > WAL_FRAME_RECORDS else msgs
-            )
+        step = WAL_FRAME_RECORDS
+        for start in range(0, len(msgs), step):
+            part = msgs[start : start + step] if len(msgs) > step else msgs
+            if codes is not None:
+                records.append(batch(part, codes[CODE_BYTES * start : CODE_BYTES * (start + step)]))
+                continue
             try:
-                codes = join_codes(part)
+                part_codes = join_codes(part)
             except (AttributeError, OverflowError):  # a code kept as its string
                 self.append_batches(records)  # (in order)
                 records = []
                 self.append_many([single(m) for m in part])
                 continue
-            records.append(batch(part, codes))
+            records.append(batch(part, part_codes))
         if records:
             self.append_batches(records)
 
@@ -201,10 +208,10 @@ class ChangeCounter:
     def message_removed(self, msg: Message) -> None:
         self.changes += 1
 
-    def messages_added(self, msgs: list[Message]) -> None:
+    def messages_added(self, msgs: list[Message], codes: bytes | None = None) -> None:
         self.changes += len(msgs)
 
-    def messages_updated(self, msgs: list[Message]) -> None:
+    def messages_updated(self, msgs: list[Message], codes: bytes | None = None) -> None:
         self.changes += len(msgs)
 
 
