@@ -338,6 +338,51 @@ def test_a_subscriber_stalled_after_a_short_burst_is_cut_by_the_clock():
     assert broker.topic("t").stats.slow_consumers == 1
 
 
+def test_only_an_ack_that_applies_is_a_sign_of_life():
+    """``acked_at`` (a stalled consumer has "acked nothing", docs/protocol.md "Slow
+    consumers") moves for an ack that consumed a message or took a copy out of the
+    session's window, not for unknown, repeated or other topics' codes."""
+    broker, clock = make_broker(pushType=2)
+    a, ra = attach(broker, name="a")
+    b, rb = attach(broker, name="b")
+    _, rx = attach(broker, topic="x", name="x")
+    broker.publish("t", "m", 0)
+    broker.publish("x", "elsewhere", 0)
+    broker.dispatch()
+    (msg,), _, (foreign,) = ra.take(), rb.take(), rx.take()
+    start = a.acked_at
+    clock.advance(2)
+    broker.ack(a, 12345)
+    broker.ack_many(a, [f"{12345:032x}", "junk", ""])
+    broker.ack_keys(a, [foreign.code])
+    assert a.acked_at == start and not foreign.consumed_time
+    broker.ack_keys(a, [12345, msg.code])  # an unknown one first: the read still applied
+    assert a.acked_at == clock() and msg.status is Status.CONSUMED
+    clock.advance(2)
+    broker.ack(a, msg.code)  # repeated
+    broker.ack_keys(a, [msg.code])
+    assert a.acked_at == clock() - 2
+    broker.ack(b, msg.code)  # b's copy of a message a consumed: it leaves b's window
+    assert b.acked_at == clock() and not b.in_flight
+
+
+def test_a_subscriber_sending_only_unknown_acks_is_cut_as_stalled():
+    broker, clock = make_broker(pushType=2, maxInFlight=10, maxPendingBytes=65536)
+    cut: list[str] = []
+    noisy = broker.attach_consumer(
+        ClientInfo("noisy", "t", "", 0), Recorder(), lambda: cut.append("x")
+    )
+    for _ in range(100):  # 100 x 1,128 weighed bytes > 64 KiB
+        broker.publish("t", "x" * 1000, 0)
+    broker.dispatch()
+    clock.advance(0.6)
+    broker.ack_many(noisy, [f"{n:032x}" for n in range(10**6, 10**6 + 50)])
+    clock.advance(0.6)
+    broker.ack(noisy, 10**9)
+    broker.tick()
+    assert cut == ["x"] and noisy not in broker.topic("t").consumers
+
+
 def test_a_paused_session_is_skipped_until_resumed():
     broker, _ = make_broker(maxInFlight=100)
     a, ra = attach(broker, name="a")

@@ -560,12 +560,16 @@ class Broker:
         """Mark a message consumed; unknown or already consumed codes are ignored. ``code``
         as the wire spells it or as the broker keeps it (``model.code_key``)."""
         code = code_key(code)
-        session.acked_at = self.clock()
+        now = self.clock()
         if self.trace is not None:
-            self.trace.acked((code,), session.topic.name, session.info.client_id, session.acked_at)
+            self.trace.acked((code,), session.topic.name, session.info.client_id, now)
         msg = session.in_flight.pop(code, None)
         if msg is None:
-            return self._ack_other(session, code, None)
+            if self._ack_other(session, code, None):
+                session.acked_at = now
+                return True
+            return False
+        session.acked_at = now
         topic = session.topic
         dirty = self._dirty  # self._mark(topic), inlined: its window has room again
         if topic not in dirty:
@@ -601,7 +605,7 @@ class Broker:
         (``_consumed_marked``). ``raw``: ``codes`` as 16 big-endian bytes each, handed
         to the listeners when every ack was a common one (so they are the consumed
         messages' codes, in order: MessageListener ``messages_updated``)."""
-        now = session.acked_at = self.clock()
+        now = self.clock()
         if self.trace is not None:
             self.trace.acked(codes, session.topic.name, session.info.client_id, now)
         consumed_at = int(now)
@@ -614,6 +618,7 @@ class Broker:
         held = len(in_flight)
         pop = in_flight.pop
         done: list[Message] = []
+        applied = False  # an uncommon ack consumed a message (the common ones: ``held``)
         for code in codes:
             msg = pop(code, None)
             if msg is not None:
@@ -638,9 +643,13 @@ class Broker:
             if done:
                 self._consumed_marked(done, topic)
                 done = []
-            self._ack_other(session, code, msg)
+            if self._ack_other(session, code, msg):
+                applied = True
         if len(in_flight) != held:  # its window has room again
             self._mark(topic)
+            applied = True
+        if applied:  # unknown or repeated acks: no sign of life (docs/protocol.md "Slow consumers")
+            session.acked_at = now
         if done:
             self._consumed_marked(done, topic, raw if len(done) == len(codes) else None)
 
