@@ -481,7 +481,7 @@ class CodeGenerator:
         """The next ``n`` codes (those ``next_code`` would give) and their 16 big-endian
         bytes each, as a batch record holds them (storage/format.py ``join_codes``): cut
         from the draw's own bytes, no conversion per code (docs/performance.md
-        "Session 9: WAL")."""
+        "Session 9: WAL codes")."""
         current = self._draw
         left = length_hint(current.codes)  # codes not yet taken from this draw
         if n <= left:

@@ -116,7 +116,7 @@ class WalListener:
         order; a part with a code kept as its string (``code_key``) as ``single`` records.
         ``codes``: the messages' codes as the records hold them, if the broker has them
         (MessageListener), so they are not converted again (docs/performance.md
-        "Session 9: WAL")."""
+        "Session 9: WAL codes")."""
         records: list[Record] = []
         step = WAL_FRAME_RECORDS
         for start in range(0, len(msgs), step):
