@@ -164,6 +164,18 @@ def use_ticket(runtime: BrokerRuntime, ticket: Callable[[], object]) -> None:
     runtime.storage_opened(cast(Any, FakeStorage(ticket)))
 
 
+def use_tickets(runtime: BrokerRuntime) -> list[FakeFuture]:
+    """``use_ticket`` with a fresh FakeFuture per ticket, listed in the order taken."""
+    tickets: list[FakeFuture] = []
+
+    def ticket() -> FakeFuture:
+        tickets.append(FakeFuture())
+        return tickets[-1]
+
+    use_ticket(runtime, ticket)
+    return tickets
+
+
 def frames(data: bytes) -> list[bytes]:
     """Split unmasked server-to-client text frames (RFC 6455 5.2) into their payloads."""
     out: list[bytes] = []
@@ -543,13 +555,7 @@ def test_a_client_close_answers_what_came_before_and_ignores_what_follows(
 
 
 def test_durable_replies_wait_for_the_disk_in_order(harness: Harness) -> None:
-    tickets: list[FakeFuture] = []
-
-    def ticket() -> FakeFuture:
-        tickets.append(FakeFuture())
-        return tickets[-1]
-
-    use_ticket(harness.runtime, ticket)
+    tickets = use_tickets(harness.runtime)
     client = harness.login(ProducerWebSocket)
     assert client.read(send_frame("a"), b"bad", send_frame("b")) == []
     assert len(tickets) == 2
@@ -562,13 +568,7 @@ def test_durable_replies_wait_for_the_disk_in_order(harness: Harness) -> None:
 
 def test_durable_replies_go_out_when_the_wal_settles_their_ticket(harness: Harness) -> None:
     """Not an iteration later, when the ticket's own callbacks run (as asyncio's do)."""
-    tickets: list[FakeFuture] = []
-
-    def ticket() -> FakeFuture:
-        tickets.append(FakeFuture())
-        return tickets[-1]
-
-    use_ticket(harness.runtime, ticket)
+    tickets = use_tickets(harness.runtime)
     client = harness.login(ProducerWebSocket)
     assert client.read(send_frame("a"), send_frame("b")) == []
     assert client.read(send_frame("c")) == []
