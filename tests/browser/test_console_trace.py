@@ -64,3 +64,8 @@ def test_without_a_trace_the_panel_says_why(page: Page, broker) -> None:
     open_message(page, code)
     expect(page.locator("#d-trace-note")).to_have_text("message trace is off (mq.trace is 0)")
     expect(page.locator("#d-trace li")).to_have_count(0)
+    # the broker's reason is in English; in Chinese the panel says it in Chinese
+    page.locator("#d-close").click()
+    page.locator("#app .lang-select").select_option("zh")
+    page.locator(f'#msg-table a[data-code="{code}"]').click()
+    expect(page.locator("#d-trace-note")).to_have_text("消息轨迹未开启（mq.trace 为 0）")

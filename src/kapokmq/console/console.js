@@ -459,7 +459,13 @@
         note.hidden = true;
       } catch (error) {
         if (!(error instanceof ApiError) || !error.answer) throw error;
-        note.textContent = error.message;
+        // the broker's reasons are English: a known one is shown in the chosen language
+        const why = `trace.why.${error.message}`;
+        if (why in I18N.en) label(note, why);
+        else {
+          delete note.dataset.i18n;
+          note.textContent = error.message;
+        }
         note.hidden = false;
       }
       list.replaceChildren(...events.map((e) => el("li", { "data-event": e.Event },
