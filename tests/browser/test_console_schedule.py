@@ -36,6 +36,10 @@ def test_schedule_lists_counts_down_delivers_now_and_cancels(
     first = countdown.text_content()
     expect(countdown).not_to_have_text(first or "")  # it moves by itself, second by second
     expect(rows.nth(2).locator(".countdown")).to_have_text(re.compile(r"^(29|30)d \d\d:\d\d:\d\d$"))
+    console.locator("header .lang-select").select_option("zh")  # days in the chosen language
+    in_days = re.compile(r"^(29|30) 天 \d\d:\d\d:\d\d$")
+    expect(rows.nth(2).locator(".countdown")).to_have_text(in_days)
+    console.locator("header .lang-select").select_option("en")
     shoot(console, "20-schedule")
 
     console.locator("#s-topic").fill("audit")

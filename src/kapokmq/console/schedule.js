@@ -23,6 +23,7 @@
     "sched.delivered": "Message {code} is due now.",
     "sched.cancelled": "Message {code} cancelled (deleted).",
     "sched.overdue": "due",
+    "sched.days": "{days}d {clock}",
   });
   Object.assign(window.KAPOK_I18N.zh, {
     "nav.schedule": "定时",
@@ -38,16 +39,17 @@
     "sched.delivered": "消息 {code} 已到期。",
     "sched.cancelled": "消息 {code} 已取消（删除）。",
     "sched.overdue": "到期",
+    "sched.days": "{days} 天 {clock}",
   });
 
-  // "3d 04:05:06" / "04:05:06" until `seconds` from now
+  // "3d 04:05:06" (3 天 04:05:06) / "04:05:06" until `seconds` from now
   function countdown(seconds) {
     if (seconds <= 0) return C().t("sched.overdue");
     const s = Math.ceil(seconds);
     const pad = (n) => String(n).padStart(2, "0");
     const days = Math.floor(s / 86400);
     const clock = `${pad(Math.floor((s % 86400) / 3600))}:${pad(Math.floor((s % 3600) / 60))}:${pad(s % 60)}`;
-    return days ? `${days.toLocaleString("en")}d ${clock}` : clock;
+    return days ? C().t("sched.days", { days: days.toLocaleString("en"), clock }) : clock;
   }
 
   const schedule = {
