@@ -335,6 +335,7 @@ def test_language_switch_changes_the_labels(console: Page, broker: BrokerProcess
     expect(page.locator("#ov-counts .label").first).to_have_text("全部")
     expect(page.locator("#health")).to_have_text("服务正常")
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    expect(page.get_by_role("combobox", name="语言", exact=True)).to_be_visible()  # its name
     shoot(page, "09-overview-zh")
 
     go(page, "messages")
