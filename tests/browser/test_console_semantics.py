@@ -70,6 +70,10 @@ def test_an_unreachable_broker_greys_what_is_shown(console: Page, broker: Broker
         expect(page.locator(rate)).to_have_text("–")
     expect(page.locator("main")).to_have_class(re.compile(r"\bstale\b"))
     expect(page.locator("#count-all")).to_have_text("1")  # the last value, greyed
+    expect(page.locator("#count-all")).to_have_css("opacity", "0.55")
+    # the Broker card's "Broker down" is news, not a stale value: shown in full colour
+    expect(page.locator("#ov-ping")).to_have_text("Broker down")
+    expect(page.locator("#ov-ping").locator("..")).to_have_css("opacity", "1")
     shoot(page, "13-broker-unreachable")
 
 
