@@ -9,7 +9,7 @@ import re
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httptools
 import pytest
@@ -25,7 +25,7 @@ from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.send import accept_send
 from kapokmq.storage import open_storage
 from kapokmq.storage.files import FileOps
-from tests.server.test_session import use_ticket
+from tests.server.test_session import use_ticket, use_tickets
 from tests.storage.helpers import make_config
 
 CODE = re.compile(rb"[0-9a-f]{32}")
@@ -343,6 +343,42 @@ async def test_fsync_always_answers_once_on_disk(
     # then the held read: its Send waits for the same (done) future, the Ping is aiohttp's
     assert len(answers_in(transport.writes)) == 3 and transport.reading
     assert recorder.data == CASES["ping"]
+
+
+async def test_fsync_always_answers_when_the_wal_settles(
+    lean: tuple[LeanHttp, FakeTransport, Recorder],
+) -> None:
+    """Not an iteration later, when the ticket's own callbacks run (as asyncio's do)."""
+    protocol, transport, _ = lean
+    tickets = use_tickets(protocol.runtime)
+    protocol.data_received(CASES["send"] * 2)
+    protocol.runtime.durable_settled()  # a sync that settled earlier tickets only
+    assert transport.writes == [] and not transport.reading
+    tickets[-1]._done = True  # settled; its callbacks have not run yet
+    protocol.runtime.durable_settled()
+    assert answers_in(transport.writes) == [b'{"code":0,"msg":"CODE"}'] * 2
+    assert transport.reading
+    tickets[-1].finish()  # its callbacks, later: nothing more to send
+    assert len(transport.writes) == 1
+
+
+async def test_aiohttp_send_wakes_when_the_wal_settles() -> None:
+    """The aiohttp Send handlers wait with wait_durable: woken by the settle, not by the
+    ticket's own callbacks (which never run here)."""
+    runtime = BrokerRuntime(Config())
+    tickets = use_tickets(runtime)
+    take = runtime.durable_ticket
+    assert take is not None
+    waiting = asyncio.ensure_future(runtime.wait_durable(cast(Any, take())))
+    await asyncio.sleep(0)
+    runtime.durable_settled()  # a sync that settled earlier tickets only
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    tickets[0]._done = True
+    runtime.durable_settled()
+    await asyncio.sleep(0)
+    assert waiting.done()
+    runtime.close()
 
 
 async def test_no_ok_when_the_disk_fails(lean: tuple[LeanHttp, FakeTransport, Recorder]) -> None:

@@ -147,13 +147,12 @@ async def producer_send(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     if not isinstance(form, str) and not form:
         form = _misplaced_fields(request) or form
-    answer = accept_send(
-        runtime_of(request), request.headers.get("secretKey"), form, request.remote or ""
-    )
+    runtime = runtime_of(request)
+    answer = accept_send(runtime, request.headers.get("secretKey"), form, request.remote or "")
     if answer.body is KEY_MISMATCH_BODY:
         await wrong_key(request)
     if answer.durable is not None:
-        await asyncio.wait([answer.durable])  # shared: never cancelled here, never raises
+        await runtime.wait_durable(answer.durable)
     return web.Response(body=settled(answer), content_type="application/json", charset="utf-8")
 
 
@@ -188,15 +187,14 @@ async def producer_send_batch(request: web.Request) -> web.StreamResponse:
         items = parse_batch(await request.read())
     except web.HTTPRequestEntityTooLarge:
         items = too_large(request)
-    answer = accept_batch(
-        runtime_of(request), request.headers.get("secretKey"), items, request.remote or ""
-    )
+    runtime = runtime_of(request)
+    answer = accept_batch(runtime, request.headers.get("secretKey"), items, request.remote or "")
     if not isinstance(answer, list) and answer.body is KEY_MISMATCH_BODY:
         await wrong_key(request)
     if isinstance(answer, list):
         durable = last_durable(answer)
         if durable is not None:
-            await asyncio.wait([durable])  # shared: never cancelled here, never raises
+            await runtime.wait_durable(durable)
         body = batch_body(answer)
     else:
         body = answer.body

@@ -279,7 +279,7 @@ class LeanHttp(asyncio.Protocol):
         assert self.transport is not None
         self.waiting = True
         self.transport.pause_reading()
-        last.add_done_callback(lambda _: self._durable(answers))
+        self.runtime.after_durable(last, lambda: self._durable(answers))
 
     def _durable(self, answers: list[SendAnswer]) -> None:
         self.waiting = False
@@ -304,11 +304,11 @@ class LeanHttp(asyncio.Protocol):
         """Hand the connection, from the request at ``start`` on, to aiohttp for good."""
         if answers:  # earlier answers first; then aiohttp's, in order
             self.waiting = True
-            durable = [a.durable for a in answers if a.durable is not None]
-            if durable and not durable[-1].done():
+            last = last_durable(answers)
+            if last is not None and not last.done():
                 assert self.transport is not None
                 self.transport.pause_reading()
-                durable[-1].add_done_callback(lambda _: self._hand_over_after(start, answers))
+                self.runtime.after_durable(last, lambda: self._hand_over_after(start, answers))
                 return
             if not self._write(answers):
                 return

@@ -152,6 +152,38 @@ class BrokerRuntime:
         if storage is not None and storage.durable_ticket is not None:
             self._durable_waiting.append(wake)
 
+    def after_durable(self, ticket: asyncio.Future[None], then: Callable[[], None]) -> None:
+        """Call ``then()`` once ``ticket`` is done: in the WAL callback that settled it
+        (``when_durable``), else in the ticket's own done callback (a replica's ticket, a
+        closing writer). The one rule for every reply that waits for the disk."""
+        pending = True
+
+        def once(_: object = None) -> None:
+            nonlocal pending
+            if not pending:
+                return
+            if ticket.done():
+                pending = False
+                then()
+            else:  # a sync that settled earlier tickets only
+                self.when_durable(once)
+
+        ticket.add_done_callback(once)
+        self.when_durable(once)
+
+    async def wait_durable(self, ticket: asyncio.Future[None]) -> None:
+        """``after_durable`` for a coroutine; never raises ``ticket``'s failure (shared)."""
+        if ticket.done():
+            return
+        waiter: asyncio.Future[None] = self.loop.create_future()
+
+        def wake() -> None:
+            if not waiter.done():  # not cancelled with its request
+                waiter.set_result(None)
+
+        self.after_durable(ticket, wake)
+        await waiter
+
     def durable_settled(self) -> None:
         """Storage's hook (StorageHost): the WAL settled tickets; wake who asked."""
         waiting, self._durable_waiting = self._durable_waiting, []

@@ -757,25 +757,23 @@ class _DurableReplies:
     Frames keep being read and published while earlier ones wait for their fsync; each
     reply goes out, in order, once the WAL batch holding its message is on disk, so one
     pipelined connection gets group commit instead of an fsync round trip per message.
-    The replies a sync releases are written by the WAL's own callback (``when_durable``),
-    not an iteration later behind the next read's work; the ticket's done callback is
-    the fallback (a replica's ticket, a closing writer).
+    The replies a sync releases are written by the WAL's own callback (``after_durable``),
+    not an iteration later behind the next read's work.
     A batch that cannot be made durable is answered ``error: storage unavailable: <reason>``
     for each of its messages, and the connection stays open (docs/durability.md).
     """
 
-    __slots__ = ("_listening", "_queue", "_session", "_waiting")
+    __slots__ = ("_queue", "_session", "_waiting")
 
     def __init__(self, session: ProducerWebSocket) -> None:
         self._session = session
         self._queue: deque[tuple[asyncio.Future[None] | None, bytes]] = deque()
-        self._waiting: asyncio.Future[None] | None = None  # the first reply's ticket
-        self._listening = False  # _wake is registered with the runtime
+        self._waiting = False  # the first reply's ticket is not done yet
 
     def send(self, reply: bytes, durable: asyncio.Future[None] | None) -> None:
         """Send ``reply`` after every earlier one and once ``durable`` (if any) is done."""
         self._queue.append((durable, reply))
-        if self._waiting is None:
+        if not self._waiting:
             self._drain()
 
     def _drain(self) -> None:
@@ -784,10 +782,8 @@ class _DurableReplies:
         while queue:
             durable, reply = queue[0]
             if durable is not None and not durable.done():
-                if durable is not self._waiting:
-                    self._waiting = durable
-                    durable.add_done_callback(self._done)
-                    self._listen()
+                self._waiting = True
+                session.host.after_durable(durable, self._done)
                 return
             queue.popleft()
             if durable is not None and (durable.cancelled() or durable.exception() is not None):
@@ -796,27 +792,8 @@ class _DurableReplies:
                 reason = str(durable.exception()) if not durable.cancelled() else "cancelled"
                 reply = error_frame(reason) * (len(reply) // len(OK_FRAME))
             session._out.append(reply)
-        self._waiting = None
 
-    def _listen(self) -> None:
-        if not self._listening:
-            self._listening = True
-            self._session.host.when_durable(self._wake)
-
-    def _wake(self) -> None:
-        """The WAL settled tickets: answer now if ours is among them."""
-        self._listening = False
-        waiting = self._waiting
-        if waiting is None:
-            return
-        if waiting.done():
-            self._done(waiting)
-        else:
-            self._listen()
-
-    def _done(self, ticket: object) -> None:
-        if ticket is not self._waiting:
-            return  # answered by _wake already
-        self._waiting = None
+    def _done(self) -> None:
+        self._waiting = False
         self._drain()
         self._session._flush()
