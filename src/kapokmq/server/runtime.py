@@ -79,7 +79,7 @@ class BrokerRuntime:
         self.sync_figures: Callable[[], tuple[int, int, int]] | None = None
         # wrong secret keys per source address, WebSocket and HTTP (guard.py)
         self.key_guard = KeyGuard(self.loop.time)
-        # fsync `always`: called once right after the WAL next settles tickets (when_durable)
+        # fsync `always`: called once right after the WAL next settles tickets (after_durable)
         self._durable_waiting: list[Callable[[], None]] = []
         # live producer and consumer WebSocket sessions (server/session.py), closed at shutdown
         self.sessions: set[Session] = set()
@@ -143,19 +143,18 @@ class BrokerRuntime:
             return self.replica_ticket
         return self._both_tickets
 
-    def when_durable(self, wake: Callable[[], None]) -> None:
-        """Call ``wake()`` once, right after the WAL next settles tickets (fsync ``always``),
-        in the callback that learnt of the sync: a reply waiting for one goes out then,
-        not an iteration later behind the next read's work (docs/durability.md). Nothing
-        happens without such a WAL: a ticket's own done callback answers then."""
+    def _when_durable(self, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` once, right after the WAL next settles tickets (fsync ``always``);
+        nothing without such a WAL (a replica's ticket alone is never settled there)."""
         storage = self.storage
         if storage is not None and storage.durable_ticket is not None:
             self._durable_waiting.append(wake)
 
     def after_durable(self, ticket: asyncio.Future[None], then: Callable[[], None]) -> None:
-        """Call ``then()`` once ``ticket`` is done: in the WAL callback that settled it
-        (``when_durable``), else in the ticket's own done callback (a replica's ticket, a
-        closing writer). The one rule for every reply that waits for the disk."""
+        """Call ``then()`` once ``ticket`` is done: in the WAL callback that settled it, so
+        a reply waiting for it goes out then, not an iteration later behind the next read's
+        work (docs/durability.md); else in the ticket's own done callback (a replica's
+        ticket, a closing writer). The one rule for every reply that waits for the disk."""
         pending = True
 
         def once(_: object = None) -> None:
@@ -166,10 +165,10 @@ class BrokerRuntime:
                 pending = False
                 then()
             else:  # a sync that settled earlier tickets only
-                self.when_durable(once)
+                self._when_durable(once)
 
         ticket.add_done_callback(once)
-        self.when_durable(once)
+        self._when_durable(once)
 
     async def wait_durable(self, ticket: asyncio.Future[None]) -> None:
         """``after_durable`` for a coroutine; never raises ``ticket``'s failure (shared)."""
