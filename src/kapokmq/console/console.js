@@ -16,9 +16,35 @@
   const I18N = window.KAPOK_I18N;
   let lang = localStorage.getItem(LANG_STORE) || (navigator.language.startsWith("zh") ? "zh" : "en");
 
+  // A {said} placeholder holds the broker's own words, shown in the chosen language (said()).
   function t(key, vars = {}) {
     const text = (I18N[lang] && I18N[lang][key]) ?? I18N.en[key] ?? key;
-    return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
+    return text.replace(/\{(\w+)\}/g, (_, name) => (name === "said" ? said(vars.said) : String(vars[name] ?? "")));
+  }
+
+  // The broker's texts are English and part of its API (docs/protocol.md "HTTP API",
+  // docs/durability.md): a known one is shown in the chosen language (i18n.js "broker.*"),
+  // anything else as sent. Texts with a variable part match a pattern whose parts are
+  // looked up in turn ("storage unavailable: No space left on device (creating …)").
+  const SAID = [
+    [/^storage unavailable: (.+)$/s, "broker.storageUnavailable"],
+    [/^(No space left on device|Read-only file system|Input\/output error|Disk quota exceeded) \((.+)\)$/s, "broker.causeWhile"],
+    [/^slave of (.+)$/, "broker.slaveOf"],
+    [/^master (.+) unreachable \(sync\.ack: 1\)$/, "broker.masterUnreachable"],
+    [/^(startTime|endTime) must look like 2006-01-02 15:04:05 \(local time\), got (.+)$/s, "broker.badTime"],
+  ];
+
+  function said(text) {
+    text = String(text ?? "");
+    if (`broker.${text}` in I18N.en) return t(`broker.${text}`);
+    for (const [pattern, key] of SAID) {
+      const match = pattern.exec(text);
+      if (match) {
+        const parts = Object.fromEntries(match.slice(1).map((part, i) => [i + 1, said(part)]));
+        return t(key, parts);
+      }
+    }
+    return text;
   }
 
   // Show a translated label in `node` and remember its key, so a language switch redraws it.
@@ -159,7 +185,7 @@
     if (unreachable(error)) return; // the health check shows the "Broker unreachable" banner
     console.error(error);
     const banner = $("page-error");
-    label(banner, "common.error", { msg: error.message });
+    label(banner, "common.error", { said: error.message });
     banner.hidden = false;
   }
 
@@ -210,7 +236,7 @@
     }
     const banner = $("ov-storage");
     banner.hidden = degraded === null;
-    if (degraded !== null) label(banner, "storage.degraded", { reason: degraded });
+    if (degraded !== null) label(banner, "storage.degraded", { said: degraded });
   }
 
   // ------------------------------------------------------------------ pages
@@ -459,14 +485,7 @@
         note.hidden = true;
       } catch (error) {
         if (!(error instanceof ApiError) || !error.answer) throw error;
-        // the broker's reasons are English: a known one is shown in the chosen language
-        const why = `trace.why.${error.message}`;
-        if (why in I18N.en) label(note, why);
-        else {
-          delete note.dataset.i18n;
-          note.textContent = error.message;
-        }
-        note.hidden = false;
+        label(note, "common.said", { said: error.message }).hidden = false;
       }
       list.replaceChildren(...events.map((e) => el("li", { "data-event": e.Event },
         el("time", { class: "mono small" }, this.traceTime(e.Time)), " ",
@@ -551,7 +570,7 @@
     dialogError(error) {
       if (error instanceof AuthError) return showError(error);
       if (unreachable(error)) error = new Error(reason(error));
-      label($("d-note"), "common.error", { msg: error.message }).hidden = false;
+      label($("d-note"), "common.error", { said: error.message }).hidden = false;
     },
   };
 

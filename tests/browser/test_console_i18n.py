@@ -1,0 +1,117 @@
+"""The broker's own words in the console's language: a known refusal of the Console API or
+storage is shown in Chinese when the console is in Chinese, an unknown text as the broker sent
+it (the broker's texts are part of its API: docs/protocol.md "HTTP API")."""
+
+from __future__ import annotations
+
+import json
+
+from playwright.sync_api import Page, Route, expect
+
+from kapokmq.storage.layout import unavailable
+from tests.browser.helpers import post, send
+from tests.harness import BrokerProcess
+
+
+def go(page: Page, name: str) -> None:
+    page.locator(f"nav a[data-page={name}]").click()
+    expect(page.locator(f"#page-{name}")).to_be_visible()
+
+
+def language(page: Page, lang: str) -> None:
+    page.locator("#app .lang-select").select_option(lang)
+
+
+def test_a_refusal_of_the_console_api_is_shown_in_chinese(
+    console: Page, broker: BrokerProcess
+) -> None:
+    page = console
+    code = send(broker, "later", topic="orders", delay=3600)
+    language(page, "zh")
+    go(page, "schedule")
+    deliver = page.locator(f'#sched-table button[data-code="{code}"]')
+    expect(deliver).to_have_text("立即投递")
+    assert post(broker, "/Console/DeliverNow", messageCode=code) == {"code": 0}  # behind its back
+    deliver.click()  # the broker: "no delayed message with that messageCode"
+    banner = page.locator("#page-error")
+    expect(banner).to_have_text("错误：没有该 messageCode 的延时消息")
+    language(page, "en")  # what is shown follows the language
+    expect(banner).to_have_text("Error: no delayed message with that messageCode")
+
+    # a time the console's format check lets through and the broker refuses
+    language(page, "zh")
+    go(page, "messages")
+    page.locator("#f-start").fill("2026-13-45")
+    page.locator("#f-submit").click()
+    expect(banner).to_have_text(
+        "错误：startTime 须为 2006-01-02 15:04:05 格式（服务端本地时间），"
+        "收到的是 '2026-13-45 00:00:00'"
+    )
+
+
+def test_storage_refusals_and_unknown_texts(console: Page, broker: BrokerProcess) -> None:
+    """A refused DelMessage while the disk is full (the broker's text, built by its own
+    function), the same cause on the Overview's storage banner, and a text the console
+    does not know, which is shown as sent."""
+    page = console
+    code = send(broker, "hello")
+    full = "No space left on device (creating MQDATA.000000000007.wal)"
+    answers = [unavailable(full), "a text of a newer broker"]
+
+    def refuse(route: Route) -> None:
+        body = json.dumps({"code": -1, "msg": answers[0]})
+        route.fulfill(status=200, content_type="application/json", body=body)
+
+    def degraded(route: Route) -> None:
+        body = json.dumps({"status": "degraded", "storage": full})
+        route.fulfill(status=503, content_type="application/json", body=body)
+
+    page.route("**/Console/DelMessage", refuse)
+    language(page, "zh")
+    go(page, "messages")
+    page.locator(f'#msg-table a[data-code="{code}"]').click()
+    delete = page.locator("#d-delete")
+    delete.click()
+    delete.click()  # asked twice
+    note = page.locator("#d-note")
+    expect(note).to_have_text("错误：存储不可用：磁盘空间不足（creating MQDATA.000000000007.wal）")
+    language(page, "en")
+    expect(note).to_have_text(f"Error: {unavailable(full)}")
+
+    answers.pop(0)
+    language(page, "zh")
+    delete.click()
+    delete.click()
+    expect(note).to_have_text("错误：a text of a newer broker")
+    page.locator("#d-close").click()
+
+    page.route("**/healthz", degraded)
+    go(page, "overview")
+    expect(page.locator("#ov-storage")).to_have_text(
+        "存储异常：磁盘空间不足（creating MQDATA.000000000007.wal）。写入恢复前将拒绝生产者的消息。"
+    )
+
+
+def test_in_english_every_known_broker_text_reads_as_sent(console: Page) -> None:
+    """The English table holds the broker's texts unchanged: translating a text into English
+    gives back what the broker sent, for the whole texts and the patterns alike."""
+    texts = [
+        "no dead or consumed message with that messageCode",
+        "slave of 127.0.0.1:8011",
+        "master 127.0.0.1:8011 unreachable (sync.ack: 1)",
+        unavailable("Read-only file system (writing snapshot 3)"),
+        unavailable("Input/output error (fsync)"),
+        "endTime must look like 2006-01-02 15:04:05 (local time), got 'x'",
+    ]
+    shown = console.evaluate(
+        "(texts) => texts.map((text) => window.KapokConsole.t('common.said', { said: text }))",
+        texts,
+    )
+    assert shown == texts
+    # a whole text's English entry is the text itself (a typo would never match the broker)
+    mismatched = console.evaluate(
+        """() => Object.entries(window.KAPOK_I18N.en)
+          .filter(([key, text]) => key.startsWith("broker.") && key.includes(" ")
+            && key !== `broker.${text}`)"""
+    )
+    assert mismatched == []
