@@ -576,3 +576,32 @@ async def test_a_slave_traces_what_it_replicates_and_what_it_does_after_a_takeov
             ("acked", "s1"),
         ]
         await on_slave.close()
+
+
+async def health(session: aiohttp.ClientSession, broker: BrokerProcess) -> tuple[int, Any]:
+    async with session.get(f"{broker.http}/healthz") as resp:
+        return resp.status, await resp.json()
+
+
+async def test_healthz_is_503_while_sync_ack_refuses_every_write(broker_factory):
+    """With sync.ack 1 a broker without its peer refuses every write: /healthz says so
+    (503, the reason under ``writes``), as it does for failing storage; a following slave,
+    read-only by design, is healthy (docs/protocol.md "Master-slave sync")."""
+    master = broker_factory(settings={**MASTER, "sync.ack": 1})
+    async with aiohttp.ClientSession() as session:
+        status, body = await health(session, master)
+        assert (status, body["status"]) == (503, "degraded"), body
+        assert body["writes"] == "no slave connected (sync.ack: 1)"
+        assert "storage" not in body
+        slave = broker_factory(settings={**slave_of(master), "sync.ack": 1})
+
+        async def both_healthy() -> bool:
+            return (await health(session, master))[0] == 200
+
+        await until(both_healthy)
+        assert await health(session, slave) == (200, {"status": "ok", "backlog": 0})
+        master.kill()
+        await until(lambda: asyncio.sleep(0, "takes over" in slave.log()))
+        status, body = await health(session, slave)
+        assert status == 503, body
+        assert body["writes"] == f"master 127.0.0.1:{master.port} unreachable (sync.ack: 1)"

@@ -164,7 +164,9 @@ class Replica(Protocol):
     def replication_opened(self, ticket: Callable[[], asyncio.Future[None] | None]) -> None:
         """sync.ack 1: every ``ok`` also waits for ``ticket()``."""
 
-    def refuse_writes(self, source: str, ws_text: str, http_text: str | None = None) -> None: ...
+    def refuse_writes(
+        self, source: str, ws_text: str, http_text: str | None = None, *, degraded: bool = True
+    ) -> None: ...
 
     def accept_writes(self, source: str) -> None: ...
 
@@ -772,6 +774,7 @@ class SlaveLink:
             SLAVE_SOURCE,
             f"this broker is a slave of {self.master}; send to the master",
             f"slave of {self.master}",
+            degraded=False,  # read-only by design while it follows: healthy
         )
         changes, self._changes = self._changes, None
         if changes is not None:

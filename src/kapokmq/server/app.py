@@ -34,17 +34,25 @@ async def browser_client(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """200 ``{"status":"ok"}``; 503 ``{"status":"degraded","storage":<reason>}`` while
-    storage fails and writes are refused (docs/durability.md "When the disk fails")."""
+    """200 ``{"status":"ok"}``; 503 ``{"status":"degraded","writes":<reason>}`` while writes
+    are refused for a fault, with ``"storage":<reason>`` while storage fails
+    (docs/durability.md "When the disk fails"; sync.ack 1 without its peer:
+    docs/protocol.md "Master-slave sync"). A following slave is healthy."""
     runtime = request.app[RUNTIME]
     storage = runtime.storage_health
-    if storage is not None and storage.fault is not None:
-        response = json_response(
-            {"status": "degraded", "storage": storage.fault, "backlog": runtime.broker.backlog}
-        )
-        response.set_status(503)
-        return response
-    return json_response({"status": "ok", "backlog": runtime.broker.backlog})
+    fault = storage.fault if storage is not None else None
+    refusal = runtime.degraded()
+    if fault is None and refusal is None:
+        return json_response({"status": "ok", "backlog": runtime.broker.backlog})
+    body: dict[str, object] = {"status": "degraded"}
+    if fault is not None:
+        body["storage"] = fault
+    if refusal is not None:
+        body["writes"] = refusal.http_text
+    body["backlog"] = runtime.broker.backlog
+    response = json_response(body)
+    response.set_status(503)
+    return response
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -37,6 +37,9 @@ class Refusal:
 
     ws_text: str
     http_text: str
+    # a fault (storage failing, sync.ack 1 without its peer): /healthz answers 503; not so
+    # for a slave following its master, read-only by design
+    degraded: bool = True
 
 
 QUEUE_FULL = Refusal("queue full", "queue full")
@@ -219,15 +222,22 @@ class BrokerRuntime:
         return both
 
     # ---------------------------------------------------------------- write gate
-    def refuse_writes(self, source: str, ws_text: str, http_text: str | None = None) -> None:
+    def refuse_writes(
+        self, source: str, ws_text: str, http_text: str | None = None, *, degraded: bool = True
+    ) -> None:
         """Refuse every producer write until ``accept_writes(source)``.
 
         Sources are independent (e.g. "storage" while the disk fails, "slave" while a
         master is followed); writes are accepted again once no source refuses them.
         Producers get ``error: <ws_text>`` (connection kept), HTTP Send
-        ``{"code":-1,"msg":<http_text>}``."""
-        self._refusals[source] = Refusal(ws_text, http_text or ws_text)
+        ``{"code":-1,"msg":<http_text>}``; while a ``degraded`` refusal holds, /healthz
+        answers 503."""
+        self._refusals[source] = Refusal(ws_text, http_text or ws_text, degraded)
         self.refusal = next(iter(self._refusals.values()))
+
+    def degraded(self) -> Refusal | None:
+        """The refusal that makes /healthz answer 503, if any (see ``refuse_writes``)."""
+        return next((r for r in self._refusals.values() if r.degraded), None)
 
     def accept_writes(self, source: str) -> None:
         self._refusals.pop(source, None)
