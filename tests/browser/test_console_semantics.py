@@ -28,6 +28,41 @@ def test_totals_say_since_start_and_dead_has_one_meaning(console: Page) -> None:
     expect(page.locator("#count-dead").locator("xpath=..")).to_contain_text("stored now")
 
 
+def test_the_topics_group_headers_say_which_columns_they_head(
+    console: Page, broker: BrokerProcess
+) -> None:
+    """ "Now" heads Backlog..Producers and "Totals since start" Published..Dead-lettered: each
+    is centred over its columns (right-aligned, it read as the heading of Producers or
+    Dead-lettered alone), and every column is named with its group for screen readers and in
+    the phone layout's row labels."""
+    page = console
+    send(broker, "one", topic="orders")
+    expect(page.locator("#ov-topics tbody")).to_contain_text("orders")
+    placement = page.evaluate(
+        """() => [...document.querySelectorAll("#ov-topics tr.group th")].map((th) => {
+          const leaves = document.querySelectorAll("#ov-topics thead tr:last-child th");
+          const first = leaves[th.cellIndex === 1 ? 1 : 5].getBoundingClientRect();
+          const last = leaves[th.cellIndex === 1 ? 4 : 8].getBoundingClientRect();
+          const range = document.createRange();
+          range.selectNodeContents(th);
+          const text = range.getBoundingClientRect();
+          return [th.textContent, th.scope, first.left, last.right, (text.left + text.right) / 2];
+        })"""
+    )
+    for name, scope, left, right, centre in placement:
+        assert abs(centre - (left + right) / 2) <= 3, (name, left, right, centre)
+        assert scope == "colgroup", name
+    assert [p[0] for p in placement] == ["Now", "Totals since start"]
+    for group, column in (("Now", "Backlog"), ("Totals since start", "Dead-lettered")):
+        expect(page.get_by_role("columnheader", name=f"{group}: {column}")).to_be_visible()
+    cells = page.locator("#ov-topics tbody tr").first.locator("td")
+    expect(cells.nth(1)).to_have_attribute("data-label", "Now: Backlog")
+    expect(cells.nth(5)).to_have_attribute("data-label", "Totals since start: Published")
+    page.locator("#app .lang-select").select_option("zh")
+    expect(page.get_by_role("columnheader", name="当前：积压")).to_be_visible()
+    expect(cells.nth(8)).to_have_attribute("data-label", "启动以来累计：转为死信")
+
+
 def test_a_consumed_message_is_delivered_again_only_after_a_confirmation(
     console: Page, broker: BrokerProcess
 ) -> None:

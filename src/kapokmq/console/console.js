@@ -121,10 +121,21 @@
   }
 
   // On a phone a table.reflow shows each row as a block of "column: value" lines; the
-  // column names come from the header (console.css, data-label).
+  // column names come from the header (console.css, data-label). Under a group header row
+  // (the Topics table's "Now" and "Totals since start") a column is named with its group,
+  // "Now: Backlog", on a phone and for screen readers alike (the group row is hidden there,
+  // or spans several columns).
   function labelCells(table) {
     const head = table.tHead.rows;
-    const names = [...head[head.length - 1].cells].map((th) => th.textContent);
+    const groups = head.length > 1
+      ? [...head[0].cells].flatMap((cell) => Array(cell.colSpan).fill(cell.tagName === "TH" ? cell.textContent : ""))
+      : [];
+    const names = [...head[head.length - 1].cells].map((th, i) => {
+      if (!groups[i]) return th.textContent;
+      const name = t("table.grouped", { group: groups[i], name: th.textContent });
+      th.setAttribute("aria-label", name);
+      return name;
+    });
     for (const row of table.tBodies[0].rows) {
       [...row.cells].forEach((td, i) => td.setAttribute("data-label", names[i] ?? ""));
     }
