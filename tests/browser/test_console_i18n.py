@@ -9,6 +9,7 @@ import json
 from playwright.sync_api import Page, Route, expect
 
 from kapokmq.storage.layout import unavailable
+from tests.browser.conftest import log_in
 from tests.browser.helpers import post, send
 from tests.harness import BrokerProcess
 
@@ -115,3 +116,30 @@ def test_in_english_every_known_broker_text_reads_as_sent(console: Page) -> None
             && key !== `broker.${text}`)"""
     )
     assert mismatched == []
+
+
+def test_a_master_without_its_slave_says_writes_are_refused(page: Page, broker_factory) -> None:
+    """With sync.ack 1 and no slave, /healthz is 503 with the reason under "writes" and no
+    "storage": the Overview says writes are refused and why (in the chosen language), not
+    "Storage degraded", and clears once the slave is there."""
+    master = broker_factory(settings={"sync.isSync": 1, "sync.ack": 1})
+    log_in(page, master)
+    banner = page.locator("#ov-storage")
+    expect(banner).to_have_text(
+        "Writes refused: no slave connected (sync.ack: 1). "
+        "Producers are refused until the broker accepts writes again."
+    )
+    language(page, "zh")
+    expect(banner).to_have_text(
+        "拒绝写入：没有已连接的从节点（sync.ack: 1）。服务端恢复接受写入前，将拒绝生产者的消息。"
+    )
+    broker_factory(
+        settings={
+            "sync.isSync": 1,
+            "sync.isSlave": 1,
+            "sync.masterAddr": "127.0.0.1",
+            "sync.masterPort": master.port,
+            "sync.ack": 1,
+        }
+    )
+    expect(banner).to_be_hidden(timeout=20_000)

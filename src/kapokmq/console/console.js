@@ -232,22 +232,26 @@
     }
   }
 
-  // GET /healthz answers 503 {"status":"degraded","storage":"<reason>"} while storage
-  // writes fail (docs/durability.md); the Overview says so.
-  async function checkStorage() {
-    let degraded = null;
+  // GET /healthz answers 503 {"status":"degraded",...} while writes are refused for a fault:
+  // with "storage" while storage fails (docs/durability.md), with "writes" alone while
+  // sync.ack 1 refuses every write for want of the other broker (docs/protocol.md
+  // "Master-slave sync"). The Overview says which.
+  async function checkWrites() {
+    let shown = null; // [label key, the broker's reason]
     try {
       const response = await fetch("healthz", { cache: "no-store", signal: AbortSignal.timeout(PING_TIMEOUT_MS) });
       if (response.status === 503) {
         const answer = await response.json().catch(() => ({}));
-        if (answer.status === "degraded") degraded = String(answer.storage ?? answer.reason ?? "");
+        if (answer.status === "degraded") {
+          shown = answer.storage !== undefined ? ["storage.degraded", answer.storage] : ["writes.refused", answer.writes];
+        }
       }
     } catch {
       return; // unreachable: the health check says so
     }
     const banner = $("ov-storage");
-    banner.hidden = degraded === null;
-    if (degraded !== null) label(banner, "storage.degraded", { said: degraded });
+    banner.hidden = shown === null;
+    if (shown !== null) label(banner, shown[0], { said: String(shown[1] ?? "") });
   }
 
   // ------------------------------------------------------------------ pages
@@ -257,7 +261,7 @@
     chartKey: "",
 
     async load() {
-      const [{ data }] = await Promise.all([api("Console/Stats"), checkStorage()]);
+      const [{ data }] = await Promise.all([api("Console/Stats"), checkWrites()]);
       const now = performance.now();
       for (const name of ["all", "unconsumed", "delay", "consumed", "dead"]) {
         $(`count-${name}`).textContent = data.counts[name].toLocaleString("en");
