@@ -306,6 +306,36 @@ def test_old_files_before_snapshot_are_not_replayed(tmp_path: Path) -> None:
     assert list(result.messages) == [code(i) for i in (2, 3)]
 
 
+@pytest.mark.parametrize("damage", ["empty", "flip", "truncate"])
+@pytest.mark.parametrize("wal", [True, False])
+def test_a_damaged_newest_snapshot_falls_back_on_the_older_files_still_there(
+    tmp_path: Path, damage: str, wal: bool
+) -> None:
+    """A crash between snapshot 3's rename and the deletion of the files it obsoletes,
+    then snapshot 3 found damaged: with skip_corrupt, what it lost comes from snapshot 2
+    (and WAL segment 2), which recovery used to ignore and the next snapshot deleted."""
+    d = DataDir(tmp_path, "MQDATA")
+    write_snapshot(d.snapshot_path(2), 2, [[1, 2], [3]])
+    if wal:
+        write_file(d.wal_path(2), KIND_WAL, 2, [[4]])
+    snap = d.snapshot_path(3)
+    ends = write_snapshot(snap, 3, [[1, 2], [3, 4]])
+    write_file(d.wal_path(3), KIND_WAL, 3, [[5]])
+    if damage == "empty":
+        snap.write_bytes(b"")  # renamed, but its blocks never reached the disk
+    elif damage == "flip":
+        flip(snap, ends[0] + 30)  # inside the chunk holding 3 and 4
+    else:
+        snap.write_bytes(snap.read_bytes()[: ends[0] + 3])
+    with pytest.raises(CorruptData, match=r"snapshot MQDATA\.000000000003\.snap"):
+        recover(d)
+    result = recover(d, skip_corrupt=True)
+    # 4 lives only in the damaged chunk and, with a WAL, in segment 2
+    assert sorted(result.messages) == [code(i) for i in (1, 2, 3, 4, 5) if wal or i != 4]
+    assert [c.name.split(".corrupt-")[0] for c in result.kept_copies] == [snap.name]
+    assert result.snapshot_seq == 3 and result.max_seq == 3
+
+
 # ---------------------------------------------------------------------------- format 1
 def write_v1(path: Path, kind: int, seq: int, frames: list[list[Any]]) -> list[int]:
     """A file as the previous build wrote it: version 1, frames without a magic."""

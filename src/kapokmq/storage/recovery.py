@@ -291,11 +291,14 @@ def load_snapshot(path: Path, tables: Tables, progress: Progress) -> FileResult:
     result = FileResult()
     scan = result.scan
     scan.pos = HEADER_SIZE
-    before = len(tables.messages)
+    # its messages, counted as records (not by the table's growth: recovery may load it
+    # over an older snapshot's messages, see _fallback): every record but the others
+    loaded = 0
     expected: int | None = None
 
     def other(rec: Decoded) -> None:
-        nonlocal expected
+        nonlocal expected, loaded
+        loaded -= 1
         if isinstance(rec, End):
             expected = rec.count
         elif not tables.apply(rec):
@@ -306,13 +309,14 @@ def load_snapshot(path: Path, tables: Tables, progress: Progress) -> FileResult:
         with _mapped(path, KIND_SNAPSHOT, scan) as (buf, header):
             last = HEADER_SIZE
             for records in read_frames(buf, HEADER_SIZE, header.version, scan):
+                loaded += len(records)
                 tables.add(records, other)
                 progress.update(scan.pos - last, len(records))
                 last = scan.pos
     except (OSError, FormatError) as exc:
         result.problem = str(exc)
         return result
-    loaded = result.records = len(tables.messages) - before
+    result.records = loaded
     if expected is None:
         result.problem = result.problem or "incomplete (no end record)"
     elif expected != loaded and not scan.damages:
@@ -353,21 +357,25 @@ def recover(datadir: DataDir, skip_corrupt: bool = False) -> Recovered:
         log.info("removing unfinished snapshot %s", temp.name)
         _remove(temp)
     base = max(listing.snapshots, default=0)
-    segments = sorted(seq for seq in listing.wals if seq >= base)
-    files = [listing.wals[s] for s in segments]
-    if base:
-        files.append(listing.snapshots[base])
+    start = _fallback(listing.snapshots, base) if skip_corrupt else base
+    snapshots = sorted(seq for seq in listing.snapshots if seq >= start)
+    segments = sorted(seq for seq in listing.wals if seq >= start)
+    files = [listing.wals[s] for s in segments] + [listing.snapshots[s] for s in snapshots]
     progress = Progress(sum(p.stat().st_size for p in files))
     tables = Tables(result)
     judge = _Judge(datadir, result, skip_corrupt)
-    if base:
-        path = listing.snapshots[base]
-        snap = load_snapshot(path, tables, progress)
-        result.snapshot_seq = base
-        result.snapshot_messages = snap.records
-        judge.file(path, "snapshot", snap, torn_ok=False)
-    for seq in segments:
-        path = listing.wals[seq]
+    # snapshot N is the state when WAL segment N began: read in that order, each file
+    # applied over what came before (replay is idempotent), the newest state wins
+    for seq, _, path in sorted(
+        [(s, 0, listing.snapshots[s]) for s in snapshots]
+        + [(s, 1, listing.wals[s]) for s in segments]
+    ):
+        if path.suffix == ".snap":
+            snap = load_snapshot(path, tables, progress)
+            result.snapshot_seq = seq
+            result.snapshot_messages = snap.records
+            judge.file(path, "snapshot", snap, torn_ok=False)
+            continue
         size = path.stat().st_size
         if size < HEADER_SIZE or _only_zeros(path):
             # created just before a crash (or a full disk), header not (fully) written; a
@@ -433,6 +441,28 @@ class _Judge:
             if damage is not None:
                 self.result.skipped_bytes += damage.bytes
                 self.result.dropped_records += damage.records
+
+
+def _fallback(snapshots: dict[int, Path], base: int) -> int:
+    """With --recover-skip-corrupt: where to start reading. The newest snapshot, unless it
+    is damaged and an older one is still there (a crash came between the newest's rename
+    and the deletion of the files it obsoletes): then that older one and the WAL after it
+    supply what the damaged one lost, which would otherwise be deleted unread."""
+    older = [seq for seq in snapshots if seq < base]
+    if not older:
+        return base
+    newest = load_snapshot(snapshots[base], Tables(Recovered()), Progress(0, every=1e9))
+    if not newest.problem and not newest.scan.damages:
+        return base
+    start = max(older)
+    log.warning(
+        "snapshot %s is damaged and %s is still there: recovering from it and the WAL "
+        "after it, then from what %s still holds",
+        snapshots[base].name,
+        snapshots[start].name,
+        snapshots[base].name,
+    )
+    return start
 
 
 def _only_zeros(path: Path) -> bool:
