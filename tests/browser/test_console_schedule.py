@@ -107,3 +107,34 @@ def test_a_delay_past_the_calendar_shows_no_nan(console: Page, broker: BrokerPro
     row = console.locator("#sched-table tbody tr").filter(has_text=code)
     expect(row).to_contain_text("after the year 275760")  # where a JS Date ends
     expect(row).not_to_contain_text("NaN")
+
+
+def test_after_deliver_now_the_message_list_says_what_its_delay_column_holds(
+    console: Page, broker: BrokerProcess
+) -> None:
+    """Deliver now rewrites DelayTime to the seconds the message waited (docs/protocol.md
+    "Delayed messages"): the Messages list and dialog call the column "Due after (s)" and
+    explain it, not "Delay (s)", which read as the delay it was sent with (3600)."""
+    code = send(broker, "later", topic="orders", delay=3600)
+    waiting = send(broker, "still later", topic="orders", delay=3600)
+    go(console, "schedule")
+    console.locator(f'#sched-table button[data-code="{code}"]').click()
+    expect(console.locator("#sched-note")).to_have_text(f"Message {code} is due now.")
+    waited = post(broker, "/Console/GetMessage", messageCode=code)["data"]["DelayTime"]
+    assert waited < 3600
+
+    go(console, "messages")
+    header = console.locator("#msg-table thead th").nth(5)
+    expect(header).to_have_text("Due after (s)")
+    expect(header).to_have_attribute("title", re.compile(r"Deliver now .* actually waited"))
+    row = console.locator(f'#msg-table tr:has(a[data-code="{code}"])')
+    expect(row.locator("td").nth(5)).to_have_text(str(waited))
+    still = console.locator(f'#msg-table tr:has(a[data-code="{waiting}"])')
+    expect(still.locator("td").nth(5)).to_have_text("3,600")  # a delayed one: its delay
+    row.locator("a[data-code]").click()
+    term = console.locator("#msg-detail dt", has_text="Due after (s)")
+    expect(term).to_have_attribute("title", re.compile(r"seconds from Created until .* due"))
+    expect(console.locator("#d-delay")).to_have_text(str(waited))
+    console.locator("header .lang-select").select_option("zh")
+    expect(header).to_have_text("创建后到期（秒）")
+    expect(header).to_have_attribute("title", re.compile("立即投递.*实际等待"))
