@@ -56,10 +56,15 @@ def test_embedded_defaults_and_roles(tmp_path: Path, monkeypatch) -> None:
     text = "\n".join(banner_lines(config, 8011, tls=True))
     assert "embedded defaults + KAPOKMQ_* environment + command-line flags" in text
     assert "write-ahead log + snapshots (fsync everysec)" in text
-    assert "cluster member (registry 127.0.0.1:8041, gossip port 8021)" in text
+    # a sync slave stays out of the cluster (docs/cluster.md), so the banner does not
+    # call it a member
+    assert "cluster member" not in text
     assert "slave of ws://127.0.0.1:8012" in text
     assert "console:     https://127.0.0.1:8011/" in text
     assert "wss://127.0.0.1:8011/Producers" in text
+    config = load_config(environ={}, overrides={"sync.isSync": "1", "cluster.isCluster": "1"})
+    text = "\n".join(banner_lines(config, 8011, tls=False))
+    assert "cluster member (registry 127.0.0.1:8041, gossip port 8021), master" in text
 
 
 def test_the_default_key_warning_is_louder_off_loopback() -> None:

@@ -175,12 +175,18 @@ class ClusterNode:
             await asyncio.sleep(self.check_interval)
 
 
+def joins_cluster(config: Config) -> bool:
+    """Whether the broker joins the cluster: ``cluster.isCluster: 1``, unless it is a slave
+    of master-slave sync, which stays out of the cluster, as in the original."""
+    return config.cluster.isCluster == 1 and not (
+        config.sync.isSync == 1 and config.sync.isSlave == 1
+    )
+
+
 def cluster_node_for(config: Config) -> ClusterNode | None:
-    """The broker's cluster node, or None when not clustered; a slave of master-slave sync
-    stays out of the cluster, as in the original."""
-    if config.cluster.isCluster != 1:
-        return None
-    if config.sync.isSync == 1 and config.sync.isSlave == 1:
+    """The broker's cluster node, or None when it does not join (`joins_cluster`)."""
+    if joins_cluster(config):
+        return ClusterNode(config)
+    if config.cluster.isCluster == 1:
         log.info("cluster: this broker is a sync slave; it does not join the cluster")
-        return None
-    return ClusterNode(config)
+    return None

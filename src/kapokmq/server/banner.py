@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from kapokmq import __version__
+from kapokmq.cluster.node import joins_cluster
 from kapokmq.config import Config, Persistence, PushType
 from kapokmq.httpbase import is_loopback
 
@@ -42,7 +43,7 @@ def role(config: Config, gossip_port: int | None = None) -> str:
     to the kernel."""
     parts = []
     cluster, sync = config.cluster, config.sync
-    if cluster.isCluster:
+    if joins_cluster(config):
         port = cluster.gossipPort if gossip_port is None else gossip_port
         parts.append(
             f"cluster member (registry {cluster.registryAddr}:{cluster.registryGossipPort}, "
