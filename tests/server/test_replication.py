@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from tests.compat.wsclient import login
+from tests.gossip.util import free_port
 from tests.harness import SECRET, BrokerProcess
 
 pytestmark = pytest.mark.timeout(60)
@@ -153,6 +154,25 @@ async def http_send(
 
 async def _is_delayed(session: aiohttp.ClientSession, broker: BrokerProcess, code: str) -> bool:
     return await status_on(session, broker, code) == 0
+
+
+@pytest.mark.parametrize("ack", [0, 1])
+async def test_a_slave_whose_master_is_down_at_start_says_it_takes_over(broker_factory, ack):
+    """It takes over at once (docs/protocol.md, Master-slave sync), and its log says so,
+    and whether it accepts writes: with sync.ack 1 it does not."""
+    down = free_port()  # nothing listens there
+    settings = {"sync.isSync": 1, "sync.isSlave": 1, "sync.masterPort": down, "sync.ack": ack}
+    slave = broker_factory(settings=settings)
+    async with aiohttp.ClientSession() as session:
+        await until(lambda: asyncio.sleep(0, "takes over" in slave.log()))
+        body = await http_send(session, slave, "x")
+    line = next(line for line in slave.log().splitlines() if "takes over" in line)
+    if ack:
+        assert "writes refused (sync.ack 1)" in line, line
+        assert body == {"code": -1, "msg": f"master 127.0.0.1:{down} unreachable (sync.ack: 1)"}
+    else:
+        assert "pushes and accepts writes" in line, line
+        assert body["code"] == 0, body
 
 
 async def test_following_slave_is_read_only_and_says_so(broker_factory):

@@ -837,17 +837,19 @@ class SlaveLink:
         return True
 
     def _takeover(self) -> None:
-        if self.connected.is_set():
-            log.warning("master lost: this slave takes over (pushes and accepts writes)")
+        ack = self.runtime.config.sync.ack == 1  # an ok needs both brokers: refuse writes
+        if self._changes is None:  # not taken over yet: lost, or down since we started
+            lost = "master lost" if self.connected.is_set() else "master unreachable"
+            does = "pushes; writes refused (sync.ack 1)" if ack else "pushes and accepts writes"
+            log.warning("%s: this slave takes over (%s)", lost, does)
+            self._changes = TakeoverChanges()
+            self.runtime.broker.add_listener(self._changes)
         self.connected.clear()
         if not self._taken_over:
             self._taken_over = True
             self._mark(True)
-        if self._changes is None:
-            self._changes = TakeoverChanges()
-            self.runtime.broker.add_listener(self._changes)
         self.runtime.broker.set_paused(False)
-        if self.runtime.config.sync.ack == 1:  # an ok needs both brokers: push, refuse writes
+        if ack:
             self.runtime.refuse_writes(
                 SLAVE_SOURCE,
                 f"master {self.master} unreachable and sync.ack is 1; writes need both brokers",
