@@ -143,3 +143,37 @@ def test_a_master_without_its_slave_says_writes_are_refused(page: Page, broker_f
         }
     )
     expect(banner).to_be_hidden(timeout=20_000)
+
+
+def test_names_the_console_does_not_know_are_shown_as_sent(
+    console: Page, broker: BrokerProcess
+) -> None:
+    """A dead reason, history event or trace event of a newer broker reads as the broker
+    named it, not as the console's lookup key ("event.<name>")."""
+    page = console
+    code = send(broker, "hello")
+
+    def newer(route: Route) -> None:
+        answer = route.fetch().json()
+        if route.request.url.endswith("/Console/GetMessageTrace"):
+            answer = {"code": 0, "data": {"MessageCode": code, "Events": [
+                {"Time": 1.5, "Event": "teleported"},
+                {"Time": 2.5, "Event": "redelivered", "Reason": "cosmic ray"},
+            ]}}  # fmt: skip
+        else:
+            answer["data"].update(
+                Status=2, DeadReason="melted", History=[{"Event": "dead: melted", "Time": 1}]
+            )
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(answer))
+
+    page.route("**/Console/GetMessage", newer)
+    page.route("**/Console/GetMessageTrace", newer)
+    language(page, "zh")
+    go(page, "messages")
+    page.locator(f'#msg-table a[data-code="{code}"]').click()
+    expect(page.locator("#d-reason")).to_have_text("melted")
+    expect(page.locator("#d-history")).to_contain_text("dead: melted")
+    expect(page.locator("#d-trace li").first).to_contain_text("teleported")
+    expect(page.locator("#d-trace li").nth(1)).to_contain_text("重新投递 · cosmic ray")
+    expect(page.locator("#msg-detail")).not_to_contain_text("event.")
+    expect(page.locator("#msg-detail")).not_to_contain_text("reason.")

@@ -91,6 +91,9 @@
   }
 
   const tr = (key, vars) => label(el("span"), key, vars);
+  // a name the broker sent (status, dead reason, event): its label, or the name as sent
+  // when the console does not know it (a newer broker's), not "event.<name>"
+  const named = (prefix, name) => (`${prefix}.${name}` in I18N.en ? tr(`${prefix}.${name}`) : el("span", {}, String(name)));
   const pad = (n) => String(n).padStart(2, "0");
   const dayKey = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 
@@ -143,10 +146,10 @@
 
   // a dead message's status with why it died (its latest death)
   const deadBadge = (m) => (m.DeadReason
-    ? el("span", {}, statusBadge(m.Status), " ", el("span", { class: "muted small reason" }, tr(`reason.${m.DeadReason}`)))
+    ? el("span", {}, statusBadge(m.Status), " ", el("span", { class: "muted small reason" }, named("reason", m.DeadReason)))
     : statusBadge(m.Status));
 
-  const statusBadge = (status) => el("span", { class: `status s${status}` }, tr(`status.${status}`));
+  const statusBadge = (status) => el("span", { class: `status s${status}` }, named("status", status));
 
   // ------------------------------------------------------------------ API
   class AuthError extends Error {}
@@ -465,10 +468,10 @@
       show("expires", m.ExpiresAt);
       $("d-expires").textContent = m.ExpiresAt ? formatTime(m.ExpiresAt) : "";
       show("reason", m.DeadReason);
-      $("d-reason").replaceChildren(m.DeadReason ? tr(`reason.${m.DeadReason}`) : "");
+      $("d-reason").replaceChildren(m.DeadReason ? named("reason", m.DeadReason) : "");
       show("history", m.History);
       $("d-history").replaceChildren(...(m.History || []).map((e) =>
-        el("li", {}, `${formatTime(e.Time)} `, tr(`event.${e.Event}`))));
+        el("li", {}, `${formatTime(e.Time)} `, named("event", e.Event))));
       let pretty = null;
       try {
         const parsed = JSON.parse(m.MessageData);
@@ -504,7 +507,7 @@
       }
       list.replaceChildren(...events.map((e) => el("li", { "data-event": e.Event },
         el("time", { class: "mono small" }, this.traceTime(e.Time)), " ",
-        el("strong", {}, tr(`trace.event.${e.Event}`)), ...this.traceDetails(e))));
+        el("strong", {}, named("trace.event", e.Event)), ...this.traceDetails(e))));
     },
 
     traceTime(unix) {
@@ -522,7 +525,7 @@
         parts.push(tr("trace.consumer", { id: e.ConsumerId }));
         if (e.Attempt !== undefined) parts.push(tr("trace.attempt", { n: e.Attempt }));
       } else if (e.Reason) {
-        parts.push(tr(`reason.${e.Reason}`));
+        parts.push(named("reason", e.Reason));
       }
       return parts.flatMap((part) => [el("span", { class: "muted" }, " · "), part]);
     },
