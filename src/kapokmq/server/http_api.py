@@ -442,6 +442,8 @@ async def _answer_durably(runtime: BrokerRuntime) -> web.Response:
             return error(str(exc))
     elif (written := runtime.written_ticket()) is not None:
         await asyncio.wait([written])  # shared: never cancelled here, never raises
+        if (failure := written.exception()) is not None:  # the write failed
+            return error(str(failure))
     return json_response({"code": 0})
 
 

@@ -156,9 +156,15 @@ class WalListener:
 TRACE_RECORD_PAIRS = 4000  # list items (code, event, ...) per TRACE_EVENTS record
 
 
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
+def _settle_written(future: asyncio.Future[None], wal: WalWriter) -> None:
+    """``Storage.written_ticket``'s end, after the WAL's flush: done, or its error."""
+    if future.done():
+        return
+    if wal.error is None:
         future.set_result(None)
+    else:
+        future.set_exception(wal.error)
+        future.exception()  # retrieved: shared, and a caller may only wait for it
 
 
 def update_record(msg: Message) -> tuple[object, ...]:
@@ -364,14 +370,16 @@ class Storage:
         Send's is, before the iteration's WAL write: a SIGKILL in between would lose an
         answered message (docs/durability.md "Guarantees"). Shared by the iteration's
         callers; never cancel it. Done by a callback queued after the WAL's flush (which
-        the append queued), so it costs no write of its own."""
+        the append queued), so it costs no write of its own; failed with the WAL's error
+        if that write failed, so the answer is the error, never an ``ok`` for a message
+        not written (docs/durability.md "When the disk fails")."""
         wal = self.wal
         if wal is None or wal.written >= wal.appended:
             return None
         written = self._written
         if written is None or written.done():
             written = self._written = self.loop.create_future()
-            self.loop.call_soon(_settle, written)
+            self.loop.call_soon(_settle_written, written, wal)
         return written
 
     def _restore(self, rec: Recovered) -> None:
