@@ -58,6 +58,11 @@ class ReplyWriter:
             transport.write(b"".join(frames) if len(frames) > 1 else frames[0])
         frames.clear()
 
+    def stop(self) -> None:
+        """Write what is queued, then nothing more: a close frame follows it."""
+        self.flush()
+        self._transport = None
+
     @property
     def closed(self) -> bool:
         return self._transport is None or self._transport.is_closing()

@@ -19,6 +19,7 @@ from kapokmq.login import MATCHED, MISMATCH, PROMPT
 from kapokmq.model import Code, Status, code_key
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.session import (
+    CLOSE_GRACE,
     ConsumerWebSocket,
     ProducerWebSocket,
     Session,
@@ -87,6 +88,7 @@ class FakeTransport:
         self.out: list[bytes] = []
         self.closing = False
         self.aborted = False
+        self.close_frame_sent = False  # by the link: nothing may be written after it
         self.buffered = 0  # what get_write_buffer_size says (the socket never fills)
 
     def get_write_buffer_size(self) -> int:
@@ -94,6 +96,7 @@ class FakeTransport:
 
     def write(self, data: bytes) -> None:
         assert not self.closing, "written after close"
+        assert not self.close_frame_sent, "written after the close frame"
         self.out.append(data)
         WRITES.append((self, data))
 
@@ -111,9 +114,11 @@ class FakeLink:
         self.reading = True
 
     def close(self, code: int, reason: bytes) -> None:
+        """As the engines do: the close frame goes out, the connection stays open for the
+        client's answer (server/session.py CLOSE_GRACE)."""
         self.closed = (code, reason)
         if self.transport is not None:
-            self.transport.closing = True
+            self.transport.close_frame_sent = True
 
     def pause_reading(self) -> None:
         self.reading = False
@@ -292,6 +297,58 @@ def test_connection_lost_while_awaiting_key_attaches_nothing(harness: Harness) -
     assert client.state() is State.CLOSED
     assert harness.runtime.broker.clients() == ([], [])
     assert not harness.runtime.sessions
+
+
+# ---------------------------------------------------------------------------- closing handshake
+def test_after_its_close_frame_a_consumer_gets_no_pushes_and_a_silent_client_is_cut_off(
+    harness: Harness,
+) -> None:
+    """docs/protocol.md "WebSocket sessions": the connection stays open for the client's
+    answering close, with nothing written after the close frame; no answer within
+    CLOSE_GRACE and it is cut off (what it held goes back to the queue)."""
+    consumer = harness.login(ConsumerWebSocket)
+    consumer.read(b" " * (1024 * 1024 + 1))
+    assert consumer.link.closed == (1009, b"message too big")
+    harness.runtime.publish("t", "after the close", 0)
+    harness.loop.run()  # FakeTransport.write fails on a write after the close frame
+    assert consumer.texts() == []
+    harness.loop.advance(CLOSE_GRACE - 0.1)
+    assert not consumer.transport.aborted
+    harness.loop.advance(0.1)
+    assert consumer.transport.aborted
+    consumer.session.connection_lost()
+    other = harness.login(ConsumerWebSocket)
+    harness.loop.run()
+    assert [orjson.loads(p)["MessageData"] for p in other.texts()] == ["after the close"]
+
+
+def test_a_client_that_answers_the_close_is_not_cut_off(harness: Harness) -> None:
+    client = harness.login(ProducerWebSocket)
+    client.read(b"x" * (1024 * 1024 + 1))
+    assert client.link.closed == (1009, b"message too big")
+    assert client.read(send_frame("after the close")) == []  # read and ignored
+    client.session.connection_lost()  # the engine ends it at the client's answer
+    harness.loop.advance(CLOSE_GRACE)
+    assert not client.transport.aborted
+    assert harness.runtime.broker.backlog == 0
+
+
+def test_durable_replies_due_after_the_close_frame_are_not_written(harness: Harness) -> None:
+    tickets = use_tickets(harness.runtime)
+    client = harness.login(ProducerWebSocket)
+    assert client.read(send_frame("a")) == []
+    client.session.close(1001, b"server shutting down")
+    tickets[0].finish()  # FakeTransport.write fails on a write after the close frame
+    harness.loop.run()
+    assert client.texts() == []
+
+
+def test_a_held_producer_reads_again_once_closed(harness: Harness) -> None:
+    """Its answering close must be read: reading paused for backlog room resumes."""
+    client = harness.login(ProducerWebSocket)
+    client.link.pause_reading()
+    client.session.close(1001, b"server shutting down")
+    assert client.link.reading
 
 
 # ---------------------------------------------------------------------------- sizes

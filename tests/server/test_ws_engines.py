@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 import yarl
 
+from kapokmq.server.session import CLOSE_GRACE
 from tests.compat.conftest import started_broker
 from tests.compat.wsclient import (
     MATCHED,
@@ -386,4 +387,45 @@ async def test_frames_before_a_too_big_one_are_answered_before_the_close(
     assert await asyncio.wait_for(read_text_frame(reader), 5) == b"ok"
     first, _ = await asyncio.wait_for(reader.readexactly(2), 5)
     assert first == 0x88  # the close frame follows the reply
+    writer.close()
+
+
+@pytest.mark.parametrize("broker", ["picows"], indirect=True)  # aiohttp: docs/protocol.md
+async def test_after_its_close_the_broker_reads_until_the_clients_answer(
+    broker: BrokerProcess,
+) -> None:
+    """docs/protocol.md "WebSocket sessions": after its close frame the broker keeps the
+    connection open for the client's answering close, reading (and ignoring) what the
+    client sent meanwhile, then ends it cleanly. Ending it at once answered the client's
+    next frame with a reset, which can cost a browser the close frame itself: it then
+    saw 1006, not 1009 (tests/browser/test_js_client.py)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+    writer.write(upgrade_request("/Producers/Conn/linger/p") + masked_text(b"test"))
+    await upgraded(reader)
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == PROMPT.encode()
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == MATCHED.encode()
+    big = frame("x" * 1100).encode()  # above the fixture's mq.maxMessageBytes (1000)
+    writer.write(bytes((0x81, 0x80 | 126)) + len(big).to_bytes(2, "big") + b"\0\0\0\0" + big)
+    assert await asyncio.wait_for(read_frame(reader), 5) == (0x8, b"\x03\xf1message too big")
+    writer.write(masked_text(frame("sent before it saw the close").encode()))
+    with pytest.raises(TimeoutError):  # neither an answer nor the end: it waits for ours
+        await asyncio.wait_for(reader.read(1), 0.5)
+    writer.write(bytes((0x88, 0x80 | 2)) + b"\0\0\0\0" + (1009).to_bytes(2, "big"))
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # a clean end, not a reset
+    writer.close()
+
+
+@pytest.mark.parametrize("broker", ["picows"], indirect=True)
+async def test_a_client_that_never_answers_the_close_is_cut_off(broker: BrokerProcess) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+    writer.write(upgrade_request("/Producers/Conn/linger/p") + masked_text(b"test"))
+    await upgraded(reader)
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == PROMPT.encode()
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == MATCHED.encode()
+    big = frame("x" * 1100).encode()
+    writer.write(bytes((0x81, 0x80 | 126)) + len(big).to_bytes(2, "big") + b"\0\0\0\0" + big)
+    assert (await asyncio.wait_for(read_frame(reader), 5))[0] == 0x8
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    assert asyncio.get_running_loop().time() - started >= CLOSE_GRACE - 0.1
     writer.close()

@@ -95,9 +95,14 @@ PAUSE_ABOVE = 64 * 1024
 RESUME_BELOW = 16 * 1024
 DRAIN_POLL = 0.005
 DRAIN_POLL_MAX = 0.1
-# A slow consumer's close frame waits behind what is already buffered for it; a client
-# that reads nothing at all is cut off this many seconds later.
-SLOW_CLOSE_GRACE = 2.0
+# The closing handshake (docs/protocol.md "WebSocket sessions"): after its close frame the
+# broker keeps reading, and ignoring, what the client sends until the client's own close,
+# then drops the connection. Dropping it at once would answer the client's next frame with
+# a TCP reset, which can cost the client the close frame itself (a browser then sees 1006,
+# not 1009). A client that does not answer, or does not even read its close frame (a slow
+# consumer's waits behind what is already buffered for it), is cut off this many seconds
+# later.
+CLOSE_GRACE = 2.0
 # Point-to-point: a consumer whose socket stays full and that acks nothing for this long is
 # a slow consumer too; what it holds goes to the other consumers at once.
 P2P_STALLED_AFTER = 5.0
@@ -372,11 +377,25 @@ class Session:
             self._key_timer = None
 
     def _close(self, code: int, reason: bytes) -> None:
+        """Send the close frame; nothing is written after it. The engine ends the
+        connection when the client answers it, or ``_cut_off`` after CLOSE_GRACE."""
         if self.state is State.CLOSING or self.state is State.CLOSED:
             return
         self._before_close()
         self.state = State.CLOSING
         self.link.close(code, reason)
+        self.link.resume_reading()  # the client's answer must be read (a held producer)
+        loop = self.host.loop
+        loop.call_at(loop.time() + CLOSE_GRACE, self._cut_off)
+
+    def _cut_off(self) -> None:
+        if self.state is not State.CLOSED:
+            self.transport.abort()
+
+    def _closed(self) -> bool:
+        """Nothing more may be written: the close frame is out, or the connection gone."""
+        state = self.state
+        return state is State.CLOSING or state is State.CLOSED or self.transport.is_closing()
 
     def _info(self) -> ClientInfo:
         return ClientInfo(self.client_id, self.topic, self.ip, int(self.host.broker.clock()))
@@ -501,7 +520,7 @@ class ProducerWebSocket(Session):
         if not out:
             return
         self._out = []
-        if self.transport.is_closing():
+        if self._closed():
             return
         self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
@@ -597,7 +616,7 @@ class ConsumerWebSocket(Session):
         the queue when the connection's loss detaches the session.
         """
         transport = self.transport
-        if transport.is_closing():
+        if self.state is not _OPEN or transport.is_closing():  # the close frame is out
             return
         try:
             transport.write(self.host.push_batches.frames(batch))
@@ -637,12 +656,6 @@ class ConsumerWebSocket(Session):
             "closing %s: slow consumer (more than mq.maxPendingBytes queued for it)", self.peer
         )
         self._close(CloseCode.POLICY_VIOLATION, SLOW_CONSUMER)
-        loop = self.host.loop
-        loop.call_at(loop.time() + SLOW_CLOSE_GRACE, self._cut_off)
-
-    def _cut_off(self) -> None:
-        if self.state is not State.CLOSED:
-            self.transport.abort()
 
     def _attach(self) -> str:
         self.consumer = self.host.broker.attach_consumer(self._info(), self.deliver, self._slow)
@@ -726,6 +739,10 @@ class SyncWebSocket(Session):
 
     def _attached(self) -> bool:
         return self.writer is not None
+
+    def _before_close(self) -> None:
+        if self.writer is not None:
+            self.writer.stop()
 
     def _detach(self) -> None:
         assert self.writer is not None

@@ -20,6 +20,7 @@ from kapokmq.server.client_path import client_route
 from kapokmq.server.keys import RUNTIME
 from kapokmq.server.runtime import BrokerRuntime
 from kapokmq.server.session import (
+    CLOSE_GRACE,
     ROLES,
     Session,
     SyncFeed,
@@ -82,8 +83,10 @@ def open_websocket(limit: int, heartbeat: float | None = None) -> web.WebSocketR
     # as picows' (ws_picows.py), only stops it from buffering much more than that.
     # Text frames come as bytes, not checked for UTF-8 (decode_text=False), as on picows
     # and in the original: invalid UTF-8 reads as U+FFFD (docs/protocol.md "Differences").
-    # A client's close frame is answered by serve(), with its own code, as on picows.
+    # A client's close frame is answered by serve(), with its own code, as on picows; the
+    # client's answer to ours is awaited as long as on picows (session.py CLOSE_GRACE).
     return web.WebSocketResponse(
+        timeout=CLOSE_GRACE,
         max_msg_size=limit + 1024,
         compress=False,
         autoping=True,

@@ -81,6 +81,7 @@ class _Connection(WSListener):
         self.transport: WSTransport | None = None
         self.raw: Any = None
         self.session: Session | None = None
+        self.closing = False  # our close frame is out
         # picows looks ``on_ws_frame`` up on the listener for every frame (a Python
         # override of its cpdef method, which it does not cache); found in the instance's
         # dict it is this bound method as is, not a new one made and freed per frame
@@ -115,13 +116,14 @@ class _Connection(WSListener):
         elif kind is _CONTINUATION:
             session.receive_fragment(frame.get_payload_as_bytes(), True, frame.fin)
         elif kind is _CLOSE:
-            # picows reads a close frame without a code as 0, and lets a 0 code through
-            has_code = len(frame.get_payload_as_memoryview()) >= 2
-            code, reason = session.close_received(
-                frame.get_close_code().value if has_code else None
-            )
-            transport.send_close(WSCloseCode(code), reason)
-            transport.disconnect()
+            if not self.closing:  # the client's close, answered with its code
+                # picows reads a close frame without a code as 0, and lets a 0 code through
+                has_code = len(frame.get_payload_as_memoryview()) >= 2
+                code, reason = session.close_received(
+                    frame.get_close_code().value if has_code else None
+                )
+                transport.send_close(WSCloseCode(code), reason)
+            transport.disconnect()  # the closing handshake is done
         # PING is answered by picows; PONG ignored
 
     def pause_writing(self) -> None:
@@ -133,9 +135,11 @@ class _Connection(WSListener):
 
     # ------------------------------------------------------------------ Link
     def close(self, code: int, reason: bytes) -> None:
+        """Our close frame; the connection ends at the client's answer (on_ws_frame) or
+        when the session cuts it off (server/session.py CLOSE_GRACE)."""
         if self.transport is not None:
+            self.closing = True
             self.transport.send_close(WSCloseCode(code), reason)
-            self.transport.disconnect()
 
     def pause_reading(self) -> None:
         self.raw.pause_reading()
