@@ -67,7 +67,8 @@ def origin_allowed(
     browsers send none and are never affected): with ``server.allowedOrigins`` (``*``:
     all) the service's own origin and the listed ones; with no list and the default key
     only its own origin (the page it served); with no list and a key of one's own, every
-    origin, as the original. "Its own origin" is the one whose host[:port] is ``Host``."""
+    origin, as the original. The default key and an empty one are both well known
+    (docs/protocol.md "Origins"). "Its own origin" is the one whose host[:port] is ``Host``."""
     if origin is None:
         return True
     origin = origin.strip().lower().rstrip("/")
@@ -79,7 +80,7 @@ def origin_allowed(
             return True
     if allowed:
         return origin in {a.lower().rstrip("/") for a in allowed}
-    return secret != DEFAULT_KEY
+    return secret not in (DEFAULT_KEY, "")
 
 
 def origin_rule(allowed: Sequence[str], secret: str, log: logging.Logger) -> Any:

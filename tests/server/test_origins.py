@@ -104,3 +104,13 @@ async def test_own_key_or_star_allows_every_origin(broker_factory, engine):
     star = broker_factory(settings={"server.wsEngine": engine, "server.allowedOrigins": "*"})
     assert await upgrade_status(star, FOREIGN) == 101
     assert await api_status(star, FOREIGN) == 200
+
+
+async def test_an_empty_key_refuses_foreign_pages_as_the_default_key_does(broker_factory, engine):
+    """An empty secret key is as well known as `test` (the banner warns of both): a page of
+    another origin could drive the broker with it, so it is refused the same way."""
+    broker = broker_factory(settings={"server.wsEngine": engine, "mq.secretKey": ""})
+    assert await upgrade_status(broker, FOREIGN, "") == 403
+    assert await api_status(broker, FOREIGN, "") == 403
+    assert await api_status(broker, None, "") == 200
+    await preflight(broker, FOREIGN)
