@@ -7,6 +7,7 @@ of each is saved in artifacts/screenshots/layout-*.png.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -215,5 +216,40 @@ def test_a_very_long_topic_wraps_and_keeps_every_column_in_view(
         assert view is not None and card is not None
         assert view["x"] + view["width"] <= card["x"] + card["width"], (view, card)
         shoot(page, "layout-long-topic")
+    finally:
+        context.close()
+
+
+# every 60 px up to 1500 (the narrow and collapse widths, where labels meet), then wider ones
+SWEEP = [*range(360, 1500, 60), 1600, 1920, 2200, 2560]
+SETTLED_OVERFLOW = """() => new Promise((done) => requestAnimationFrame(() =>
+  requestAnimationFrame(() => done(Math.max(document.documentElement.scrollWidth,
+    document.body.scrollWidth) - document.documentElement.clientWidth))))"""
+
+
+@pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
+def test_no_width_from_360_to_2560_scrolls_sideways(
+    browser: Browser, filled: BrokerProcess, locale: str
+) -> None:
+    """Each page, resized through the promised range. In English the header's links and
+    tools did not fit on one line just above the 860 px collapse (880-935 px: Log out went
+    off the page)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale=locale)
+    page = context.new_page()
+    try:
+        page.goto(filled.http + "/")
+        page.locator("#login-key").fill(SECRET)
+        page.locator("#login-submit").click()
+        expect(page.locator("#health")).to_have_text(re.compile("Broker up|服务正常"))
+        for name in PAGES:
+            page.set_viewport_size({"width": 1280, "height": 900})
+            open_page(page, name)
+            expect(page.locator(READY[name][0])).not_to_be_empty()
+            wide = []
+            for width in SWEEP:
+                page.set_viewport_size({"width": width, "height": 900})
+                if extra := page.evaluate(SETTLED_OVERFLOW):
+                    wide.append((width, extra))
+            assert wide == [], (name, wide)
     finally:
         context.close()
