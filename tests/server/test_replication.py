@@ -168,7 +168,7 @@ async def test_a_slave_whose_master_is_down_at_start_says_it_takes_over(broker_f
         body = await http_send(session, slave, "x")
     line = next(line for line in slave.log().splitlines() if "takes over" in line)
     if ack:
-        assert "writes refused (sync.ack 1)" in line, line
+        assert "pushes, refuses writes: sync.ack is 1" in line, line
         assert body == {"code": -1, "msg": f"master 127.0.0.1:{down} unreachable (sync.ack: 1)"}
     else:
         assert "pushes and accepts writes" in line, line

@@ -840,7 +840,7 @@ class SlaveLink:
         ack = self.runtime.config.sync.ack == 1  # an ok needs both brokers: refuse writes
         if self._changes is None:  # not taken over yet: lost, or down since we started
             lost = "master lost" if self.connected.is_set() else "master unreachable"
-            does = "pushes; writes refused (sync.ack 1)" if ack else "pushes and accepts writes"
+            does = "pushes, refuses writes: sync.ack is 1" if ack else "pushes and accepts writes"
             log.warning("%s: this slave takes over (%s)", lost, does)
             self._changes = TakeoverChanges()
             self.runtime.broker.add_listener(self._changes)
