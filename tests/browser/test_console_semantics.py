@@ -181,3 +181,20 @@ def test_dates_follow_the_language(console: Page, broker: BrokerProcess) -> None
     page.locator("#f-start").fill("2000-01-01")
     page.locator("#f-submit").click()
     expect(page.locator("#msg-table tbody tr")).to_have_count(1)
+
+
+def test_an_open_message_follows_what_happens_to_it(console: Page, broker: BrokerProcess) -> None:
+    """The dialog is refreshed with the list's auto-refresh: a message consumed while it is
+    open shows Consumed (and Deliver again) without being reopened; the list waits."""
+    page = console
+    code = send(broker, "watch me", topic="watched")
+    go(page, "messages")
+    page.locator(f'#msg-table a[data-code="{code}"]').click()
+    expect(page.locator("#d-status")).to_have_text("Unconsumed")
+    expect(page.locator("#msg-paused")).to_be_visible()
+    consumer = page.context.new_page()
+    connect_client(consumer, broker, "Consumers", "watched", "acker", ack=True)
+    expect(page.locator("#d-status")).to_have_text("Consumed")
+    expect(page.locator("#d-consumed")).not_to_have_text("–")
+    expect(page.locator("#d-again")).to_be_visible()
+    consumer.close()

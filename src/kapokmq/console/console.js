@@ -386,8 +386,9 @@
     paused() {
       const focus = document.activeElement; // typing in a filter field, not a pressed button
       const typing = $("msg-form").contains(focus) && focus.matches("input, select");
-      const interacting = this.pointerInside || $("msg-detail").open || typing;
-      $("msg-paused").hidden = !($("f-auto").checked && interacting);
+      const detail = $("msg-detail").open; // the open message is refreshed, the list waits
+      const interacting = !detail && (this.pointerInside || typing);
+      $("msg-paused").hidden = !($("f-auto").checked && (interacting || detail));
       return !$("f-auto").checked || interacting;
     },
 
@@ -404,6 +405,7 @@
     },
 
     load() {
+      if ($("msg-detail").open && this.current) return this.open(this.current.MessageCode, true);
       return this.search(this.page);
     },
 
@@ -440,7 +442,10 @@
       label($("msg-note"), key, vars).hidden = false;
     },
 
-    async open(code) {
+    // Show message `code` in the dialog; `refresh`: it is open already and is redrawn only
+    // if the message or its trace changed (a redraw also disarms Delete and Deliver again,
+    // which were asked for the message as it was).
+    async open(code, refresh = false) {
       const dialog = $("msg-detail");
       const answer = await api("Console/GetMessage", { messageCode: code }).catch((error) => {
         if (error instanceof ApiError && error.answer?.data === "error") return null; // not found
@@ -452,6 +457,10 @@
         return this.search(this.page);
       }
       const m = answer.data;
+      const trace = await this.traceOf(m.MessageCode);
+      const shown = JSON.stringify([m, trace]);
+      if (refresh && shown === this.shown) return;
+      this.shown = shown;
       this.current = m;
       $("d-code").textContent = m.MessageCode;
       $("d-topic").textContent = m.Topic;
@@ -481,7 +490,7 @@
       }
       $("d-data").textContent = pretty ?? m.MessageData;
       label($("d-kind"), pretty === null ? "msg.text" : "msg.json");
-      await this.showTrace(m.MessageCode);
+      this.showTrace(trace);
       // a dead message is re-queued; a consumed one can be delivered again, after a
       // confirmation, since its consumers will see it a second time
       $("d-requeue").hidden = m.Status !== 2;
@@ -494,18 +503,20 @@
 
     // The Trace panel: the message's events, oldest first (docs/protocol.md "Message
     // trace"); the broker's reason when there is none (tracing off, not sampled, evicted).
-    async showTrace(code) {
-      const list = $("d-trace");
-      const note = $("d-trace-note");
-      let events = [];
+    async traceOf(code) {
       try {
-        events = (await api("Console/GetMessageTrace", { messageCode: code })).data.Events;
-        note.hidden = true;
+        return { events: (await api("Console/GetMessageTrace", { messageCode: code })).data.Events };
       } catch (error) {
         if (!(error instanceof ApiError) || !error.answer) throw error;
-        label(note, "common.said", { said: error.message }).hidden = false;
+        return { events: [], why: error.message };
       }
-      list.replaceChildren(...events.map((e) => el("li", { "data-event": e.Event },
+    },
+
+    showTrace({ events, why }) {
+      const note = $("d-trace-note");
+      note.hidden = why === undefined;
+      if (why !== undefined) label(note, "common.said", { said: why });
+      $("d-trace").replaceChildren(...events.map((e) => el("li", { "data-event": e.Event },
         el("time", { class: "mono small" }, this.traceTime(e.Time)), " ",
         el("strong", {}, named("trace.event", e.Event)), ...this.traceDetails(e))));
     },
