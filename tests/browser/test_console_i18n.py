@@ -10,7 +10,7 @@ from playwright.sync_api import Page, Route, expect
 
 from kapokmq.storage.layout import unavailable
 from tests.browser.conftest import log_in
-from tests.browser.helpers import post, send
+from tests.browser.helpers import post, send, shoot
 from tests.harness import BrokerProcess
 
 
@@ -76,6 +76,7 @@ def test_storage_refusals_and_unknown_texts(console: Page, broker: BrokerProcess
     delete.click()  # asked twice
     note = page.locator("#d-note")
     expect(note).to_have_text("错误：存储不可用：磁盘空间不足（creating MQDATA.000000000007.wal）")
+    shoot(page, "40-storage-refusal-zh")
     language(page, "en")
     expect(note).to_have_text(f"Error: {unavailable(full)}")
 

@@ -135,6 +135,7 @@ def test_after_deliver_now_the_message_list_says_what_its_delay_column_holds(
     term = console.locator("#msg-detail dt", has_text="Due after (s)")
     expect(term).to_have_attribute("title", re.compile(r"seconds from Created until .* due"))
     expect(console.locator("#d-delay")).to_have_text(str(waited))
+    shoot(console, "42-due-after-deliver-now")
     console.locator("header .lang-select").select_option("zh")
     expect(header).to_have_text("创建后到期（秒）")
     expect(header).to_have_attribute("title", re.compile("立即投递.*实际等待"))

@@ -58,6 +58,7 @@ def test_the_topics_group_headers_say_which_columns_they_head(
     cells = page.locator("#ov-topics tbody tr").first.locator("td")
     expect(cells.nth(1)).to_have_attribute("data-label", "Now: Backlog")
     expect(cells.nth(5)).to_have_attribute("data-label", "Totals since start: Published")
+    shoot(page, "41-overview-topic-groups")
     page.locator("#app .lang-select").select_option("zh")
     expect(page.get_by_role("columnheader", name="当前：积压")).to_be_visible()
     expect(cells.nth(8)).to_have_attribute("data-label", "启动以来累计：转为死信")
