@@ -4,7 +4,11 @@ it (the broker's texts are part of its API: docs/protocol.md "HTTP API")."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
+from pathlib import Path
 
 from playwright.sync_api import Page, Route, expect
 
@@ -178,3 +182,18 @@ def test_names_the_console_does_not_know_are_shown_as_sent(
     expect(page.locator("#d-trace li").nth(1)).to_contain_text("重新投递 · cosmic ray")
     expect(page.locator("#msg-detail")).not_to_contain_text("event.")
     expect(page.locator("#msg-detail")).not_to_contain_text("reason.")
+
+
+def test_every_whole_text_the_console_translates_is_one_the_broker_sends() -> None:
+    """The console's table follows the broker: each whole text under "broker." is in the
+    broker's source (or is an OS error text, which storage reasons start with), so a
+    reworded refusal shows up here rather than as English in a Chinese console."""
+    root = Path(__file__).resolve().parents[2]
+    i18n = (root / "src/kapokmq/console/i18n.js").read_text()
+    english = i18n[: i18n.index("  zh: {")]
+    texts = re.findall(r'^\s*"broker\.([^"]* [^"]*)":', english, re.M)
+    assert texts, "no broker texts found in i18n.js"
+    source = "\n".join(p.read_text() for p in (root / "src/kapokmq").rglob("*.py"))
+    os_texts = {os.strerror(n) for n in (errno.ENOSPC, errno.EROFS, errno.EIO, errno.EDQUOT)}
+    missing = [t for t in texts if t not in os_texts and f'"{t}"' not in source]
+    assert missing == []
