@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta, timezone
 
-from playwright.sync_api import Page, Route, expect
+import pytest
+from playwright.sync_api import Browser, Page, Route, expect
 
+from tests.browser.conftest import log_in
 from tests.browser.helpers import connect_client, post, send, shoot
 from tests.harness import BrokerProcess
 
@@ -199,3 +202,36 @@ def test_an_open_message_follows_what_happens_to_it(console: Page, broker: Broke
     expect(page.locator("#d-consumed")).not_to_have_text("–")
     expect(page.locator("#d-again")).to_be_visible()
     consumer.close()
+
+
+def test_search_times_are_the_times_the_list_shows_in_another_zone(
+    browser: Browser, broker_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker on UTC, a browser in Shanghai (UTC+8): searching from the Created time the
+    list shows finds the message. The API's times are the broker's local time; sent as typed
+    they were 8 hours off and found nothing (docs/protocol.md, Console/Stats utcOffset)."""
+    monkeypatch.setenv("TZ", "UTC")
+    broker = broker_factory()
+    code = send(broker, "zoned")
+    context = browser.new_context(locale="en-US", timezone_id="Asia/Shanghai")
+    page = context.new_page()
+    try:
+        log_in(page, broker)
+        go(page, "messages")
+        row = page.locator(f'#msg-table tr:has(a[data-code="{code}"])')
+        created = row.locator("td").nth(3).text_content() or ""
+        stored = post(broker, "/Console/GetMessage", messageCode=code)["data"]["CreateTime"]
+        shanghai = datetime.fromtimestamp(stored, timezone(timedelta(hours=8)))
+        assert created == shanghai.strftime("%Y-%m-%d %H:%M:%S")  # shown in the browser's zone
+        page.locator("#f-start").fill(created)
+        page.locator("#f-end").fill(created)
+        page.locator("#f-submit").click()
+        expect(page.locator("#msg-summary")).to_have_text("1 messages match")
+        expect(row).to_be_visible()
+        before = (shanghai - timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S")
+        page.locator("#f-end").fill(before)
+        page.locator("#f-start").fill("")
+        page.locator("#f-submit").click()
+        expect(page.locator("#msg-summary")).to_have_text("0 messages match")
+    finally:
+        context.close()

@@ -392,16 +392,33 @@
       return !$("f-auto").checked || interacting;
     },
 
-    // "2024-05-01", "2024-05-01 10:20" or "…10:20:30" (a T instead of the space is fine):
-    // the API's local-time format; a date alone is the start (or end) of that day
-    apiTime(input, endOfDay) {
+    // "2024-05-01", "2024-05-01 10:20" or "…10:20:30" (a T instead of the space is fine);
+    // a date alone is the start (or end) of that day. Typed in this browser's time, as the
+    // list shows times, and sent in the broker's local time, which the API wants
+    // (docs/protocol.md "HTTP API"; Console/Stats utcOffset). A date that is no date
+    // (2026-13-45) is sent as typed, for the broker to refuse.
+    async apiTime(input, endOfDay) {
       const value = input.value.trim().replace("T", " ");
       if (!value) return "";
       const match = /^(\d{4}-\d{2}-\d{2})(?: (\d{2}:\d{2})(:\d{2})?)?$/.exec(value);
       if (!match) throw new ApiError(t("msg.badTime", { value, format: t("msg.timeFormat") }));
       const [, date, hm, sec] = match;
-      if (!hm) return `${date} ${endOfDay ? "23:59:59" : "00:00:00"}`;
-      return `${date} ${hm}${sec ?? ":00"}`;
+      const typed = hm ? `${date} ${hm}${sec ?? ":00"}` : `${date} ${endOfDay ? "23:59:59" : "00:00:00"}`;
+      const offset = await this.brokerOffset();
+      const [y, mo, d, h, mi, s] = typed.split(/[- :]/).map(Number);
+      const here = new Date(y, mo - 1, d, h, mi, s);
+      const real = [here.getFullYear(), here.getMonth() + 1, here.getDate(), here.getHours(), here.getMinutes()]
+        .every((part, i) => part === [y, mo, d, h, mi][i]);
+      if (offset === undefined || !real) return typed; // an older broker: as typed
+      const there = new Date(here.getTime() + offset * 1000); // its fields, read as UTC
+      return `${there.getUTCFullYear()}-${pad(there.getUTCMonth() + 1)}-${pad(there.getUTCDate())} `
+        + `${pad(there.getUTCHours())}:${pad(there.getUTCMinutes())}:${pad(there.getUTCSeconds())}`;
+    },
+
+    // the broker's seconds east of UTC, asked once
+    async brokerOffset() {
+      if (!("offset" in this)) this.offset = (await api("Console/Stats")).data.utcOffset;
+      return this.offset;
     },
 
     load() {
@@ -412,8 +429,8 @@
     async search(page) {
       const size = Number($("f-size").value);
       const answer = await api("Console/GetMessageList", {
-        startTime: this.apiTime($("f-start"), false),
-        endTime: this.apiTime($("f-end"), true),
+        startTime: await this.apiTime($("f-start"), false),
+        endTime: await this.apiTime($("f-end"), true),
         status: $("f-status").value,
         topic: $("f-topic").value,
         reason: $("f-reason").value, // dead messages whose latest death had this reason

@@ -486,6 +486,9 @@ async def stats(request: web.Request, form: MultiDictProxy[Any]) -> web.Response
                 "now": int(time.time()),
                 "startedAt": int(runtime.started_at),
                 "topics": topics,
+                # GetMessageList's startTime/endTime are this broker's local time: a
+                # console in another zone converts what it shows with this
+                "utcOffset": time.localtime().tm_gmtoff,
             },
         }
     )
