@@ -27,7 +27,7 @@ from typing import Any, Literal
 import aiohttp
 
 from kapokmq.client.backoff import Backoff
-from kapokmq.client.connection import DEFAULT_SECRET_KEY
+from kapokmq.client.connection import DEFAULT_HEARTBEAT, DEFAULT_SECRET_KEY
 from kapokmq.client.consumer import Consumer
 from kapokmq.client.errors import (
     ApiError,
@@ -321,6 +321,7 @@ class ClusterProducer(_Follower):
         max_in_flight: int = 1000,
         connect_timeout: float = 10.0,
         close_timeout: float = 10.0,
+        heartbeat: float | None = DEFAULT_HEARTBEAT,
         scheme: str = "http",
         session: aiohttp.ClientSession | None = None,
         rng: random.Random | None = None,
@@ -342,6 +343,7 @@ class ClusterProducer(_Follower):
         self.send_timeout = send_timeout
         self.max_in_flight = max_in_flight
         self.close_timeout = close_timeout
+        self.heartbeat = heartbeat
         self._producers: dict[str, Producer] = {}
         self._order: list[str] = []
         self._turn = itertools.count()
@@ -460,6 +462,7 @@ class ClusterProducer(_Follower):
             connect_timeout=self.connect_timeout,
             close_timeout=self.close_timeout,
             send_timeout=self.send_timeout,  # a broker that stops answering is failed over
+            heartbeat=self.heartbeat,  # ... noticed within 1.5 x this (connection.py)
             session=self._http,
         )
         await producer.connect()
@@ -513,6 +516,7 @@ class ClusterConsumer(MessageStream, _Follower):
         check_interval: float = 5.0,
         connect_timeout: float = 10.0,
         backoff: Backoff | None = None,
+        heartbeat: float | None = DEFAULT_HEARTBEAT,
         scheme: str = "http",
         session: aiohttp.ClientSession | None = None,
     ) -> None:
@@ -532,6 +536,7 @@ class ClusterConsumer(MessageStream, _Follower):
         self.auto_ack = auto_ack
         self.buffer = buffer
         self.backoff = backoff or Backoff(initial=0.1, maximum=2.0)
+        self.heartbeat = heartbeat
         self._consumers: dict[str, Consumer] = {}
         self._pumps: dict[str, asyncio.Task[None]] = {}
         self._queue: asyncio.Queue[Message | None] = asyncio.Queue(buffer)
@@ -572,6 +577,7 @@ class ClusterConsumer(MessageStream, _Follower):
             reconnect=True,  # a restart is waited for while the registry lists the broker
             backoff=self.backoff,
             connect_timeout=self.connect_timeout,
+            heartbeat=self.heartbeat,
             session=self._http,
         )
         await consumer.connect()

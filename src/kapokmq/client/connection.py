@@ -23,6 +23,12 @@ DEFAULT_SECRET_KEY = "test"
 # Consumers may receive large messages; the broker's own limit (mq.maxMessageBytes) is smaller.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 
+# A broker that stops answering (SIGSTOP, a cut link) keeps its TCP connection open: after
+# this many seconds without a frame aiohttp pings, and closes the connection when no pong
+# came within half of it, so a hung broker is noticed within 1.5 x this (docs/client.md
+# "Reconnecting, errors and closing"). Both broker engines answer pings.
+DEFAULT_HEARTBEAT = 2.0
+
 Role = Literal["Producers", "Consumers"]
 
 
@@ -86,15 +92,23 @@ async def open_session(
     url: str,
     secret_key: str,
     timeout: float,
+    heartbeat: float | None = DEFAULT_HEARTBEAT,
 ) -> aiohttp.ClientWebSocketResponse:
-    """Connect and complete the handshake within ``timeout`` seconds.
+    """Connect and complete the handshake within ``timeout`` seconds; ``heartbeat`` as
+    DEFAULT_HEARTBEAT (None: no pings, a hung broker is then never noticed).
 
     Network failures become ConnectionLostError (retryable); a wrong key stays
     AuthenticationError (fatal). The socket is closed on any failure.
     """
     try:
         ws = await asyncio.wait_for(
-            http.ws_connect(url, max_msg_size=MAX_FRAME_BYTES, autoclose=True, autoping=True),
+            http.ws_connect(
+                url,
+                max_msg_size=MAX_FRAME_BYTES,
+                autoclose=True,
+                autoping=True,
+                heartbeat=heartbeat,
+            ),
             timeout,
         )
     except aiohttp.WSServerHandshakeError as exc:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from kapokmq.client.backoff import Backoff
-from kapokmq.client.connection import DEFAULT_SECRET_KEY, Role
+from kapokmq.client.connection import DEFAULT_HEARTBEAT, DEFAULT_SECRET_KEY, Role
 from kapokmq.client.errors import ConnectionLostError, KapokMQError, ProtocolError
 from kapokmq.client.lifecycle import MessageStream
 from kapokmq.client.message import Message
@@ -54,6 +54,7 @@ class Consumer(MessageStream, Session):
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
         ack_timeout: float | None = 30.0,
+        heartbeat: float | None = DEFAULT_HEARTBEAT,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         if concurrency < 1 or buffer < 1:
@@ -66,6 +67,7 @@ class Consumer(MessageStream, Session):
             reconnect=reconnect,
             backoff=backoff,
             connect_timeout=connect_timeout,
+            heartbeat=heartbeat,
             session=session,
         )
         self.auto_ack = auto_ack

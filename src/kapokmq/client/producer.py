@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 
 from kapokmq.client.backoff import Backoff
-from kapokmq.client.connection import DEFAULT_SECRET_KEY, Role
+from kapokmq.client.connection import DEFAULT_HEARTBEAT, DEFAULT_SECRET_KEY, Role
 from kapokmq.client.errors import ConnectionLostError, KapokMQError, ProtocolError, SendError
 from kapokmq.client.session import Session, log
 
@@ -95,6 +95,7 @@ class Producer(Session):
         connect_timeout: float = 10.0,
         close_timeout: float = 10.0,
         send_timeout: float | None = 30.0,
+        heartbeat: float | None = DEFAULT_HEARTBEAT,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         if max_in_flight < 1:
@@ -107,6 +108,7 @@ class Producer(Session):
             reconnect=reconnect,
             backoff=backoff,
             connect_timeout=connect_timeout,
+            heartbeat=heartbeat,
             session=session,
         )
         self.max_in_flight = max_in_flight

@@ -14,6 +14,7 @@ import aiohttp
 
 from kapokmq.client.backoff import Backoff
 from kapokmq.client.connection import (
+    DEFAULT_HEARTBEAT,
     DEFAULT_SECRET_KEY,
     Role,
     open_session,
@@ -46,8 +47,11 @@ class Session(Connectable):
         reconnect: bool = True,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
+        heartbeat: float | None = DEFAULT_HEARTBEAT,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
+        if heartbeat is not None and heartbeat <= 0:
+            raise ValueError("heartbeat must be positive (or None for no pings)")
         self.url = url
         self.topic = topic
         self.client_id = client_id
@@ -56,6 +60,7 @@ class Session(Connectable):
         self._reconnect = reconnect
         self._backoff = backoff or Backoff()
         self._connect_timeout = connect_timeout
+        self._heartbeat = heartbeat
         self._http = session
         self._own_http = session is None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -89,7 +94,11 @@ class Session(Connectable):
                 self._http = aiohttp.ClientSession()
             try:
                 ws = await open_session(
-                    self._http, self._ws_url, self._secret_key, self._connect_timeout
+                    self._http,
+                    self._ws_url,
+                    self._secret_key,
+                    self._connect_timeout,
+                    self._heartbeat,
                 )
             except BaseException:
                 if self._own_http:  # nothing else holds it: do not leak an unclosed session
@@ -208,7 +217,11 @@ class Session(Connectable):
             attempt += 1
             try:
                 ws = await open_session(
-                    self._http, self._ws_url, self._secret_key, self._connect_timeout
+                    self._http,
+                    self._ws_url,
+                    self._secret_key,
+                    self._connect_timeout,
+                    self._heartbeat,
                 )
             except AuthenticationError as exc:
                 self._fail(exc)

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
 from kapokmq.client.backoff import Backoff
-from kapokmq.client.connection import DEFAULT_SECRET_KEY, DEFAULT_URL
+from kapokmq.client.connection import DEFAULT_HEARTBEAT, DEFAULT_SECRET_KEY, DEFAULT_URL
 from kapokmq.client.consumer import Consumer
 from kapokmq.client.http import STATUS_ALL, ConsoleClient, TimeLike
 from kapokmq.client.http import send_http as async_send_http
@@ -90,6 +90,7 @@ class SyncProducer(_Closing):
         connect_timeout: float = 10.0,
         close_timeout: float = 10.0,
         send_timeout: float | None = 30.0,
+        heartbeat: float | None = DEFAULT_HEARTBEAT,
     ) -> None:
         async def make() -> Producer:
             producer = Producer(
@@ -103,6 +104,7 @@ class SyncProducer(_Closing):
                 connect_timeout=connect_timeout,
                 close_timeout=close_timeout,
                 send_timeout=send_timeout,
+                heartbeat=heartbeat,
             )
             await producer.connect()
             return producer
@@ -218,6 +220,7 @@ class SyncConsumer(_SyncReceiver):
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
         ack_timeout: float | None = 30.0,
+        heartbeat: float | None = DEFAULT_HEARTBEAT,
     ) -> None:
         async def make() -> Consumer:
             consumer = Consumer(
@@ -231,6 +234,7 @@ class SyncConsumer(_SyncReceiver):
                 backoff=backoff,
                 connect_timeout=connect_timeout,
                 ack_timeout=ack_timeout,
+                heartbeat=heartbeat,
             )
             await consumer.connect()
             return consumer
