@@ -168,6 +168,10 @@ async def _exchange(broker: BrokerProcess, frames: list[Frame]) -> None:
         await ws.close()
 
 
+# A hang is bounded per reply (receive(timeout=5) in _exchange), so the test's own bound only
+# has to cover the run of 100 examples: 15-18 s alone at load 10 (the exchanges about 4 s,
+# the rest hypothesis drawing frames), 32 s seen under -n 2, past the compat default of 30 s.
+@pytest.mark.timeout(120)
 @settings(
     max_examples=100,
     deadline=None,
