@@ -100,6 +100,25 @@ def test_dead_reasons_are_shown_and_filtered(console: Page, broker: BrokerProces
     expect(dialog.locator("#d-reason")).to_be_hidden()  # waiting again
 
 
+def test_an_armed_cancel_outlives_a_refresh(console: Page, broker: BrokerProcess) -> None:
+    """The list refreshes every 3 s and replaces its buttons; a refresh between the two clicks
+    left a fresh Cancel there, which the second click armed instead of cancelling (a CI flake
+    of the test above)."""
+    code = send(broker, "later", topic="orders", delay=3600)
+    go(console, "schedule")
+    row = console.locator("#sched-table tbody tr").filter(has_text=code)
+    cancel = row.locator("button[data-cancel]")
+    expect(cancel).to_have_text("Cancel")
+    cancel.click()
+    expect(cancel).to_have_text("Click again to cancel")
+    row.evaluate("tr => { tr.dataset.before = 'a refresh'; }")
+    expect(console.locator("#sched-table tr[data-before]")).to_have_count(0)  # refreshed
+    expect(cancel).to_have_text("Click again to cancel")
+    cancel.click()
+    expect(console.locator("#sched-note")).to_have_text(f"Message {code} cancelled (deleted).")
+    expect(console.locator("#sched-table tbody tr")).to_have_class("empty")
+
+
 def test_a_delay_past_the_calendar_shows_no_nan(console: Page, broker: BrokerProcess) -> None:
     most = (1 << 63) - 1  # DelayTime has no upper bound but the 64-bit range
     code = send(broker, "far", topic="far", delay=most)

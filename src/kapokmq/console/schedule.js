@@ -57,6 +57,8 @@
     page: 1,
     offset: 0, // broker clock minus this browser's, from the latest answer
     timer: null,
+    armed: null, // the message whose Cancel waits for its second click
+    disarm: null,
 
     load() {
       this.bind();
@@ -81,9 +83,10 @@
           el("button", { type: "button", class: "small", "data-code": m.MessageCode,
             onclick: () => this.deliver(m.MessageCode).catch(C().showError) }, tr("sched.now")),
           el("button", { type: "button", class: "small danger", "data-cancel": m.MessageCode,
-            onclick: (ev) => this.cancel(ev.currentTarget, m.MessageCode).catch(C().showError) },
+            onclick: () => this.cancel(m.MessageCode).catch(C().showError) },
           tr("sched.cancel"))),
       ]), "sched.none");
+      this.showArmed();
       label($("sched-summary"), "sched.total", { total: answer.total.toLocaleString("en") });
       label($("sched-pg-info"), "msg.page", { page, pages });
       $("sched-prev").disabled = page <= 1;
@@ -112,20 +115,30 @@
       await this.search(this.page);
     },
 
-    // Cancel asks twice (an in-page confirmation, as Delete does on the Messages page).
-    async cancel(button, code) {
-      if (!button.classList.contains("armed")) {
-        button.classList.add("armed");
-        C().label(button, "sched.confirmCancel");
-        setTimeout(() => {
-          button.classList.remove("armed");
-          C().label(button, "sched.cancel");
-        }, 4000);
-        return;
-      }
+    // Cancel asks twice within 4 s (an in-page confirmation, as Delete does on the Messages
+    // page). The armed message is kept here, not on its button: a refresh replaces the
+    // buttons, and the second click would arm the new one instead.
+    async cancel(code) {
+      if (this.armed !== code) return this.arm(code);
+      this.arm(null);
       await C().api("Console/DelMessage", { messageCode: code });
       this.note("sched.cancelled", { code });
       await this.search(this.page);
+    },
+
+    arm(code) {
+      clearTimeout(this.disarm);
+      this.armed = code;
+      if (code !== null) this.disarm = setTimeout(() => this.arm(null), 4000);
+      this.showArmed();
+    },
+
+    showArmed() {
+      for (const button of document.querySelectorAll("#sched-table button[data-cancel]")) {
+        const armed = button.dataset.cancel === this.armed;
+        button.classList.toggle("armed", armed);
+        C().label(button, armed ? "sched.confirmCancel" : "sched.cancel");
+      }
     },
 
     bind() {
