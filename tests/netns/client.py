@@ -3,7 +3,8 @@
 * ``send URL N PREFIX [TIMEOUT]``: the codes of the messages answered ok (HTTP Send);
 * ``drain URL TOPIC SECONDS``: consume and ack until nothing came for SECONDS; the codes;
 * ``nodes URL``: a registry's GetNodes names;
-* ``cluster-send URL N INTERVAL``: the broker (or ERR) of each message a ClusterProducer sent.
+* ``cluster-send URL N INTERVAL``: the broker (or ERR) of each message a ClusterProducer sent,
+  and the seconds its send took.
 """
 
 from __future__ import annotations
@@ -64,15 +65,19 @@ async def nodes(url: str) -> None:
 
 
 async def cluster_send(url: str, n: int, interval: float) -> None:
-    """Send n messages through a ClusterProducer; one line per message: the broker or ERR."""
+    """Send n messages through a ClusterProducer; one line per message: the broker (or ERR)
+    and the send's seconds."""
     from kapokmq.client import ClusterProducer
 
+    loop = asyncio.get_running_loop()
     async with ClusterProducer(url, "t", "cp", SECRET, check_interval=1.0, send_timeout=20) as p:
         for i in range(n):
+            started = loop.time()
             try:
-                print(await p.send(f"c{i}"), flush=True)
+                name = await p.send(f"c{i}")
             except Exception as exc:
-                print(f"ERR:{type(exc).__name__}", flush=True)
+                name = f"ERR:{type(exc).__name__}"
+            print(name, f"{loop.time() - started:.3f}", flush=True)
             await asyncio.sleep(interval)
 
 

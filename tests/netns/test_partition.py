@@ -185,15 +185,21 @@ async def test_registry_and_three_brokers_kill_and_partition(star: Star) -> None
         star.heal(3)
         healed = await listed(set(names[1:]), 30)
         out, err = await asyncio.to_thread(producer.communicate, timeout=90)
-        lines = out.split()
+        rows = [line.split() for line in out.splitlines()]
+        lines = [name for name, _ in rows]
+        slowest = max(float(seconds) for _, seconds in rows)
         print(
             f"3 brokers: SIGKILL -> gone from GetNodes in {killed:.1f}s, cut link -> "
             f"{cut:.1f}s, healed -> listed again in {healed:.1f}s; cluster producer: "
             f"{len(lines)} sends, {sum(1 for line in lines if line.startswith('ERR'))} "
-            f"errors, per broker {dict((n, lines.count(n)) for n in names)}"
+            f"errors, per broker {dict((n, lines.count(n)) for n in names)}, slowest send "
+            f"{slowest:.1f}s"
         )
         assert len(lines) == 300, err[-2000:]
         assert not [line for line in lines if line.startswith("ERR")], err[-2000:]
+        # The cut broker is noticed by the heartbeat (2 s + 1 s), not when the registry
+        # drops it and close_timeout (10 s) ends (23 s measured so; docs/cluster.md).
+        assert slowest < 6, slowest
     finally:
         if producer is not None and producer.poll() is None:
             producer.kill()
