@@ -9,8 +9,6 @@ import asyncio
 import json
 import logging
 import sys
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -67,71 +65,11 @@ def add_logging_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-class RefusedRequests(logging.Filter):
-    """On aiohttp's ``aiohttp.server`` logger: a request its parser refuses (answered 400:
-    a header line over 8 KiB, a bad request line, no Host...) is the client's doing, yet
-    aiohttp logs each as an ERROR with a traceback. That becomes one INFO line naming the
-    address and the reason, at most one per address every ``interval`` seconds; the next
-    line from that address counts those left out (README "Observability"). Other records,
-    a handler's own exception with its traceback among them, pass unchanged.
-
-    At most ``max_peers`` addresses are tracked (bounded memory, and at most that many
-    lines an interval however many addresses send); what is left out beyond them is
-    counted on the next line written."""
-
-    def __init__(
-        self,
-        refused: type[BaseException],
-        interval: float = 60.0,
-        max_peers: int = 1024,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__()
-        self.refused = refused
-        self.interval = interval
-        self.max_peers = max_peers
-        self.clock = clock
-        # address -> [time of its last line, refusals left out since], oldest line first
-        self.peers: OrderedDict[str, list[float]] = OrderedDict()
-        self.untracked = 0  # left out for addresses no longer (or never) tracked
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, self.refused):
-            return True
-        args = record.args if isinstance(record.args, tuple) else ()
-        peer = str(args[0] or "?") if args else "?"
-        now = self.clock()
-        entry = self.peers.get(peer)
-        if entry is not None and now - entry[0] < self.interval:
-            entry[1] += 1
-            return False
-        left_out = int(entry[1]) if entry is not None else 0
-        if entry is None and len(self.peers) >= self.max_peers:
-            oldest = next(iter(self.peers.values()))
-            if now - oldest[0] < self.interval:  # every tracked address had its line
-                self.untracked += 1
-                return False
-            self.untracked += int(self.peers.popitem(last=False)[1][1])
-        self.peers[peer] = [now, 0]
-        self.peers.move_to_end(peer)
-        notes = []
-        if left_out:
-            notes.append(f"{left_out} more from {peer} not logged")
-        if self.untracked:
-            notes.append(f"{self.untracked} more from other addresses not logged")
-            self.untracked = 0
-        reason = " ".join(str(getattr(exc, "message", "") or exc).split())[:200]
-        record.levelno = min(record.levelno, logging.INFO)
-        record.levelname = logging.getLevelName(record.levelno)
-        record.msg = "refused a malformed HTTP request from %s: %s: %s%s"
-        record.args = (peer, type(exc).__name__, reason, f" ({'; '.join(notes)})" if notes else "")
-        record.exc_info = record.exc_text = record.stack_info = None
-        return True
-
-
 def configure_logging(level: str, style: str = "text") -> None:
+    from kapokmq.httpbase import RefusedRequests  # aiohttp: not for `serve --help`
+
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RefusedRequests())
     if style == "json":
         handler.setFormatter(JsonLines())
     else:
@@ -139,9 +77,6 @@ def configure_logging(level: str, style: str = "text") -> None:
     logging.basicConfig(level=getattr(logging, level), handlers=[handler])
     if level != "DEBUG":  # picows logs every connection at INFO; ours already does
         logging.getLogger("picows").setLevel(logging.WARNING)
-    from aiohttp.http_exceptions import HttpProcessingError  # not for `serve --help`
-
-    logging.getLogger("aiohttp.server").addFilter(RefusedRequests(HttpProcessingError))
 
 
 def run_service(

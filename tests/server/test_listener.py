@@ -105,6 +105,9 @@ class FakeTransport:
     def close(self) -> None:
         self.closed = True
 
+    def get_extra_info(self, name: str) -> object:
+        return ("127.0.0.1", 50000) if name == "peername" else None
+
 
 @pytest.mark.parametrize("kind", [Recorder, BufferedRecorder])
 def test_hand_over_replays_what_was_read(kind: type[Any]) -> None:

@@ -1,21 +1,21 @@
-"""A stranger's malformed requests cannot flood the log (service.py RefusedRequests): each
-is answered 400 as before, but logged as one short line per address and interval, not as
-an ERROR with a traceback each; a handler's own exception keeps its traceback."""
+"""A stranger's refused requests cannot flood the log (httpbase.RefusedRequests): each is
+answered as before (400, or 403 for the Origin rule), but logged as one short line per
+address and interval, not as an ERROR with a traceback each, nor a line each; a handler's
+own exception keeps its traceback."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.http_exceptions import LineTooLong
 
-from kapokmq.service import RefusedRequests
+from kapokmq.httpbase import RefusedRequests
 from tests.cluster.harness import RegistryProcess
 from tests.harness import BrokerProcess
 
@@ -39,22 +39,57 @@ def exchange(port: int, request: bytes) -> bytes:
     return answer
 
 
+LONG_ORIGIN = b"http://evil.example/" + b"o" * 7000  # within aiohttp's 8190
+# refused by the Origin rule (403): an HTTP request (aiohttp's middleware, broker and
+# registry) and a WebSocket upgrade (the first-request router, broker only)
+BAD_ORIGIN = (
+    b"GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n"
+    b"Connection: close\r\n\r\n"
+)
+UPGRADE = (
+    b"GET /Producers/Conn/t/p1 HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: %s\r\n"
+    b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
 @pytest.mark.parametrize("process", [BrokerProcess, RegistryProcess])
-def test_malformed_requests_log_one_line(process: type[BrokerProcess], tmp_path: Path) -> None:
+def test_refused_requests_log_one_line(process: type[BrokerProcess], tmp_path: Path) -> None:
     service = process(cwd=tmp_path).start()
+    broker = process is BrokerProcess
+    # the one line logged: a long Origin, cut short
+    first = (
+        UPGRADE % LONG_ORIGIN if broker else BAD_ORIGIN.replace(b"http://evil.example", LONG_ORIGIN)
+    )
     try:
+        assert exchange(service.port, first).startswith(b"HTTP/1.1 403 ")
         for _ in range(ROUNDS):
             for request in MALFORMED:
                 assert exchange(service.port, request).startswith(b"HTTP/1.0 400 ")
+            assert exchange(service.port, BAD_ORIGIN).startswith(b"HTTP/1.1 403 ")
+            if broker:
+                upgrade = UPGRADE % b"http://evil.example"
+                assert exchange(service.port, upgrade).startswith(b"HTTP/1.1 403 ")
         good = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         assert exchange(service.port, good).startswith(b"HTTP/1.1 200 ")
         log = service.log()
     finally:
         service.cleanup()
-    refused = [line for line in log.splitlines() if "malformed HTTP request" in line]
+    refused = [line for line in log.splitlines() if "refused" in line]
     assert len(refused) == 1, log[-3000:]
-    assert "INFO aiohttp.server: refused a malformed HTTP request from 127.0.0.1:" in refused[0]
+    assert " INFO kapokmq." in refused[0] and "from 127.0.0.1: Origin 'http://evil" in refused[0]
+    assert len(refused[0]) < 400
     assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
+
+
+def test_malformed_request_line() -> None:
+    """What the line for a malformed request says: address, kind and reason, no traceback."""
+    line = record(LineTooLong("a" * 300, "8190"))
+    assert RefusedRequests().filter(line)
+    assert line.levelno == logging.INFO and line.exc_info is None
+    text = line.getMessage()
+    assert text.startswith("refused a malformed HTTP request from 10.0.0.1: LineTooLong: ")
+    assert "\n" not in text and len(text) < 300
 
 
 def record(exc: BaseException, peer: str | None = "10.0.0.1") -> logging.LogRecord:
@@ -79,13 +114,8 @@ class Clock:
 
 def test_rate_limit_per_address_counts_what_it_left_out() -> None:
     clock = Clock()
-    limit = RefusedRequests(HttpProcessingError, interval=60.0, clock=clock)
-    first = record(LineTooLong("a" * 300, "8190"))
-    assert limit.filter(first)
-    assert first.levelno == logging.INFO and first.exc_info is None
-    line = first.getMessage()
-    assert line.startswith("refused a malformed HTTP request from 10.0.0.1: LineTooLong: ")
-    assert "\n" not in line and len(line) < 300
+    limit = RefusedRequests(interval=60.0, clock=clock)
+    assert limit.filter(record(LineTooLong("x", "1")))
     assert not any(limit.filter(record(LineTooLong("x", "1"))) for _ in range(5))
     other = record(LineTooLong("x", "1"), peer="10.0.0.2")
     assert limit.filter(other)  # another address has its own line
@@ -97,7 +127,7 @@ def test_rate_limit_per_address_counts_what_it_left_out() -> None:
 
 def test_tracked_addresses_are_bounded() -> None:
     clock = Clock()
-    limit = RefusedRequests(HttpProcessingError, interval=60.0, max_peers=2, clock=clock)
+    limit = RefusedRequests(interval=60.0, max_peers=2, clock=clock)
     assert limit.filter(record(LineTooLong("x", "1"), peer="a"))
     assert limit.filter(record(LineTooLong("x", "1"), peer="b"))
     assert not limit.filter(record(LineTooLong("x", "1"), peer="c"))  # table full
@@ -110,7 +140,7 @@ def test_tracked_addresses_are_bounded() -> None:
 
 
 def test_other_records_pass_unchanged() -> None:
-    limit = RefusedRequests(HttpProcessingError)
+    limit = RefusedRequests()
     for _ in range(3):
         bug = record(RuntimeError("a handler's bug"))
         assert limit.filter(bug)
@@ -119,23 +149,13 @@ def test_other_records_pass_unchanged() -> None:
     assert limit.filter(plain) and plain.getMessage() == "x"
 
 
-@pytest.fixture
-def refused_filter() -> Iterator[None]:
-    """The filter on aiohttp's logger, as configure_logging sets it, for this test only."""
-    server_log = logging.getLogger("aiohttp.server")
-    limit = RefusedRequests(HttpProcessingError)
-    server_log.addFilter(limit)
-    try:
-        yield
-    finally:
-        server_log.removeFilter(limit)
-
-
 async def test_handler_exception_keeps_its_traceback(
-    refused_filter: None, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Against aiohttp itself: a malformed request becomes one INFO line, a handler's bug
-    is still an ERROR with its traceback."""
+    """Against aiohttp itself, the filter on the handler as configure_logging puts it: a
+    malformed request becomes one INFO line, a handler's bug is still an ERROR with its
+    traceback."""
+    caplog.handler.addFilter(RefusedRequests())
 
     async def broken(request: web.Request) -> web.Response:
         raise RuntimeError("a handler's bug")

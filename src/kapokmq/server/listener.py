@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from typing import cast
 
+from kapokmq.httpbase import REFUSED_FROM
 from kapokmq.server.origins import forbidden_response
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,15 @@ class FirstRequestRouter(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        log.info("refused a WebSocket upgrade from Origin %r (server.allowedOrigins)", origin)
         transport = cast(asyncio.Transport, self.transport)  # uvloop's: not a subclass
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        log.info(
+            "refused a WebSocket upgrade from %s: Origin %.200r (server.allowedOrigins)",
+            address,
+            origin,
+            extra={REFUSED_FROM: address},  # rate-limited (httpbase.RefusedRequests)
+        )
         transport.write(forbidden_response())
         transport.close()
 
