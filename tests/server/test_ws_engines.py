@@ -390,6 +390,21 @@ async def test_frames_before_a_too_big_one_are_answered_before_the_close(
     writer.close()
 
 
+async def closed_for_a_too_big_frame(
+    broker: BrokerProcess,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A logged-in producer connection that has just read the broker's close 1009."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+    writer.write(upgrade_request("/Producers/Conn/linger/p") + masked_text(b"test"))
+    await upgraded(reader)
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == PROMPT.encode()
+    assert await asyncio.wait_for(read_text_frame(reader), 5) == MATCHED.encode()
+    big = frame("x" * 1100).encode()  # above the fixture's mq.maxMessageBytes (1000)
+    writer.write(bytes((0x81, 0x80 | 126)) + len(big).to_bytes(2, "big") + b"\0\0\0\0" + big)
+    assert await asyncio.wait_for(read_frame(reader), 5) == (0x8, b"\x03\xf1message too big")
+    return reader, writer
+
+
 @pytest.mark.parametrize("broker", ["picows"], indirect=True)  # aiohttp: docs/protocol.md
 async def test_after_its_close_the_broker_reads_until_the_clients_answer(
     broker: BrokerProcess,
@@ -399,14 +414,7 @@ async def test_after_its_close_the_broker_reads_until_the_clients_answer(
     client sent meanwhile, then ends it cleanly. Ending it at once answered the client's
     next frame with a reset, which can cost a browser the close frame itself: it then
     saw 1006, not 1009 (tests/browser/test_js_client.py)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
-    writer.write(upgrade_request("/Producers/Conn/linger/p") + masked_text(b"test"))
-    await upgraded(reader)
-    assert await asyncio.wait_for(read_text_frame(reader), 5) == PROMPT.encode()
-    assert await asyncio.wait_for(read_text_frame(reader), 5) == MATCHED.encode()
-    big = frame("x" * 1100).encode()  # above the fixture's mq.maxMessageBytes (1000)
-    writer.write(bytes((0x81, 0x80 | 126)) + len(big).to_bytes(2, "big") + b"\0\0\0\0" + big)
-    assert await asyncio.wait_for(read_frame(reader), 5) == (0x8, b"\x03\xf1message too big")
+    reader, writer = await closed_for_a_too_big_frame(broker)
     writer.write(masked_text(frame("sent before it saw the close").encode()))
     with pytest.raises(TimeoutError):  # neither an answer nor the end: it waits for ours
         await asyncio.wait_for(reader.read(1), 0.5)
@@ -417,14 +425,7 @@ async def test_after_its_close_the_broker_reads_until_the_clients_answer(
 
 @pytest.mark.parametrize("broker", ["picows"], indirect=True)
 async def test_a_client_that_never_answers_the_close_is_cut_off(broker: BrokerProcess) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
-    writer.write(upgrade_request("/Producers/Conn/linger/p") + masked_text(b"test"))
-    await upgraded(reader)
-    assert await asyncio.wait_for(read_text_frame(reader), 5) == PROMPT.encode()
-    assert await asyncio.wait_for(read_text_frame(reader), 5) == MATCHED.encode()
-    big = frame("x" * 1100).encode()
-    writer.write(bytes((0x81, 0x80 | 126)) + len(big).to_bytes(2, "big") + b"\0\0\0\0" + big)
-    assert (await asyncio.wait_for(read_frame(reader), 5))[0] == 0x8
+    reader, writer = await closed_for_a_too_big_frame(broker)
     started = asyncio.get_running_loop().time()
     assert await asyncio.wait_for(reader.read(), 5) == b""
     assert asyncio.get_running_loop().time() - started >= CLOSE_GRACE - 0.1
