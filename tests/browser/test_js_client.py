@@ -283,15 +283,19 @@ def test_close_while_reconnecting_waits_for_the_replies(page: Page, broker: Brok
     page.evaluate(
         """async () => {
           const m = await import("/client/kapokmq.js");
-          window.p = new m.Producer("js", "p-close", { backoff: { initial: 50, maximum: 200 } });
+          window.p = new m.Producer("js", "p-close", {
+            backoff: { initial: 50, maximum: 200 }, sendTimeout: 45000,
+          });
           await window.p.send("before");
         }"""
     )
     broker.stop()
+    # the restart below may take the harness's START_TIMEOUT (45 s) on a loaded machine; in a
+    # full run under -n 3 it outlasted close()'s default 10 s, which then gave up the send
     page.evaluate(
         """() => {
           window.sent = window.p.send("while away").then(() => "sent", (e) => e.message);
-          window.closed = window.p.close();
+          window.closed = window.p.close(45000);
         }"""
     )
     broker.start()
