@@ -405,7 +405,7 @@ async def get_scheduled(request: web.Request, form: MultiDictProxy[Any]) -> web.
     ]
     # `now` rounded up as DueTime is, so DueTime - now is the whole seconds left: a delay
     # of 100 s counts down from 100, not 101 (a rounded-up due time less a truncated now)
-    now = whole_seconds(time.time())
+    now = whole_seconds(broker.clock())
     return json_response({"code": 0, "data": data, "now": now, "total": total})
 
 
@@ -483,7 +483,7 @@ async def stats(request: web.Request, form: MultiDictProxy[Any]) -> web.Response
                     "unconsumed": counts[Status.WAITING],
                 },
                 "hourly": {str(h): n for h, n in sorted(broker.store.hourly().items())},
-                "now": int(time.time()),
+                "now": int(broker.clock()),
                 "startedAt": int(runtime.started_at),
                 "topics": topics,
                 # GetMessageList's startTime/endTime are this broker's local time: a

@@ -53,12 +53,22 @@ class WritesRefused(Exception):
         self.refusal = refusal
 
 
+def steady_clock() -> Callable[[], float]:
+    """Unix seconds that never step: the system clock at start plus the monotonic time
+    since. Delays, redelivery, TTLs and timestamps are measured with it, so a step of the
+    system clock (set by hand or by a time sync, a VM resumed) makes no message due early
+    or late (docs/protocol.md "Delayed messages")."""
+    offset = time.time() - time.monotonic()
+    monotonic = time.monotonic
+    return lambda: offset + monotonic()
+
+
 class BrokerRuntime:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.loop = loop or asyncio.get_running_loop()
         self.config = config
         self.broker = Broker(
-            config, time.time, on_dirty=self._schedule_dispatch, on_room=self._wake_producers
+            config, steady_clock(), on_dirty=self._schedule_dispatch, on_room=self._wake_producers
         )
         self._room_waiters: list[Callable[[], None]] = []
         # every consumer session's push encoder: a pub/sub batch is encoded once
@@ -66,7 +76,7 @@ class BrokerRuntime:
         self._dispatch_pending = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self.started_at = time.time()
+        self.started_at = self.broker.clock()
         # durable storage (storage/manager.py) once open: see storage_opened
         self.storage: Storage | None = None
         # A master with sync.ack 1 (replication_opened): done once the slaves confirmed
@@ -358,7 +368,7 @@ class BrokerRuntime:
             self._timer.cancel()
         self._timer_at = deadline
         # +1 ms: the loop may fire a timer up to its clock resolution early
-        delay = max(0.0, deadline - time.time()) + 0.001
+        delay = max(0.0, deadline - self.broker.clock()) + 0.001
         self._timer = self.loop.call_at(self.loop.time() + delay, self._on_timer)
 
     def _on_timer(self) -> None:
