@@ -366,11 +366,11 @@ def recover(datadir: DataDir, skip_corrupt: bool = False) -> Recovered:
     judge = _Judge(datadir, result, skip_corrupt)
     # snapshot N is the state when WAL segment N began: read in that order, each file
     # applied over what came before (replay is idempotent), the newest state wins
-    for seq, _, path in sorted(
-        [(s, 0, listing.snapshots[s]) for s in snapshots]
-        + [(s, 1, listing.wals[s]) for s in segments]
+    for seq, is_wal, path in sorted(
+        [(s, False, listing.snapshots[s]) for s in snapshots]
+        + [(s, True, listing.wals[s]) for s in segments]
     ):
-        if path.suffix == ".snap":
+        if not is_wal:
             snap = load_snapshot(path, tables, progress)
             result.snapshot_seq = seq
             result.snapshot_messages = snap.records
